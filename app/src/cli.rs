@@ -1,0 +1,286 @@
+//! Command-line parsing and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, TimeOptions};
+use crate::config::{AppConfig, read_secret};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tunnelwatch",
+    version,
+    about = "Watch a VPN and respond to what it sees",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as `gateway=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process with replayed real strongSwan logs.
+    #[cfg(feature = "server")]
+    Demo {
+        /// Address of the console and API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory to keep (default: a temporary one, removed on exit).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Run the server: ingest endpoint, collector, store, console and API.
+    #[cfg(feature = "server")]
+    Server {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `[dashboards] listen`.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Overrides `[store] data_dir`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Run the agent on a VPN host: tail logs and ship events to the server.
+    Gateway {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Parse a log file and print normalized events as JSON lines.
+    Parse {
+        /// Log format (charon).
+        #[arg(long)]
+        format: gateway::parse::Format,
+        /// The file, or `-` for standard input.
+        file: PathBuf,
+        /// Year of timestamps that carry none (default: the current year).
+        #[arg(long)]
+        year: Option<i16>,
+        /// Time zone of timestamps that carry none (IANA name; default UTC).
+        #[arg(long)]
+        tz: Option<String>,
+        /// `observer.hostname` for lines that do not name their host.
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Import log files through the server's pipeline into a data directory.
+    #[cfg(feature = "server")]
+    Ingest {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        year: Option<i16>,
+        #[arg(long)]
+        tz: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// FORMAT:FILE, for example charon:/var/log/charon.log
+        #[arg(required = true)]
+        inputs: Vec<commands::InputSpec>,
+    },
+    /// Run a SQL query over a data directory (safe while a server writes to it).
+    #[cfg(feature = "server")]
+    Sql {
+        query: String,
+        #[arg(long)]
+        data: PathBuf,
+        /// table, csv or json (one object per line).
+        #[arg(long, default_value = "table")]
+        format: store::OutputFormat,
+    },
+    /// Check a configuration file and say what it configures.
+    CheckConfig { file: PathBuf },
+}
+
+/// Parses the command line, runs the command, and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    // RUST_LOG wins when set, as users of Rust tools expect.
+    #[allow(clippy::disallowed_methods)]
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .unwrap_or_else(|| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        #[cfg(feature = "server")]
+        Command::Demo { listen, data } => runtime()?.block_on(crate::demo::run(
+            crate::demo::DemoOptions {
+                listen,
+                data_dir: data,
+            },
+            shutdown_signal(),
+        )),
+        #[cfg(feature = "server")]
+        Command::Server {
+            config,
+            listen,
+            data,
+        } => {
+            let config = AppConfig::load(&config)?;
+            let mut store_config = config.store.clone();
+            if let Some(data) = data {
+                store_config.data_dir = data;
+            }
+            let listen = listen.unwrap_or_else(|| config.dashboards.listen.clone());
+            let ingest_token = config
+                .dashboards
+                .ingest_token_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()?;
+            if ingest_token.is_none() {
+                tracing::warn!(
+                    "no [dashboards] ingest_token_file: anyone who reaches {listen} can send events"
+                );
+            }
+            runtime()?.block_on(async move {
+                let listener = crate::server::bind(&listen).await?;
+                let settings = crate::server::ServerSettings {
+                    store: store_config,
+                    collector: config.collector.clone(),
+                    ingest_token,
+                };
+                let mut server = crate::server::RunningServer::start(settings, listener).await?;
+                tokio::select! {
+                    () = shutdown_signal() => server.shutdown().await,
+                    result = server.wait() => result,
+                }
+            })
+        }
+        Command::Gateway { config } => {
+            let config = AppConfig::load(&config)?;
+            let Some(gateway_config) = config.gateway else {
+                anyhow::bail!("the configuration has no [gateway] section");
+            };
+            let token = gateway_config
+                .token_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()?;
+            let name = gateway_config.name.clone().unwrap_or_else(host_name);
+            runtime()?.block_on(async move {
+                gateway::run(&gateway_config, &name, token, shutdown_signal())
+                    .await
+                    .context("the gateway agent failed")
+            })
+        }
+        Command::Parse {
+            format,
+            file,
+            year,
+            tz,
+            hostname,
+        } => {
+            let stats = commands::parse(format, &file, &TimeOptions { year, tz }, hostname)?;
+            eprintln!("{}: {stats}", file.display());
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Ingest {
+            data,
+            year,
+            tz,
+            hostname,
+            inputs,
+        } => {
+            let reports = runtime()?.block_on(commands::ingest(
+                &data,
+                &inputs,
+                &TimeOptions { year, tz },
+                hostname,
+            ))?;
+            for report in reports {
+                println!(
+                    "{}: {}; stored {} events ({} already there)",
+                    report.path.display(),
+                    report.stats,
+                    report.accepted,
+                    report.duplicates
+                );
+            }
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Sql {
+            query,
+            data,
+            format,
+        } => {
+            let output = runtime()?.block_on(commands::sql(&data, &query, format))?;
+            print!("{output}");
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            println!("{}", commands::check_config(&file)?);
+            Ok(())
+        }
+    }
+}
+
+/// This machine's name, for `observer.hostname` when the configuration names none.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "gateway".to_owned())
+}

@@ -1,0 +1,294 @@
+//! The commands that read files: `parse`, `ingest`, `sql` and `check-config`.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+#[cfg(feature = "server")]
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use gateway::parse::{Format, LogClock, ParseOptions, ParseStats, Parser};
+use gateway::tail::FileTailer;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::config::AppConfig;
+
+/// Year and zone settings shared by `parse` and `ingest`.
+#[derive(Debug, Clone, Default)]
+pub struct TimeOptions {
+    pub year: Option<i16>,
+    pub tz: Option<String>,
+}
+
+impl TimeOptions {
+    fn clock(&self) -> anyhow::Result<LogClock> {
+        let tz = match &self.tz {
+            Some(name) => TimeZone::get(name).with_context(|| {
+                format!(
+                    "unknown time zone {name:?} (use an IANA name such as Europe/Berlin, or UTC)"
+                )
+            })?,
+            None => TimeZone::UTC,
+        };
+        Ok(LogClock::new(tz, self.year, Timestamp::now()))
+    }
+}
+
+/// `tunnelwatch parse --format F FILE`: events as JSON lines on stdout, a summary on stderr.
+pub fn parse(
+    format: Format,
+    file: &Path,
+    time: &TimeOptions,
+    hostname: Option<String>,
+) -> anyhow::Result<ParseStats> {
+    let source = source_id(file)?;
+    let mut options = ParseOptions::new(source, time.clock()?);
+    options.hostname = hostname;
+    let mut parser = Parser::new(format, options);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut events = Vec::new();
+    for_each_line(file, |seq, bytes, len| {
+        events.clear();
+        let now = Timestamp::now();
+        if len > bytes.len() {
+            parser.parse_oversized(bytes, len, seq, now, &mut events);
+        } else {
+            parser.parse_line(bytes, seq, now, &mut events);
+        }
+        for event in &events {
+            serde_json::to_writer(&mut out, event).context("cannot write an event")?;
+            out.write_all(b"\n").context("cannot write to stdout")?;
+        }
+        Ok(())
+    })?;
+    out.flush().context("cannot write to stdout")?;
+    Ok(parser.stats().clone())
+}
+
+#[cfg(feature = "server")]
+/// One `FORMAT:FILE` argument of `ingest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub format: Format,
+    pub path: PathBuf,
+}
+
+#[cfg(feature = "server")]
+impl std::str::FromStr for InputSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<InputSpec, String> {
+        let Some((format, path)) = spec.split_once(':') else {
+            return Err(format!(
+                "{spec:?} is not FORMAT:FILE (for example charon:/var/log/charon.log)"
+            ));
+        };
+        let format = format
+            .parse::<Format>()
+            .map_err(|error| error.to_string())?;
+        if path.is_empty() {
+            return Err(format!("{spec:?} names no file after the format"));
+        }
+        Ok(InputSpec {
+            format,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+#[cfg(feature = "server")]
+/// What `ingest` did with one file.
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    pub path: PathBuf,
+    pub stats: ParseStats,
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+#[cfg(feature = "server")]
+/// `tunnelwatch ingest`: files through the server's pipeline into a data directory.
+pub async fn ingest(
+    data_dir: &Path,
+    inputs: &[InputSpec],
+    time: &TimeOptions,
+    hostname: Option<String>,
+) -> anyhow::Result<Vec<IngestReport>> {
+    // Check every input before storing anything, so a typo does not leave half an import.
+    for input in inputs {
+        std::fs::metadata(&input.path)
+            .with_context(|| format!("cannot read {}", input.path.display()))?;
+    }
+    let clock = time.clock()?;
+    let store_config = store::Config::for_dir(data_dir);
+    let config_for_open = store_config.clone();
+    let store = tokio::task::spawn_blocking(move || store::Store::open(&config_for_open))
+        .await
+        .context("opening the store panicked")?
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    let (pipeline, task) =
+        crate::pipeline::Pipeline::start(store, &store_config, &collector::Config::default())?;
+    let mut reports = Vec::new();
+    for input in inputs {
+        let mut options = ParseOptions::new(source_id(&input.path)?, clock.clone());
+        options.hostname.clone_from(&hostname);
+        let mut parser = Parser::new(input.format, options);
+        let mut batch = Vec::new();
+        let mut report = IngestReport {
+            path: input.path.clone(),
+            stats: ParseStats::default(),
+            accepted: 0,
+            duplicates: 0,
+        };
+        let path = input.path.clone();
+        // Parsing is blocking file IO; the pipeline is async: hand batches over a channel.
+        let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Vec<model::Event>>(4);
+        let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<ParseStats> {
+            for_each_line(&path, |seq, bytes, len| {
+                let now = Timestamp::now();
+                if len > bytes.len() {
+                    parser.parse_oversized(bytes, len, seq, now, &mut batch);
+                } else {
+                    parser.parse_line(bytes, seq, now, &mut batch);
+                }
+                if batch.len() >= 5000 {
+                    batch_tx
+                        .blocking_send(std::mem::take(&mut batch))
+                        .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                batch_tx
+                    .blocking_send(batch)
+                    .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+            }
+            Ok(parser.stats().clone())
+        });
+        while let Some(events) = batch_rx.recv().await {
+            let ack = pipeline
+                .submit(events)
+                .await
+                .map_err(|error| anyhow::anyhow!(error))?;
+            report.accepted += ack.accepted;
+            report.duplicates += ack.duplicates;
+        }
+        report.stats = reader.await.context("the file reader panicked")??;
+        reports.push(report);
+    }
+    drop(pipeline);
+    task.await.context("the pipeline panicked")??;
+    Ok(reports)
+}
+
+#[cfg(feature = "server")]
+/// `tunnelwatch sql`: runs a query against a data directory (read-only; a server may be
+/// writing it at the same time).
+pub async fn sql(
+    data_dir: &Path,
+    query: &str,
+    format: store::OutputFormat,
+) -> anyhow::Result<String> {
+    let config = store::Config::for_dir(data_dir);
+    let store = tokio::task::spawn_blocking(move || store::Store::open_read_only(&config))
+        .await
+        .context("opening the store panicked")??;
+    let result = store.query(query).await?;
+    Ok(result.render(format)?)
+}
+
+/// `tunnelwatch check-config`: a short description of a valid configuration.
+pub fn check_config(path: &Path) -> anyhow::Result<String> {
+    let config = AppConfig::load(path)?;
+    let mut lines = vec![format!("{}: configuration is valid", path.display())];
+    match &config.gateway {
+        Some(gateway) => {
+            lines.push(format!(
+                "  [gateway] server {} with {} source(s)",
+                gateway.server_url,
+                gateway.sources.len()
+            ));
+            for source in &gateway.sources {
+                let gateway::SourceConfig::File { format, path, .. } = source;
+                lines.push(format!(
+                    "    {} ({format}): {}",
+                    source.name(),
+                    path.display()
+                ));
+            }
+        }
+        None => lines.push("  [gateway] not configured (this host runs no agent)".to_owned()),
+    }
+    #[cfg(feature = "server")]
+    {
+        lines.push(format!(
+            "  [store] data in {}",
+            config.store.data_dir.display()
+        ));
+        lines.push(format!(
+            "  [dashboards] listening on {}",
+            config.dashboards.listen
+        ));
+    }
+    #[cfg(not(feature = "server"))]
+    lines.push("  server sections not checked: this build has only the gateway".to_owned());
+    Ok(lines.join("\n"))
+}
+
+/// A stable source id for a file: the same file (by canonical path) always gets the same one,
+/// so importing it twice stores its lines once.
+fn source_id(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        return Ok("stdin".to_owned());
+    }
+    let canonical =
+        std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("file:{}", canonical.display()))
+}
+
+/// Calls `each(seq, line, full_len)` for every line of a file (or stdin for `-`), with the
+/// same line splitting and oversized-line handling as the gateway's tailer.
+fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(u64, &[u8], usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let max_line_bytes = gateway::parse::DEFAULT_MAX_LINE_BYTES;
+    if path == Path::new("-") {
+        let mut input = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut input)
+            .context("cannot read stdin")?;
+        let input = input.strip_suffix(b"\n").unwrap_or(&input);
+        if !input.is_empty() {
+            for (seq, line) in input.split(|&byte| byte == b'\n').enumerate() {
+                each(seq as u64, line, line.len())?;
+            }
+        }
+        return Ok(());
+    }
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !metadata.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let (mut tailer, _) = FileTailer::open(path, None, false, max_line_bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    loop {
+        let poll = tailer
+            .poll()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if poll.n_bytes == 0 && poll.lines.is_empty() {
+            break;
+        }
+        for line in &poll.lines {
+            each(line.seq, &line.bytes, line.len)?;
+        }
+    }
+    // A last line without a newline.
+    let tail = tailer.take_partial();
+    if let Some(line) = tail {
+        each(line.seq, &line.bytes, line.len)?;
+    }
+    Ok(())
+}

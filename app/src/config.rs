@@ -1,0 +1,193 @@
+//! The one configuration file: a section per crate, each owned by that crate's `Config`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// `/etc/tunnelwatch/config.toml`. Every section is optional and has working defaults; an
+/// unknown key anywhere is an error that names the key and its line.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Present on hosts that run the agent.
+    #[serde(default)]
+    pub gateway: Option<gateway::Config>,
+    #[cfg(feature = "server")]
+    #[serde(default)]
+    pub collector: collector::Config,
+    #[cfg(feature = "server")]
+    #[serde(default)]
+    pub store: store::Config,
+    #[cfg(feature = "server")]
+    #[serde(default)]
+    pub alerting: alerting::Config,
+    #[cfg(feature = "server")]
+    #[serde(default)]
+    pub playbooks: playbooks::Config,
+    #[cfg(feature = "server")]
+    #[serde(default)]
+    pub dashboards: dashboards::Config,
+    // A gateway-only build keeps the server sections' text but cannot check them.
+    #[cfg(not(feature = "server"))]
+    #[serde(default)]
+    pub collector: Option<toml::Value>,
+    #[cfg(not(feature = "server"))]
+    #[serde(default)]
+    pub store: Option<toml::Value>,
+    #[cfg(not(feature = "server"))]
+    #[serde(default)]
+    pub alerting: Option<toml::Value>,
+    #[cfg(not(feature = "server"))]
+    #[serde(default)]
+    pub playbooks: Option<toml::Value>,
+    #[cfg(not(feature = "server"))]
+    #[serde(default)]
+    pub dashboards: Option<toml::Value>,
+}
+
+impl AppConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<AppConfig> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|error| {
+            anyhow::anyhow!(
+                "{}: not UTF-8 (byte {})",
+                path.display(),
+                error.utf8_error().valid_up_to()
+            )
+        })?;
+        AppConfig::parse(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<AppConfig> {
+        let config: AppConfig = toml::from_str(text)
+            .map_err(|error| anyhow::anyhow!("{}", error.to_string().trim_end()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot (ranges, time zones, uniqueness).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(gateway) = &self.gateway {
+            gateway.validate().context("[gateway]")?;
+        }
+        #[cfg(feature = "server")]
+        {
+            self.store.validate().context("[store]")?;
+            if self
+                .dashboards
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            {
+                bail!(
+                    "[dashboards] listen = {:?} is not an address with a port, such as 127.0.0.1:8080",
+                    self.dashboards.listen
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a secret from a file (a token, a password): trimmed, non-empty.
+pub fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!("secret file {} is empty", path.display());
+    }
+    Ok(secret.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/config")
+            .join(name)
+    }
+
+    #[test]
+    fn the_example_configurations_load() {
+        let full = AppConfig::load(&testdata("full.toml")).unwrap();
+        assert_eq!(full.gateway.as_ref().unwrap().sources.len(), 1);
+        let minimal = AppConfig::load(&testdata("minimal.toml")).unwrap();
+        assert!(minimal.gateway.is_none());
+        AppConfig::parse("").unwrap();
+    }
+
+    #[track_caller]
+    fn check_error(text: &str, needles: &[&str]) {
+        let error = format!("{:#}", AppConfig::parse(text).unwrap_err());
+        for needle in needles {
+            assert!(error.contains(needle), "{needle:?} not in: {error}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_line() {
+        let error = format!(
+            "{:#}",
+            AppConfig::load(&testdata("unknown_key.toml")).unwrap_err()
+        );
+        assert!(error.contains("unknown_key.toml"), "{error}");
+        assert!(error.contains("flush_intervall_secs"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        check_error(
+            "[gateway]\nbatch_max_events = \"many\"\n",
+            &["line 2", "batch_max_events", "invalid type"],
+        );
+        check_error("[nope]\n", &["unknown field `nope`"]);
+        check_error(
+            "[gateway]\ntimezone = \"Mars/Olympus\"\n",
+            &["unknown time zone", "Mars/Olympus"],
+        );
+        check_error(
+            "[[gateway.sources]]\ntype = \"file\"\nformat = \"pluto9\"\npath = \"/x\"\n",
+            &["pluto9", "line"],
+        );
+        check_error(
+            "[[gateway.sources]]\ntype = \"file\"\nformat = \"charon\"\npath = \"/a\"\n[[gateway.sources]]\ntype = \"file\"\nformat = \"charon\"\npath = \"/b\"\n",
+            &["two sources are named `charon`"],
+        );
+        #[cfg(feature = "server")]
+        check_error(
+            "[dashboards]\nlisten = \"localhost\"\n",
+            &["not an address with a port"],
+        );
+        check_error("[store\n", &["line 1"]);
+        check_error("[gateway]\nname = \"\u{1b}[31m\n", &["line"]);
+    }
+
+    #[test]
+    fn hostile_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, b"[gateway]\nname = \"\xff\"\n").unwrap();
+        let error = format!("{:#}", AppConfig::load(&path).unwrap_err());
+        assert!(error.contains("not UTF-8"), "{error}");
+        let missing = format!(
+            "{:#}",
+            AppConfig::load(&dir.path().join("missing.toml")).unwrap_err()
+        );
+        assert!(
+            missing.contains("cannot read configuration file"),
+            "{missing}"
+        );
+        let huge = "# padding\n".repeat(200_000) + "[gateway]\nbogus = 1\n";
+        let error = format!("{:#}", AppConfig::parse(&huge).unwrap_err());
+        assert!(
+            error.contains("bogus"),
+            "{}",
+            &error[..error.len().min(300)]
+        );
+    }
+}

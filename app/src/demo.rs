@@ -1,0 +1,344 @@
+//! `tunnelwatch demo`: the whole system in one process, fed with real strongSwan log lines.
+//!
+//! The server runs as `tunnelwatch server` would; an in-process gateway agent tails a log
+//! file and ships to it over HTTP, exactly as on a VPN host. A replayer writes that log file:
+//! real charon captures from the project's testbed (`gateway/testdata/charon`), with fresh
+//! timestamps, unique IKE_SA ids and varied users and addresses, first a backlog covering the
+//! last half hour, then a new scenario every few seconds. Some users stay connected, so the
+//! console shows active sessions next to closed ones and failures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::server::{RunningServer, ServerSettings};
+
+/// One real capture and whether its user stays connected until the end of the capture.
+struct Scenario {
+    name: &'static str,
+    text: &'static str,
+}
+
+macro_rules! scenario {
+    ($name:literal) => {
+        Scenario {
+            name: $name,
+            text: include_str!(concat!("../../gateway/testdata/charon/", $name, ".log")),
+        }
+    };
+}
+
+const SCENARIOS: &[Scenario] = &[
+    scenario!("psk-ok"),
+    scenario!("psk-wrong"),
+    scenario!("cert-ok"),
+    scenario!("eap-mschapv2-ok"),
+    scenario!("radius-wrong"),
+    scenario!("rekey-by-client"),
+    scenario!("eap-mschapv2-wrong"),
+    scenario!("radius-ok"),
+    scenario!("gateway-terminate"),
+    scenario!("psk-wrong"),
+    scenario!("dpd-lost"),
+    scenario!("rekey"),
+];
+
+const USERS: &[&str] = &[
+    "jsmith", "mlopez", "akhan", "tnguyen", "pmuller", "sdubois", "rsato", "ebrown", "lrossi",
+    "kowalski",
+];
+
+/// Options of `tunnelwatch demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: String,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (data_dir, _temp) = match &options.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("tunnelwatch-demo-")
+                .tempdir()
+                .context("cannot create a temporary data directory")?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    let listener = crate::server::bind(&options.listen).await?;
+    let mut store_config = store::Config::for_dir(&data_dir);
+    store_config.flush_interval_secs = 2;
+    let settings = ServerSettings {
+        store: store_config,
+        collector: collector::Config::default(),
+        ingest_token: None,
+    };
+    let mut server = RunningServer::start(settings, listener).await?;
+
+    let demo_dir = data_dir.join("demo");
+    std::fs::create_dir_all(&demo_dir)
+        .with_context(|| format!("cannot create {}", demo_dir.display()))?;
+    let log_path = demo_dir.join("charon.log");
+    let gateway_config = gateway::Config {
+        name: Some("demo-gw".to_owned()),
+        server_url: format!("http://{}", server.addr),
+        state_dir: demo_dir.join("gateway-state"),
+        batch_max_wait_ms: 200,
+        poll_interval_ms: 200,
+        sources: vec![gateway::SourceConfig::File {
+            format: gateway::parse::Format::Charon,
+            path: log_path.clone(),
+            name: None,
+            start_at: gateway::StartAt::Beginning,
+        }],
+        ..gateway::Config::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let gateway_task = tokio::spawn(async move {
+        gateway::run(&gateway_config, "demo-gw", None, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let replay_task = tokio::spawn(replay(log_path.clone()));
+
+    let url = format!("http://{}", server.addr);
+    let banner = [
+        String::new(),
+        "  tunnelwatch demo".to_owned(),
+        format!("  console:  {url}"),
+        format!("  API:      {url}/api/v1/sessions   {url}/api/v1/auth-events"),
+        format!(
+            "  data:     {}{}",
+            data_dir.display(),
+            if options.data_dir.is_none() {
+                " (temporary; removed on exit)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "  log fed:  {} (real strongSwan lines, replayed)",
+            log_path.display()
+        ),
+        format!(
+            "  try:      tunnelwatch sql \"select user_name, event_outcome, source_ip from auth_events\" --data {}",
+            data_dir.display()
+        ),
+        "  stop:     Ctrl-C".to_owned(),
+        String::new(),
+    ];
+    #[allow(clippy::print_stderr)]
+    for line in banner {
+        eprintln!("{line}");
+    }
+
+    tokio::select! {
+        () = shutdown => {}
+        result = server.wait() => {
+            replay_task.abort();
+            return result;
+        }
+    }
+    replay_task.abort();
+    let _ = stop_tx.send(());
+    match gateway_task.await {
+        Ok(Err(error)) => tracing::warn!(%error, "demo gateway ended with an error"),
+        Err(error) => tracing::warn!(%error, "demo gateway task failed"),
+        Ok(Ok(())) => {}
+    }
+    server.shutdown().await
+}
+
+/// Writes the backlog, then a scenario every few seconds, forever.
+async fn replay(log_path: PathBuf) -> anyhow::Result<()> {
+    let mut replayer = Replayer::default();
+    let now = Timestamp::now();
+    // The backlog: every scenario once, over the last 30 minutes. The first three
+    // successful logins stay connected.
+    let mut lines = Vec::new();
+    for (scenario_idx, scenario) in SCENARIOS.iter().enumerate() {
+        let start = now - SignedDuration::from_secs(1800 - 150 * scenario_idx as i64);
+        let keep_open = scenario_idx < 4;
+        lines.extend(replayer.render(scenario, start, keep_open));
+    }
+    append_lines(&log_path, &lines)?;
+    let mut scenario_idx = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let scenario = &SCENARIOS[scenario_idx % SCENARIOS.len()];
+        let lines = replayer.render(scenario, Timestamp::now(), false);
+        append_lines(&log_path, &lines)?;
+        scenario_idx += 1;
+    }
+}
+
+fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Rewrites captures so that each replay looks like a new connection.
+#[derive(Debug, Default)]
+struct Replayer {
+    n_replays: u64,
+}
+
+impl Replayer {
+    fn render(&mut self, scenario: &Scenario, start: Timestamp, keep_open: bool) -> Vec<String> {
+        self.n_replays += 1;
+        let replay = self.n_replays;
+        let user_a = USERS[(replay as usize * 3) % USERS.len()];
+        let user_b = USERS[(replay as usize * 3 + 1) % USERS.len()];
+        let client_a = format!("203.0.113.{}", 10 + (replay * 7) % 200);
+        let client_b = format!("198.51.100.{}", 20 + (replay * 11) % 200);
+        let id_offset = replay * 100;
+        let lines: Vec<&str> = scenario
+            .text
+            .lines()
+            .filter(|line| line.len() > 16)
+            .collect();
+        let first_second = lines
+            .first()
+            .and_then(|line| seconds_of_day(line))
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            let offset = seconds_of_day(line)
+                .map_or(0, |second| second - first_second)
+                .max(0);
+            let stamp = (start + SignedDuration::from_secs(offset))
+                .strftime("%b %e %T")
+                .to_string();
+            let body = &line[16..];
+            if keep_open
+                && (body.contains("received DELETE for")
+                    || body.contains("closing CHILD_SA")
+                    || body.contains("went offline"))
+            {
+                // Stop before the disconnect: this user stays online.
+                break;
+            }
+            let body = renumber_ike_sas(body, id_offset)
+                .replace("client1@", &format!("{user_a}@"))
+                .replace("client2@", &format!("{user_b}@"))
+                .replace("'alice'", &format!("'{user_a}'"))
+                .replace("'bob'", &format!("'{user_b}'"))
+                .replace("'carol'", &format!("'{user_a}'"))
+                .replace("'dave'", &format!("'{user_b}'"))
+                .replace("192.0.2.11", &client_a)
+                .replace("192.0.2.12", &client_b);
+            out.push(format!("{stamp} {body}"));
+        }
+        tracing::debug!(
+            scenario = scenario.name,
+            replay,
+            n_lines = out.len(),
+            "replayed a capture"
+        );
+        out
+    }
+}
+
+/// `Nov 25 09:33:12 …` → seconds since midnight.
+fn seconds_of_day(line: &str) -> Option<i64> {
+    let time = line.get(7..15)?;
+    let mut parts = time.split(':').map(|part| part.parse::<i64>().ok());
+    Some(parts.next()??.checked_mul(3600)? + parts.next()?? * 60 + parts.next()??)
+}
+
+/// Adds `offset` to every IKE_SA unique id in a line: `<rw-psk|3>`, `<3>`, `rw-psk[3]`.
+fn renumber_ike_sas(line: &str, offset: u64) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let bytes = line.as_bytes();
+    let mut idx = 0;
+    while idx < bytes.len() {
+        let ch = bytes[idx];
+        let opens_id =
+            (ch == b'|' || ch == b'<') || (ch == b'[' && preceded_by_connection_name(&line[..idx]));
+        if opens_id {
+            let digits = bytes[idx + 1..]
+                .iter()
+                .take_while(|byte| byte.is_ascii_digit())
+                .count();
+            let closes = bytes.get(idx + 1 + digits).copied();
+            let closing_ok = matches!((ch, closes), (b'|' | b'<', Some(b'>')) | (b'[', Some(b']')));
+            if digits > 0
+                && closing_ok
+                && let Ok(id) = line[idx + 1..idx + 1 + digits].parse::<u64>()
+            {
+                out.push(ch as char);
+                out.push_str(&(id + offset).to_string());
+                idx += 1 + digits;
+                continue;
+            }
+        }
+        let next = line[idx..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&line[idx..idx + next]);
+        idx += next;
+    }
+    out
+}
+
+/// Connection names of the captures all start with `rw-`; addresses (`192.0.2.1[500]`) do not.
+fn preceded_by_connection_name(before: &str) -> bool {
+    let word = before.rsplit([' ', '<', '|']).next().unwrap_or("");
+    word.starts_with("rw-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbering_touches_ike_sa_ids_only() {
+        assert_eq!(
+            renumber_ike_sas(
+                "<rw-psk|3> IKE_SA rw-psk[3] established between 192.0.2.1[gw]...192.0.2.11[c] <4> net{1}",
+                100
+            ),
+            "<rw-psk|103> IKE_SA rw-psk[103] established between 192.0.2.1[gw]...192.0.2.11[c] <104> net{1}"
+        );
+        assert_eq!(
+            renumber_ike_sas("received packet: from 192.0.2.11[4500]", 100),
+            "received packet: from 192.0.2.11[4500]"
+        );
+        assert_eq!(renumber_ike_sas("é<", 1), "é<");
+    }
+
+    #[test]
+    fn every_scenario_renders_with_fresh_times() {
+        let mut replayer = Replayer::default();
+        let start: Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        for scenario in SCENARIOS {
+            let lines = replayer.render(scenario, start, false);
+            assert!(!lines.is_empty(), "{}", scenario.name);
+            assert!(
+                lines[0].starts_with("Nov 25 10:00:00 "),
+                "{}: {}",
+                scenario.name,
+                lines[0]
+            );
+            assert!(
+                lines
+                    .iter()
+                    .all(|line| !line.contains("client1@") && !line.contains("192.0.2.11")),
+                "{}",
+                scenario.name
+            );
+        }
+        let open = replayer.render(&SCENARIOS[0], start, true);
+        assert!(open.iter().all(|line| !line.contains("went offline")));
+    }
+}

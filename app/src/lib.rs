@@ -1,0 +1,19 @@
+//! The `tunnelwatch` binary: command line, configuration loading, runtime, wiring and
+//! shutdown. This is the only crate that reads configuration files or the environment,
+//! installs the tracing subscriber or builds a tokio runtime (ARCHITECTURE.md).
+//!
+//! Built with the `gateway` feature only (`--no-default-features --features gateway`), it is
+//! the agent for VPN hosts: `gateway`, `parse` and `check-config`, without Arrow, DataFusion
+//! or tantivy. The `server` feature adds `server`, `demo`, `ingest` and `sql`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+#[cfg(feature = "server")]
+pub mod demo;
+#[cfg(feature = "server")]
+pub mod pipeline;
+#[cfg(feature = "server")]
+pub mod server;

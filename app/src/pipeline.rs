@@ -1,0 +1,148 @@
+//! The server-side path of every event: collector, then store. Used by `server`, `demo` and
+//! `ingest`, so a forensic import goes through exactly what live ingest goes through.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context;
+use model::{Event, IngestAck, IngestBatch};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A handle to submit events; the pipeline stops (after a final flush) when every handle
+/// is dropped.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    batches: mpsc::Sender<collector::Batch>,
+}
+
+impl Pipeline {
+    /// Starts the collector and the store writer. The returned task ends after the last
+    /// handle is dropped and everything accepted is flushed to Parquet.
+    pub fn start(
+        store: store::Store,
+        store_config: &store::Config,
+        collector_config: &collector::Config,
+    ) -> anyhow::Result<(Pipeline, JoinHandle<anyhow::Result<()>>)> {
+        let open_sessions = store
+            .open_sessions()
+            .context("cannot read the open sessions")?;
+        let (batch_tx, batch_rx) = mpsc::channel::<collector::Batch>(64);
+        let (output_tx, output_rx) = mpsc::channel::<collector::Output>(64);
+        let collector_config = collector_config.clone();
+        let collector_task = tokio::spawn(async move {
+            collector::run(&collector_config, open_sessions, batch_rx, output_tx).await
+        });
+        let flush_interval = Duration::from_secs(store_config.flush_interval_secs);
+        let max_buffered_rows = store_config.max_buffered_rows;
+        let writer_task = tokio::spawn(write_loop(
+            store,
+            output_rx,
+            flush_interval,
+            max_buffered_rows,
+        ));
+        let task = tokio::spawn(async move {
+            let written = writer_task.await.context("the store writer panicked")?;
+            let collected = collector_task.await.context("the collector panicked")?;
+            written?;
+            collected.context("the collector failed")?;
+            Ok(())
+        });
+        Ok((Pipeline { batches: batch_tx }, task))
+    }
+
+    /// Submits events and waits until they are durable.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<IngestAck, String> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.batches
+            .send(collector::Batch {
+                events,
+                reply: Some(reply_tx),
+            })
+            .await
+            .map_err(|_| "the server is shutting down".to_owned())?;
+        reply_rx
+            .await
+            .map_err(|_| "the server is shutting down".to_owned())?
+    }
+}
+
+impl dashboards::Ingest for Pipeline {
+    fn ingest(
+        &self,
+        batch: IngestBatch,
+    ) -> Pin<Box<dyn Future<Output = Result<IngestAck, dashboards::IngestError>> + Send>> {
+        let pipeline = self.clone();
+        Box::pin(async move {
+            let n_events = batch.events.len();
+            let result = pipeline.submit(batch.events).await;
+            match &result {
+                Ok(ack) => {
+                    tracing::debug!(gateway = %batch.gateway, n_events, accepted = ack.accepted, duplicates = ack.duplicates, "ingested")
+                }
+                Err(error) => {
+                    tracing::warn!(gateway = %batch.gateway, n_events, %error, "ingest refused")
+                }
+            }
+            result.map_err(dashboards::IngestError::Unavailable)
+        })
+    }
+}
+
+/// Appends each collector output to the store (WAL + fsync), then answers the batch;
+/// flushes to Parquet on a timer, when much is buffered, and at the end.
+async fn write_loop(
+    store: store::Store,
+    mut outputs: mpsc::Receiver<collector::Output>,
+    flush_interval: Duration,
+    max_buffered_rows: usize,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            output = outputs.recv() => {
+                let Some(output) = output else { break };
+                let store_for_task = store.clone();
+                let appended = tokio::task::spawn_blocking(move || store_for_task.append(output.events, output.sessions))
+                    .await
+                    .context("store append panicked")?;
+                let answer = match appended {
+                    Ok(receipt) => Ok(IngestAck { accepted: receipt.accepted, duplicates: receipt.duplicates }),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot store a batch; the sender will retry");
+                        Err(format!("cannot store the batch: {error}"))
+                    }
+                };
+                if let Some(reply) = output.reply {
+                    let _ = reply.send(answer);
+                }
+                if store.buffered_rows().unwrap_or(0) >= max_buffered_rows {
+                    flush(&store).await;
+                }
+            }
+            _ = ticker.tick() => flush(&store).await,
+        }
+    }
+    let store_for_task = store.clone();
+    tokio::task::spawn_blocking(move || store_for_task.flush())
+        .await
+        .context("final flush panicked")?
+        .context("final flush failed")?;
+    Ok(())
+}
+
+async fn flush(store: &store::Store) {
+    let store_for_task = store.clone();
+    match tokio::task::spawn_blocking(move || store_for_task.flush()).await {
+        Ok(Ok(report)) if !report.rows.is_empty() => {
+            tracing::debug!(rows = ?report.rows, "flushed to parquet")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "flush to parquet failed; rows stay in the WAL and are retried")
+        }
+        Err(error) => tracing::error!(%error, "flush task panicked"),
+    }
+}

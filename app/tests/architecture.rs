@@ -1,0 +1,291 @@
+//! The architecture invariants of ARCHITECTURE.md, checked against `cargo metadata`,
+//! `cargo tree` and the sources.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn cargo(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .expect("run cargo");
+    assert!(
+        output.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Workspace crate → the workspace crates it depends on (normal and build dependencies).
+fn workspace_edges() -> BTreeMap<String, BTreeSet<String>> {
+    let metadata: serde_json::Value = serde_json::from_str(&cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]))
+    .unwrap();
+    let members: BTreeSet<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| package["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut edges = BTreeMap::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap().to_owned();
+        let deps: BTreeSet<String> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|dep| dep["kind"].is_null() || dep["kind"] == "build")
+            .map(|dep| dep["name"].as_str().unwrap().to_owned())
+            .filter(|dep| members.contains(dep))
+            .collect();
+        edges.insert(name, deps);
+    }
+    edges
+}
+
+/// ARCHITECTURE.md's dependency table.
+#[test]
+fn crates_depend_only_in_the_documented_direction() {
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("model", &[][..]),
+        ("gateway", &["model"][..]),
+        ("collector", &["model"][..]),
+        ("store", &["model"][..]),
+        ("alerting", &["model", "store"][..]),
+        ("playbooks", &["model"][..]),
+        (
+            "dashboards",
+            &["model", "store", "alerting", "playbooks"][..],
+        ),
+        (
+            "app",
+            &[
+                "model",
+                "gateway",
+                "collector",
+                "store",
+                "alerting",
+                "playbooks",
+                "dashboards",
+            ][..],
+        ),
+        ("testbed", &[][..]),
+    ]);
+    let edges = workspace_edges();
+    assert_eq!(
+        edges.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        allowed.keys().copied().collect::<BTreeSet<_>>(),
+        "workspace members changed: update ARCHITECTURE.md and this test"
+    );
+    for (name, deps) in &edges {
+        let allowed_deps: BTreeSet<&str> = allowed[name.as_str()].iter().copied().collect();
+        for dep in deps {
+            assert!(
+                allowed_deps.contains(dep.as_str()),
+                "{name} depends on {dep}, which ARCHITECTURE.md does not allow"
+            );
+        }
+    }
+    // The testbed is a dev-only helper: nothing ships with it.
+    for (name, deps) in &edges {
+        assert!(
+            !deps.contains("testbed"),
+            "{name} has the testbed as a normal dependency"
+        );
+    }
+}
+
+fn normal_tree(args: &[&str]) -> String {
+    let mut full = vec![
+        "tree",
+        "--offline",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ];
+    full.extend_from_slice(args);
+    cargo(&full)
+}
+
+fn assert_absent(tree: &str, what: &str, forbidden: &[&str]) {
+    for line in tree.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        assert!(!forbidden.contains(&name), "{what} pulls in {name}");
+    }
+}
+
+#[test]
+fn the_gateway_build_has_no_arrow_datafusion_or_tantivy() {
+    let tree = normal_tree(&[
+        "-p",
+        "app",
+        "--no-default-features",
+        "--features",
+        "gateway",
+    ]);
+    assert!(
+        tree.lines().any(|line| line.starts_with("gateway ")),
+        "the gateway build must contain the gateway crate:\n{tree}"
+    );
+    assert_absent(
+        &tree,
+        "the gateway-only build",
+        &[
+            "arrow",
+            "arrow-array",
+            "datafusion",
+            "parquet",
+            "tantivy",
+            "axum",
+            "store",
+            "collector",
+            "dashboards",
+        ],
+    );
+    let tree = normal_tree(&["-p", "gateway"]);
+    assert_absent(
+        &tree,
+        "the gateway crate",
+        &["arrow", "arrow-array", "datafusion", "parquet", "tantivy"],
+    );
+}
+
+#[test]
+fn model_is_pure_data() {
+    let tree = normal_tree(&["-p", "model"]);
+    assert_absent(
+        &tree,
+        "model",
+        &[
+            "tokio",
+            "arrow",
+            "arrow-array",
+            "datafusion",
+            "parquet",
+            "tantivy",
+            "axum",
+        ],
+    );
+}
+
+#[test]
+fn collector_does_not_know_the_store() {
+    let tree = normal_tree(&["-p", "collector"]);
+    assert_absent(
+        &tree,
+        "collector",
+        &["store", "arrow", "arrow-array", "datafusion", "parquet"],
+    );
+}
+
+/// Rust sources of a crate, without its tests.
+fn sources(krate: &str) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|name| name == "tests") {
+                    continue;
+                }
+                walk(&path, out);
+            } else if path.extension().is_some_and(|ext| ext == "rs")
+                && path.file_name().is_some_and(|name| name != "tests.rs")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Drop inline test modules.
+                let text = match text.find("#[cfg(test)]") {
+                    Some(at) => text[..at].to_owned(),
+                    None => text,
+                };
+                out.push((path, text));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&workspace_root().join(krate).join("src"), &mut out);
+    out
+}
+
+#[test]
+fn only_app_reads_the_environment_builds_runtimes_and_installs_the_subscriber() {
+    for krate in [
+        "model",
+        "gateway",
+        "collector",
+        "store",
+        "alerting",
+        "playbooks",
+        "dashboards",
+    ] {
+        for (path, text) in sources(krate) {
+            for forbidden in [
+                "std::env::var",
+                "env::var(",
+                "tracing_subscriber",
+                "Runtime::new",
+                "runtime::Builder",
+                "#[tokio::main]",
+            ] {
+                assert!(
+                    !text.contains(forbidden),
+                    "{} uses {forbidden}; only app may",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_dashboards_speaks_http_status_codes() {
+    for krate in [
+        "model",
+        "gateway",
+        "collector",
+        "store",
+        "alerting",
+        "playbooks",
+    ] {
+        for (path, text) in sources(krate) {
+            for forbidden in ["StatusCode", "axum::", "IntoResponse"] {
+                assert!(
+                    !text.contains(forbidden),
+                    "{} uses {forbidden}; only dashboards maps errors to HTTP",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_library_crate_has_one_error_type_with_a_kind() {
+    for krate in ["gateway", "collector", "store"] {
+        let error =
+            std::fs::read_to_string(workspace_root().join(krate).join("src/error.rs")).unwrap();
+        assert!(
+            error.contains("thiserror::Error") && error.contains("pub fn kind(&self) -> ErrorKind"),
+            "{krate}/src/error.rs"
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! The collector: turns the events gateways send into what the store keeps.
+//!
+//! The front door is [`run`]: it takes [`Batch`]es of [`model::Event`]s from a channel,
+//! rebuilds VPN sessions with the [`Sessionizer`] (stamping every event with its
+//! `session_id`), and sends an [`Output`] (the events and the sessions that changed) on. The
+//! caller connects that output to the store, which acknowledges each batch only once it is
+//! durable; the reply travels with the output for that purpose. The collector does not depend
+//! on the store (ARCHITECTURE.md), so sessionizing is tested without Parquet.
+
+mod error;
+mod session;
+
+use model::{Event, IngestAck, Session};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::{Error, Result};
+pub use session::Sessionizer;
+
+/// `[collector]` configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+/// Where the answer for a batch goes: the ingest endpoint waits on it.
+pub type Reply = oneshot::Sender<std::result::Result<IngestAck, String>>;
+
+/// Events from one gateway request (or one file of `tunnelwatch ingest`), in source order.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub reply: Option<Reply>,
+}
+
+/// What the store must write for one batch.
+#[derive(Debug)]
+pub struct Output {
+    pub events: Vec<Event>,
+    /// New snapshots of the sessions the batch changed.
+    pub sessions: Vec<Session>,
+    pub reply: Option<Reply>,
+}
+
+/// Runs until `input` closes, then returns once every output was handed on.
+pub async fn run(
+    _config: &Config,
+    open_sessions: Vec<Session>,
+    mut input: mpsc::Receiver<Batch>,
+    output: mpsc::Sender<Output>,
+) -> Result<()> {
+    let mut sessionizer = Sessionizer::new(open_sessions);
+    tracing::info!(n_sessions = sessionizer.n_sessions(), "collector started");
+    while let Some(mut batch) = input.recv().await {
+        let sessions = sessionizer.apply(&mut batch.events);
+        let out = Output {
+            events: batch.events,
+            sessions,
+            reply: batch.reply,
+        };
+        if output.send(out).await.is_err() {
+            return Err(Error::OutputClosed);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! Rebuilding VPN sessions from SA, auth and lease events: the [`Sessionizer`].
+//!
+//! A session begins when an IKE_SA is established and ends when the last IKE_SA of it is
+//! deleted or lost. Rekeys replace the IKE_SA (with a new unique id) without ending the
+//! session. Every event that belongs to a session gets its `session_id`, including the
+//! successful auth that preceded the establishment.
+//!
+//! The sessionizer is pure and idempotent: applying an event twice (a batch the store could
+//! not take and that came again) leaves the same sessions, because every change sets a value
+//! rather than adding to one (byte counters are kept per CHILD_SA and summed).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use model::{
+    AuthMethod, Counters, Event, EventBody, Identities, LeaseChange, Outcome, Peer, SaChange,
+    Session, SessionState, TerminateCause,
+};
+
+/// How long a closed session stays in memory (in event time) for late events such as the
+/// lease release that follows a delete.
+const CLOSED_GRACE_SECS: i64 = 10 * 60;
+/// How long an IKE_SA may stay half-open (in event time) before it is forgotten.
+const PENDING_TTL_SECS: i64 = 60 * 60;
+
+/// Which IKE_SA an event is about: its unique id, or only the client address when the log
+/// did not say (charon without `ike_name`, before the id appeared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SaRef {
+    Id(u64),
+    Client(IpAddr),
+}
+
+type SaKey = (Option<String>, SaRef);
+
+/// An IKE_SA that is negotiating: no session yet.
+#[derive(Debug, Clone)]
+struct Pending {
+    first_seen: Timestamp,
+    identities: Identities,
+    method: Option<AuthMethod>,
+    client: model::Endpoint,
+    virtual_ip: Option<IpAddr>,
+    connection: Option<String>,
+}
+
+/// Session state kept beside the [`Session`] record.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    /// Counters per CHILD_SA id, summed into the session's counters.
+    child_counters: BTreeMap<u64, Counters>,
+}
+
+/// Folds events into sessions.
+#[derive(Debug, Default)]
+pub struct Sessionizer {
+    sessions: HashMap<String, (Session, Tracked)>,
+    by_sa: HashMap<SaKey, String>,
+    pending: HashMap<SaKey, Pending>,
+    /// The newest event time seen, for eviction.
+    high_water: Option<Timestamp>,
+}
+
+impl Sessionizer {
+    /// Starts from the sessions that were open when the process last stopped.
+    pub fn new(open_sessions: Vec<Session>) -> Sessionizer {
+        let mut sessionizer = Sessionizer::default();
+        for session in open_sessions {
+            for ike_sa_id in &session.ike_sa_ids {
+                sessionizer.by_sa.insert(
+                    (session.gateway.clone(), SaRef::Id(*ike_sa_id)),
+                    session.session_id.clone(),
+                );
+            }
+            sessionizer
+                .sessions
+                .insert(session.session_id.clone(), (session, Tracked::default()));
+        }
+        sessionizer
+    }
+
+    /// Sessions in memory (open ones and recently closed ones).
+    pub fn n_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies events in order, stamping each with its session id; returns a snapshot of
+    /// every session that changed, each once.
+    pub fn apply(&mut self, events: &mut [Event]) -> Vec<Session> {
+        let mut changed: Vec<String> = Vec::new();
+        for event in events.iter_mut() {
+            if self
+                .high_water
+                .is_none_or(|high_water| event.timestamp > high_water)
+            {
+                self.high_water = Some(event.timestamp);
+            }
+            if let Some(session_id) = self.apply_one(event)
+                && !changed.contains(&session_id)
+            {
+                changed.push(session_id);
+            }
+        }
+        let mut snapshots = Vec::with_capacity(changed.len());
+        for session_id in &changed {
+            if let Some((session, _)) = self.sessions.get_mut(session_id) {
+                session.version += 1;
+                snapshots.push(session.clone());
+            }
+        }
+        self.evict();
+        snapshots
+    }
+
+    /// Applies one event; returns the id of the session it changed, if any.
+    fn apply_one(&mut self, event: &mut Event) -> Option<String> {
+        let gateway = event.observer.hostname.clone();
+        let timestamp = event.timestamp;
+        match &event.body {
+            EventBody::Auth(auth) => {
+                let key = sa_key(&gateway, &auth.peer)?;
+                if auth.outcome == Outcome::Failure {
+                    return None;
+                }
+                let pending = self
+                    .pending
+                    .entry(key.clone())
+                    .or_insert_with(|| Pending::new(timestamp, &auth.peer));
+                pending.absorb(&auth.peer);
+                pending.method = Some(auth.method);
+                // The session is not there yet, but its id is already known.
+                let session_id = session_id_for(&key, pending.first_seen);
+                event.session_id = Some(session_id);
+                None
+            }
+            EventBody::IkeSa(ike) => {
+                let key = sa_key(&gateway, &ike.peer)?;
+                match ike.change {
+                    SaChange::Connecting => {
+                        // An id that belongs to an ended session is being reused (the daemon
+                        // restarted and counts from 1 again): it is a new IKE_SA.
+                        if self.open_session_of_key(&key).is_none() {
+                            self.by_sa.remove(&key);
+                            self.pending.insert(key, Pending::new(timestamp, &ike.peer));
+                        }
+                        None
+                    }
+                    SaChange::Established => {
+                        let session_id = self.establish(key, &ike.peer, timestamp);
+                        event.session_id = Some(session_id.clone());
+                        Some(session_id)
+                    }
+                    SaChange::Rekeyed => {
+                        let session_id = self.by_sa.get(&key)?.clone();
+                        event.session_id = Some(session_id.clone());
+                        let new_id = ike.new_ike_sa_id?;
+                        self.by_sa
+                            .insert((gateway, SaRef::Id(new_id)), session_id.clone());
+                        let (session, _) = self.sessions.get_mut(&session_id)?;
+                        if !session.ike_sa_ids.contains(&new_id) {
+                            session.ike_sa_ids.push(new_id);
+                            session.rekey_count += 1;
+                        }
+                        session.updated = session.updated.max(timestamp);
+                        Some(session_id)
+                    }
+                    SaChange::Deleted | SaChange::Lost => {
+                        let Some(session_id) = self.by_sa.get(&key).cloned() else {
+                            self.pending.remove(&key);
+                            return None;
+                        };
+                        event.session_id = Some(session_id.clone());
+                        let (session, _) = self.sessions.get_mut(&session_id)?;
+                        // Deleting an IKE_SA that a rekey replaced does not end the session.
+                        if let SaRef::Id(id) = key.1
+                            && session.ike_sa_ids.last() != Some(&id)
+                        {
+                            return None;
+                        }
+                        if ike.change == SaChange::Lost {
+                            session.state = SessionState::Lost;
+                            session.cause = Some(ike.cause.unwrap_or(TerminateCause::LostService));
+                        } else {
+                            session.state = SessionState::Closed;
+                            session.cause = ike.cause.or(session.cause);
+                        }
+                        session.end = Some(session.end.map_or(timestamp, |end| end.min(timestamp)));
+                        session.updated = session.updated.max(timestamp);
+                        Some(session_id)
+                    }
+                }
+            }
+            EventBody::ChildSa(child) => {
+                let session_id = self.session_of(&gateway, &child.peer)?;
+                event.session_id = Some(session_id.clone());
+                let (session, tracked) = self.sessions.get_mut(&session_id)?;
+                if let (Some(child_id), Some(counters)) = (child.child_sa_id, child.counters) {
+                    tracked.child_counters.insert(child_id, counters);
+                    session.counters = sum_counters(tracked.child_counters.values());
+                    session.updated = session.updated.max(timestamp);
+                    return Some(session_id);
+                }
+                None
+            }
+            EventBody::VirtualIp(vip) => {
+                if vip.change == LeaseChange::Assigned
+                    && let Some(key) = sa_key(&gateway, &vip.peer)
+                    && let Some(pending) = self.pending.get_mut(&key)
+                {
+                    pending.virtual_ip = Some(vip.ip);
+                    pending.absorb(&vip.peer);
+                    event.session_id = Some(session_id_for(&key, pending.first_seen));
+                    return None;
+                }
+                let session_id = self
+                    .session_of(&gateway, &vip.peer)
+                    .or_else(|| self.session_by_virtual_ip(&gateway, vip.ip))?;
+                event.session_id = Some(session_id.clone());
+                let (session, _) = self.sessions.get_mut(&session_id)?;
+                if vip.change == LeaseChange::Assigned && session.virtual_ip != Some(vip.ip) {
+                    session.virtual_ip = Some(vip.ip);
+                    session.updated = session.updated.max(timestamp);
+                    return Some(session_id);
+                }
+                None
+            }
+            EventBody::Session(_)
+            | EventBody::Flow(_)
+            | EventBody::ApiRequest(_)
+            | EventBody::PipelineError(_) => None,
+        }
+    }
+
+    fn open_session_of_key(&self, key: &SaKey) -> Option<&String> {
+        self.by_sa.get(key).filter(|session_id| {
+            self.sessions
+                .get(*session_id)
+                .is_some_and(|(session, _)| session.state.is_open())
+        })
+    }
+
+    fn establish(&mut self, key: SaKey, peer: &Peer, timestamp: Timestamp) -> String {
+        if let Some(session_id) = self.by_sa.get(&key) {
+            // Established again (a replayed event) or an id reused after a restart.
+            let reused = self
+                .sessions
+                .get(session_id)
+                .is_some_and(|(session, _)| session.end.is_some_and(|end| end < timestamp));
+            if !reused {
+                return session_id.clone();
+            }
+            self.by_sa.remove(&key);
+        }
+        // The auth and lease lines may have been keyed by the client address only.
+        let client_key = peer.client.ip.map(|ip| (key.0.clone(), SaRef::Client(ip)));
+        let mut pending = self.pending.remove(&key);
+        if let Some(client_key) = &client_key
+            && let Some(by_client) = self.pending.remove(client_key)
+        {
+            match &mut pending {
+                Some(pending) => pending.merge(by_client),
+                None => pending = Some(by_client),
+            }
+        }
+        let pending = pending.unwrap_or_else(|| Pending::new(timestamp, peer));
+        let session_id = session_id_for(&key, pending.first_seen);
+        let mut identities = peer.identities.clone();
+        identities.merge_from(&pending.identities);
+        let session = Session {
+            session_id: session_id.clone(),
+            gateway: key.0.clone(),
+            connection: peer.connection.clone().or(pending.connection),
+            ike_sa_ids: match key.1 {
+                SaRef::Id(id) => vec![id],
+                SaRef::Client(_) => Vec::new(),
+            },
+            identities,
+            method: pending.method,
+            client: if peer.client.ip.is_some() {
+                peer.client
+            } else {
+                pending.client
+            },
+            client_geo: None,
+            virtual_ip: pending.virtual_ip,
+            start: timestamp,
+            end: None,
+            state: SessionState::Active,
+            cause: None,
+            counters: Counters::default(),
+            rekey_count: 0,
+            version: 0,
+            updated: timestamp,
+        };
+        self.by_sa.insert(key, session_id.clone());
+        if let Some(client_key) = client_key {
+            self.by_sa
+                .entry(client_key)
+                .or_insert_with(|| session_id.clone());
+        }
+        self.sessions
+            .insert(session_id.clone(), (session, Tracked::default()));
+        session_id
+    }
+
+    fn session_of(&self, gateway: &Option<String>, peer: &Peer) -> Option<String> {
+        let key = sa_key(gateway, peer)?;
+        self.by_sa.get(&key).cloned()
+    }
+
+    /// The open session holding a virtual IP on a gateway (the newest, if several).
+    fn session_by_virtual_ip(&self, gateway: &Option<String>, ip: IpAddr) -> Option<String> {
+        self.sessions
+            .values()
+            .filter(|(session, _)| &session.gateway == gateway && session.virtual_ip == Some(ip))
+            .max_by_key(|(session, _)| (session.state.is_open(), session.start))
+            .map(|(session, _)| session.session_id.clone())
+    }
+
+    fn evict(&mut self) {
+        let Some(high_water) = self.high_water else {
+            return;
+        };
+        let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
+        let evicted: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|(session, _)| {
+                session
+                    .end
+                    .is_some_and(|end| end.as_second() < closed_before)
+            })
+            .map(|(session, _)| session.session_id.clone())
+            .collect();
+        if !evicted.is_empty() {
+            for session_id in &evicted {
+                self.sessions.remove(session_id);
+            }
+            self.by_sa
+                .retain(|_, session_id| !evicted.contains(session_id));
+        }
+        let pending_before = high_water.as_second() - PENDING_TTL_SECS;
+        self.pending
+            .retain(|_, pending| pending.first_seen.as_second() >= pending_before);
+    }
+}
+
+impl Pending {
+    fn new(first_seen: Timestamp, peer: &Peer) -> Pending {
+        Pending {
+            first_seen,
+            identities: peer.identities.clone(),
+            method: None,
+            client: peer.client,
+            virtual_ip: None,
+            connection: peer.connection.clone(),
+        }
+    }
+
+    fn absorb(&mut self, peer: &Peer) {
+        self.identities.merge_from(&peer.identities);
+        if peer.client.ip.is_some() {
+            self.client = peer.client;
+        }
+        if self.connection.is_none() {
+            self.connection.clone_from(&peer.connection);
+        }
+    }
+
+    fn merge(&mut self, other: Pending) {
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.identities.merge_from(&other.identities);
+        self.method = self.method.or(other.method);
+        self.virtual_ip = self.virtual_ip.or(other.virtual_ip);
+        if self.client.ip.is_none() {
+            self.client = other.client;
+        }
+        if self.connection.is_none() {
+            self.connection = other.connection;
+        }
+    }
+}
+
+fn sa_key(gateway: &Option<String>, peer: &Peer) -> Option<SaKey> {
+    let sa = match (peer.ike_sa_id, peer.client.ip) {
+        (Some(id), _) => SaRef::Id(id),
+        (None, Some(ip)) => SaRef::Client(ip),
+        (None, None) => return None,
+    };
+    Some((gateway.clone(), sa))
+}
+
+fn sum_counters<'a>(all: impl Iterator<Item = &'a Counters>) -> Counters {
+    let mut total = Counters::default();
+    for counters in all {
+        total.bytes_in += counters.bytes_in;
+        total.bytes_out += counters.bytes_out;
+        total.packets_in = add_optional(total.packets_in, counters.packets_in);
+        total.packets_out = add_optional(total.packets_out, counters.packets_out);
+    }
+    total
+}
+
+fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+/// A session id that is the same whenever the same events are replayed: a hash of the
+/// gateway, the first IKE_SA and when it was first seen (unique ids restart with charon).
+fn session_id_for(key: &SaKey, first_seen: Timestamp) -> String {
+    let mut hash = Fnv1a::new();
+    hash.write(key.0.as_deref().unwrap_or("").as_bytes());
+    hash.write(b"\0");
+    match key.1 {
+        SaRef::Id(id) => hash.write(format!("id:{id}").as_bytes()),
+        SaRef::Client(ip) => hash.write(format!("client:{ip}").as_bytes()),
+    }
+    hash.write(b"\0");
+    hash.write(&first_seen.as_microsecond().to_le_bytes());
+    format!("s-{:016x}", hash.finish())
+}
+
+/// FNV-1a, 64 bit: stable across Rust versions and platforms (unlike `DefaultHasher`).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

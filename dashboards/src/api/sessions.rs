@@ -1,0 +1,54 @@
+//! `GET /api/v1/sessions`: VPN sessions, newest first.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsQuery {
+    limit: Option<u32>,
+    /// `active`, `closed` or `lost`.
+    state: Option<String>,
+    user: Option<String>,
+}
+
+const COLUMNS: &str = "session_id, user_name, source_ip, source_port, source_geo_country_iso_code, vpn_virtual_ip, \
+    event_start, event_end, event_duration, source_bytes, destination_bytes, network_bytes, vpn_state, vpn_terminate_cause, \
+    vpn_connection, vpn_auth_method, vpn_rekey_count, observer_hostname";
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<SessionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut filters = Vec::new();
+    if let Some(session_state) = &query.state {
+        if !["active", "closed", "lost"].contains(&session_state.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "state must be active, closed or lost, not {session_state:?}"
+            )));
+        }
+        filters.push(format!("vpn_state = {}", super::sql_literal(session_state)));
+    }
+    if let Some(user) = &query.user {
+        if user.len() > 1024 {
+            return Err(ApiError::bad_request("user is longer than 1024 bytes"));
+        }
+        filters.push(format!("user_name = {}", super::sql_literal(user)));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM sessions {filter} ORDER BY event_start DESC LIMIT {}",
+        super::limit(query.limit)
+    );
+    let rows = state.store.query_json(&sql).await?;
+    Ok(Json(
+        serde_json::json!({ "count": rows.len(), "sessions": rows }),
+    ))
+}

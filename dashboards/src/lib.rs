@@ -1,0 +1,99 @@
+//! The web console and REST API of tunnelwatch, built with axum.
+//!
+//! The front doors are [`router`], which builds the whole `Router` from an [`AppState`]
+//! (tests call it with `oneshot`, no server needed), and [`serve`], which runs it on a
+//! listener the caller bound. Routes are grouped by resource under [`api`]; the console's
+//! assets are embedded in the binary (no CDN: gateways and SOC networks are often offline).
+//!
+//! This is the only crate that knows HTTP status codes and JSON response shapes: domain
+//! errors arrive with a `kind()`, and [`error::ApiError`] maps it to a status in one place.
+
+pub mod api;
+mod assets;
+mod error;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// `[dashboards]` configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the console, the API and the ingest endpoint listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// File holding the bearer token gateways must send to the ingest endpoint. Without
+    /// one, ingest is open to anyone who can reach the listen address.
+    #[serde(default)]
+    pub ingest_token_file: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: default_listen(),
+            ingest_token_file: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+/// Why an ingest request was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestError {
+    /// The server cannot store it now (store failing, shutting down): the gateway retries.
+    Unavailable(String),
+}
+
+/// Where ingested batches go: `app` connects this to the collector and the store. The future
+/// resolves once the batch is durable (or failed).
+pub trait Ingest: Send + Sync + 'static {
+    fn ingest(
+        &self,
+        batch: model::IngestBatch,
+    ) -> Pin<Box<dyn Future<Output = Result<model::IngestAck, IngestError>> + Send>>;
+}
+
+/// Everything the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: store::Store,
+    pub ingest: Arc<dyn Ingest>,
+    /// The bearer token of the ingest endpoint, if one is required.
+    pub ingest_token: Option<String>,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{name}", get(assets::asset))
+        .route("/healthz", get(api::health::healthz))
+        .nest("/api/v1", api::router())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Router tests with `oneshot`: no server, no network. The ingest seam is a direct store
+//! append here (the collector is tested on its own and end to end in `app/tests`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use model::{
+    Auth, AuthFailure, AuthMethod, Endpoint, Event, EventBody, EventId, FailureCode, Identities,
+    IngestAck, IngestBatch, Observer, Outcome, Peer,
+};
+use tower::ServiceExt;
+
+use super::*;
+
+struct DirectIngest(store::Store);
+
+impl Ingest for DirectIngest {
+    fn ingest(
+        &self,
+        batch: IngestBatch,
+    ) -> Pin<Box<dyn Future<Output = Result<IngestAck, IngestError>> + Send>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            let receipt = store
+                .append(batch.events, Vec::new())
+                .map_err(|error| IngestError::Unavailable(error.to_string()))?;
+            Ok(IngestAck {
+                accepted: receipt.accepted,
+                duplicates: receipt.duplicates,
+            })
+        })
+    }
+}
+
+fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
+    let store = store::Store::open(&store::Config::for_dir(dir)).unwrap();
+    AppState {
+        store: store.clone(),
+        ingest: Arc::new(DirectIngest(store)),
+        ingest_token: token.map(str::to_owned),
+    }
+}
+
+fn failure_event(seq: u64, user: &str) -> Event {
+    Event {
+        id: EventId::new("gw1/charon", seq, 0),
+        timestamp: jiff::Timestamp::from_second(1_795_000_000 + seq as i64).unwrap(),
+        dataset: "strongswan.charon".to_owned(),
+        observer: Observer {
+            hostname: Some("gw1".to_owned()),
+            product: Some("strongswan".to_owned()),
+        },
+        original: format!("tried 1 shared key for 'gw' - '{user}', but MAC mismatched"),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::Auth(Auth {
+            peer: Peer {
+                client: Endpoint::new("192.0.2.12".parse().unwrap(), Some(4500)),
+                identities: Identities {
+                    ike_id: Some(user.to_owned()),
+                    ..Identities::default()
+                },
+                ..Peer::default()
+            },
+            method: AuthMethod::Psk,
+            outcome: Outcome::Failure,
+            failure: Some(AuthFailure {
+                code: FailureCode::PskMismatch,
+                reason: "MAC mismatched".to_owned(),
+            }),
+        }),
+    }
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, value)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post_batch(body: impl Into<Body>, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::post("/api/v1/ingest").header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(body.into()).unwrap()
+}
+
+#[tokio::test]
+async fn console_health_and_empty_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), None);
+    let (status, page) = call(&state, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.as_str()
+            .unwrap()
+            .contains("<title>tunnelwatch</title>")
+    );
+    let (status, _) = call(&state, get("/assets/app.js")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&state, get("/assets/../../etc/passwd")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = call(&state, get("/healthz")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = call(&state, get("/api/v1/sessions")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["count"], 0);
+    let (status, body) = call(&state, get("/api/v1/stats")).await;
+    assert_eq!(
+        (status, body["auth_failures"].as_i64()),
+        (StatusCode::OK, Some(0))
+    );
+}
+
+#[tokio::test]
+async fn ingest_requires_the_token_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), Some("s3cret"));
+    let batch = serde_json::to_vec(&IngestBatch {
+        gateway: "gw1".to_owned(),
+        events: vec![failure_event(1, "mallory"), failure_event(2, "eve")],
+    })
+    .unwrap();
+    let (status, _) = call(&state, post_batch(batch.clone(), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&state, post_batch(batch.clone(), Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, ack) = call(&state, post_batch(batch.clone(), Some("s3cret"))).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(ack, serde_json::json!({"accepted": 2, "duplicates": 0}));
+    let (_, ack) = call(&state, post_batch(batch, Some("s3cret"))).await;
+    assert_eq!(ack, serde_json::json!({"accepted": 0, "duplicates": 2}));
+    let (status, body) = call(&state, get("/api/v1/auth-events?outcome=failure")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["count"], 2);
+    assert_eq!(body["auth_events"][0]["user_name"], "eve");
+    assert_eq!(body["auth_events"][0]["vpn_auth_failure"], "psk_mismatch");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), None);
+    for (body, needle) in [
+        (&b"{not json"[..], "unreadable batch"),
+        (&b"{\"gateway\":\"gw\"}"[..], "events"),
+        (&b"\xff\xfe"[..], "unreadable batch"),
+        (
+            &b"{\"gateway\":\"gw\",\"events\":[{\"id\":1}]}"[..],
+            "unreadable batch",
+        ),
+    ] {
+        let (status, error) = call(&state, post_batch(body.to_vec(), None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+    }
+    let oversized = vec![b' '; model::wire::MAX_INGEST_BODY_BYTES + 1];
+    let (status, _) = call(&state, post_batch(oversized, None)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, error) = call(&state, get("/api/v1/sessions?state=bogus")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("active, closed or lost")
+    );
+    let (status, _) = call(&state, get("/api/v1/sessions?colour=blue")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&state, get("/api/v1/sessions?limit=-1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn filters_are_data_not_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), None);
+    state
+        .store
+        .append(vec![failure_event(1, "o'brien")], Vec::new())
+        .unwrap();
+    let (status, body) = call(&state, get("/api/v1/auth-events?user=o%27brien")).await;
+    assert_eq!((status, body["count"].as_i64()), (StatusCode::OK, Some(1)));
+    let (status, body) = call(
+        &state,
+        get("/api/v1/auth-events?user=x%27%20OR%20%271%27%3D%271"),
+    )
+    .await;
+    assert_eq!((status, body["count"].as_i64()), (StatusCode::OK, Some(0)));
+}

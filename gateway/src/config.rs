@@ -1,0 +1,167 @@
+//! `[gateway]` configuration.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::parse::{DEFAULT_MAX_LINE_BYTES, Format};
+
+/// The agent's configuration: where the logs are, where the server is, where to keep state.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This gateway's name: `observer.hostname` of file-log events and the prefix of every
+    /// source id. Defaults to the host name (filled in by the binary).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the tunnelwatch server, e.g. `http://collector.example:8080`.
+    #[serde(default = "default_server_url")]
+    pub server_url: String,
+    /// File holding the bearer token the server expects (no token when unset).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Where checkpoints and the spool live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Time zone of log timestamps that carry none (IANA name).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    #[serde(default = "default_batch_max_wait_ms")]
+    pub batch_max_wait_ms: u64,
+    /// How often tailed files are checked for new lines and rotation.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Upper bound of the on-disk spool; when full, tailing pauses (the log files keep the
+    /// lines) until the server takes events again.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One log source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A log file, followed across rotation and truncation.
+    File {
+        format: Format,
+        path: PathBuf,
+        /// Source id suffix (`<gateway>/<name>`); defaults to the format name.
+        #[serde(default)]
+        name: Option<String>,
+        /// Where to start when there is no checkpoint: the whole file (default) or only new lines.
+        #[serde(default)]
+        start_at: StartAt,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    #[default]
+    Beginning,
+    End,
+}
+
+impl SourceConfig {
+    /// The source's name, unique within the gateway.
+    pub fn name(&self) -> String {
+        match self {
+            SourceConfig::File { name, format, .. } => {
+                name.clone().unwrap_or_else(|| format.as_str().to_owned())
+            }
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            name: None,
+            server_url: default_server_url(),
+            token_file: None,
+            state_dir: default_state_dir(),
+            timezone: default_timezone(),
+            batch_max_events: default_batch_max_events(),
+            batch_max_wait_ms: default_batch_max_wait_ms(),
+            poll_interval_ms: default_poll_interval_ms(),
+            spool_max_bytes: default_spool_max_bytes(),
+            max_line_bytes: default_max_line_bytes(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: values in range, unique source names, a known time zone.
+    pub fn validate(&self) -> crate::Result<()> {
+        let fail = |message: String| Err(crate::Error::Config(message));
+        if self.batch_max_events == 0 {
+            return fail("batch_max_events must be at least 1".to_owned());
+        }
+        if self.max_line_bytes < 256 {
+            return fail(format!(
+                "max_line_bytes must be at least 256, not {}",
+                self.max_line_bytes
+            ));
+        }
+        if self.spool_max_bytes < 1024 * 1024 {
+            return fail(format!(
+                "spool_max_bytes must be at least 1 MiB, not {}",
+                self.spool_max_bytes
+            ));
+        }
+        if jiff::tz::TimeZone::get(&self.timezone).is_err() {
+            return fail(format!("unknown time zone `{}`", self.timezone));
+        }
+        if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
+            return fail(format!(
+                "server_url must start with http:// or https://, not `{}`",
+                self.server_url
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for source in &self.sources {
+            let name = source.name();
+            if !names.insert(name.clone()) {
+                return fail(format!("two sources are named `{name}`; give one a `name`"));
+            }
+            if name.is_empty() || name.contains(['/', ':', '\\']) {
+                return fail(format!(
+                    "source name `{name}` must be non-empty and contain no `/`, `:` or `\\`"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_server_url() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tunnelwatch/gateway")
+}
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+fn default_batch_max_events() -> usize {
+    1000
+}
+fn default_batch_max_wait_ms() -> u64 {
+    500
+}
+fn default_poll_interval_ms() -> u64 {
+    250
+}
+fn default_spool_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_max_line_bytes() -> usize {
+    DEFAULT_MAX_LINE_BYTES
+}

@@ -1,0 +1,64 @@
+//! The gateway's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the gateway. Malformed log lines are not errors (they become
+/// pipeline-error events); these are failures of the agent's own machinery.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt {what} {path}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("invalid gateway configuration: {0}")]
+    Config(String),
+    #[error("the spool is full ({used} of {limit} bytes); waiting for the server to take events")]
+    SpoolFull { used: u64, limit: u64 },
+    #[error("server {url} refused the batch: {detail}")]
+    Server { url: String, detail: String },
+}
+
+/// Coarse classes of [`Error`], for callers that map errors to a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Error::Io { .. } | Error::Corrupt { .. } => ErrorKind::Internal,
+            Error::Config(_) => ErrorKind::Invalid,
+            Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

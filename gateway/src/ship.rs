@@ -1,0 +1,127 @@
+//! Sending spooled events to the server: one HTTP POST per batch, retried with backoff until
+//! the server acknowledges it. Nothing is dropped: a batch leaves the spool only after the
+//! server said it is durable.
+
+use std::time::Duration;
+
+use model::Event;
+use model::wire::{INGEST_PATH, IngestAck, IngestBatch};
+
+use crate::{Error, Result};
+
+/// An HTTP client for one server.
+#[derive(Debug, Clone)]
+pub struct Shipper {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    gateway: String,
+}
+
+impl Shipper {
+    pub fn new(server_url: &str, token: Option<String>, gateway: &str) -> Result<Shipper> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|error| Error::Config(format!("cannot build the HTTP client: {error}")))?;
+        Ok(Shipper {
+            client,
+            url: format!("{}{INGEST_PATH}", server_url.trim_end_matches('/')),
+            token,
+            gateway: gateway.to_owned(),
+        })
+    }
+
+    /// Sends one batch and waits for the server's acknowledgement.
+    pub async fn send(&self, events: Vec<Event>) -> Result<IngestAck> {
+        let batch = IngestBatch {
+            gateway: self.gateway.clone(),
+            events,
+        };
+        let body = serde_json::to_vec(&batch).map_err(|error| Error::Server {
+            url: self.url.clone(),
+            detail: error.to_string(),
+        })?;
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let server_error = |detail: String| Error::Server {
+            url: self.url.clone(),
+            detail,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| server_error(describe(&error)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| server_error(describe(&error)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
+            return Err(server_error(format!("HTTP {status}: {text}")));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|error| server_error(format!("unreadable acknowledgement: {error}")))
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Exponential backoff from 250 ms to 30 s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff { attempt: 0 }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let millis = 250u64.saturating_mul(1 << self.attempt.min(7)).min(30_000);
+        self.attempt = self.attempt.saturating_add(1);
+        Duration::from_millis(millis)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<u64> = (0..10)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, golden, property, integration and end-to-end tests, including
+# the ones against real strongSwan in network namespaces. Installs the Debian packages they
+# need when missing (needs root, as do network namespaces). A missing prerequisite fails
+# with a message; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tunnelwatch-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the test suite needs root (network namespaces for the strongSwan testbed)" >&2
+    exit 1
+fi
+echo "== prerequisites (Debian packages for the VPN testbed)"
+bash testbed/scripts/vpn-testbed.sh install
+
+echo "== cargo test --workspace"
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked

@@ -1,0 +1,86 @@
+//! The store's error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to {context}")]
+    Arrow {
+        context: &'static str,
+        #[source]
+        source: datafusion::arrow::error::ArrowError,
+    },
+    #[error("failed to {context}")]
+    Parquet {
+        context: &'static str,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    /// A query the user wrote is wrong (syntax, unknown table or column, bad types).
+    #[error("{0}")]
+    Query(String),
+    /// A query failed while running.
+    #[error("query failed: {0}")]
+    Execution(String),
+    #[error("corrupt {what} {path}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("the store at {0} is opened read-only")]
+    ReadOnly(PathBuf),
+    #[error("no tunnelwatch data directory at {0} (expected a `tables` folder; is --data right?)")]
+    NotAStore(PathBuf),
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+/// Coarse classes of [`Error`], mapped to HTTP statuses by `dashboards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Query(_) => ErrorKind::Invalid,
+            Error::NotAStore(_) => ErrorKind::NotFound,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                ErrorKind::Unavailable
+            }
+            Error::ReadOnly(_) => ErrorKind::Invalid,
+            Error::Io { .. }
+            | Error::Arrow { .. }
+            | Error::Parquet { .. }
+            | Error::Execution(_)
+            | Error::Corrupt { .. }
+            | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

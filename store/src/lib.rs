@@ -1,0 +1,573 @@
+//! The tunnelwatch store: events and sessions in a local data directory, as Parquet, queried
+//! with DataFusion SQL.
+//!
+//! The principal type is [`Store`]. [`Store::append`] takes the events and session snapshots
+//! of one collector batch, drops events it already has (by their [`model::EventId`]: per
+//! source, everything up to the highest stored position), writes the rest to the write-ahead
+//! log and fsyncs, and only then returns: the caller acknowledges the batch to the gateway
+//! after that. [`Store::flush`] moves what the WAL holds into Parquet segments, one per table
+//! (see [`schema::Table`]). [`Store::query`] runs SQL over Parquet and the not-yet-flushed rows
+//! together, so nothing waits for a flush to become visible.
+//!
+//! A second process may open the same directory with [`Store::open_read_only`] (that is what
+//! `tunnelwatch sql` does while a server runs): it reads the segments and the WAL and never
+//! writes.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! DATA/tables/<table>/part-<micros>-<n>.parquet   flushed rows, sorted by time
+//! DATA/wal/<generation>.wal                       accepted, not yet flushed
+//! DATA/state/open_sessions.json                   sessions open at the last flush
+//! ```
+
+mod error;
+mod query;
+pub mod schema;
+mod segment;
+mod wal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use model::{Event, Session};
+use serde::Deserialize;
+
+pub use error::{Error, ErrorKind, Result};
+pub use query::{OutputFormat, QueryResult};
+pub use schema::Table;
+pub use wal::WalRecord;
+
+use segment::Watermarks;
+use wal::Wal;
+
+/// `[store]` configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The data directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// How often accepted rows are written to Parquet.
+    #[serde(default = "default_flush_interval_secs")]
+    pub flush_interval_secs: u64,
+    /// Flush early once this many rows wait in memory.
+    #[serde(default = "default_max_buffered_rows")]
+    pub max_buffered_rows: usize,
+    /// A query running longer is cancelled.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
+    /// Memory one query may use for sorts, joins and aggregations.
+    #[serde(default = "default_query_memory_bytes")]
+    pub query_memory_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: default_data_dir(),
+            flush_interval_secs: default_flush_interval_secs(),
+            max_buffered_rows: default_max_buffered_rows(),
+            query_timeout_secs: default_query_timeout_secs(),
+            query_memory_bytes: default_query_memory_bytes(),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for a data directory with every other setting at its default.
+    pub fn for_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            ..Config::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.flush_interval_secs == 0 || self.query_timeout_secs == 0 {
+            return Err(Error::Query(
+                "flush_interval_secs and query_timeout_secs must be at least 1".to_owned(),
+            ));
+        }
+        if self.query_memory_bytes < 16 * 1024 * 1024 {
+            return Err(Error::Query(
+                "query_memory_bytes must be at least 16 MiB".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tunnelwatch/data")
+}
+fn default_flush_interval_secs() -> u64 {
+    5
+}
+fn default_max_buffered_rows() -> usize {
+    200_000
+}
+fn default_query_timeout_secs() -> u64 {
+    30
+}
+fn default_query_memory_bytes() -> usize {
+    1024 * 1024 * 1024
+}
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+/// What [`Store::flush`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub rows: BTreeMap<&'static str, usize>,
+}
+
+/// Health and size figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub buffered_events: usize,
+    pub buffered_sessions: usize,
+    pub segments: usize,
+    pub open_sessions: usize,
+    pub corrupt_wal_records: u64,
+    pub quarantined_segments: usize,
+}
+
+/// The store of one data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Mutex<Inner>>,
+    dir: PathBuf,
+    query_timeout: Duration,
+    query_memory_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// None when opened read-only.
+    wal: Option<Wal>,
+    events: Vec<Event>,
+    sessions: Vec<Session>,
+    /// Rows taken by a flush in progress: still visible to queries until their files exist.
+    flushing: Option<(Vec<Event>, Vec<Session>)>,
+    /// Highest stored position per source (Parquet or WAL).
+    watermarks: Watermarks,
+    segments: BTreeMap<Table, Vec<PathBuf>>,
+    open_sessions: HashMap<String, Session>,
+    /// Per table, the highest event position per source in its Parquet segments: a table
+    /// never takes an event at or below it.
+    table_watermarks: BTreeMap<Table, Watermarks>,
+    next_segment: u64,
+    corrupt_wal_records: u64,
+    quarantined_segments: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) a data directory for writing, replaying its WAL.
+    pub fn open(config: &Config) -> Result<Store> {
+        config.validate()?;
+        let dir = &config.data_dir;
+        for sub in ["tables", "wal", "state", "quarantine"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .map_err(|error| Error::io("create directory", &path, error))?;
+        }
+        let wal = Wal::open(&dir.join("wal"))?;
+        Store::load(config, Some(wal))
+    }
+
+    /// Opens an existing data directory for reading only; never writes to it.
+    pub fn open_read_only(config: &Config) -> Result<Store> {
+        let tables = config.data_dir.join("tables");
+        match std::fs::metadata(&tables) {
+            Ok(metadata) if metadata.is_dir() => {}
+            _ => return Err(Error::NotAStore(config.data_dir.clone())),
+        }
+        Store::load(config, None)
+    }
+
+    fn load(config: &Config, wal: Option<Wal>) -> Result<Store> {
+        let dir = config.data_dir.clone();
+        let writable = wal.is_some();
+        let mut segments = BTreeMap::new();
+        let mut table_watermarks: BTreeMap<Table, Watermarks> = BTreeMap::new();
+        let mut quarantined_segments = 0;
+        let mut next_segment = 0;
+        for table in Table::ALL {
+            let table_dir = dir.join("tables").join(table.name());
+            let mut files = Vec::new();
+            for path in segment::list(&table_dir, writable)? {
+                match segment::read_watermarks(&path) {
+                    Ok(watermarks) => {
+                        segment::merge(table_watermarks.entry(table).or_default(), &watermarks);
+                        files.push(path);
+                    }
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "unreadable parquet segment");
+                        quarantined_segments += 1;
+                        if writable {
+                            quarantine(&dir, &path)?;
+                        }
+                    }
+                }
+            }
+            next_segment += files.len() as u64;
+            segments.insert(table, files);
+        }
+        let mut inner = Inner {
+            wal,
+            events: Vec::new(),
+            sessions: Vec::new(),
+            flushing: None,
+            watermarks: Watermarks::new(),
+            segments,
+            open_sessions: load_open_sessions(&dir)?,
+            table_watermarks: table_watermarks.clone(),
+            next_segment,
+            corrupt_wal_records: 0,
+            quarantined_segments,
+        };
+        for watermarks in table_watermarks.values() {
+            segment::merge(&mut inner.watermarks, watermarks);
+        }
+        // Replay the WAL: an event goes back into memory unless every table that takes it
+        // already has it in Parquet; flushes and queries then give it only to the tables that
+        // lack it (a crash may come between the segments of one flush).
+        let (records, n_corrupt) = wal::read_all(&dir.join("wal"))?;
+        inner.corrupt_wal_records = n_corrupt;
+        let mut n_replayed = 0;
+        for record in records {
+            for event in record.events {
+                let missing_somewhere = Table::ALL.iter().any(|table| {
+                    table.takes(&event) && !covered(&table_watermarks, *table, &event)
+                });
+                if missing_somewhere {
+                    bump(&mut inner.watermarks, &event);
+                    inner.events.push(event);
+                    n_replayed += 1;
+                }
+            }
+            for session in record.sessions {
+                track_open(&mut inner.open_sessions, &session);
+                inner.sessions.push(session);
+            }
+        }
+        if n_replayed > 0 && writable {
+            tracing::info!(n_replayed, "replayed events from the write-ahead log");
+        }
+        Ok(Store {
+            inner: Arc::new(Mutex::new(inner)),
+            dir,
+            query_timeout: Duration::from_secs(config.query_timeout_secs),
+            query_memory_bytes: config.query_memory_bytes,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::Internal("store lock poisoned".to_owned()))
+    }
+
+    /// Stores a batch durably: after this returns `Ok`, a crash does not lose it. Events
+    /// the store already has are counted as duplicates and not stored again.
+    pub fn append(&self, events: Vec<Event>, sessions: Vec<Session>) -> Result<AppendReceipt> {
+        let mut inner = self.lock()?;
+        if inner.wal.is_none() {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
+        let n_offered = events.len() as u64;
+        let mut accepted = Vec::with_capacity(events.len());
+        let mut positions = Watermarks::new();
+        for event in events {
+            let floor = positions
+                .get(&event.id.source)
+                .or_else(|| inner.watermarks.get(&event.id.source));
+            if floor.is_none_or(|stored| event.id.position() > *stored) {
+                bump(&mut positions, &event);
+                accepted.push(event);
+            }
+        }
+        let receipt = AppendReceipt {
+            accepted: accepted.len() as u64,
+            duplicates: n_offered - accepted.len() as u64,
+        };
+        if accepted.is_empty() && sessions.is_empty() {
+            return Ok(receipt);
+        }
+        let record = WalRecord {
+            events: accepted,
+            sessions,
+        };
+        match inner.wal.as_mut() {
+            Some(wal) => wal.append(&record)?,
+            None => return Err(Error::ReadOnly(self.dir.clone())),
+        }
+        // Durable now: only from here on does a resend count as a duplicate.
+        segment::merge(&mut inner.watermarks, &positions);
+        for session in &record.sessions {
+            track_open(&mut inner.open_sessions, session);
+        }
+        inner.events.extend(record.events);
+        inner.sessions.extend(record.sessions);
+        Ok(receipt)
+    }
+
+    /// Rows waiting in memory (and the WAL) for the next flush.
+    pub fn buffered_rows(&self) -> Result<usize> {
+        let inner = self.lock()?;
+        Ok(inner.events.len() + inner.sessions.len())
+    }
+
+    /// Writes every buffered row to Parquet and drops the WAL generations that held them.
+    pub fn flush(&self) -> Result<FlushReport> {
+        let (events, sessions, old_generations, segment_base, table_watermarks) = {
+            let mut guard = self.lock()?;
+            let inner = &mut *guard;
+            let Some(wal) = inner.wal.as_mut() else {
+                return Err(Error::ReadOnly(self.dir.clone()));
+            };
+            if inner.events.is_empty() && inner.sessions.is_empty() {
+                return Ok(FlushReport::default());
+            }
+            let old_generations = wal.rotate()?;
+            let events = std::mem::take(&mut inner.events);
+            let sessions = std::mem::take(&mut inner.sessions);
+            inner.flushing = Some((events.clone(), sessions.clone()));
+            let segment_base = inner.next_segment;
+            inner.next_segment += Table::ALL.len() as u64;
+            (
+                events,
+                sessions,
+                old_generations,
+                segment_base,
+                inner.table_watermarks.clone(),
+            )
+        };
+        let written = self.write_segments(&events, &sessions, segment_base, &table_watermarks);
+        let mut inner = self.lock()?;
+        inner.flushing = None;
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                // Keep the rows (they are still in the old WAL generations) for the next try.
+                let mut events = events;
+                events.append(&mut inner.events);
+                inner.events = events;
+                let mut sessions = sessions;
+                sessions.append(&mut inner.sessions);
+                inner.sessions = sessions;
+                return Err(error);
+            }
+        };
+        let mut flushed = Watermarks::new();
+        for event in &events {
+            bump(&mut flushed, event);
+        }
+        for table in Table::ALL.into_iter().filter(|table| table.from_events()) {
+            segment::merge(inner.table_watermarks.entry(table).or_default(), &flushed);
+        }
+        let mut report = FlushReport::default();
+        for (table, path, n_rows) in written {
+            inner.segments.entry(table).or_default().push(path);
+            report.rows.insert(table.name(), n_rows);
+        }
+        store_open_sessions(&self.dir, &inner.open_sessions)?;
+        if let Some(wal) = inner.wal.as_ref() {
+            wal.remove(&old_generations)?;
+        }
+        Ok(report)
+    }
+
+    fn write_segments(
+        &self,
+        events: &[Event],
+        sessions: &[Session],
+        segment_base: u64,
+        table_watermarks: &BTreeMap<Table, Watermarks>,
+    ) -> Result<Vec<(Table, PathBuf, usize)>> {
+        let mut watermarks = Watermarks::new();
+        for event in events {
+            bump(&mut watermarks, event);
+        }
+        let stamp = jiff::Timestamp::now().as_microsecond();
+        let mut written = Vec::new();
+        for (table_idx, table) in Table::ALL.into_iter().enumerate() {
+            let batch = if table == Table::Sessions {
+                schema::sessions_batch(&sessions.iter().collect::<Vec<_>>())?
+            } else if table.from_events() {
+                let rows: Vec<&Event> = events
+                    .iter()
+                    .filter(|event| table.takes(event) && !covered(table_watermarks, table, event))
+                    .collect();
+                table.events_batch(&rows)?
+            } else {
+                continue;
+            };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let table_dir = self.dir.join("tables").join(table.name());
+            std::fs::create_dir_all(&table_dir)
+                .map_err(|error| Error::io("create directory", &table_dir, error))?;
+            let path = table_dir.join(format!(
+                "part-{stamp:020}-{:08}.parquet",
+                segment_base + table_idx as u64
+            ));
+            segment::write(&path, &batch, table.from_events().then_some(&watermarks))?;
+            written.push((table, path, batch.num_rows()));
+        }
+        Ok(written)
+    }
+
+    /// The sessions that were open at the newest snapshot (for the collector after a restart).
+    pub fn open_sessions(&self) -> Result<Vec<Session>> {
+        let inner = self.lock()?;
+        let mut sessions: Vec<Session> = inner.open_sessions.values().cloned().collect();
+        sessions.sort_by_key(|session| session.start);
+        Ok(sessions)
+    }
+
+    pub fn stats(&self) -> Result<StoreStats> {
+        let inner = self.lock()?;
+        Ok(StoreStats {
+            buffered_events: inner.events.len(),
+            buffered_sessions: inner.sessions.len(),
+            segments: inner.segments.values().map(Vec::len).sum(),
+            open_sessions: inner.open_sessions.len(),
+            corrupt_wal_records: inner.corrupt_wal_records,
+            quarantined_segments: inner.quarantined_segments,
+        })
+    }
+
+    /// Runs one read-only SQL statement over every table.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        let snapshot = {
+            let inner = self.lock()?;
+            query::Snapshot::take(
+                &inner.segments,
+                &inner.events,
+                &inner.sessions,
+                inner.flushing.as_ref(),
+                &|table, event| covered(&inner.table_watermarks, table, event),
+            )?
+        };
+        query::run(snapshot, sql, self.query_timeout, self.query_memory_bytes).await
+    }
+
+    /// Runs a query and returns its rows as JSON objects keyed by column name.
+    pub async fn query_json(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let result = self.query(sql).await?;
+        query::to_json_rows(&result.batches)
+    }
+}
+
+/// Whether `table` already has `event` in Parquet.
+fn covered(table_watermarks: &BTreeMap<Table, Watermarks>, table: Table, event: &Event) -> bool {
+    table_watermarks
+        .get(&table)
+        .and_then(|watermarks| watermarks.get(&event.id.source))
+        .is_some_and(|stored| event.id.position() <= *stored)
+}
+
+fn bump(watermarks: &mut Watermarks, event: &Event) {
+    let position = event.id.position();
+    let slot = watermarks
+        .entry(event.id.source.clone())
+        .or_insert(position);
+    if position > *slot {
+        *slot = position;
+    }
+}
+
+fn track_open(open: &mut HashMap<String, Session>, session: &Session) {
+    let newer = open
+        .get(&session.session_id)
+        .is_none_or(|known| session.version >= known.version);
+    if !newer {
+        return;
+    }
+    if session.state.is_open() {
+        open.insert(session.session_id.clone(), session.clone());
+    } else {
+        open.remove(&session.session_id);
+    }
+}
+
+fn load_open_sessions(dir: &Path) -> Result<HashMap<String, Session>> {
+    let path = dir.join("state").join("open_sessions.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let sessions: Vec<Session> =
+                serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
+                    what: "open sessions file",
+                    path: path.clone(),
+                    detail: error.to_string(),
+                })?;
+            Ok(sessions
+                .into_iter()
+                .map(|session| (session.session_id.clone(), session))
+                .collect())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(error) => Err(Error::io("read", &path, error)),
+    }
+}
+
+fn store_open_sessions(dir: &Path, open: &HashMap<String, Session>) -> Result<()> {
+    let path = dir.join("state").join("open_sessions.json");
+    let tmp = path.with_extension("json.tmp");
+    let sessions: Vec<&Session> = open.values().collect();
+    let bytes = serde_json::to_vec(&sessions)
+        .map_err(|error| Error::Internal(format!("cannot encode open sessions: {error}")))?;
+    std::fs::write(&tmp, bytes).map_err(|error| Error::io("write", &tmp, error))?;
+    let file = std::fs::File::open(&tmp).map_err(|error| Error::io("open", &tmp, error))?;
+    file.sync_all()
+        .map_err(|error| Error::io("fsync", &tmp, error))?;
+    std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))
+}
+
+fn quarantine(dir: &Path, path: &Path) -> Result<()> {
+    let Some(name) = path.file_name() else {
+        return Ok(());
+    };
+    let table = path
+        .parent()
+        .and_then(|parent| parent.file_name())
+        .and_then(|name| name.to_str())
+        .unwrap_or("unknown");
+    let target = dir
+        .join("quarantine")
+        .join(format!("{table}-{}", name.to_string_lossy()));
+    std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
+    tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
+    Ok(())
+}
+
+/// Builds Arrow batches of one table from model values: for tests and tools that want the
+/// exact rows a flush would write.
+pub fn rows_of(table: Table, events: &[Event], sessions: &[Session]) -> Result<RecordBatch> {
+    if table == Table::Sessions {
+        return schema::sessions_batch(&sessions.iter().collect::<Vec<_>>());
+    }
+    let rows: Vec<&Event> = events.iter().filter(|event| table.takes(event)).collect();
+    table.events_batch(&rows)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,356 @@
+//! SQL over the store with DataFusion.
+//!
+//! Every query runs in a fresh `SessionContext` over a consistent snapshot: the Parquet
+//! segments that existed when the query started (a pinned file list, so a concurrent flush
+//! cannot make rows appear twice) plus the rows still in memory. Each table the user sees is a
+//! view over both; `sessions` keeps only the newest snapshot of each session. User SQL may
+//! only read: DDL, DML and `SET`-style statements are refused, so `COPY … TO` or
+//! `CREATE EXTERNAL TABLE` cannot touch the file system.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use model::{Event, Session};
+
+use crate::schema::{self, Table};
+use crate::{Error, Result};
+
+/// How `tunnelwatch sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// An aligned text table; control characters in values are escaped so that a hostile
+    /// log line cannot drive the terminal.
+    #[default]
+    Table,
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<OutputFormat, String> {
+        match name {
+            "table" => Ok(OutputFormat::Table),
+            "csv" => Ok(OutputFormat::Csv),
+            "json" => Ok(OutputFormat::Json),
+            other => Err(format!(
+                "unknown output format `{other}` (known: table, csv, json)"
+            )),
+        }
+    }
+}
+
+/// The result of one query.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Renders the rows in `format`.
+    pub fn render(&self, format: OutputFormat) -> Result<String> {
+        match format {
+            OutputFormat::Table => {
+                let sanitized: Vec<RecordBatch> = self
+                    .batches
+                    .iter()
+                    .map(escape_controls)
+                    .collect::<Result<_>>()?;
+                let batches = if sanitized.is_empty() {
+                    vec![RecordBatch::new_empty(self.schema.clone())]
+                } else {
+                    sanitized
+                };
+                let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .map_err(|source| Error::Arrow {
+                        context: "format the result",
+                        source,
+                    })?;
+                Ok(format!("{table}\n"))
+            }
+            OutputFormat::Csv => {
+                let mut out = Vec::new();
+                {
+                    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(&mut out);
+                    if self.batches.is_empty() {
+                        writer
+                            .write(&RecordBatch::new_empty(self.schema.clone()))
+                            .map_err(|source| Error::Arrow {
+                                context: "write csv",
+                                source,
+                            })?;
+                    }
+                    for batch in &self.batches {
+                        writer.write(batch).map_err(|source| Error::Arrow {
+                            context: "write csv",
+                            source,
+                        })?;
+                    }
+                }
+                String::from_utf8(out)
+                    .map_err(|error| Error::Internal(format!("csv output is not UTF-8: {error}")))
+            }
+            OutputFormat::Json => {
+                let mut out = Vec::new();
+                {
+                    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+                    let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+                    writer
+                        .write_batches(&batches)
+                        .map_err(|source| Error::Arrow {
+                            context: "write json",
+                            source,
+                        })?;
+                    writer.finish().map_err(|source| Error::Arrow {
+                        context: "write json",
+                        source,
+                    })?;
+                }
+                String::from_utf8(out)
+                    .map_err(|error| Error::Internal(format!("json output is not UTF-8: {error}")))
+            }
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Table => "table",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "json",
+        })
+    }
+}
+
+/// Rows as JSON objects (for the HTTP API).
+pub(crate) fn to_json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut out = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut out);
+        let batches: Vec<&RecordBatch> = batches.iter().collect();
+        writer
+            .write_batches(&batches)
+            .map_err(|source| Error::Arrow {
+                context: "write json",
+                source,
+            })?;
+        writer.finish().map_err(|source| Error::Arrow {
+            context: "write json",
+            source,
+        })?;
+    }
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&out)
+        .map_err(|error| Error::Internal(format!("arrow wrote unreadable json: {error}")))
+}
+
+/// What a query sees: pinned segment lists and in-memory rows, per table.
+pub(crate) struct Snapshot {
+    segments: BTreeMap<Table, Vec<PathBuf>>,
+    memory: BTreeMap<Table, RecordBatch>,
+}
+
+impl Snapshot {
+    pub(crate) fn take(
+        segments: &BTreeMap<Table, Vec<PathBuf>>,
+        events: &[Event],
+        sessions: &[Session],
+        flushing: Option<&(Vec<Event>, Vec<Session>)>,
+        in_parquet: &dyn Fn(Table, &Event) -> bool,
+    ) -> Result<Snapshot> {
+        let mut all_events: Vec<&Event> = events.iter().collect();
+        let mut all_sessions: Vec<&Session> = sessions.iter().collect();
+        if let Some((flushing_events, flushing_sessions)) = flushing {
+            all_events.extend(flushing_events);
+            all_sessions.extend(flushing_sessions);
+        }
+        let mut memory = BTreeMap::new();
+        for table in Table::ALL {
+            let batch = if table == Table::Sessions {
+                schema::sessions_batch(&all_sessions)?
+            } else {
+                let rows: Vec<&Event> = all_events
+                    .iter()
+                    .copied()
+                    .filter(|event| table.takes(event) && !in_parquet(table, event))
+                    .collect();
+                table.events_batch(&rows)?
+            };
+            memory.insert(table, batch);
+        }
+        Ok(Snapshot {
+            segments: segments.clone(),
+            memory,
+        })
+    }
+}
+
+pub(crate) async fn run(
+    snapshot: Snapshot,
+    sql: &str,
+    timeout: Duration,
+    memory_bytes: usize,
+) -> Result<QueryResult> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_bytes, 1.0)
+        .build_arc()
+        .map_err(|error| Error::Internal(format!("cannot set up the query runtime: {error}")))?;
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    for table in Table::ALL {
+        register(&ctx, table, &snapshot).await?;
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let work = async {
+        let frame = ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|error| Error::Query(clean(&error.to_string())))?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
+            .collect()
+            .await
+            .map_err(|error| Error::Execution(clean(&error.to_string())))?;
+        Ok(QueryResult { schema, batches })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Execution(format!(
+            "the query ran longer than {} s and was cancelled",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+async fn register(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Result<()> {
+    let name = table.name();
+    let schema = table.schema();
+    let parquet_name = format!("_tw_{name}_parquet");
+    let memory_name = format!("_tw_{name}_memory");
+    let internal = |error: datafusion::error::DataFusionError| {
+        Error::Internal(format!("cannot register table {name}: {error}"))
+    };
+    let files = snapshot.segments.get(&table).cloned().unwrap_or_default();
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(internal)?;
+        ctx.register_table(parquet_name.as_str(), Arc::new(empty))
+            .map_err(internal)?;
+    } else {
+        let urls = files
+            .iter()
+            .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema.clone());
+        let listing = ListingTable::try_new(config).map_err(internal)?;
+        ctx.register_table(parquet_name.as_str(), Arc::new(listing))
+            .map_err(internal)?;
+    }
+    let memory_batch = snapshot
+        .memory
+        .get(&table)
+        .cloned()
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+    let memory = MemTable::try_new(schema.clone(), vec![vec![memory_batch]]).map_err(internal)?;
+    ctx.register_table(memory_name.as_str(), Arc::new(memory))
+        .map_err(internal)?;
+    let columns = table.column_names().join(", ");
+    let union = format!(
+        "SELECT {columns} FROM {parquet_name} UNION ALL SELECT {columns} FROM {memory_name}"
+    );
+    let definition = if table == Table::Sessions {
+        format!(
+            "CREATE VIEW {name} AS SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY session_id ORDER BY vpn_session_version DESC) AS _tw_rank FROM ({union})) WHERE _tw_rank = 1"
+        )
+    } else {
+        format!("CREATE VIEW {name} AS {union}")
+    };
+    ctx.sql(&definition).await.map_err(internal)?;
+    Ok(())
+}
+
+/// DataFusion prefixes errors with its own plumbing ("Error during planning: …"); users want
+/// the sentence that names the problem.
+fn clean(message: &str) -> String {
+    message
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("Schema error: ")
+        .to_owned()
+}
+
+/// Escapes control characters (ESC, CR, LF, BEL, …) in every string column.
+fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    let mut changed = false;
+    for column in batch.columns() {
+        if column.data_type() == &DataType::Utf8
+            && let Some(strings) = column.as_any().downcast_ref::<StringArray>()
+            && strings
+                .iter()
+                .flatten()
+                .any(|value| value.chars().any(char::is_control))
+        {
+            let escaped: StringArray = strings.iter().map(|value| value.map(escape_str)).collect();
+            columns.push(Arc::new(escaped));
+            changed = true;
+        } else {
+            columns.push(column.clone());
+        }
+    }
+    if !changed {
+        return Ok(batch.clone());
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(|source| Error::Arrow {
+        context: "escape control characters",
+        source,
+    })
+}
+
+fn escape_str(value: &str) -> String {
+    value
+        .chars()
+        .map(|ch| {
+            if ch.is_control() {
+                ch.escape_default().to_string()
+            } else {
+                ch.to_string()
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,370 @@
+use model::{
+    Auth, AuthFailure, AuthMethod, Counters, Endpoint, Event, EventBody, EventId, FailureCode,
+    Identities, Observer, Outcome, Peer, Session, SessionState,
+};
+
+use super::*;
+
+fn auth_event(seq: u64, user: &str, outcome: Outcome) -> Event {
+    let failure = (outcome == Outcome::Failure).then(|| AuthFailure {
+        code: FailureCode::PskMismatch,
+        reason: "MAC mismatched".to_owned(),
+    });
+    Event {
+        id: EventId::new("gw1/charon", seq, 0),
+        timestamp: jiff::Timestamp::from_second(1_795_000_000 + seq as i64).unwrap(),
+        dataset: "strongswan.charon".to_owned(),
+        observer: Observer {
+            hostname: Some("gw1".to_owned()),
+            product: Some("strongswan".to_owned()),
+        },
+        original: format!("line {seq} \u{1b}[31m"),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::Auth(Auth {
+            peer: Peer {
+                connection: Some("rw-psk".to_owned()),
+                ike_sa_id: Some(seq),
+                client: Endpoint::new("192.0.2.11".parse().unwrap(), Some(4500)),
+                server: Endpoint::default(),
+                identities: Identities {
+                    ike_id: Some(user.to_owned()),
+                    ..Identities::default()
+                },
+            },
+            method: AuthMethod::Psk,
+            outcome,
+            failure,
+        }),
+    }
+}
+
+fn session(id: &str, version: u64, state: SessionState) -> Session {
+    Session {
+        session_id: id.to_owned(),
+        gateway: Some("gw1".to_owned()),
+        connection: Some("rw-psk".to_owned()),
+        ike_sa_ids: vec![1],
+        identities: Identities {
+            ike_id: Some("alice".to_owned()),
+            ..Identities::default()
+        },
+        method: Some(AuthMethod::Psk),
+        client: Endpoint::new("192.0.2.11".parse().unwrap(), Some(4500)),
+        client_geo: None,
+        virtual_ip: Some("10.99.0.1".parse().unwrap()),
+        start: jiff::Timestamp::from_second(1_795_000_000).unwrap(),
+        end: (!state.is_open()).then(|| jiff::Timestamp::from_second(1_795_000_100).unwrap()),
+        state,
+        cause: None,
+        counters: Counters {
+            bytes_in: 10 * version,
+            bytes_out: 20,
+            packets_in: None,
+            packets_out: None,
+        },
+        rekey_count: 0,
+        version,
+        updated: jiff::Timestamp::from_second(1_795_000_000 + version as i64).unwrap(),
+    }
+}
+
+fn config(dir: &Path) -> Config {
+    Config::for_dir(dir)
+}
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    let rows = store.query_json(sql).await.unwrap();
+    rows[0]
+        .values()
+        .next()
+        .and_then(serde_json::Value::as_i64)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn appended_rows_are_visible_before_and_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let receipt = store
+        .append(
+            vec![
+                auth_event(1, "alice", Outcome::Success),
+                auth_event(2, "mallory", Outcome::Failure),
+            ],
+            vec![session("s-1", 1, SessionState::Active)],
+        )
+        .unwrap();
+    assert_eq!(
+        receipt,
+        AppendReceipt {
+            accepted: 2,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        count(
+            &store,
+            "select count(*) from auth_events where event_outcome = 'failure'"
+        )
+        .await,
+        1
+    );
+    store.flush().unwrap();
+    assert_eq!(store.buffered_rows().unwrap(), 0);
+    store
+        .append(
+            vec![auth_event(3, "alice", Outcome::Success)],
+            vec![session("s-1", 2, SessionState::Closed)],
+        )
+        .unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+    assert_eq!(count(&store, "select count(*) from events").await, 3);
+    // The newest snapshot of a session wins.
+    let rows = store
+        .query_json("select vpn_state, source_bytes from sessions")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["vpn_state"], "closed");
+    assert_eq!(rows[0]["source_bytes"], 20);
+    for table in Table::ALL {
+        store
+            .query(&format!("select * from {}", table.name()))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn resent_events_are_stored_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(
+            vec![
+                auth_event(1, "a", Outcome::Success),
+                auth_event(2, "b", Outcome::Success),
+            ],
+            vec![],
+        )
+        .unwrap();
+    let again = store
+        .append(
+            vec![
+                auth_event(2, "b", Outcome::Success),
+                auth_event(3, "c", Outcome::Success),
+            ],
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(
+        again,
+        AppendReceipt {
+            accepted: 1,
+            duplicates: 1
+        }
+    );
+    drop(store);
+    // Restart without a flush: the WAL brings everything back, and resends are still known.
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+    let again = store
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    assert_eq!(again.duplicates, 1);
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+    assert_eq!(
+        store
+            .append(vec![auth_event(3, "c", Outcome::Success)], vec![])
+            .unwrap()
+            .duplicates,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_parquet_and_wal_removal_does_not_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    let wal_copy: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    store.flush().unwrap();
+    drop(store);
+    // Put the old WAL generation back, as if the process died before deleting it.
+    for (path, bytes) in wal_copy {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 1);
+}
+
+#[tokio::test]
+async fn a_torn_wal_tail_is_cut_and_a_corrupt_segment_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .append(vec![auth_event(2, "b", Outcome::Success)], vec![])
+        .unwrap();
+    drop(store);
+    let wal_file = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&wal_file).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    std::fs::write(&wal_file, bytes).unwrap();
+    let segment = std::fs::read_dir(dir.path().join("tables/events"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .next()
+        .unwrap();
+    std::fs::write(&segment, b"PAR1 this is not parquet").unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.quarantined_segments, 1);
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 2);
+    assert_eq!(count(&store, "select count(*) from events").await, 1);
+    store
+        .append(vec![auth_event(3, "c", Outcome::Success)], vec![])
+        .unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+}
+
+#[tokio::test]
+async fn a_read_only_reader_sees_the_writers_data_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(&config(dir.path())).unwrap();
+    writer
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    writer.flush().unwrap();
+    writer
+        .append(vec![auth_event(2, "b", Outcome::Failure)], vec![])
+        .unwrap();
+    let reader = Store::open_read_only(&config(dir.path())).unwrap();
+    assert_eq!(count(&reader, "select count(*) from auth_events").await, 2);
+    assert!(matches!(
+        reader.append(vec![], vec![]),
+        Err(Error::ReadOnly(_))
+    ));
+    let missing = Store::open_read_only(&config(&dir.path().join("nope"))).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no tunnelwatch data directory"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn user_sql_may_only_read_and_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    for statement in [
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "COPY (select 1) TO '/tmp/tw-should-not-exist.csv'",
+        "DROP VIEW auth_events",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let error = store.query(statement).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{statement}: {error}");
+    }
+    let error = store
+        .query("select nope from auth_events")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert!(error.to_string().contains("nope"), "{error}");
+    let error = store.query("selec 1").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+#[tokio::test]
+async fn table_output_escapes_terminal_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(
+            vec![auth_event(
+                1,
+                "evil\u{1b}]0;pwned\u{7}\r\nx",
+                Outcome::Success,
+            )],
+            vec![],
+        )
+        .unwrap();
+    let result = store
+        .query("select user_name, event_original from auth_events")
+        .await
+        .unwrap();
+    let table = result.render(OutputFormat::Table).unwrap();
+    assert!(
+        !table.contains('\u{1b}') && !table.contains('\u{7}'),
+        "{table}"
+    );
+    assert!(
+        table.contains("evil\\u{1b}]0;pwned\\u{7}\\r\\nx"),
+        "{table}"
+    );
+    let json = result.render(OutputFormat::Json).unwrap();
+    let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(row["user_name"], "evil\u{1b}]0;pwned\u{7}\r\nx");
+    let csv = result.render(OutputFormat::Csv).unwrap();
+    assert!(csv.starts_with("user_name,event_original\n"), "{csv}");
+    let empty = store
+        .query("select * from flows")
+        .await
+        .unwrap()
+        .render(OutputFormat::Csv)
+        .unwrap();
+    assert!(
+        empty.starts_with("timestamp,event_id,session_id"),
+        "{empty}"
+    );
+}
+
+#[tokio::test]
+async fn open_sessions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(
+            vec![],
+            vec![
+                session("s-1", 1, SessionState::Active),
+                session("s-2", 1, SessionState::Active),
+            ],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .append(vec![], vec![session("s-2", 2, SessionState::Closed)])
+        .unwrap();
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    let open: Vec<String> = store
+        .open_sessions()
+        .unwrap()
+        .into_iter()
+        .map(|session| session.session_id)
+        .collect();
+    assert_eq!(open, ["s-1"]);
+}

@@ -1,0 +1,210 @@
+//! The write-ahead log: what the store accepted but has not yet written to Parquet.
+//!
+//! One file per generation (`wal/NNNNNNNNNNNNNNNNNNNN.wal`), records
+//! `[u32 length][u32 crc32][JSON WalRecord]`. [`Wal::append`] fsyncs before it returns, and
+//! the collector acknowledges a batch only after that, so an acknowledged event survives
+//! `kill -9`. A flush to Parquet starts a new generation first and deletes the old one after
+//! the Parquet files are in place.
+//!
+//! Reading stops at the first torn or corrupt record of a generation (a crash during an
+//! append); the writer cuts it off when it opens that generation again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use model::{Event, Session};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+const HEADER_BYTES: usize = 8;
+const MAX_RECORD_BYTES: usize = 512 * 1024 * 1024;
+
+/// One appended batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WalRecord {
+    pub events: Vec<Event>,
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    generation: u64,
+    file: File,
+}
+
+impl Wal {
+    /// Opens the newest generation for appending (after cutting a torn tail), or creates the
+    /// first one.
+    pub(crate) fn open(dir: &Path) -> Result<Wal> {
+        std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
+        let generation = generations(dir)?.last().copied().unwrap_or(1);
+        let path = generation_path(dir, generation);
+        let (_, valid_len, _) = read_generation(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|error| Error::io("open", &path, error))?;
+        file.set_len(valid_len)
+            .map_err(|error| Error::io("truncate torn tail of", &path, error))?;
+        Ok(Wal {
+            dir: dir.to_owned(),
+            generation,
+            file,
+        })
+    }
+
+    pub(crate) fn append(&mut self, record: &WalRecord) -> Result<()> {
+        let payload = serde_json::to_vec(record)
+            .map_err(|error| Error::Internal(format!("cannot encode a WAL record: {error}")))?;
+        let length = u32::try_from(payload.len()).map_err(|_| {
+            Error::Internal(format!(
+                "WAL record of {} bytes is too large",
+                payload.len()
+            ))
+        })?;
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(&length.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let path = generation_path(&self.dir, self.generation);
+        self.file
+            .write_all(&bytes)
+            .map_err(|error| Error::io("append to", &path, error))?;
+        self.file
+            .sync_data()
+            .map_err(|error| Error::io("fsync", &path, error))
+    }
+
+    /// Starts a new generation; returns the generations before it (to delete after a flush).
+    pub(crate) fn rotate(&mut self) -> Result<Vec<u64>> {
+        let older: Vec<u64> = generations(&self.dir)?
+            .into_iter()
+            .filter(|generation| *generation <= self.generation)
+            .collect();
+        self.generation += 1;
+        let path = generation_path(&self.dir, self.generation);
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|error| Error::io("create", &path, error))?;
+        sync_dir(&self.dir)?;
+        Ok(older)
+    }
+
+    pub(crate) fn remove(&self, generations_to_remove: &[u64]) -> Result<()> {
+        for generation in generations_to_remove {
+            let path = generation_path(&self.dir, *generation);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("delete", &path, error)),
+            }
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+/// Every record of every generation, oldest first, and how many records were unreadable.
+pub(crate) fn read_all(dir: &Path) -> Result<(Vec<WalRecord>, u64)> {
+    let mut records = Vec::new();
+    let mut n_corrupt = 0;
+    let gens = match generations(dir) {
+        Ok(gens) => gens,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((records, 0));
+        }
+        Err(error) => return Err(error),
+    };
+    for generation in gens {
+        let (generation_records, _, corrupt) = read_generation(&generation_path(dir, generation))?;
+        records.extend(generation_records);
+        n_corrupt += u64::from(corrupt);
+    }
+    Ok((records, n_corrupt))
+}
+
+/// Records of one generation, the length of its valid prefix, and whether a damaged tail
+/// followed that prefix.
+fn read_generation(path: &Path) -> Result<(Vec<WalRecord>, u64, bool)> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)
+                .map_err(|error| Error::io("read", path, error))?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), 0, false));
+        }
+        Err(error) => return Err(Error::io("open", path, error)),
+    }
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while offset + HEADER_BYTES <= bytes.len() {
+        let length = u32::from_le_bytes([
+            bytes[offset],
+            bytes[offset + 1],
+            bytes[offset + 2],
+            bytes[offset + 3],
+        ]) as usize;
+        let crc = u32::from_le_bytes([
+            bytes[offset + 4],
+            bytes[offset + 5],
+            bytes[offset + 6],
+            bytes[offset + 7],
+        ]);
+        let start = offset + HEADER_BYTES;
+        if length > MAX_RECORD_BYTES || start + length > bytes.len() {
+            break;
+        }
+        let payload = &bytes[start..start + length];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match serde_json::from_slice::<WalRecord>(payload) {
+            Ok(record) => records.push(record),
+            Err(error) => {
+                tracing::error!(path = %path.display(), offset, %error, "undecodable WAL record");
+                break;
+            }
+        }
+        offset = start + length;
+    }
+    let damaged = offset < bytes.len();
+    if damaged {
+        tracing::warn!(path = %path.display(), valid_bytes = offset, total_bytes = bytes.len(), "WAL generation ends in a torn or corrupt record");
+    }
+    Ok((records, offset as u64, damaged))
+}
+
+fn generation_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:020}.wal"))
+}
+
+fn generations(dir: &Path) -> Result<Vec<u64>> {
+    let entries = std::fs::read_dir(dir).map_err(|error| Error::io("list", dir, error))?;
+    let mut generations: Vec<u64> = entries
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(".wal")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    generations.sort_unstable();
+    Ok(generations)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|error| Error::io("open directory", dir, error))?;
+    handle
+        .sync_all()
+        .map_err(|error| Error::io("fsync directory", dir, error))
+}

@@ -1,0 +1,527 @@
+//! A real strongSwan VPN testbed for tunnelwatch's tests.
+//!
+//! [`Testbed::up`] brings up, in network namespaces private to the testbed, a real
+//! strongSwan 5.9.8 IKEv2 gateway (`charon`), two road-warrior clients (each its own
+//! `charon`), an HTTP server behind the gateway and, optionally, FreeRADIUS for
+//! EAP via RADIUS with accounting. Tests then drive real logins, logouts, dead peers
+//! and rekeys, and read what the gateway really logged ([`Testbed::gateway_log`]) or
+//! talk to its VICI socket ([`Testbed::vici_socket`]).
+//!
+//! The work is done by `scripts/vpn-testbed.sh` (see its header for the topology and
+//! the strongSwan facts it relies on); this crate runs it with a unique instance name
+//! and a fresh temporary directory, so several testbeds run in parallel, and tears the
+//! instance down on drop.
+//!
+//! Gateway connections (the `conn` argument of [`Testbed::connect`]):
+//! `rw-psk` (pre-shared keys), `rw-cert` (certificates from a fresh CA),
+//! `rw-eap` (EAP-MSCHAPv2 checked by charon) and, with [`Options::radius`],
+//! `rw-radius` (EAP-MSCHAPv2 via eap-radius to FreeRADIUS). Addresses: gateway
+//! 192.0.2.1, clients 192.0.2.11 and .12, virtual IP pool 10.99.0.0/24, HTTP server
+//! 198.51.100.10:8080.
+//!
+//! Prerequisites: root, a kernel with network namespaces, veth, TUN and XFRM, and
+//! Debian's package manager (missing packages are installed on first use). A missing
+//! prerequisite is an [`Error`] with [`ErrorKind::Prerequisite`], never a silent skip.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What [`Testbed::up`] starts besides the gateway, the clients and the HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Also run FreeRADIUS in the gateway's namespace: adds the `rw-radius`
+    /// connection, and charon sends RADIUS accounting for every IKE_SA.
+    pub radius: bool,
+    /// Also run a private rsyslogd and let the gateway charon log through syslog(3):
+    /// see [`Testbed::syslog_log`].
+    pub syslog: bool,
+    /// Keep the temporary directory (configs, logs) after the testbed is torn down.
+    pub keep_dir: bool,
+}
+
+/// One of the two road-warrior clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Outer address 192.0.2.11; identities `client1@{psk,cert,eap,radius}.vpn.test`,
+    /// EAP user `alice`, RADIUS user `carol`.
+    Client1,
+    /// Outer address 192.0.2.12; identities `client2@...`, EAP user `bob`, RADIUS
+    /// user `dave`.
+    Client2,
+}
+
+impl Client {
+    /// The script's name for the client.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Client1 => "client1",
+            Client::Client2 => "client2",
+        }
+    }
+
+    /// The client's outer (public) address.
+    pub fn address(self) -> &'static str {
+        match self {
+            Client::Client1 => "192.0.2.11",
+            Client::Client2 => "192.0.2.12",
+        }
+    }
+}
+
+/// The credential a client logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The client's configured, correct credential.
+    Correct,
+    /// This pre-shared key instead of the right one (for `rw-psk`): the gateway logs
+    /// `... but MAC mismatched` and answers AUTH_FAILED.
+    WrongPsk(String),
+    /// This EAP password instead of the right one (for `rw-eap`, `rw-radius`).
+    WrongEapPassword(String),
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not root, no usable `ip netns`, packages could not be installed.
+    Prerequisite,
+    /// The testbed script failed.
+    Script,
+    /// Reading or writing a file, or waiting for a log line, failed.
+    Io,
+}
+
+/// A testbed error, with the script's stderr when the script failed.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    stderr: String,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            stderr: String::new(),
+        }
+    }
+
+    fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The script's stderr (empty if the script was not involved).
+    pub fn stderr(&self) -> &str {
+        &self.stderr
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "testbed: {}", self.message)?;
+        let stderr = self.stderr.trim_end();
+        if !stderr.is_empty() {
+            write!(f, "\n--- vpn-testbed.sh stderr ---\n{stderr}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A running testbed instance. Dropping it tears it down (kills its daemons, deletes
+/// its namespaces).
+#[derive(Debug)]
+pub struct Testbed {
+    name: String,
+    dir: PathBuf,
+    keep_dir: bool,
+    is_up: bool,
+}
+
+/// `connect`'s exit status when the gateway refused the authentication.
+const EXIT_AUTH_FAILED: i32 = 3;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static INSTALLED: Mutex<bool> = Mutex::new(false);
+
+/// The path of `scripts/vpn-testbed.sh`.
+pub fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/vpn-testbed.sh")
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A name unique among live processes: pid and a per-process counter, base 36
+/// (5 + 1 characters for the first 36 testbeds of a process).
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}{}",
+        base36(u64::from(std::process::id())),
+        base36(u64::from(n))
+    )
+}
+
+fn run_script(args: &[&str]) -> Result<Output, Error> {
+    let script = script_path();
+    Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| Error::io(format!("running {}", script.display()), e))
+}
+
+fn script_error(kind: ErrorKind, what: &str, out: &Output) -> Error {
+    let status = match out.status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    };
+    Error {
+        kind,
+        message: format!("{what} failed ({status})"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn check_prerequisites() -> Result<(), Error> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("reading /proc/self/status", e))?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .unwrap_or("");
+    if uid != "0" {
+        return Err(Error::new(
+            ErrorKind::Prerequisite,
+            format!(
+                "the VPN testbed needs root (effective uid is {uid:?}): it creates network \
+                 namespaces, mounts and installs packages"
+            ),
+        ));
+    }
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Prerequisite,
+                format!("cannot run `ip netns list` (iproute2 missing?): {e}"),
+            )
+        })?;
+    if !out.status.success() {
+        let mut err = script_error(ErrorKind::Prerequisite, "`ip netns list`", &out);
+        err.message
+            .push_str(": network namespaces are not usable here");
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Runs `vpn-testbed.sh install` (once per process; the script itself serialises
+/// concurrent installs from several processes).
+fn install(syslog: bool) -> Result<(), Error> {
+    let mut done = INSTALLED
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Prerequisite, "an earlier install panicked"))?;
+    if *done && !syslog {
+        return Ok(());
+    }
+    let mut args = vec!["install"];
+    if syslog {
+        args.push("--syslog");
+    }
+    let out = run_script(&args)?;
+    if !out.status.success() {
+        return Err(script_error(
+            ErrorKind::Prerequisite,
+            "installing the testbed's packages (vpn-testbed.sh install)",
+            &out,
+        ));
+    }
+    *done = true;
+    Ok(())
+}
+
+impl Testbed {
+    /// Installs missing packages, then brings up a new testbed instance in a fresh
+    /// directory under [`std::env::temp_dir`]. Returns when every daemon is ready.
+    pub fn up(opts: Options) -> Result<Testbed, Error> {
+        check_prerequisites()?;
+        install(opts.syslog)?;
+        let name = unique_name();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("tunnelwatch-testbed-{name}-{nanos:x}"));
+        fs::create_dir(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        // A namespace left over from a dead process that had our pid: clear it.
+        if fs::metadata(format!("/run/netns/tw-{name}-gw")).is_ok() {
+            let out = run_script(&["down", &name, &dir.to_string_lossy()])?;
+            if !out.status.success() {
+                return Err(script_error(
+                    ErrorKind::Script,
+                    "clearing a stale instance",
+                    &out,
+                ));
+            }
+        }
+        let mut testbed = Testbed {
+            name,
+            dir,
+            keep_dir: opts.keep_dir,
+            is_up: false,
+        };
+        let mut args = vec!["up"];
+        if opts.radius {
+            args.push("--radius");
+        }
+        if opts.syslog {
+            args.push("--syslog");
+        }
+        // The script tears down what it built when `up` fails; the directory stays,
+        // for its logs.
+        if let Err(mut err) = testbed.run(&args, &[]) {
+            err.message
+                .push_str(&format!(" (logs in {})", testbed.dir.display()));
+            return Err(err);
+        }
+        testbed.is_up = true;
+        Ok(testbed)
+    }
+
+    /// Runs `vpn-testbed.sh SUBCOMMAND NAME DIR EXTRA...`.
+    fn run_raw(&self, subcommand: &str, extra: &[&str]) -> Result<Output, Error> {
+        let dir = self.dir.to_string_lossy();
+        let mut args = vec![subcommand, self.name.as_str(), dir.as_ref()];
+        args.extend_from_slice(extra);
+        run_script(&args)
+    }
+
+    fn run(&self, subcommand_and_args: &[&str], more: &[&str]) -> Result<Output, Error> {
+        let (subcommand, extra) = subcommand_and_args
+            .split_first()
+            .ok_or_else(|| Error::new(ErrorKind::Script, "no subcommand"))?;
+        let mut all: Vec<&str> = extra.to_vec();
+        all.extend_from_slice(more);
+        let out = self.run_raw(subcommand, &all)?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            let what = format!("vpn-testbed.sh {subcommand} {}", all.join(" "));
+            Err(script_error(ErrorKind::Script, what.trim_end(), &out))
+        }
+    }
+
+    /// Logs `client` in on the gateway connection `conn` (`rw-psk`, `rw-cert`,
+    /// `rw-eap`, `rw-radius`). `Ok(true)`: IKE_SA and CHILD_SA established;
+    /// `Ok(false)`: the authentication failed; `Err`: anything else went wrong.
+    pub fn connect(&self, client: Client, conn: &str, cred: Credential) -> Result<bool, Error> {
+        let mut args = vec![client.as_str(), conn];
+        match &cred {
+            Credential::Correct => {}
+            Credential::WrongPsk(psk) => args.extend(["--psk", psk.as_str()]),
+            Credential::WrongEapPassword(pw) => args.extend(["--eap-password", pw.as_str()]),
+        }
+        let out = self.run_raw("connect", &args)?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(EXIT_AUTH_FAILED) => Ok(false),
+            _ => Err(script_error(
+                ErrorKind::Script,
+                &format!("connect {} {conn}", client.as_str()),
+                &out,
+            )),
+        }
+    }
+
+    /// The client deletes its CHILD_SAs and then its IKE_SA (an orderly logout).
+    pub fn disconnect(&self, client: Client) -> Result<(), Error> {
+        self.run(&["disconnect", client.as_str()], &[]).map(drop)
+    }
+
+    /// The client deletes only its IKE_SA (the CHILD_SAs go with it).
+    pub fn disconnect_ike_only(&self, client: Client) -> Result<(), Error> {
+        self.run(&["disconnect", client.as_str(), "--ike-only"], &[])
+            .map(drop)
+    }
+
+    /// The gateway terminates the client's IKE_SAs (`swanctl --terminate --ike-id`).
+    pub fn terminate(&self, client: Client) -> Result<(), Error> {
+        self.run(&["terminate", client.as_str()], &[]).map(drop)
+    }
+
+    /// SIGKILLs the client's charon: the gateway finds a dead peer by DPD within
+    /// about 10 s (`giving up after 2 retransmits`).
+    pub fn kill_client(&self, client: Client) -> Result<(), Error> {
+        self.run(&["kill-client", client.as_str()], &[]).map(drop)
+    }
+
+    /// Starts the client's charon again after [`Testbed::kill_client`].
+    pub fn start_client(&self, client: Client) -> Result<(), Error> {
+        self.run(&["start-client", client.as_str()], &[]).map(drop)
+    }
+
+    /// The gateway rekeys the client's IKE_SA; returns when the new IKE_SA is up.
+    pub fn rekey(&self, client: Client) -> Result<(), Error> {
+        self.run(&["rekey", client.as_str()], &[]).map(drop)
+    }
+
+    /// The client rekeys its IKE_SA; returns when the new IKE_SA is up.
+    pub fn rekey_by_client(&self, client: Client) -> Result<(), Error> {
+        self.run(&["rekey", client.as_str(), "--by-client"], &[])
+            .map(drop)
+    }
+
+    /// An HTTP GET from the client through the tunnel to 198.51.100.10:8080; returns
+    /// the body.
+    pub fn curl(&self, client: Client) -> Result<String, Error> {
+        let out = self.run(&["curl", client.as_str()], &[])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The gateway's charon log (filelog, `ike_name = yes`):
+    /// `Nov 25 08:25:48 13[IKE] <rw-psk|1> IKE_SA rw-psk[1] established ...`.
+    pub fn gateway_log(&self) -> PathBuf {
+        self.dir.join("gw/charon.log")
+    }
+
+    /// The same log without the `<conn|id>` prefix (`ike_name = no`).
+    pub fn gateway_log_noname(&self) -> PathBuf {
+        self.dir.join("gw/charon-noname.log")
+    }
+
+    /// With [`Options::syslog`]: the gateway's log as a private rsyslogd wrote it,
+    /// `Nov 25 08:25:48 gw charon[1234]: 13[IKE] <rw-psk|1> ...`.
+    pub fn syslog_log(&self) -> PathBuf {
+        self.dir.join("gw/syslog.log")
+    }
+
+    /// A client's own charon log.
+    pub fn client_log(&self, client: Client) -> PathBuf {
+        self.dir.join(client.as_str()).join("charon.log")
+    }
+
+    /// The gateway charon's VICI socket.
+    pub fn vici_socket(&self) -> PathBuf {
+        self.dir.join("gw/charon.vici")
+    }
+
+    /// The instance's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The instance's name (its namespaces are `tw-NAME-{gw,c1,c2,api}`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until a line of the gateway log contains `needle`; returns that line.
+    pub fn wait_for_gateway_log(&self, needle: &str, timeout: Duration) -> Result<String, Error> {
+        let path = self.gateway_log();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "no line containing {needle:?} in {} after {timeout:?}",
+                        path.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Tears the testbed down now, reporting failures (drop does the same silently).
+    pub fn down(mut self) -> Result<(), Error> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), Error> {
+        if !self.is_up {
+            return Ok(());
+        }
+        self.is_up = false;
+        self.run(&["down"], &[])?;
+        if !self.keep_dir {
+            fs::remove_dir_all(&self.dir)
+                .map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Errors cannot be reported from drop; `down` is idempotent, and
+        // `Testbed::down` reports them.
+        let _ = self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_short_and_unique() {
+        let a = unique_name();
+        let b = unique_name();
+        assert_ne!(a, b);
+        assert!(
+            a.len() <= 8 && a.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn base36_digits() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+    }
+
+    #[test]
+    fn script_is_where_the_crate_expects_it() {
+        assert!(fs::metadata(script_path()).is_ok());
+    }
+}
