@@ -15,6 +15,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "== prerequisites (Debian packages for the VPN testbed)"
 bash testbed/scripts/vpn-testbed.sh install
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (console tests)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/tmp/tunnelwatch-chromium-install.log 2>&1; then
+        apt-get update >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/tmp/tunnelwatch-chromium-install.log 2>&1 || {
+            echo "error: cannot install chromium (see /tmp/tunnelwatch-chromium-install.log)" >&2
+            exit 1
+        }
+    fi
+fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use gateway::parse::{Format, LogClock, ParseOptions, ParseStats, Parser};
-use gateway::tail::FileTailer;
+use gateway::tail::{FileTailer, TailOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -236,15 +236,44 @@ pub fn check_config(path: &Path) -> anyhow::Result<String> {
     Ok(lines.join("\n"))
 }
 
-/// A stable source id for a file: the same file (by canonical path) always gets the same one,
-/// so importing it twice stores its lines once.
+/// A source id for a file: the same file (by canonical path and first bytes) always gets the
+/// same one, so importing it twice stores its lines once, while a different file at the same
+/// path (rotated, rewritten) gets its own, so none of its lines are taken for duplicates.
 fn source_id(path: &Path) -> anyhow::Result<String> {
     if path == Path::new("-") {
+        // Only `parse` reads standard input, and it stores nothing.
         return Ok("stdin".to_owned());
     }
     let canonical =
         std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("file:{}", canonical.display()))
+    let mut head = vec![0u8; 4096];
+    let mut file = std::fs::File::open(&canonical)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut filled = 0;
+    while filled < head.len() {
+        let n_read = file
+            .read(&mut head[filled..])
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n_read == 0 {
+            break;
+        }
+        filled += n_read;
+    }
+    Ok(format!(
+        "file:{}#{}",
+        canonical.display(),
+        content_tag(&head[..filled])
+    ))
+}
+
+/// 16 hex digits of FNV-1a over `bytes`.
+fn content_tag(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// Calls `each(seq, line, full_len)` for every line of a file (or stdin for `-`), with the
@@ -272,7 +301,12 @@ fn for_each_line(
     if !metadata.is_file() {
         bail!("{} is not a regular file", path.display());
     }
-    let (mut tailer, _) = FileTailer::open(path, None, false, max_line_bytes)
+    let options = TailOptions {
+        from_end: false,
+        max_line_bytes,
+        rotate_grace: std::time::Duration::ZERO,
+    };
+    let (mut tailer, _) = FileTailer::open(path, None, options)
         .with_context(|| format!("cannot read {}", path.display()))?;
     loop {
         let poll = tailer

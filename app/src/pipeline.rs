@@ -78,6 +78,9 @@ impl dashboards::Ingest for Pipeline {
             let n_events = batch.events.len();
             let result = pipeline.submit(batch.events).await;
             match &result {
+                Ok(ack) if ack.duplicates > 0 => {
+                    tracing::info!(gateway = %batch.gateway, n_events, accepted = ack.accepted, duplicates = ack.duplicates, "a resend: some events were already stored")
+                }
                 Ok(ack) => {
                     tracing::debug!(gateway = %batch.gateway, n_events, accepted = ack.accepted, duplicates = ack.duplicates, "ingested")
                 }

@@ -268,3 +268,23 @@ fn mistakes_get_clear_errors() {
     ]);
     assert!(!output.status.success());
 }
+
+#[test]
+fn a_different_file_at_the_same_path_is_not_taken_for_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("charon.log");
+    std::fs::copy(fixture("psk-ok.log"), &log).unwrap();
+    ingest(&data, &[format!("charon:{}", log.display())], &[]);
+    // logrotate: the path now holds a different, shorter file.
+    std::fs::copy(fixture("psk-wrong.log"), &log).unwrap();
+    let summary = ingest(&data, &[format!("charon:{}", log.display())], &[]);
+    assert!(
+        summary.contains("stored 2 events (0 already there)"),
+        "{summary}"
+    );
+    assert_eq!(
+        sql_csv(&data, "select count(*) as n from auth_events"),
+        "n\n2\n"
+    );
+}

@@ -21,6 +21,8 @@ use model::{
 /// How long a closed session stays in memory (in event time) for late events such as the
 /// lease release that follows a delete.
 const CLOSED_GRACE_SECS: i64 = 10 * 60;
+/// Key of the counters a session had when it was restored after a restart.
+const RESTORED_BASELINE: u64 = u64::MAX;
 /// How long an IKE_SA may stay half-open (in event time) before it is forgotten.
 const PENDING_TTL_SECS: i64 = 60 * 60;
 
@@ -73,9 +75,14 @@ impl Sessionizer {
                     session.session_id.clone(),
                 );
             }
+            // The counters so far stay as a baseline that later CHILD_SAs add to.
+            let mut tracked = Tracked::default();
+            tracked
+                .child_counters
+                .insert(RESTORED_BASELINE, session.counters);
             sessionizer
                 .sessions
-                .insert(session.session_id.clone(), (session, Tracked::default()));
+                .insert(session.session_id.clone(), (session, tracked));
         }
         sessionizer
     }
@@ -138,13 +145,26 @@ impl Sessionizer {
                 let key = sa_key(&gateway, &ike.peer)?;
                 match ike.change {
                     SaChange::Connecting => {
-                        // An id that belongs to an ended session is being reused (the daemon
-                        // restarted and counts from 1 again): it is a new IKE_SA.
-                        if self.open_session_of_key(&key).is_none() {
+                        // A new IKE_SA with the id of a session that is still open: the daemon
+                        // restarted (it counts ids from 1 again) without saying goodbye to
+                        // that session, which therefore ended by now.
+                        let stale = match key.1 {
+                            SaRef::Id(_) => self.open_session_of_key(&key).cloned(),
+                            SaRef::Client(_) => None,
+                        };
+                        if let Some(stale_id) = &stale
+                            && let Some((session, _)) = self.sessions.get_mut(stale_id)
+                        {
+                            session.state = SessionState::Lost;
+                            session.cause = Some(TerminateCause::Other);
+                            session.end = Some(timestamp.max(session.start));
+                            session.updated = session.updated.max(timestamp);
+                        }
+                        if stale.is_some() || self.open_session_of_key(&key).is_none() {
                             self.by_sa.remove(&key);
                             self.pending.insert(key, Pending::new(timestamp, &ike.peer));
                         }
-                        None
+                        stale
                     }
                     SaChange::Established => {
                         let session_id = self.establish(key, &ike.peer, timestamp);
@@ -267,7 +287,7 @@ impl Sessionizer {
         let session_id = session_id_for(&key, pending.first_seen);
         let mut identities = peer.identities.clone();
         identities.merge_from(&pending.identities);
-        let session = Session {
+        let mut session = Session {
             session_id: session_id.clone(),
             gateway: key.0.clone(),
             connection: peer.connection.clone().or(pending.connection),
@@ -293,6 +313,10 @@ impl Sessionizer {
             version: 0,
             updated: timestamp,
         };
+        // Re-establishing an id this sessionizer already had (a replay): versions go on.
+        if let Some((previous, _)) = self.sessions.get(&session_id) {
+            session.version = previous.version;
+        }
         self.by_sa.insert(key, session_id.clone());
         if let Some(client_key) = client_key {
             self.by_sa
@@ -412,36 +436,16 @@ fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 /// A session id that is the same whenever the same events are replayed: a hash of the
 /// gateway, the first IKE_SA and when it was first seen (unique ids restart with charon).
 fn session_id_for(key: &SaKey, first_seen: Timestamp) -> String {
-    let mut hash = Fnv1a::new();
-    hash.write(key.0.as_deref().unwrap_or("").as_bytes());
-    hash.write(b"\0");
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(key.0.as_deref().unwrap_or("").as_bytes());
+    bytes.push(0);
     match key.1 {
-        SaRef::Id(id) => hash.write(format!("id:{id}").as_bytes()),
-        SaRef::Client(ip) => hash.write(format!("client:{ip}").as_bytes()),
+        SaRef::Id(id) => bytes.extend_from_slice(format!("id:{id}").as_bytes()),
+        SaRef::Client(ip) => bytes.extend_from_slice(format!("client:{ip}").as_bytes()),
     }
-    hash.write(b"\0");
-    hash.write(&first_seen.as_microsecond().to_le_bytes());
-    format!("s-{:016x}", hash.finish())
-}
-
-/// FNV-1a, 64 bit: stable across Rust versions and platforms (unlike `DefaultHasher`).
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    bytes.push(0);
+    bytes.extend_from_slice(&first_seen.as_microsecond().to_le_bytes());
+    format!("s-{:016x}", model::hash::fnv1a(&bytes))
 }
 
 #[cfg(test)]

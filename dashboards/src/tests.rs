@@ -178,7 +178,7 @@ async fn bad_requests_get_clear_errors() {
         error["error"]
             .as_str()
             .unwrap()
-            .contains("active, closed or lost")
+            .contains("vpn_state must be one of active, closed, lost")
     );
     let (status, _) = call(&state, get("/api/v1/sessions?colour=blue")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

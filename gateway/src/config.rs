@@ -39,6 +39,10 @@ pub struct Config {
     pub spool_max_bytes: u64,
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// After a rename rotation, how long the old file must stay idle before reading moves to
+    /// the new one (the daemon may write to the old file until it reopens its log).
+    #[serde(default = "default_rotate_grace_ms")]
+    pub rotate_grace_ms: u64,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
 }
@@ -92,6 +96,7 @@ impl Default for Config {
             poll_interval_ms: default_poll_interval_ms(),
             spool_max_bytes: default_spool_max_bytes(),
             max_line_bytes: default_max_line_bytes(),
+            rotate_grace_ms: default_rotate_grace_ms(),
             sources: Vec::new(),
         }
     }
@@ -161,6 +166,9 @@ fn default_poll_interval_ms() -> u64 {
 }
 fn default_spool_max_bytes() -> u64 {
     1024 * 1024 * 1024
+}
+fn default_rotate_grace_ms() -> u64 {
+    2000
 }
 fn default_max_line_bytes() -> usize {
     DEFAULT_MAX_LINE_BYTES

@@ -23,8 +23,16 @@ pub enum Error {
     Config(String),
     #[error("the spool is full ({used} of {limit} bytes); waiting for the server to take events")]
     SpoolFull { used: u64, limit: u64 },
-    #[error("server {url} refused the batch: {detail}")]
+    /// The server could not be reached or could not take the batch now (5xx, 429): retry.
+    #[error("server {url} did not take the batch: {detail}")]
     Server { url: String, detail: String },
+    /// The server refused this batch (4xx): retrying the same bytes will not help.
+    #[error("server {url} refused the batch with HTTP {status}: {detail}")]
+    Rejected {
+        url: String,
+        status: u16,
+        detail: String,
+    },
 }
 
 /// Coarse classes of [`Error`], for callers that map errors to a response.
@@ -57,6 +65,7 @@ impl Error {
             Error::Io { .. } | Error::Corrupt { .. } => ErrorKind::Internal,
             Error::Config(_) => ErrorKind::Invalid,
             Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
+            Error::Rejected { .. } => ErrorKind::Invalid,
         }
     }
 }

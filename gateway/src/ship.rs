@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use model::Event;
-use model::wire::{INGEST_PATH, IngestAck, IngestBatch};
+use model::wire::{INGEST_PATH, IngestAck};
 
 use crate::{Error, Result};
 
@@ -34,9 +34,9 @@ impl Shipper {
     }
 
     /// Sends one batch and waits for the server's acknowledgement.
-    pub async fn send(&self, events: Vec<Event>) -> Result<IngestAck> {
-        let batch = IngestBatch {
-            gateway: self.gateway.clone(),
+    pub async fn send(&self, events: &[Event]) -> Result<IngestAck> {
+        let batch = BatchRef {
+            gateway: &self.gateway,
             events,
         };
         let body = serde_json::to_vec(&batch).map_err(|error| Error::Server {
@@ -66,11 +66,25 @@ impl Shipper {
             .map_err(|error| server_error(describe(&error)))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
+            if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                return Err(Error::Rejected {
+                    url: self.url.clone(),
+                    status: status.as_u16(),
+                    detail: text,
+                });
+            }
             return Err(server_error(format!("HTTP {status}: {text}")));
         }
         serde_json::from_slice(&bytes)
             .map_err(|error| server_error(format!("unreadable acknowledgement: {error}")))
     }
+}
+
+/// The wire form of [`model::IngestBatch`], without copying the events.
+#[derive(serde::Serialize)]
+struct BatchRef<'a> {
+    gateway: &'a str,
+    events: &'a [Event],
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -110,6 +124,21 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_borrowed_batch_is_an_ingest_batch_on_the_wire() {
+        let batch = model::IngestBatch {
+            gateway: "gw".to_owned(),
+            events: Vec::new(),
+        };
+        let borrowed = BatchRef {
+            gateway: "gw",
+            events: &[],
+        };
+        let decoded: model::IngestBatch =
+            serde_json::from_slice(&serde_json::to_vec(&borrowed).unwrap()).unwrap();
+        assert_eq!(decoded, batch);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

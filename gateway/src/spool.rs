@@ -44,6 +44,8 @@ pub struct Spool {
     used_bytes: u64,
     /// Records found corrupt while reading, and skipped.
     n_corrupt: u64,
+    /// Held while the spool is open: one agent per state directory.
+    _lock: File,
 }
 
 /// Records read from the spool, and the cursor after them.
@@ -66,6 +68,7 @@ impl Spool {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Cursor::default(),
             Err(error) => return Err(Error::io("read", &cursor_path, error)),
         };
+        let lock = lock_dir(dir)?;
         let segments = list_segments(dir)?;
         let write_segment = segments
             .last()
@@ -79,8 +82,20 @@ impl Spool {
                 offset: 0,
             };
         }
+        // Segments behind the cursor were shipped (a crash came before their deletion).
+        for segment in segments.iter().filter(|segment| **segment < cursor.segment) {
+            let path = segment_path(dir, *segment);
+            std::fs::remove_file(&path)
+                .map_err(|error| Error::io("delete shipped", &path, error))?;
+        }
         let write_path = segment_path(dir, write_segment);
-        let valid_len = valid_prefix_len(&write_path)?;
+        // Records before the cursor were shipped; only what follows it must be intact.
+        let scan_from = if cursor.segment == write_segment {
+            cursor.offset
+        } else {
+            0
+        };
+        let valid_len = valid_prefix_len(&write_path, scan_from)?;
         let writer = OpenOptions::new()
             .create(true)
             .read(true)
@@ -91,31 +106,19 @@ impl Spool {
         writer
             .set_len(valid_len)
             .map_err(|error| Error::io("truncate torn tail of", &write_path, error))?;
-        let mut used_bytes = 0;
-        for segment in segments
-            .iter()
-            .filter(|segment| **segment >= cursor.segment)
-        {
-            let path = segment_path(dir, *segment);
-            used_bytes += std::fs::metadata(&path)
-                .map_err(|error| Error::io("stat", &path, error))?
-                .len();
-        }
-        let used_bytes = used_bytes.saturating_sub(if cursor.segment == write_segment {
-            cursor.offset
-        } else {
-            0
-        });
-        Ok(Spool {
+        let mut spool = Spool {
             dir: dir.to_owned(),
             max_bytes,
             writer,
             write_segment,
             write_offset: valid_len,
             cursor,
-            used_bytes,
+            used_bytes: 0,
             n_corrupt: 0,
-        })
+            _lock: lock,
+        };
+        spool.used_bytes = spool.recount()?;
+        Ok(spool)
     }
 
     /// Bytes waiting to be shipped (approximately: whole segments count until deleted).
@@ -187,12 +190,14 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads records from the cursor until at least `max_events` events or the end. Does not
-    /// move the cursor: call [`Spool::commit`] once the events are acknowledged.
-    pub fn peek(&mut self, max_events: usize) -> Result<Option<Peeked>> {
+    /// Reads whole records from the cursor until at least `max_events` events or
+    /// `max_bytes` of records, or the end. Does not move the cursor: call [`Spool::commit`]
+    /// once the events are acknowledged.
+    pub fn peek(&mut self, max_events: usize, max_bytes: usize) -> Result<Option<Peeked>> {
         let mut events = Vec::new();
         let mut position = self.cursor;
-        while events.len() < max_events {
+        let mut n_bytes = 0usize;
+        while events.len() < max_events && n_bytes < max_bytes {
             let path = segment_path(&self.dir, position.segment);
             let record =
                 if position.segment == self.write_segment && position.offset >= self.write_offset {
@@ -211,6 +216,7 @@ impl Spool {
                         }
                     };
                     position.offset += HEADER_BYTES + payload.len() as u64;
+                    n_bytes += payload.len();
                     events.extend(batch);
                 }
                 Some(Record::Corrupt) => {
@@ -317,13 +323,44 @@ fn read_record(path: &Path, offset: u64) -> Result<Option<Record>> {
     Ok(Some(Record::Valid(payload)))
 }
 
-/// Length of the longest prefix of whole, valid records.
-fn valid_prefix_len(path: &Path) -> Result<u64> {
-    let mut offset = 0;
+/// Length of the longest prefix of whole, valid records, scanning from `start` (a record
+/// boundary), or `start` itself when the file is shorter.
+fn valid_prefix_len(path: &Path, start: u64) -> Result<u64> {
+    let mut offset = start;
     while let Some(Record::Valid(payload)) = read_record(path, offset)? {
         offset += HEADER_BYTES + payload.len() as u64;
     }
     Ok(offset)
+}
+
+/// Takes the directory's lock file, or says which process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|error| Error::io("open", &path, error))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+                .map_err(|error| Error::io("write", &path, error))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(Error::Config(format!(
+                "{} is in use by another tunnelwatch gateway (pid {}); give each agent its own state_dir",
+                dir.display(),
+                holder.trim()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path, error)),
+    }
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -377,24 +414,27 @@ mod tests {
     fn append_peek_commit_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
-        assert!(spool.peek(10).unwrap().is_none());
+        assert!(spool.peek(10, usize::MAX).unwrap().is_none());
         spool.append(&[event(0), event(1)]).unwrap();
         spool.append(&[event(2)]).unwrap();
-        let peeked = spool.peek(2).unwrap().unwrap();
+        let peeked = spool.peek(2, usize::MAX).unwrap().unwrap();
         assert_eq!(seqs(&peeked.events), [0, 1]);
         // Not committed: a reopen sees everything again.
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
-        let peeked = spool.peek(100).unwrap().unwrap();
+        let peeked = spool.peek(100, usize::MAX).unwrap().unwrap();
         assert_eq!(seqs(&peeked.events), [0, 1, 2]);
-        let first = spool.peek(1).unwrap().unwrap();
+        let first = spool.peek(1, usize::MAX).unwrap().unwrap();
         spool.commit(first.next).unwrap();
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
-        assert_eq!(seqs(&spool.peek(100).unwrap().unwrap().events), [2]);
-        let rest = spool.peek(100).unwrap().unwrap();
+        assert_eq!(
+            seqs(&spool.peek(100, usize::MAX).unwrap().unwrap().events),
+            [2]
+        );
+        let rest = spool.peek(100, usize::MAX).unwrap().unwrap();
         spool.commit(rest.next).unwrap();
-        assert!(spool.peek(100).unwrap().is_none());
+        assert!(spool.peek(100, usize::MAX).unwrap().is_none());
         assert_eq!(spool.used_bytes(), 0);
     }
 
@@ -410,7 +450,10 @@ mod tests {
         drop(file);
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
         spool.append(&[event(1)]).unwrap();
-        assert_eq!(seqs(&spool.peek(100).unwrap().unwrap().events), [0, 1]);
+        assert_eq!(
+            seqs(&spool.peek(100, usize::MAX).unwrap().unwrap().events),
+            [0, 1]
+        );
     }
 
     #[test]
@@ -420,10 +463,38 @@ mod tests {
         spool.append(&[event(0)]).unwrap();
         let error = spool.append(&[event(1), event(2), event(3)]).unwrap_err();
         assert!(matches!(error, Error::SpoolFull { .. }), "{error}");
-        assert_eq!(seqs(&spool.peek(100).unwrap().unwrap().events), [0]);
-        let all = spool.peek(100).unwrap().unwrap();
+        assert_eq!(
+            seqs(&spool.peek(100, usize::MAX).unwrap().unwrap().events),
+            [0]
+        );
+        let all = spool.peek(100, usize::MAX).unwrap().unwrap();
         spool.commit(all.next).unwrap();
         spool.append(&[event(1), event(2), event(3)]).unwrap();
+    }
+
+    #[test]
+    fn one_agent_per_spool_and_shipped_segments_are_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        let error = Spool::open(dir.path(), 1 << 30).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("in use by another tunnelwatch gateway"),
+            "{error}"
+        );
+        drop(spool);
+        // A crash after the cursor moved but before the old segment was deleted.
+        std::fs::write(segment_path(dir.path(), 1), b"").unwrap();
+        std::fs::write(segment_path(dir.path(), 2), b"").unwrap();
+        std::fs::write(
+            dir.path().join("cursor.json"),
+            br#"{"segment":2,"offset":0}"#,
+        )
+        .unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert!(std::fs::metadata(segment_path(dir.path(), 1)).is_err());
+        assert_eq!(spool.used_bytes(), 0);
     }
 
     #[test]
@@ -439,11 +510,14 @@ mod tests {
         std::fs::write(&segment, &bytes).unwrap();
         // The corrupt record makes the rest of its segment unreadable: skipped and counted,
         // never a panic or a stuck spool.
-        let peeked = spool.peek(100).unwrap().unwrap();
+        let peeked = spool.peek(100, usize::MAX).unwrap().unwrap();
         assert!(peeked.events.is_empty());
         assert_eq!(spool.n_corrupt(), 1);
         spool.commit(peeked.next).unwrap();
         spool.append(&[event(2)]).unwrap();
-        assert_eq!(seqs(&spool.peek(100).unwrap().unwrap().events), [2]);
+        assert_eq!(
+            seqs(&spool.peek(100, usize::MAX).unwrap().unwrap().events),
+            [2]
+        );
     }
 }

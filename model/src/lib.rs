@@ -107,6 +107,7 @@ mod event;
 pub mod fields;
 mod flow;
 mod geo;
+pub mod hash;
 mod session;
 mod vpn;
 pub mod wire;

@@ -39,6 +39,15 @@ pub enum Error {
     ReadOnly(PathBuf),
     #[error("no tunnelwatch data directory at {0} (expected a `tables` folder; is --data right?)")]
     NotAStore(PathBuf),
+    #[error("the query ran longer than {0} s and was cancelled")]
+    Timeout(u64),
+    /// Rows pile up because flushes to Parquet keep failing: refuse more until they succeed.
+    #[error(
+        "{0} rows wait for a flush to Parquet that keeps failing; refusing more until it succeeds"
+    )]
+    Overloaded(usize),
+    #[error("the data directory {dir} is in use by another tunnelwatch process (pid {pid})")]
+    InUse { dir: PathBuf, pid: String },
     #[error("internal store error: {0}")]
     Internal(String),
 }
@@ -73,6 +82,9 @@ impl Error {
                 ErrorKind::Unavailable
             }
             Error::ReadOnly(_) => ErrorKind::Invalid,
+            Error::Timeout(_) | Error::Overloaded(_) | Error::InUse { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::Io { .. }
             | Error::Arrow { .. }
             | Error::Parquet { .. }

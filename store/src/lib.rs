@@ -150,14 +150,61 @@ pub struct Store {
     query_memory_bytes: usize,
 }
 
+/// Rows accepted since the last flush, in the chunks they arrived in: a query takes a
+/// snapshot by cloning the chunk list (cheap) and converts it to Arrow outside the lock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Buffer {
+    pub(crate) events: Vec<Arc<Vec<Event>>>,
+    pub(crate) sessions: Vec<Arc<Vec<Session>>>,
+    n_rows: usize,
+}
+
+impl Buffer {
+    fn push(&mut self, events: Vec<Event>, sessions: Vec<Session>) {
+        self.n_rows += events.len() + sessions.len();
+        if !events.is_empty() {
+            self.events.push(Arc::new(events));
+        }
+        if !sessions.is_empty() {
+            self.sessions.push(Arc::new(sessions));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.n_rows == 0
+    }
+
+    fn n_events(&self) -> usize {
+        self.events.iter().map(|chunk| chunk.len()).sum()
+    }
+
+    fn n_sessions(&self) -> usize {
+        self.sessions.iter().map(|chunk| chunk.len()).sum()
+    }
+
+    pub(crate) fn all_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().flat_map(|chunk| chunk.iter())
+    }
+
+    pub(crate) fn all_sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().flat_map(|chunk| chunk.iter())
+    }
+
+    /// `self` followed by `later`.
+    fn extend(&mut self, later: Buffer) {
+        self.events.extend(later.events);
+        self.sessions.extend(later.sessions);
+        self.n_rows += later.n_rows;
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     /// None when opened read-only.
     wal: Option<Wal>,
-    events: Vec<Event>,
-    sessions: Vec<Session>,
+    buffer: Buffer,
     /// Rows taken by a flush in progress: still visible to queries until their files exist.
-    flushing: Option<(Vec<Event>, Vec<Session>)>,
+    flushing: Option<Buffer>,
     /// Highest stored position per source (Parquet or WAL).
     watermarks: Watermarks,
     segments: BTreeMap<Table, Vec<PathBuf>>,
@@ -168,6 +215,10 @@ struct Inner {
     next_segment: u64,
     corrupt_wal_records: u64,
     quarantined_segments: usize,
+    /// Above this many buffered rows (flushes are failing), appends are refused.
+    max_buffered_rows: usize,
+    /// Held by a writer: one writing process per data directory.
+    _lock: Option<std::fs::File>,
 }
 
 impl Store {
@@ -180,8 +231,9 @@ impl Store {
             std::fs::create_dir_all(&path)
                 .map_err(|error| Error::io("create directory", &path, error))?;
         }
+        let lock = lock_dir(dir)?;
         let wal = Wal::open(&dir.join("wal"))?;
-        Store::load(config, Some(wal))
+        Store::load(config, Some((wal, lock)))
     }
 
     /// Opens an existing data directory for reading only; never writes to it.
@@ -194,9 +246,16 @@ impl Store {
         Store::load(config, None)
     }
 
-    fn load(config: &Config, wal: Option<Wal>) -> Result<Store> {
+    fn load(config: &Config, writer: Option<(Wal, std::fs::File)>) -> Result<Store> {
         let dir = config.data_dir.clone();
-        let writable = wal.is_some();
+        let writable = writer.is_some();
+        let (wal, lock) = match writer {
+            Some((wal, lock)) => (Some(wal), Some(lock)),
+            None => (None, None),
+        };
+        // The WAL before the segments: a reader racing a flush then sees the rows either in
+        // the WAL or in a segment (overlaps are removed below), never in neither.
+        let (records, n_corrupt) = wal::read_all(&dir.join("wal"))?;
         let mut segments = BTreeMap::new();
         let mut table_watermarks: BTreeMap<Table, Watermarks> = BTreeMap::new();
         let mut quarantined_segments = 0;
@@ -210,13 +269,15 @@ impl Store {
                         segment::merge(table_watermarks.entry(table).or_default(), &watermarks);
                         files.push(path);
                     }
-                    Err(error) => {
+                    Err(error @ Error::Corrupt { .. }) => {
                         tracing::error!(path = %path.display(), %error, "unreadable parquet segment");
                         quarantined_segments += 1;
                         if writable {
                             quarantine(&dir, &path)?;
                         }
                     }
+                    // Not the file's fault (permissions, too many open files): do not guess.
+                    Err(error) => return Err(error),
                 }
             }
             next_segment += files.len() as u64;
@@ -224,8 +285,7 @@ impl Store {
         }
         let mut inner = Inner {
             wal,
-            events: Vec::new(),
-            sessions: Vec::new(),
+            buffer: Buffer::default(),
             flushing: None,
             watermarks: Watermarks::new(),
             segments,
@@ -234,6 +294,8 @@ impl Store {
             next_segment,
             corrupt_wal_records: 0,
             quarantined_segments,
+            max_buffered_rows: config.max_buffered_rows.saturating_mul(4),
+            _lock: lock,
         };
         for watermarks in table_watermarks.values() {
             segment::merge(&mut inner.watermarks, watermarks);
@@ -241,24 +303,24 @@ impl Store {
         // Replay the WAL: an event goes back into memory unless every table that takes it
         // already has it in Parquet; flushes and queries then give it only to the tables that
         // lack it (a crash may come between the segments of one flush).
-        let (records, n_corrupt) = wal::read_all(&dir.join("wal"))?;
         inner.corrupt_wal_records = n_corrupt;
         let mut n_replayed = 0;
         for record in records {
+            let mut events = Vec::with_capacity(record.events.len());
             for event in record.events {
                 let missing_somewhere = Table::ALL.iter().any(|table| {
                     table.takes(&event) && !covered(&table_watermarks, *table, &event)
                 });
                 if missing_somewhere {
                     bump(&mut inner.watermarks, &event);
-                    inner.events.push(event);
+                    events.push(event);
                     n_replayed += 1;
                 }
             }
-            for session in record.sessions {
-                track_open(&mut inner.open_sessions, &session);
-                inner.sessions.push(session);
+            for session in &record.sessions {
+                track_open(&mut inner.open_sessions, session);
             }
+            inner.buffer.push(events, record.sessions);
         }
         if n_replayed > 0 && writable {
             tracing::info!(n_replayed, "replayed events from the write-ahead log");
@@ -307,6 +369,14 @@ impl Store {
         if accepted.is_empty() && sessions.is_empty() {
             return Ok(receipt);
         }
+        let n_buffered = inner.buffer.n_rows
+            + inner
+                .flushing
+                .as_ref()
+                .map_or(0, |flushing| flushing.n_rows);
+        if n_buffered >= inner.max_buffered_rows {
+            return Err(Error::Overloaded(n_buffered));
+        }
         let record = WalRecord {
             events: accepted,
             sessions,
@@ -320,60 +390,55 @@ impl Store {
         for session in &record.sessions {
             track_open(&mut inner.open_sessions, session);
         }
-        inner.events.extend(record.events);
-        inner.sessions.extend(record.sessions);
+        inner.buffer.push(record.events, record.sessions);
         Ok(receipt)
     }
 
     /// Rows waiting in memory (and the WAL) for the next flush.
     pub fn buffered_rows(&self) -> Result<usize> {
         let inner = self.lock()?;
-        Ok(inner.events.len() + inner.sessions.len())
+        Ok(inner.buffer.n_rows)
     }
 
     /// Writes every buffered row to Parquet and drops the WAL generations that held them.
     pub fn flush(&self) -> Result<FlushReport> {
-        let (events, sessions, old_generations, segment_base, table_watermarks) = {
+        let (taken, old_generations, segment_base, table_watermarks) = {
             let mut guard = self.lock()?;
             let inner = &mut *guard;
             let Some(wal) = inner.wal.as_mut() else {
                 return Err(Error::ReadOnly(self.dir.clone()));
             };
-            if inner.events.is_empty() && inner.sessions.is_empty() {
+            if inner.buffer.is_empty() {
                 return Ok(FlushReport::default());
             }
             let old_generations = wal.rotate()?;
-            let events = std::mem::take(&mut inner.events);
-            let sessions = std::mem::take(&mut inner.sessions);
-            inner.flushing = Some((events.clone(), sessions.clone()));
+            let taken = std::mem::take(&mut inner.buffer);
+            inner.flushing = Some(taken.clone());
             let segment_base = inner.next_segment;
             inner.next_segment += Table::ALL.len() as u64;
             (
-                events,
-                sessions,
+                taken,
                 old_generations,
                 segment_base,
                 inner.table_watermarks.clone(),
             )
         };
-        let written = self.write_segments(&events, &sessions, segment_base, &table_watermarks);
+        let written = self.write_segments(&taken, segment_base, &table_watermarks);
         let mut inner = self.lock()?;
         inner.flushing = None;
         let written = match written {
             Ok(written) => written,
             Err(error) => {
-                // Keep the rows (they are still in the old WAL generations) for the next try.
-                let mut events = events;
-                events.append(&mut inner.events);
-                inner.events = events;
-                let mut sessions = sessions;
-                sessions.append(&mut inner.sessions);
-                inner.sessions = sessions;
+                // Keep the rows (they are still in the old WAL generations) for the next try,
+                // ahead of what arrived meanwhile.
+                let arrived = std::mem::take(&mut inner.buffer);
+                inner.buffer = taken;
+                inner.buffer.extend(arrived);
                 return Err(error);
             }
         };
         let mut flushed = Watermarks::new();
-        for event in &events {
+        for event in taken.all_events() {
             bump(&mut flushed, event);
         }
         for table in Table::ALL.into_iter().filter(|table| table.from_events()) {
@@ -391,25 +456,45 @@ impl Store {
         Ok(report)
     }
 
+    /// Writes one segment per table, all or nothing: if one fails, the ones already written
+    /// are removed again, so a retry cannot store rows twice.
     fn write_segments(
         &self,
-        events: &[Event],
-        sessions: &[Session],
+        taken: &Buffer,
         segment_base: u64,
         table_watermarks: &BTreeMap<Table, Watermarks>,
     ) -> Result<Vec<(Table, PathBuf, usize)>> {
+        let mut written = Vec::new();
+        let result = self.write_segments_into(taken, segment_base, table_watermarks, &mut written);
+        if let Err(error) = result {
+            for (_, path, _) in &written {
+                if let Err(remove_error) = std::fs::remove_file(path) {
+                    tracing::error!(path = %path.display(), %remove_error, "cannot remove a segment of a failed flush");
+                }
+            }
+            return Err(error);
+        }
+        Ok(written)
+    }
+
+    fn write_segments_into(
+        &self,
+        taken: &Buffer,
+        segment_base: u64,
+        table_watermarks: &BTreeMap<Table, Watermarks>,
+        written: &mut Vec<(Table, PathBuf, usize)>,
+    ) -> Result<()> {
         let mut watermarks = Watermarks::new();
-        for event in events {
+        for event in taken.all_events() {
             bump(&mut watermarks, event);
         }
         let stamp = jiff::Timestamp::now().as_microsecond();
-        let mut written = Vec::new();
         for (table_idx, table) in Table::ALL.into_iter().enumerate() {
             let batch = if table == Table::Sessions {
-                schema::sessions_batch(&sessions.iter().collect::<Vec<_>>())?
+                schema::sessions_batch(&taken.all_sessions().collect::<Vec<_>>())?
             } else if table.from_events() {
-                let rows: Vec<&Event> = events
-                    .iter()
+                let rows: Vec<&Event> = taken
+                    .all_events()
                     .filter(|event| table.takes(event) && !covered(table_watermarks, table, event))
                     .collect();
                 table.events_batch(&rows)?
@@ -429,7 +514,7 @@ impl Store {
             segment::write(&path, &batch, table.from_events().then_some(&watermarks))?;
             written.push((table, path, batch.num_rows()));
         }
-        Ok(written)
+        Ok(())
     }
 
     /// The sessions that were open at the newest snapshot (for the collector after a restart).
@@ -443,8 +528,8 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let inner = self.lock()?;
         Ok(StoreStats {
-            buffered_events: inner.events.len(),
-            buffered_sessions: inner.sessions.len(),
+            buffered_events: inner.buffer.n_events(),
+            buffered_sessions: inner.buffer.n_sessions(),
             segments: inner.segments.values().map(Vec::len).sum(),
             open_sessions: inner.open_sessions.len(),
             corrupt_wal_records: inner.corrupt_wal_records,
@@ -454,16 +539,20 @@ impl Store {
 
     /// Runs one read-only SQL statement over every table.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
-        let snapshot = {
+        let (segments, rows, table_watermarks) = {
             let inner = self.lock()?;
-            query::Snapshot::take(
-                &inner.segments,
-                &inner.events,
-                &inner.sessions,
-                inner.flushing.as_ref(),
-                &|table, event| covered(&inner.table_watermarks, table, event),
-            )?
+            // Rows being flushed were taken from the buffer: they come first.
+            let mut rows = inner.flushing.clone().unwrap_or_default();
+            rows.extend(inner.buffer.clone());
+            (inner.segments.clone(), rows, inner.table_watermarks.clone())
         };
+        let snapshot = tokio::task::spawn_blocking(move || {
+            query::Snapshot::take(segments, &rows, &|table, event| {
+                covered(&table_watermarks, table, event)
+            })
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("query snapshot task failed: {error}")))??;
         query::run(snapshot, sql, self.query_timeout, self.query_memory_bytes).await
     }
 
@@ -539,7 +628,38 @@ fn store_open_sessions(dir: &Path, open: &HashMap<String, Session>) -> Result<()
     let file = std::fs::File::open(&tmp).map_err(|error| Error::io("open", &tmp, error))?;
     file.sync_all()
         .map_err(|error| Error::io("fsync", &tmp, error))?;
-    std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))
+    std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))?;
+    wal::sync_dir(&dir.join("state"))
+}
+
+/// Takes the data directory's lock file, or says which process holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Write};
+    let path = dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|error| Error::io("open", &path, error))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+                .map_err(|error| Error::io("write", &path, error))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(Error::InUse {
+                dir: dir.to_owned(),
+                pid: holder.trim().to_owned(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path, error)),
+    }
 }
 
 fn quarantine(dir: &Path, path: &Path) -> Result<()> {

@@ -179,19 +179,14 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// Converts the in-memory rows to Arrow (outside the store's lock).
     pub(crate) fn take(
-        segments: &BTreeMap<Table, Vec<PathBuf>>,
-        events: &[Event],
-        sessions: &[Session],
-        flushing: Option<&(Vec<Event>, Vec<Session>)>,
+        segments: BTreeMap<Table, Vec<PathBuf>>,
+        rows: &crate::Buffer,
         in_parquet: &dyn Fn(Table, &Event) -> bool,
     ) -> Result<Snapshot> {
-        let mut all_events: Vec<&Event> = events.iter().collect();
-        let mut all_sessions: Vec<&Session> = sessions.iter().collect();
-        if let Some((flushing_events, flushing_sessions)) = flushing {
-            all_events.extend(flushing_events);
-            all_sessions.extend(flushing_sessions);
-        }
+        let all_events: Vec<&Event> = rows.all_events().collect();
+        let all_sessions: Vec<&Session> = rows.all_sessions().collect();
         let mut memory = BTreeMap::new();
         for table in Table::ALL {
             let batch = if table == Table::Sessions {
@@ -206,10 +201,7 @@ impl Snapshot {
             };
             memory.insert(table, batch);
         }
-        Ok(Snapshot {
-            segments: segments.clone(),
-            memory,
-        })
+        Ok(Snapshot { segments, memory })
     }
 }
 
@@ -246,10 +238,7 @@ pub(crate) async fn run(
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Execution(format!(
-            "the query ran longer than {} s and was cancelled",
-            timeout.as_secs()
-        ))),
+        Err(_) => Err(Error::Timeout(timeout.as_secs())),
     }
 }
 

@@ -368,3 +368,64 @@ async fn open_sessions_survive_a_restart() {
         .collect();
     assert_eq!(open, ["s-1"]);
 }
+
+#[tokio::test]
+async fn one_writer_per_directory_but_readers_are_welcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(&config(dir.path())).unwrap();
+    let error = Store::open(&config(dir.path())).unwrap_err();
+    assert!(matches!(error, Error::InUse { .. }), "{error}");
+    assert!(
+        error.to_string().contains(&std::process::id().to_string()),
+        "{error}"
+    );
+    Store::open_read_only(&config(dir.path())).unwrap();
+    drop(writer);
+    Store::open(&config(dir.path())).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_flush_leaves_nothing_behind_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(dir.path());
+    settings.max_buffered_rows = 1;
+    let store = Store::open(&settings).unwrap();
+    store
+        .append(
+            vec![auth_event(1, "a", Outcome::Success)],
+            vec![session("s-1", 1, SessionState::Active)],
+        )
+        .unwrap();
+    // The sessions table cannot be written (a file where its directory should be); events
+    // and auth_events come first in a flush and must not stay behind alone.
+    let blocker = dir.path().join("tables/sessions");
+    std::fs::write(&blocker, b"in the way").unwrap();
+    assert!(store.flush().is_err());
+    assert_eq!(
+        segment::list(&dir.path().join("tables/events"), false)
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 1);
+    // Rows pile up while flushes fail; past the hard limit appends are refused (503).
+    let mut refused = None;
+    for seq in 2..20 {
+        if let Err(error) = store.append(vec![auth_event(seq, "b", Outcome::Failure)], vec![]) {
+            refused = Some(error);
+            break;
+        }
+    }
+    let refused = refused.expect("appends must be refused while flushes fail");
+    assert_eq!(refused.kind(), ErrorKind::Unavailable, "{refused}");
+    std::fs::remove_file(&blocker).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(&settings).unwrap();
+    let n = count(&store, "select count(*) from auth_events").await;
+    assert_eq!(
+        count(&store, "select count(distinct event_id) from auth_events").await,
+        n
+    );
+    assert_eq!(count(&store, "select count(*) from sessions").await, 1);
+}

@@ -33,6 +33,10 @@ pub(crate) struct Wal {
     dir: PathBuf,
     generation: u64,
     file: File,
+    /// Length of the valid records of the current generation.
+    len: u64,
+    /// A failed append could not be undone: refuse appends until the next generation.
+    broken: bool,
 }
 
 impl Wal {
@@ -54,6 +58,8 @@ impl Wal {
             dir: dir.to_owned(),
             generation,
             file,
+            len: valid_len,
+            broken: false,
         })
     }
 
@@ -71,12 +77,30 @@ impl Wal {
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
         let path = generation_path(&self.dir, self.generation);
-        self.file
+        if self.broken {
+            return Err(Error::Internal(format!(
+                "{} could not be repaired after a failed append; waiting for the next flush to start a new one",
+                path.display()
+            )));
+        }
+        let written = self
+            .file
             .write_all(&bytes)
-            .map_err(|error| Error::io("append to", &path, error))?;
-        self.file
-            .sync_data()
-            .map_err(|error| Error::io("fsync", &path, error))
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = written {
+            // Undo a partial record, or later records would sit behind a torn one and be cut
+            // off at the next start.
+            let undone = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if undone.is_err() {
+                self.broken = true;
+            }
+            return Err(Error::io("append to", &path, error));
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 
     /// Starts a new generation; returns the generations before it (to delete after a flush).
@@ -85,13 +109,16 @@ impl Wal {
             .into_iter()
             .filter(|generation| *generation <= self.generation)
             .collect();
-        self.generation += 1;
-        let path = generation_path(&self.dir, self.generation);
+        let next = self.generation + 1;
+        let path = generation_path(&self.dir, next);
         self.file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|error| Error::io("create", &path, error))?;
+        self.generation = next;
+        self.len = 0;
+        self.broken = false;
         sync_dir(&self.dir)?;
         Ok(older)
     }

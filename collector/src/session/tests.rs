@@ -262,3 +262,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reused_id_after_a_silent_daemon_restart_closes_the_stale_session() {
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let alice = peer(1, "alice", "192.0.2.11");
+    let bob = peer(1, "bob", "192.0.2.12");
+    let mut events = vec![
+        event(1, 0, ike(alice.clone(), SaChange::Established, None, None)),
+        // charon was killed; after its restart bob gets IKE_SA id 1.
+        event(2, 100, ike(bob.clone(), SaChange::Connecting, None, None)),
+        event(3, 101, auth(bob.clone(), Outcome::Success)),
+        event(4, 101, ike(bob, SaChange::Established, None, None)),
+    ];
+    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    let by_user: BTreeMap<&str, &Session> = sessions
+        .values()
+        .map(|session| (session.user_name().unwrap(), session))
+        .collect();
+    assert_eq!(by_user["alice"].state, SessionState::Lost);
+    assert_eq!(by_user["alice"].end, Some(events[1].timestamp));
+    assert_eq!(by_user["bob"].state, SessionState::Active);
+    assert_eq!(
+        events[2].session_id.as_deref(),
+        Some(by_user["bob"].session_id.as_str())
+    );
+}
+
+#[test]
+fn restored_sessions_keep_their_byte_counts() {
+    let mut first = Sessionizer::new(Vec::new());
+    let alice = peer(5, "alice", "192.0.2.11");
+    let mut head = vec![
+        event(1, 0, ike(alice.clone(), SaChange::Established, None, None)),
+        event(2, 10, child_closed(alice.clone(), 1, 100, 200)),
+    ];
+    let open: Vec<Session> = final_sessions(&first.apply(&mut head))
+        .into_values()
+        .collect();
+    let mut restarted = Sessionizer::new(open);
+    let mut tail = vec![event(3, 20, child_closed(alice, 2, 1000, 2000))];
+    let after = final_sessions(&restarted.apply(&mut tail));
+    let session = after.values().next().unwrap();
+    assert_eq!(
+        (session.counters.bytes_in, session.counters.bytes_out),
+        (1100, 2200)
+    );
+}

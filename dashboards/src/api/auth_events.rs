@@ -22,26 +22,14 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<AuthEventsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut filters = Vec::new();
-    if let Some(outcome) = &query.outcome {
-        if outcome != "success" && outcome != "failure" {
-            return Err(ApiError::bad_request(format!(
-                "outcome must be success or failure, not {outcome:?}"
-            )));
-        }
-        filters.push(format!("event_outcome = {}", super::sql_literal(outcome)));
-    }
-    if let Some(user) = &query.user {
-        if user.len() > 1024 {
-            return Err(ApiError::bad_request("user is longer than 1024 bytes"));
-        }
-        filters.push(format!("user_name = {}", super::sql_literal(user)));
-    }
-    let filter = if filters.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", filters.join(" AND "))
-    };
+    let mut filters = super::Filters::default();
+    filters.one_of(
+        "event_outcome",
+        query.outcome.as_deref(),
+        &["success", "failure"],
+    )?;
+    filters.equals("user_name", query.user.as_deref())?;
+    let filter = filters.clause();
     let sql = format!(
         "SELECT {COLUMNS} FROM auth_events {filter} ORDER BY timestamp DESC, event_id DESC LIMIT {}",
         super::limit(query.limit)

@@ -8,7 +8,7 @@ pub mod sessions;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -28,7 +28,52 @@ pub(crate) fn limit(requested: Option<u32>) -> u32 {
     requested.unwrap_or(100).clamp(1, 10_000)
 }
 
+/// A `WHERE` clause built from validated query parameters: values become SQL string
+/// literals, never SQL.
+#[derive(Debug, Default)]
+pub(crate) struct Filters(Vec<String>);
+
+impl Filters {
+    /// `column = 'value'` where `value` must be one of `allowed`.
+    pub(crate) fn one_of(
+        &mut self,
+        column: &str,
+        value: Option<&str>,
+        allowed: &[&str],
+    ) -> Result<(), ApiError> {
+        let Some(value) = value else { return Ok(()) };
+        if !allowed.contains(&value) {
+            return Err(ApiError::bad_request(format!(
+                "{column} must be one of {}, not {value:?}",
+                allowed.join(", ")
+            )));
+        }
+        self.0.push(format!("{column} = {}", sql_literal(value)));
+        Ok(())
+    }
+
+    /// `column = 'value'` for free text of at most 1 KiB.
+    pub(crate) fn equals(&mut self, column: &str, value: Option<&str>) -> Result<(), ApiError> {
+        let Some(value) = value else { return Ok(()) };
+        if value.len() > 1024 {
+            return Err(ApiError::bad_request(format!(
+                "the {column} filter is longer than 1024 bytes"
+            )));
+        }
+        self.0.push(format!("{column} = {}", sql_literal(value)));
+        Ok(())
+    }
+
+    pub(crate) fn clause(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.0.join(" AND "))
+        }
+    }
+}
+
 /// A SQL string literal for a value the user supplied.
-pub(crate) fn sql_literal(value: &str) -> String {
+fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }

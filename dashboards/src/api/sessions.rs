@@ -23,26 +23,14 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<SessionsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut filters = Vec::new();
-    if let Some(session_state) = &query.state {
-        if !["active", "closed", "lost"].contains(&session_state.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "state must be active, closed or lost, not {session_state:?}"
-            )));
-        }
-        filters.push(format!("vpn_state = {}", super::sql_literal(session_state)));
-    }
-    if let Some(user) = &query.user {
-        if user.len() > 1024 {
-            return Err(ApiError::bad_request("user is longer than 1024 bytes"));
-        }
-        filters.push(format!("user_name = {}", super::sql_literal(user)));
-    }
-    let filter = if filters.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", filters.join(" AND "))
-    };
+    let mut filters = super::Filters::default();
+    filters.one_of(
+        "vpn_state",
+        query.state.as_deref(),
+        &["active", "closed", "lost"],
+    )?;
+    filters.equals("user_name", query.user.as_deref())?;
+    let filter = filters.clause();
     let sql = format!(
         "SELECT {COLUMNS} FROM sessions {filter} ORDER BY event_start DESC LIMIT {}",
         super::limit(query.limit)

@@ -77,6 +77,8 @@ struct Line<'a> {
     hostname: Option<&'a str>,
     original: &'a str,
     key: Option<SaKey>,
+    /// The line named its connection in its context (`<rw-psk|3>`, not `<3>`).
+    named_context: bool,
 }
 
 impl CharonParser {
@@ -121,6 +123,7 @@ impl CharonParser {
             hostname,
             original: text,
             key: None,
+            named_context: context.connection.is_some(),
         };
         line.key = self.resolve_key(thread, &context, message);
         if let Some(key) = line.key {
@@ -214,9 +217,10 @@ impl CharonParser {
             return true;
         }
         if let Some(ip) = initiating_client(message) {
-            // An established SA's peer "initiating an IKE_SA" is rekeying it (CREATE_CHILD_SA):
-            // the `rekeyed` line that follows says so.
-            if self.state(line).is_some_and(|state| state.established) {
+            // An established SA's peer "initiating an IKE_SA" under that SA's name is rekeying
+            // it (CREATE_CHILD_SA; a `rekeyed` line follows). A new IKE_SA_INIT has no config
+            // yet (`<3>`): if its id names an established SA, charon restarted and reuses ids.
+            if line.named_context && self.state(line).is_some_and(|state| state.established) {
                 return true;
             }
             if let Some(state) = self.state(line) {

@@ -238,3 +238,23 @@ fn arbitrary_line() -> impl Strategy<Value = Vec<u8>> {
             line
         })
 }
+
+#[test]
+fn a_reused_ike_sa_id_after_a_restart_is_a_new_sa_but_a_rekey_is_not() {
+    let (rendered, _) = render(
+        b"Nov 25 08:00:00 09[IKE] <rw-psk|1> IKE_SA rw-psk[1] established between 192.0.2.1[gw]...192.0.2.11[alice]\n\
+          Nov 25 08:00:05 11[IKE] <rw-psk|1> 192.0.2.11 is initiating an IKE_SA\n\
+          Nov 25 09:00:00 05[IKE] <1> 192.0.2.12 is initiating an IKE_SA\n",
+    );
+    let lines: Vec<&str> = rendered.lines().collect();
+    // The rekey's "initiating" line under the SA's name is not a new connection.
+    assert_eq!(lines.len(), 3, "{rendered}");
+    assert!(
+        lines[1].contains(r#""change":"connecting""#) && lines[1].contains(r#""ip":"192.0.2.12""#),
+        "{rendered}"
+    );
+    assert!(
+        lines[1].contains(r#""identities":{}"#),
+        "the new SA must not inherit alice: {rendered}"
+    );
+}
