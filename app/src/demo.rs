@@ -126,7 +126,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
             log_path.display()
         ),
         format!(
-            "  try:      tunnelwatch sql \"select user_name, event_outcome, source_ip from auth_events\" --data {}",
+            "  try:      {} sql \"select user_name, event_outcome, source_ip from auth_events\" --data {}",
+            std::env::current_exe().map_or_else(
+                |_| "tunnelwatch".to_owned(),
+                |exe| exe.display().to_string()
+            ),
             data_dir.display()
         ),
         "  stop:     Ctrl-C".to_owned(),
