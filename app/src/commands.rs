@@ -282,7 +282,6 @@ fn for_each_line(
     path: &Path,
     mut each: impl FnMut(u64, &[u8], usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let max_line_bytes = gateway::parse::DEFAULT_MAX_LINE_BYTES;
     if path == Path::new("-") {
         let mut input = Vec::new();
         std::io::stdin()
@@ -302,9 +301,8 @@ fn for_each_line(
         bail!("{} is not a regular file", path.display());
     }
     let options = TailOptions {
-        from_end: false,
-        max_line_bytes,
         rotate_grace: std::time::Duration::ZERO,
+        ..TailOptions::default()
     };
     let (mut tailer, _) = FileTailer::open(path, None, options)
         .with_context(|| format!("cannot read {}", path.display()))?;

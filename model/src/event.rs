@@ -178,13 +178,6 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] = [
-        RejectReason::Malformed,
-        RejectReason::Oversized,
-        RejectReason::InvalidUtf8,
-        RejectReason::BadTimestamp,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Malformed => "malformed",

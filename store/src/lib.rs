@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
 use model::{Event, Session};
 use serde::Deserialize;
 
@@ -331,10 +330,6 @@ impl Store {
             query_timeout: Duration::from_secs(config.query_timeout_secs),
             query_memory_bytes: config.query_memory_bytes,
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
@@ -677,16 +672,6 @@ fn quarantine(dir: &Path, path: &Path) -> Result<()> {
     std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
     tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
     Ok(())
-}
-
-/// Builds Arrow batches of one table from model values: for tests and tools that want the
-/// exact rows a flush would write.
-pub fn rows_of(table: Table, events: &[Event], sessions: &[Session]) -> Result<RecordBatch> {
-    if table == Table::Sessions {
-        return schema::sessions_batch(&sessions.iter().collect::<Vec<_>>());
-    }
-    let rows: Vec<&Event> = events.iter().filter(|event| table.takes(event)).collect();
-    table.events_batch(&rows)
 }
 
 #[cfg(test)]

@@ -51,12 +51,6 @@ impl LogClock {
         }
     }
 
-    /// A clock in UTC with the current time as reference: for tests and for sources whose
-    /// lines carry full timestamps.
-    pub fn utc_now() -> LogClock {
-        LogClock::new(TimeZone::UTC, None, Timestamp::now())
-    }
-
     /// Moves the reference instant (a long-running tailer calls this as time passes).
     pub fn set_now(&mut self, now: Timestamp) {
         self.now = now;

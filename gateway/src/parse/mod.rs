@@ -171,10 +171,6 @@ impl Parser {
         }
     }
 
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     pub fn stats(&self) -> &ParseStats {
         &self.stats
     }
