@@ -55,7 +55,8 @@ pub enum Command {
     },
     /// Parse a log file and print normalized events as JSON lines.
     Parse {
-        /// Log format (charon).
+        /// Log format: charon, pluto, xl2tpd, pppd, radius-detail or syslog (a syslog file of
+        /// any of these daemons, RFC 3164 or RFC 5424).
         #[arg(long)]
         format: gateway::parse::Format,
         /// The file, or `-` for standard input.
@@ -81,7 +82,8 @@ pub enum Command {
         tz: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
-        /// FORMAT:FILE, for example charon:/var/log/charon.log
+        /// FORMAT:FILE, for example charon:/var/log/charon.log (formats: charon, pluto,
+        /// xl2tpd, pppd, radius-detail, syslog)
         #[arg(required = true)]
         inputs: Vec<commands::InputSpec>,
     },

@@ -62,6 +62,14 @@ pub fn parse(
         }
         Ok(())
     })?;
+    // The file is read to its end: emit what the parser still holds (the last record of a
+    // radius-detail file that lacks its closing blank line).
+    events.clear();
+    parser.flush(Timestamp::now(), &mut events);
+    for event in &events {
+        serde_json::to_writer(&mut out, event).context("cannot write an event")?;
+        out.write_all(b"\n").context("cannot write to stdout")?;
+    }
     out.flush().context("cannot write to stdout")?;
     Ok(parser.stats().clone())
 }
@@ -159,6 +167,8 @@ pub async fn ingest(
                 }
                 Ok(())
             })?;
+            // Read to the end for good: emit a last record still held by the parser.
+            parser.flush(Timestamp::now(), &mut batch);
             if !batch.is_empty() {
                 batch_tx
                     .blocking_send(batch)
@@ -210,12 +220,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<String> {
                 gateway.sources.len()
             ));
             for source in &gateway.sources {
-                let gateway::SourceConfig::File { format, path, .. } = source;
-                lines.push(format!(
-                    "    {} ({format}): {}",
-                    source.name(),
-                    path.display()
-                ));
+                lines.push(format!("    {}: {}", source.name(), source.describe()));
             }
         }
         None => lines.push("  [gateway] not configured (this host runs no agent)".to_owned()),

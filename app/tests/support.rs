@@ -39,6 +39,19 @@ impl Daemon {
         Daemon { child, name }
     }
 
+    /// Spawns a prepared command (e.g. the binary inside a network namespace through
+    /// `ip netns exec`, which execs it: the child's pid is the binary's own).
+    pub fn spawn_command(name: &'static str, mut command: Command, log: &Path) -> Daemon {
+        let log_file = std::fs::File::create(log).expect("create daemon log");
+        let child = command
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn tunnelwatch");
+        Daemon { child, name }
+    }
+
     /// Stops it with SIGTERM (graceful) and waits.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();

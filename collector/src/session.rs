@@ -246,6 +246,7 @@ impl Sessionizer {
                 None
             }
             EventBody::Session(_)
+            | EventBody::L2tp(_)
             | EventBody::Flow(_)
             | EventBody::ApiRequest(_)
             | EventBody::PipelineError(_) => None,

@@ -62,6 +62,47 @@ pub enum SourceConfig {
         #[serde(default)]
         start_at: StartAt,
     },
+    /// strongSwan's VICI socket: charon's own events, reconciled with `list-sas` on every
+    /// (re)connect.
+    Vici {
+        /// e.g. `/var/run/charon.vici`.
+        #[serde(default = "default_vici_socket")]
+        socket: PathBuf,
+        /// Source id suffix; defaults to `vici`.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// A RADIUS accounting receiver (RFC 2866, UDP): Start, Interim-Update and Stop from the
+    /// NAS (e.g. strongSwan's eap-radius with `accounting = yes`).
+    Radius {
+        /// UDP address to listen on; defaults to `0.0.0.0:1813`.
+        #[serde(default = "default_radius_listen")]
+        listen: std::net::SocketAddr,
+        /// File holding the shared secret.
+        secret_file: PathBuf,
+        /// Source addresses or networks allowed to send (`192.0.2.1`, `10.0.0.0/8`);
+        /// unset: any sender that knows the secret.
+        #[serde(default)]
+        clients: Option<Vec<crate::radius::ClientNet>>,
+        /// Source id suffix; defaults to `radius`.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// A syslog server (RFC 5424 and RFC 3164, UDP and/or TCP with RFC 6587 framing), for
+    /// VPN hosts that forward their logs instead of running the agent.
+    Syslog {
+        /// UDP address to listen on, e.g. `0.0.0.0:514`.
+        #[serde(default)]
+        udp: Option<std::net::SocketAddr>,
+        /// TCP address to listen on, e.g. `0.0.0.0:601`.
+        #[serde(default)]
+        tcp: Option<std::net::SocketAddr>,
+        #[serde(default = "default_max_connections")]
+        max_connections: usize,
+        /// Source id suffix; defaults to `syslog`.
+        #[serde(default)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -73,11 +114,41 @@ pub enum StartAt {
 }
 
 impl SourceConfig {
+    /// One line for humans: what the source reads, e.g. `charon log file /var/log/charon.log`.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::File { format, path, .. } => {
+                format!("{format} log file {}", path.display())
+            }
+            SourceConfig::Vici { socket, .. } => format!("VICI socket {}", socket.display()),
+            SourceConfig::Radius { listen, .. } => {
+                format!("RADIUS accounting on UDP {listen}")
+            }
+            SourceConfig::Syslog { udp, tcp, .. } => {
+                let mut parts = Vec::new();
+                if let Some(udp) = udp {
+                    parts.push(format!("UDP {udp}"));
+                }
+                if let Some(tcp) = tcp {
+                    parts.push(format!("TCP {tcp}"));
+                }
+                format!("syslog server on {}", parts.join(" and "))
+            }
+        }
+    }
+
     /// The source's name, unique within the gateway.
     pub fn name(&self) -> String {
         match self {
             SourceConfig::File { name, format, .. } => {
                 name.clone().unwrap_or_else(|| format.as_str().to_owned())
+            }
+            SourceConfig::Vici { name, .. } => name.clone().unwrap_or_else(|| "vici".to_owned()),
+            SourceConfig::Syslog { name, .. } => {
+                name.clone().unwrap_or_else(|| "syslog".to_owned())
+            }
+            SourceConfig::Radius { name, .. } => {
+                name.clone().unwrap_or_else(|| "radius".to_owned())
             }
         }
     }
@@ -132,6 +203,17 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for source in &self.sources {
+            if let SourceConfig::Syslog {
+                udp: None,
+                tcp: None,
+                ..
+            } = source
+            {
+                return fail(format!(
+                    "syslog source `{}` needs `udp` or `tcp` (or both)",
+                    source.name()
+                ));
+            }
             let name = source.name();
             if !names.insert(name.clone()) {
                 return fail(format!("two sources are named `{name}`; give one a `name`"));
@@ -146,6 +228,15 @@ impl Config {
     }
 }
 
+fn default_radius_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 1813))
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_vici_socket() -> PathBuf {
+    PathBuf::from("/var/run/charon.vici")
+}
 fn default_server_url() -> String {
     "http://127.0.0.1:8080".to_owned()
 }

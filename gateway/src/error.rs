@@ -23,6 +23,14 @@ pub enum Error {
     Config(String),
     #[error("the spool is full ({used} of {limit} bytes); waiting for the server to take events")]
     SpoolFull { used: u64, limit: u64 },
+    /// A network socket (e.g. the RADIUS accounting listener) could not be set up.
+    #[error("failed to {action} {addr}")]
+    Socket {
+        action: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The server could not be reached or could not take the batch now (5xx, 429): retry.
     #[error("server {url} did not take the batch: {detail}")]
     Server { url: String, detail: String },
@@ -33,6 +41,9 @@ pub enum Error {
         status: u16,
         detail: String,
     },
+    /// charon's VICI socket could not be reached, or spoke something that is not VICI.
+    #[error("VICI {socket}: {detail}")]
+    Vici { socket: PathBuf, detail: String },
 }
 
 /// Coarse classes of [`Error`], for callers that map errors to a response.
@@ -64,8 +75,10 @@ impl Error {
             }
             Error::Io { .. } | Error::Corrupt { .. } => ErrorKind::Internal,
             Error::Config(_) => ErrorKind::Invalid,
+            Error::Socket { .. } => ErrorKind::Unavailable,
             Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
             Error::Rejected { .. } => ErrorKind::Invalid,
+            Error::Vici { .. } => ErrorKind::Unavailable,
         }
     }
 }

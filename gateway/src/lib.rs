@@ -17,23 +17,27 @@ mod config;
 mod error;
 mod fsutil;
 pub mod parse;
+pub mod radius;
 pub mod ship;
+pub mod sink;
 pub mod spool;
+pub mod syslog_server;
 pub mod tail;
+pub mod vici;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 pub use config::{Config, SourceConfig, StartAt};
 pub use error::{Error, ErrorKind, Result};
 
 use parse::{LogClock, ParseOptions, Parser};
 use ship::{Backoff, Shipper};
+use sink::{SharedSpool, Sink};
 use spool::Spool;
 use tail::{Checkpoint, FileTailer, TailOptions};
 
@@ -50,18 +54,79 @@ pub async fn run(
         .map_err(|error| Error::Config(format!("time zone `{}`: {error}", config.timezone)))?;
     fsutil::create_dir_all(&config.state_dir.join("checkpoints"))?;
     let spool = Spool::open(&config.state_dir.join("spool"), config.spool_max_bytes)?;
-    let spool = Arc::new(Mutex::new(spool));
-    let spooled = Arc::new(Notify::new());
+    let spool = SharedSpool::new(spool);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut tasks = tokio::task::JoinSet::new();
+    // Live sources start a new epoch on every run: their sequence numbers are not replayed.
+    let epoch = Timestamp::now().as_microsecond();
     for source in &config.sources {
-        let SourceConfig::File {
-            format,
-            path,
-            start_at,
-            ..
-        } = source;
+        let (format, path, start_at) = match source {
+            SourceConfig::File {
+                format,
+                path,
+                start_at,
+                ..
+            } => (format, path, start_at),
+            SourceConfig::Vici { socket, .. } => {
+                fsutil::create_dir_all(&config.state_dir.join("vici"))?;
+                let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
+                let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
+                let vici = vici::ViciSource {
+                    socket: socket.clone(),
+                    state_path: config
+                        .state_dir
+                        .join("vici")
+                        .join(format!("{}.json", source.name())),
+                    hostname: gateway_name.to_owned(),
+                };
+                tasks.spawn(vici.run(sink, stop_rx.clone()));
+                continue;
+            }
+            SourceConfig::Radius {
+                listen,
+                secret_file,
+                clients,
+                ..
+            } => {
+                let receiver = radius::RadiusReceiver::bind(&radius::RadiusConfig {
+                    listen: *listen,
+                    secret_file: secret_file.clone(),
+                    clients: clients.clone(),
+                })
+                .await?;
+                tracing::info!(source = %source.name(), listen = %receiver.local_addr(), "RADIUS accounting receiver listening");
+                let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
+                let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
+                tasks.spawn(receiver.run(sink, stop_rx.clone()));
+                continue;
+            }
+            SourceConfig::Syslog {
+                udp,
+                tcp,
+                max_connections,
+                ..
+            } => {
+                let server =
+                    syslog_server::SyslogServer::bind(&syslog_server::SyslogServerConfig {
+                        udp: *udp,
+                        tcp: *tcp,
+                        max_connections: *max_connections,
+                    })
+                    .await?;
+                let (udp_addr, tcp_addr) = server.local_addrs();
+                tracing::info!(source = %source.name(), udp = ?udp_addr, tcp = ?tcp_addr, "syslog server listening");
+                let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
+                let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
+                let mut options = ParseOptions::new(
+                    String::new(),
+                    LogClock::new(tz.clone(), None, Timestamp::now()),
+                );
+                options.max_line_bytes = config.max_line_bytes;
+                tasks.spawn(server.run(sink, options, stop_rx.clone()));
+                continue;
+            }
+        };
         let mut parse_options = ParseOptions::new(
             String::new(),
             LogClock::new(tz.clone(), None, Timestamp::now()),
@@ -85,7 +150,7 @@ pub async fn run(
             batch_max_events: config.batch_max_events,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
         };
-        tasks.spawn(follower.run(Arc::clone(&spool), Arc::clone(&spooled), stop_rx.clone()));
+        tasks.spawn(follower.run(spool.clone(), stop_rx.clone()));
     }
     let shipper = Shipper::new(&config.server_url, token, gateway_name)?;
     let shipping = Shipping {
@@ -94,7 +159,7 @@ pub async fn run(
         batch_max_wait: Duration::from_millis(config.batch_max_wait_ms),
         dead_letter_dir: config.state_dir.join("dead-letter"),
     };
-    tasks.spawn(shipping.run(Arc::clone(&spool), spooled, stop_rx));
+    tasks.spawn(shipping.run(spool, stop_rx));
 
     tokio::select! {
         () = shutdown => {}
@@ -130,17 +195,8 @@ struct Follower {
     poll_interval: Duration,
 }
 
-/// Events per spool record are also bounded by size, so that a batch stays well below the
-/// server's body limit even when lines are long.
-const SPOOL_RECORD_MAX_BYTES: usize = model::wire::MAX_INGEST_BODY_BYTES / 8;
-
 impl Follower {
-    async fn run(
-        self,
-        spool: Arc<Mutex<Spool>>,
-        spooled: Arc<Notify>,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<()> {
+    async fn run(self, spool: SharedSpool, mut stop: watch::Receiver<bool>) -> Result<()> {
         let checkpoint = Checkpoint::load(&self.checkpoint_path)?;
         let had_checkpoint = checkpoint.is_some();
         let (mut tailer, notices) = FileTailer::open(&self.path, checkpoint, self.tail_options)?;
@@ -156,6 +212,8 @@ impl Follower {
         let mut parse_options = self.parse_options.clone();
         parse_options.source.clone_from(&source_id);
         let mut parser = Parser::new(self.format, parse_options);
+        // Line sequence numbers come from the tailer; the sink only spools.
+        let sink = Sink::new(spool, source_id.clone(), 0, self.batch_max_events);
         tracing::info!(source = %source_id, path = %self.path.display(), "following log file");
         let mut n_reported_rejects = 0;
         loop {
@@ -188,7 +246,7 @@ impl Follower {
                     n_reported_rejects = n_rejected;
                 }
                 let checkpoint = tailer.checkpoint();
-                if !self.spool_all(events, &spool, &mut stop).await? {
+                if !sink.append(events, &mut stop).await? {
                     return Ok(());
                 }
                 let checkpoint_path = self.checkpoint_path.clone();
@@ -197,7 +255,6 @@ impl Follower {
                     .map_err(|join_error| {
                         Error::Config(format!("checkpoint task failed: {join_error}"))
                     })??;
-                spooled.notify_one();
             }
             if !had_lines && polled.n_bytes == 0 {
                 tokio::select! {
@@ -209,64 +266,6 @@ impl Follower {
             }
         }
     }
-
-    /// Appends events to the spool in batches, waiting while it is full. Returns false if
-    /// asked to stop meanwhile (the checkpoint then stays before the unspooled lines).
-    async fn spool_all(
-        &self,
-        events: Vec<model::Event>,
-        spool: &Arc<Mutex<Spool>>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
-        let mut remaining = events;
-        while !remaining.is_empty() {
-            let mut n_take = 0;
-            let mut n_bytes = 0;
-            while n_take < remaining.len()
-                && n_take < self.batch_max_events
-                && (n_take == 0 || n_bytes < SPOOL_RECORD_MAX_BYTES)
-            {
-                n_bytes += remaining[n_take].original.len() + 512;
-                n_take += 1;
-            }
-            let rest = remaining.split_off(n_take);
-            let batch = remaining;
-            remaining = rest;
-            let mut backoff = Backoff::new();
-            loop {
-                let batch_for_task = batch.clone();
-                let appended = with_spool(spool, move |spool| spool.append(&batch_for_task)).await;
-                match appended {
-                    Ok(()) => break,
-                    Err(error @ Error::SpoolFull { .. }) => {
-                        tracing::warn!(source = %self.source_name, %error, "pausing");
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff.next_delay()) => {}
-                            _ = stop.changed() => return Ok(false),
-                        }
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Runs `work` on the spool on a blocking thread (spool IO fsyncs).
-async fn with_spool<T: Send + 'static>(
-    spool: &Arc<Mutex<Spool>>,
-    work: impl FnOnce(&mut Spool) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let spool = Arc::clone(spool);
-    tokio::task::spawn_blocking(move || {
-        let mut spool = spool
-            .lock()
-            .map_err(|_| Error::Config("spool lock poisoned".to_owned()))?;
-        work(&mut spool)
-    })
-    .await
-    .map_err(|join_error| Error::Config(format!("spool task failed: {join_error}")))?
 }
 
 /// Ships spooled batches until stopped.
@@ -280,12 +279,7 @@ struct Shipping {
 }
 
 impl Shipping {
-    async fn run(
-        self,
-        spool: Arc<Mutex<Spool>>,
-        spooled: Arc<Notify>,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<()> {
+    async fn run(self, spool: SharedSpool, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut backoff = Backoff::new();
         let mut failing_since: Option<Timestamp> = None;
         let batch_max_events = self.batch_max_events;
@@ -293,13 +287,14 @@ impl Shipping {
             if *stop.borrow() {
                 return Ok(());
             }
-            let peeked = with_spool(&spool, move |spool| {
-                spool.peek(batch_max_events, model::wire::MAX_INGEST_BODY_BYTES / 4)
-            })
-            .await?;
+            let peeked = spool
+                .with(move |spool| {
+                    spool.peek(batch_max_events, model::wire::MAX_INGEST_BODY_BYTES / 4)
+                })
+                .await?;
             let Some(peeked) = peeked else {
                 tokio::select! {
-                    () = spooled.notified() => {}
+                    () = spool.spooled() => {}
                     () = tokio::time::sleep(self.batch_max_wait) => {}
                     _ = stop.changed() => return Ok(()),
                 }
@@ -312,7 +307,7 @@ impl Shipping {
             };
             match result {
                 Ok(ack) => {
-                    with_spool(&spool, move |spool| spool.commit(peeked.next)).await?;
+                    spool.with(move |spool| spool.commit(peeked.next)).await?;
                     if let Some(since) = failing_since.take() {
                         tracing::info!(%since, "server reachable again");
                     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow::{ApiRequest, Flow};
 use crate::geo::Geo;
-use crate::vpn::{Auth, ChildSaEvent, IkeSaEvent, SessionEvent, VirtualIpEvent};
+use crate::vpn::{Auth, ChildSaEvent, IkeSaEvent, L2tpEvent, SessionEvent, VirtualIpEvent};
 
 /// A stable identity for idempotent delivery: the source that produced the event and a
 /// sequence number that only grows within that source.
@@ -97,6 +97,8 @@ pub enum EventBody {
     ChildSa(ChildSaEvent),
     /// A virtual IP was leased to a peer or released.
     VirtualIp(VirtualIpEvent),
+    /// An L2TP tunnel or call came up or went down.
+    L2tp(L2tpEvent),
     /// A VPN session started, was updated or stopped (RADIUS accounting says this directly).
     Session(SessionEvent),
     /// A network flow between a VPN client and a server (OCSF 4001 Network Activity).
@@ -122,7 +124,10 @@ impl EventBody {
     pub fn category(&self) -> &'static str {
         match self {
             EventBody::Auth(_) => "authentication",
-            EventBody::IkeSa(_) | EventBody::ChildSa(_) | EventBody::VirtualIp(_) => "network",
+            EventBody::IkeSa(_)
+            | EventBody::ChildSa(_)
+            | EventBody::VirtualIp(_)
+            | EventBody::L2tp(_) => "network",
             EventBody::Session(_) => "session",
             EventBody::Flow(_) => "network",
             EventBody::ApiRequest(_) => "web",
@@ -140,6 +145,7 @@ impl EventBody {
             EventBody::IkeSa(ike) => format!("ike-sa-{}", ike.change.as_str()),
             EventBody::ChildSa(child) => format!("child-sa-{}", child.change.as_str()),
             EventBody::VirtualIp(vip) => format!("virtual-ip-{}", vip.change.as_str()),
+            EventBody::L2tp(l2tp) => format!("l2tp-{}", l2tp.change.as_str()),
             EventBody::Session(session) => format!("session-{}", session.change.as_str()),
             EventBody::Flow(_) => "flow".to_owned(),
             EventBody::ApiRequest(_) => "api-request".to_owned(),
@@ -155,6 +161,7 @@ impl EventBody {
             EventBody::IkeSa(_)
             | EventBody::ChildSa(_)
             | EventBody::VirtualIp(_)
+            | EventBody::L2tp(_)
             | EventBody::Session(_)
             | EventBody::Flow(_) => 4001,
             EventBody::ApiRequest(_) => 4002,

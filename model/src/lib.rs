@@ -3,8 +3,9 @@
 //! The principal type is [`Event`]: one thing a VPN said or did, with a stable [`EventId`]
 //! (source id + sequence, for exactly-once delivery), the time it happened, the gateway that
 //! [`Observer`]d it, the raw line it came from, and an [`EventBody`] that says what happened:
-//! an [`Auth`] attempt, an [`IkeSaEvent`] or [`ChildSaEvent`], a [`VirtualIpEvent`] lease, a
-//! [`SessionEvent`] (RADIUS accounting), a network [`Flow`], an [`ApiRequest`], or a
+//! an [`Auth`] attempt, an [`IkeSaEvent`] or [`ChildSaEvent`], an [`L2tpEvent`] (tunnel or
+//! call), a [`VirtualIpEvent`] lease, a [`SessionEvent`] (RADIUS accounting, pppd), a network
+//! [`Flow`], an [`ApiRequest`], or a
 //! [`PipelineError`] for input that could not be parsed (kept, never dropped). The collector
 //! folds events into [`Session`]s. Gateways ship events to the server as [`IngestBatch`]es.
 //!
@@ -95,7 +96,7 @@
 //! | event body | ECS `event.category` | OCSF class |
 //! |---|---|---|
 //! | [`Auth`] | `authentication` | 3002 Authentication (`activity_id` 1 Logon; `status_id` 1 Success / 2 Failure) |
-//! | [`IkeSaEvent`], [`ChildSaEvent`], [`VirtualIpEvent`] | `network` | 4001 Network Activity (`activity_id` 1 Open / 2 Close) |
+//! | [`IkeSaEvent`], [`ChildSaEvent`], [`L2tpEvent`], [`VirtualIpEvent`] | `network` | 4001 Network Activity (`activity_id` 1 Open / 2 Close) |
 //! | [`SessionEvent`], [`Session`] | `session` | 4001 Network Activity |
 //! | [`Flow`] | `network` | 4001 Network Activity (`activity_id` 6 Traffic) |
 //! | [`ApiRequest`] | `web` | 4002 HTTP Activity |
@@ -118,7 +119,7 @@ pub use geo::Geo;
 pub use session::{Session, SessionState};
 pub use vpn::{
     Auth, AuthFailure, AuthMethod, ChildSaEvent, Counters, Endpoint, FailureCode, Identities,
-    IkeSaEvent, LeaseChange, Outcome, Peer, SaChange, SessionChange, SessionEvent, TerminateCause,
-    VirtualIpEvent,
+    IkeSaEvent, L2tpChange, L2tpEvent, LeaseChange, Outcome, Peer, SaChange, SessionChange,
+    SessionEvent, TerminateCause, VirtualIpEvent,
 };
 pub use wire::{IngestAck, IngestBatch};

@@ -1,5 +1,5 @@
-//! What a VPN says: authentication attempts, IKE and CHILD SA changes, virtual IP leases
-//! and session start/stop, each with the [`Peer`] it concerns.
+//! What a VPN says: authentication attempts, IKE and CHILD SA changes, L2TP tunnels and
+//! calls, virtual IP leases and session start/stop, each with the [`Peer`] it concerns.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -370,6 +370,48 @@ impl SessionChange {
             SessionChange::Start => "start",
             SessionChange::Update => "update",
             SessionChange::Stop => "stop",
+        }
+    }
+}
+
+/// An L2TP tunnel or call (session) came up or went down (xl2tpd). L2TP runs inside an IPsec
+/// transport-mode SA; the PPP session it carries is reported by pppd as [`SessionEvent`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L2tpEvent {
+    /// The LAC (client) address in `client`, the LNS section in `connection`.
+    pub peer: Peer,
+    pub change: L2tpChange,
+    /// Our tunnel id and the peer's, as the daemon printed them (`Local: 12345, Remote: 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_id: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_tunnel_id: Option<u16>,
+    /// Our call (session) id and the peer's, for call changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_call_id: Option<u16>,
+    /// `event.reason` for closes: the result code text or why pppd ended, in the source's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum L2tpChange {
+    TunnelEstablished,
+    TunnelClosed,
+    CallEstablished,
+    CallClosed,
+}
+
+impl L2tpChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L2tpChange::TunnelEstablished => "tunnel-established",
+            L2tpChange::TunnelClosed => "tunnel-closed",
+            L2tpChange::CallEstablished => "call-established",
+            L2tpChange::CallClosed => "call-closed",
         }
     }
 }

@@ -243,6 +243,7 @@ fn peer_of(event: &Event) -> Option<&Peer> {
         EventBody::IkeSa(ike) => Some(&ike.peer),
         EventBody::ChildSa(child) => Some(&child.peer),
         EventBody::VirtualIp(vip) => Some(&vip.peer),
+        EventBody::L2tp(l2tp) => Some(&l2tp.peer),
         EventBody::Session(session) => Some(&session.peer),
         EventBody::Flow(_) | EventBody::ApiRequest(_) | EventBody::PipelineError(_) => None,
     }
@@ -324,6 +325,7 @@ fn outcome(event: &Event) -> Cell<'_> {
 fn reason(event: &Event) -> Cell<'_> {
     match &event.body {
         EventBody::Auth(auth) => opt(auth.failure.as_ref().map(|failure| failure.reason.as_str())),
+        EventBody::L2tp(l2tp) => opt(l2tp.reason.as_deref()),
         EventBody::PipelineError(error) => s(error.message.as_str()),
         _ => Cell::Str(None),
     }

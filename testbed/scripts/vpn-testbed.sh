@@ -4,7 +4,7 @@
 #
 # Usage:
 #   vpn-testbed.sh install [--syslog]
-#   vpn-testbed.sh up NAME DIR [--radius] [--syslog]
+#   vpn-testbed.sh up NAME DIR [--radius [--radius-acct-port PORT]] [--syslog]
 #   vpn-testbed.sh connect NAME DIR CLIENT CONN [--psk WRONG | --eap-password WRONG]
 #   vpn-testbed.sh disconnect NAME DIR CLIENT [--ike-only]
 #   vpn-testbed.sh terminate NAME DIR CLIENT
@@ -12,6 +12,7 @@
 #   vpn-testbed.sh start-client NAME DIR CLIENT
 #   vpn-testbed.sh rekey NAME DIR CLIENT [--by-client]
 #   vpn-testbed.sh curl NAME DIR CLIENT
+#   vpn-testbed.sh restart-gateway NAME DIR
 #   vpn-testbed.sh down NAME DIR
 #
 # NAME: short unique id of one testbed instance ([A-Za-z0-9], at most 8 chars); every
@@ -72,7 +73,7 @@ RADIUS_SECRET="radius-shared-secret"
 die() { echo "$SCRIPT_NAME: error: $*" >&2; exit 1; }
 log() { echo "$SCRIPT_NAME: $*" >&2; }
 
-usage() { sed -n '5,15p' "$0" >&2; exit 1; }
+usage() { sed -n '5,16p' "$0" >&2; exit 1; }
 
 python_bin() { if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3 || die "python3 not found"; fi; }
 
@@ -211,7 +212,7 @@ stop_pid() { # PID
 
 # strongswan.conf for one charon (ROLE: gw, client1, client2).
 write_strongswan_conf() {
-  local role=$1 d=$DIR/$1 radius=$2 syslog=$3
+  local role=$1 d=$DIR/$1 radius=$2 syslog=$3 acct_port=${4:-1813}
   local plugins="random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey"
   plugins+=" sha1 sha2 hmac gcm aes kdf curve25519 attr"
   # kernel-libipsec BEFORE kernel-netlink: userspace ESP (the kernel has no ESP).
@@ -241,7 +242,7 @@ EOF
           address = 127.0.0.1
           secret = $RADIUS_SECRET
           auth_port = 1812
-          acct_port = 1813
+          acct_port = $acct_port
         }
       }
     }
@@ -468,7 +469,9 @@ start_daemon() {
 start_charon() { # ROLE NS SYSLOG
   local role=$1 ns=$2 syslog=${3:-no} d=$DIR/$1
   mkdir -p "$d/run"
-  rm -f "$d/charon.vici"
+  # A charon killed with SIGKILL leaves its pid file; while init has not reaped the
+  # zombie, the new charon would take it for a running daemon and exit.
+  rm -f "$d/charon.vici" "$d/run/charon.pid"
   local setup='mount --bind "$1/run" /run'
   if [ "$syslog" = yes ]; then
     # glibc's syslog(3) always writes to /dev/log. Give charon (only) a private /dev
@@ -580,10 +583,15 @@ EOF
 cmd_up() {
   [ $# -ge 2 ] || usage
   set_instance "$1" "$2"; shift 2
-  local radius=no syslog=no
+  local radius=no syslog=no acct_port=1813
   while [ $# -gt 0 ]; do
     case $1 in
       --radius) radius=yes ;;
+      --radius-acct-port)
+        # charon's RADIUS accounting goes to 127.0.0.1:PORT in the gateway namespace
+        # (e.g. tunnelwatch's own accounting receiver) instead of FreeRADIUS.
+        [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || die "up: --radius-acct-port needs a port number"
+        acct_port=$2; shift ;;
       --syslog) syslog=yes ;;
       *) die "up: unknown option $1" ;;
     esac
@@ -642,7 +650,7 @@ cmd_up() {
   make_pki
   mkdir -p "$DIR/gw" "$DIR/client1" "$DIR/client2"
   make_swanctl_dirs "$DIR/gw"
-  write_strongswan_conf gw "$radius" "$syslog"
+  write_strongswan_conf gw "$radius" "$syslog" "$acct_port"
   write_gw_swanctl "$radius"
   for c in client1 client2; do
     make_swanctl_dirs "$DIR/$c"
@@ -769,6 +777,20 @@ cmd_start_client() {
   start_charon "$c" "$cns"
 }
 
+# restart-gateway: stop the gateway's charon (SIGTERM: its SAs end without DELETEs reaching
+# anyone it could tell) and start it again with the same configuration; clients must
+# connect again.
+cmd_restart_gateway() {
+  [ $# -eq 2 ] || usage
+  set_instance "$1" "$2"; need_up
+  local pid; pid=$(pid_of gw-charon)
+  [ -n "$pid" ] && ours "$pid" || die "the gateway's charon is not running"
+  stop_pid "$pid"
+  local syslog=no
+  grep -q 'syslog=yes' "$DIR/options" 2>/dev/null && syslog=yes
+  start_charon gw "$NS_GW" "$syslog"
+}
+
 cmd_rekey() {
   [ $# -ge 3 ] || usage
   set_instance "$1" "$2"; local c=$3 by=gateway; shift 3
@@ -844,6 +866,7 @@ main() {
     start-client) cmd_start_client "$@" ;;
     rekey) cmd_rekey "$@" ;;
     curl) cmd_curl "$@" ;;
+    restart-gateway) cmd_restart_gateway "$@" ;;
     down) cmd_down "$@" ;;
     -h | --help | help) usage ;;
     *) die "unknown subcommand '$cmd'" ;;

@@ -37,6 +37,10 @@ pub struct Options {
     /// Also run FreeRADIUS in the gateway's namespace: adds the `rw-radius`
     /// connection, and charon sends RADIUS accounting for every IKE_SA.
     pub radius: bool,
+    /// With `radius`: send charon's RADIUS accounting to 127.0.0.1:PORT inside the
+    /// gateway's namespace (e.g. tunnelwatch's accounting receiver, run there with
+    /// [`Testbed::gateway_command`]) instead of FreeRADIUS.
+    pub radius_acct_port: Option<u16>,
     /// Also run a private rsyslogd and let the gateway charon log through syslog(3):
     /// see [`Testbed::syslog_log`].
     pub syslog: bool,
@@ -307,6 +311,10 @@ impl Testbed {
         if opts.radius {
             args.push("--radius");
         }
+        let acct_port = opts.radius_acct_port.map(|port| port.to_string());
+        if let Some(port) = &acct_port {
+            args.extend(["--radius-acct-port", port.as_str()]);
+        }
         if opts.syslog {
             args.push("--syslog");
         }
@@ -391,6 +399,22 @@ impl Testbed {
     /// Starts the client's charon again after [`Testbed::kill_client`].
     pub fn start_client(&self, client: Client) -> Result<(), Error> {
         self.run(&["start-client", client.as_str()], &[]).map(drop)
+    }
+
+    /// Stops the gateway's charon and starts it again (its SAs are gone; clients must
+    /// connect again). Returns when the new charon has loaded its configuration.
+    pub fn restart_gateway(&self) -> Result<(), Error> {
+        self.run(&["restart-gateway"], &[]).map(drop)
+    }
+
+    /// A command that runs `program` inside the gateway's network namespace (to reach
+    /// addresses only the gateway sees, such as its 127.0.0.1).
+    pub fn gateway_command(&self, program: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", &format!("tw-{}-gw", self.name)])
+            .arg(program);
+        command
     }
 
     /// The gateway rekeys the client's IKE_SA; returns when the new IKE_SA is up.

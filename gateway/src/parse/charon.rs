@@ -23,10 +23,14 @@ use model::{
 };
 
 use super::envelope;
+use super::message::{self, Message};
 use super::{LineOutcome, ParseOptions};
 
 /// How many IKE_SAs the parser remembers before it forgets the least recently seen.
 const MAX_TRACKED_SAS: usize = 65_536;
+
+/// The thread of messages without `NN[GRP]` tag (only through the `syslog` format).
+const UNKNOWN_THREAD: u16 = u16::MAX;
 
 /// Key of the per-IKE_SA state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +86,8 @@ struct Line<'a> {
 }
 
 impl CharonParser {
+    /// Parses a line of a charon log file (`charon.filelog` or syslog); lines of other
+    /// programs in a syslog file are ignored.
     pub(crate) fn parse(
         &mut self,
         text: &str,
@@ -96,39 +102,54 @@ impl CharonParser {
         {
             return LineOutcome::Ignored;
         }
-        let Some((thread, rest)) = thread_tag(envelope.message) else {
+        if thread_tag(envelope.message).is_none() {
             return LineOutcome::Rejected(
                 RejectReason::Malformed,
                 "not a charon log line: no `NN[GRP]` thread tag".to_owned(),
             );
-        };
+        }
         let timestamp = match envelope.stamp {
             Some(stamp) => match options.clock.resolve(stamp) {
                 Some(timestamp) => timestamp,
-                None => {
-                    return LineOutcome::Rejected(
-                        RejectReason::BadTimestamp,
-                        "timestamp names no existing instant".to_owned(),
-                    );
-                }
+                None => return message::bad_timestamp(),
             },
             None => now,
         };
-        let (context, message) = line_context(rest);
-
-        let hostname = envelope.hostname_or(options.hostname.as_deref());
-        let mut line = Line {
+        let message = Message {
             seq,
             timestamp,
-            hostname,
+            hostname: envelope.host.or(options.hostname.as_deref()),
+            program: envelope.program,
+            pid: envelope.pid,
+            text: envelope.message,
             original: text,
+        };
+        self.parse_message(&message, &options.source, out)
+    }
+
+    /// Parses a message whose envelope is already split (by the caller or by the `syslog`
+    /// format). A message without `NN[GRP]` thread tag (charon-systemd writes none to the
+    /// journal) is read as if all such messages came from one thread.
+    pub(crate) fn parse_message(
+        &mut self,
+        message: &Message<'_>,
+        source: &str,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let (thread, rest) = thread_tag(message.text).unwrap_or((UNKNOWN_THREAD, message.text));
+        let (context, text) = line_context(rest);
+        let mut line = Line {
+            seq: message.seq,
+            timestamp: message.timestamp,
+            hostname: message.hostname,
+            original: message.original,
             key: None,
             named_context: context.connection.is_some(),
         };
-        line.key = self.resolve_key(thread, &context, message);
+        line.key = self.resolve_key(thread, &context, text);
         if let Some(key) = line.key {
             let state = self.sas.entry(key).or_default();
-            state.last_seq = seq;
+            state.last_seq = message.seq;
             if let Some(connection) = context.connection
                 && state.connection.as_deref() != Some(connection)
             {
@@ -136,8 +157,8 @@ impl CharonParser {
             }
         }
         let before = out.len();
-        let handled = self.handle(&line, message, &options.source, out);
-        self.evict(seq);
+        let handled = self.handle(&line, text, source, out);
+        self.evict(message.seq);
         if handled || out.len() > before {
             LineOutcome::Parsed
         } else {
@@ -837,12 +858,6 @@ impl CharonParser {
         self.threads.retain(|_, key| sas.contains_key(key));
         self.client_ids
             .retain(|_, id| sas.contains_key(&SaKey::Id(*id)));
-    }
-}
-
-impl<'a> envelope::Envelope<'a> {
-    fn hostname_or(&self, fallback: Option<&'a str>) -> Option<&'a str> {
-        self.host.or(fallback)
     }
 }
 

@@ -60,7 +60,7 @@ fn split_word(text: &str) -> (&str, &str) {
 }
 
 /// `charon[123]:` → (`charon`, Some(123)); `charon:` → (`charon`, None).
-fn tag_of(word: &str) -> Option<(&str, Option<u32>)> {
+pub(crate) fn tag_of(word: &str) -> Option<(&str, Option<u32>)> {
     let tag = word.strip_suffix(':')?;
     if let Some(open) = tag.find('[') {
         let pid = tag[open + 1..].strip_suffix(']')?.parse().ok()?;

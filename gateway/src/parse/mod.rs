@@ -8,10 +8,24 @@
 //! Parsing never fails. A line that cannot be read becomes a [`model::PipelineError`] event that
 //! keeps the raw text, and is counted in [`ParseStats`] by [`model::RejectReason`]. Lines that
 //! are well-formed but say nothing tunnelwatch tracks are counted as ignored.
+//!
+//! Each format has a module: [`Format::Charon`] (strongSwan), [`Format::Pluto`] (Libreswan),
+//! [`Format::Xl2tpd`], [`Format::Pppd`], [`Format::RadiusDetail`] (FreeRADIUS `detail` files,
+//! multi-line records: see [`Parser::flush`]) and [`Format::Syslog`], which splits each line's
+//! envelope with [`parse_syslog_envelope`] and hands the message to the parser its program
+//! name selects. The parsers that keep state between lines bound it (least recently seen
+//! entries are forgotten), so hostile input cannot grow them without limit.
 
 mod charon;
 mod clock;
 mod envelope;
+mod message;
+mod pluto;
+mod pppd;
+mod radius_detail;
+mod radiusd;
+mod syslog;
+mod xl2tpd;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -23,32 +37,66 @@ use model::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
 use serde::{Deserialize, Serialize};
 
 pub use clock::LogClock;
+pub use syslog::{SyslogError, SyslogMessage, SyslogTimestamp, parse_syslog_envelope};
+
+use message::{Message, next_part};
 
 /// Longest line a parser looks at, by default. Longer lines are rejected as
 /// [`RejectReason::Oversized`] and kept truncated to this length.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The log formats tunnelwatch reads.
+/// The log formats tunnelwatch reads. The names (`charon`, `pluto`, `xl2tpd`, `pppd`,
+/// `radius-detail`, `syslog`) are what `--format`, `ingest FORMAT:FILE` and the gateway
+/// configuration accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// strongSwan charon: `charon.filelog` lines or syslog lines from charon.
     Charon,
+    /// Libreswan pluto: its `logfile=` lines, or syslog lines from pluto.
+    Pluto,
+    /// xl2tpd: syslog lines, or its stderr (`xl2tpd[pid]: …`) when run with `-D`.
+    Xl2tpd,
+    /// pppd: syslog lines (per-pid state), or its `logfile` lines.
+    Pppd,
+    /// FreeRADIUS accounting `detail` files (`radacct/<nas>/detail-YYYYMMDD`).
+    RadiusDetail,
+    /// A syslog file or stream (RFC 3164 or RFC 5424) of any of the daemons above, each message
+    /// parsed by the parser its program names; other programs are ignored.
+    Syslog,
 }
 
 impl Format {
-    pub const ALL: [Format; 1] = [Format::Charon];
+    pub const ALL: [Format; 6] = [
+        Format::Charon,
+        Format::Pluto,
+        Format::Xl2tpd,
+        Format::Pppd,
+        Format::RadiusDetail,
+        Format::Syslog,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Charon => "charon",
+            Format::Pluto => "pluto",
+            Format::Xl2tpd => "xl2tpd",
+            Format::Pppd => "pppd",
+            Format::RadiusDetail => "radius-detail",
+            Format::Syslog => "syslog",
         }
     }
 
-    /// `event.dataset` of the events this format produces.
+    /// `event.dataset` of the events this format produces. A `syslog` event carries the
+    /// dataset of the parser that read its message; only lines no parser read carry `syslog`.
     pub fn dataset(self) -> &'static str {
         match self {
             Format::Charon => "strongswan.charon",
+            Format::Pluto => "libreswan.pluto",
+            Format::Xl2tpd => "xl2tpd.log",
+            Format::Pppd => "ppp.pppd",
+            Format::RadiusDetail => "freeradius.detail",
+            Format::Syslog => "syslog",
         }
     }
 }
@@ -159,6 +207,12 @@ pub struct Parser {
     options: ParseOptions,
     stats: ParseStats,
     charon: charon::CharonParser,
+    pluto: pluto::PlutoParser,
+    xl2tpd: xl2tpd::Xl2tpdParser,
+    pppd: pppd::PppdParser,
+    radius_detail: radius_detail::DetailParser,
+    /// The sequence number of the last line seen (for [`Parser::flush`]).
+    last_seq: Option<u64>,
 }
 
 impl Parser {
@@ -168,6 +222,11 @@ impl Parser {
             options,
             stats: ParseStats::default(),
             charon: charon::CharonParser::default(),
+            pluto: pluto::PlutoParser::default(),
+            xl2tpd: xl2tpd::Xl2tpdParser::default(),
+            pppd: pppd::PppdParser::default(),
+            radius_detail: radius_detail::DetailParser::default(),
+            last_seq: None,
         }
     }
 
@@ -184,39 +243,140 @@ impl Parser {
     /// line's sequence number within the source; `now` is when it was read, used only if the
     /// line has no timestamp. Appends zero or more events to `out`.
     pub fn parse_line(&mut self, line: &[u8], seq: u64, now: Timestamp, out: &mut Vec<Event>) {
+        self.last_seq = Some(seq);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > self.options.max_line_bytes {
             self.parse_oversized(line, line.len(), seq, now, out);
             return;
         }
         self.stats.lines += 1;
+        let before = out.len();
         if line.iter().all(u8::is_ascii_whitespace) {
-            self.stats.ignored += 1;
+            // A blank line ends a `detail` record; elsewhere it says nothing.
+            if self.format == Format::RadiusDetail {
+                self.radius_detail
+                    .end_record(seq, now, &mut self.options, out);
+            }
+            if out.len() > before {
+                self.stats.events += (out.len() - before) as u64;
+            } else {
+                self.stats.ignored += 1;
+            }
             return;
         }
         let text = decode_lossless(line);
         if matches!(text, Cow::Owned(_)) {
             self.stats.invalid_utf8 += 1;
         }
-        let before = out.len();
-        let outcome = match self.format {
-            Format::Charon => self.charon.parse(&text, seq, now, &mut self.options, out),
+        let options = &mut self.options;
+        let (outcome, dataset) = match self.format {
+            Format::Charon => (self.charon.parse(&text, seq, now, options, out), None),
+            Format::Pluto => (self.pluto.parse(&text, seq, now, options, out), None),
+            Format::Xl2tpd => (self.xl2tpd.parse(&text, seq, now, options, out), None),
+            Format::Pppd => (self.pppd.parse(&text, seq, now, options, out), None),
+            Format::RadiusDetail => {
+                let outcome = self.radius_detail.parse(&text, seq, now, options, out);
+                (outcome, None)
+            }
+            Format::Syslog => self.parse_syslog(&text, seq, now, out),
         };
+        // A line may also have finished an earlier record (radius-detail).
+        self.stats.events += (out.len() - before) as u64;
         match outcome {
-            LineOutcome::Parsed => self.stats.events += (out.len() - before) as u64,
+            LineOutcome::Parsed => {}
             LineOutcome::Ignored => self.stats.ignored += 1,
             LineOutcome::Rejected(reason, message) => {
+                let dataset = dataset.unwrap_or(self.format.dataset());
+                let original = text.into_owned();
                 self.reject(
                     reason,
                     message,
-                    text.into_owned(),
+                    original,
                     line.len(),
                     seq,
                     now,
+                    dataset,
                     out,
                 );
             }
         }
+    }
+
+    /// Emits what the parser still holds at the end of the input: the last record of a
+    /// `radius-detail` file that did not end with a blank line. Its event gets the sequence
+    /// number the next line would have had, so a later read that finds the record finished by
+    /// a blank line at that position yields the same event id (stored once). `now` is the time
+    /// used if the record names none.
+    ///
+    /// Call this when a file has been read to its end for good (`tunnelwatch parse`,
+    /// `ingest`), never when a tailer merely caught up with a file that is still being
+    /// written: the record's end is still to come, and it is emitted when it comes.
+    pub fn flush(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        let Some(last_seq) = self.last_seq else {
+            return;
+        };
+        let before = out.len();
+        let seq = last_seq.saturating_add(1);
+        self.radius_detail
+            .end_record(seq, now, &mut self.options, out);
+        self.stats.events += (out.len() - before) as u64;
+    }
+
+    /// The `syslog` format: split the envelope, then let the program's parser read the message.
+    /// Returns the outcome and, when a parser read the message, that parser's dataset.
+    fn parse_syslog(
+        &mut self,
+        text: &str,
+        seq: u64,
+        now: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> (LineOutcome, Option<&'static str>) {
+        let envelope = match parse_syslog_envelope(text.as_bytes()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                return (
+                    LineOutcome::Rejected(error.reject_reason(), error.to_string()),
+                    None,
+                );
+            }
+        };
+        let Some(program) = envelope.app_name.and_then(Program::of) else {
+            return (LineOutcome::Ignored, None);
+        };
+        let dataset = Some(program.dataset());
+        let timestamp = match envelope.timestamp {
+            Some(stamp) => match stamp.resolve(&mut self.options.clock) {
+                Some(timestamp) => timestamp,
+                None => return (message::bad_timestamp(), dataset),
+            },
+            None => now,
+        };
+        // The envelope was split from valid UTF-8 at ASCII boundaries, so this cannot fail.
+        let Ok(body) = std::str::from_utf8(envelope.message.trim_ascii_start()) else {
+            let reason = "syslog message is not utf-8".to_owned();
+            return (
+                LineOutcome::Rejected(RejectReason::Malformed, reason),
+                dataset,
+            );
+        };
+        let message = Message {
+            seq,
+            timestamp,
+            hostname: envelope.hostname.or(self.options.hostname.as_deref()),
+            program: envelope.app_name,
+            pid: envelope.procid.and_then(|procid| procid.parse().ok()),
+            text: body,
+            original: text,
+        };
+        let source = self.options.source.as_str();
+        let outcome = match program {
+            Program::Charon => self.charon.parse_message(&message, source, out),
+            Program::Pluto => self.pluto.parse_message(&message, source, out),
+            Program::Xl2tpd => self.xl2tpd.parse_message(&message, source, out),
+            Program::Pppd => self.pppd.parse_message(&message, source, out),
+            Program::Radiusd => radiusd::parse_message(&message, source, out),
+        };
+        (outcome, dataset)
     }
 
     /// Records a line that was longer than the limit: `prefix` is what was kept of it (a
@@ -229,6 +389,7 @@ impl Parser {
         now: Timestamp,
         out: &mut Vec<Event>,
     ) {
+        self.last_seq = Some(seq);
         self.stats.lines += 1;
         let kept =
             decode_lossless(truncate_at_char(prefix, self.options.max_line_bytes)).into_owned();
@@ -236,6 +397,7 @@ impl Parser {
             "line of {full_len} bytes exceeds the limit of {} bytes",
             self.options.max_line_bytes
         );
+        let dataset = self.format.dataset();
         self.reject(
             RejectReason::Oversized,
             message,
@@ -243,6 +405,7 @@ impl Parser {
             full_len,
             seq,
             now,
+            dataset,
             out,
         );
     }
@@ -256,13 +419,16 @@ impl Parser {
         original_len: usize,
         seq: u64,
         now: Timestamp,
+        dataset: &str,
         out: &mut Vec<Event>,
     ) {
         *self.stats.rejected.entry(reason).or_default() += 1;
+        // The line may already have produced an event (it finished a `detail` record).
+        let part = next_part(out, &self.options.source, seq);
         out.push(Event {
-            id: EventId::new(self.options.source.clone(), seq, 0),
+            id: EventId::new(self.options.source.clone(), seq, part),
             timestamp: now,
-            dataset: self.format.dataset().to_owned(),
+            dataset: dataset.to_owned(),
             observer: Observer {
                 hostname: self.options.hostname.clone(),
                 product: None,
@@ -276,6 +442,40 @@ impl Parser {
                 original_len: original_len as u64,
             }),
         });
+    }
+}
+
+/// The daemons whose syslog messages the `syslog` format reads, by program name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    Charon,
+    Pluto,
+    Xl2tpd,
+    Pppd,
+    /// FreeRADIUS's own log lines (`Login OK`, `Login incorrect`).
+    Radiusd,
+}
+
+impl Program {
+    fn of(name: &str) -> Option<Program> {
+        match name {
+            "charon" | "charon-systemd" | "charon-cmd" | "ipsec" => Some(Program::Charon),
+            "pluto" => Some(Program::Pluto),
+            "xl2tpd" => Some(Program::Xl2tpd),
+            "pppd" => Some(Program::Pppd),
+            "radiusd" | "freeradius" => Some(Program::Radiusd),
+            _ => None,
+        }
+    }
+
+    fn dataset(self) -> &'static str {
+        match self {
+            Program::Charon => Format::Charon.dataset(),
+            Program::Pluto => Format::Pluto.dataset(),
+            Program::Xl2tpd => Format::Xl2tpd.dataset(),
+            Program::Pppd => Format::Pppd.dataset(),
+            Program::Radiusd => radiusd::DATASET,
+        }
     }
 }
 
@@ -315,32 +515,4 @@ fn truncate_at_char(bytes: &[u8], max: usize) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_names_round_trip() {
-        for format in Format::ALL {
-            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
-        }
-        let error = "pluto2".parse::<Format>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown log format `pluto2` (known: charon)"
-        );
-    }
-
-    #[test]
-    fn invalid_utf8_is_kept_visible() {
-        assert_eq!(decode_lossless(b"ok \xff\xfe end"), "ok \\xff\\xfe end");
-        assert_eq!(decode_lossless("é".as_bytes()), "é");
-    }
-
-    #[test]
-    fn truncation_respects_char_boundaries() {
-        let text = "aé".as_bytes(); // a, 0xC3, 0xA9
-        assert_eq!(truncate_at_char(text, 2), b"a");
-        assert_eq!(truncate_at_char(text, 3), text);
-        assert_eq!(truncate_at_char(text, 10), text);
-    }
-}
+mod tests;

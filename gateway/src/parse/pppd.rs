@@ -1,0 +1,404 @@
+//! pppd log lines (syslog, or its `logfile`), pppd 2.4 to 2.5: PPP authentication and the PPP
+//! session it opens, as behind xl2tpd on an L2TP/IPsec gateway.
+//!
+//! One pppd process serves one link, and a link's story is spread over many lines, so the
+//! parser keeps a state per pid (`pppd[1234]`; lines without pid share one state), bounded:
+//!
+//! - `PAP/CHAP/MSCHAP-v2 peer authentication succeeded for alice` (and `… failed for …`,
+//!   `Peer bob failed CHAP authentication`) → an [`Auth`] event; the user is kept.
+//! - `peer from calling number 192.0.2.11 authorized` → the client's address (xl2tpd passes
+//!   the LAC's address as the calling number).
+//! - `remote IP address 10.0.0.2` → a [`VirtualIpEvent`] lease and a session start.
+//! - `LCP terminated by peer`, `Modem hangup`, `Terminating on signal 15`, `No response to 4
+//!   echo-requests`, idle and connect-time limits → the terminate cause;
+//!   `Connect time 12.3 minutes.` and `Sent 1234 bytes, received 5678 bytes.` → duration and
+//!   counters; `Connection terminated.` (or `Exit.` if that never came) → the session stop and
+//!   the lease's release.
+//!
+//! The PPP user name goes to `vpn.xauth_id`, the model's slot for a user checked inside an
+//! established tunnel; `vpn.auth_method` (`chap`, `pap`) tells it from IKEv1 XAuth.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use model::{
+    Auth, AuthFailure, AuthMethod, Counters, Endpoint, Event, EventBody, FailureCode, LeaseChange,
+    Outcome, Peer, SessionChange, SessionEvent, TerminateCause, VirtualIpEvent,
+};
+
+use super::message::{self, Message, Origin};
+use super::{Format, LineOutcome, ParseOptions};
+
+/// How many pppd processes the parser remembers.
+const MAX_TRACKED_LINKS: usize = 65_536;
+
+const PRODUCT: &str = "ppp";
+
+/// What the parser knows about one pppd process.
+#[derive(Debug, Default, Clone)]
+struct Link {
+    user: Option<String>,
+    client: Endpoint,
+    remote_ip: Option<IpAddr>,
+    started: bool,
+    stopped: bool,
+    connect_secs: Option<u64>,
+    counters: Option<Counters>,
+    cause: Option<TerminateCause>,
+    last_seq: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PppdParser {
+    /// By pid (`None`: lines that name no pid, as in pppd's own `logfile`).
+    links: HashMap<Option<u32>, Link>,
+}
+
+impl PppdParser {
+    /// Parses a line of a pppd log; lines of other programs in a syslog file are ignored.
+    pub(crate) fn parse(
+        &mut self,
+        text: &str,
+        seq: u64,
+        now: Timestamp,
+        options: &mut ParseOptions,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let message = match message::from_file_line(
+            text,
+            seq,
+            now,
+            &mut options.clock,
+            options.hostname.as_deref(),
+            |_| false,
+        ) {
+            Ok(message) => message,
+            Err(outcome) => return outcome,
+        };
+        if message.program.is_some_and(|program| program != "pppd") {
+            return LineOutcome::Ignored;
+        }
+        self.parse_message(&message, &options.source, out)
+    }
+
+    /// Parses a message whose envelope is already split.
+    pub(crate) fn parse_message(
+        &mut self,
+        message: &Message<'_>,
+        source: &str,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let origin = Origin {
+            source,
+            dataset: Format::Pppd.dataset(),
+            product: PRODUCT,
+        };
+        let text = message.text.trim_end();
+        let before = out.len();
+        let handled = self.handle(message, &origin, text, out);
+        self.evict(message.seq);
+        if handled || out.len() > before {
+            LineOutcome::Parsed
+        } else {
+            LineOutcome::Ignored
+        }
+    }
+
+    fn link(&mut self, message: &Message<'_>) -> &mut Link {
+        let link = self.links.entry(message.pid).or_default();
+        link.last_seq = message.seq;
+        link
+    }
+
+    fn handle(
+        &mut self,
+        message: &Message<'_>,
+        origin: &Origin<'_>,
+        text: &str,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        if text.starts_with("pppd ") && text.contains(" started by ") {
+            // A new pppd process with this pid (pids are reused): start afresh.
+            self.links.insert(
+                message.pid,
+                Link {
+                    last_seq: message.seq,
+                    ..Link::default()
+                },
+            );
+            return true;
+        }
+        if let Some((protocol, rest)) = text.split_once(" peer authentication ")
+            && let Some(method) = method_of(protocol)
+        {
+            // CHAP peer authentication succeeded for alice
+            // CHAP peer authentication failed for remote host bob
+            // PAP peer authentication failed for bob
+            if let Some(user) = rest.strip_prefix("succeeded for ") {
+                self.link(message).user = Some(user.to_owned());
+                self.push_auth(message, origin, method, None, out);
+                return true;
+            }
+            if let Some(failed) = rest.strip_prefix("failed") {
+                let user = failed
+                    .strip_prefix(" for remote host ")
+                    .or_else(|| failed.strip_prefix(" for "));
+                if let Some(user) = user {
+                    self.link(message).user = Some(user.to_owned());
+                }
+                self.push_failure(message, origin, method, text, out);
+                return true;
+            }
+            return false;
+        }
+        if let Some(rest) = text.strip_prefix("Peer ")
+            && let Some((user, how)) = rest.rsplit_once(" failed ")
+            && how.ends_with(" authentication")
+        {
+            // Peer bob failed CHAP authentication
+            let method = how
+                .strip_suffix(" authentication")
+                .and_then(method_of)
+                .unwrap_or(AuthMethod::Chap);
+            self.link(message).user = Some(user.to_owned());
+            self.push_failure(message, origin, method, text, out);
+            return true;
+        }
+        if let Some(protocol) = text.strip_suffix(" authentication succeeded").or_else(|| {
+            text.split_once(" authentication succeeded: ")
+                .map(|(protocol, _)| protocol)
+        }) && let Some(method) = method_of(protocol)
+        {
+            // We authenticated ourselves to the peer (the client side of a link).
+            self.push_auth(message, origin, method, None, out);
+            return true;
+        }
+        if let Some(protocol) = text.strip_suffix(" authentication failed").or_else(|| {
+            text.split_once(" authentication failed: ")
+                .map(|(protocol, _)| protocol)
+        }) && let Some(method) = method_of(protocol)
+        {
+            self.push_failure(message, origin, method, text, out);
+            return true;
+        }
+        if let Some(number) = text
+            .strip_prefix("peer from calling number ")
+            .and_then(|rest| rest.strip_suffix(" authorized"))
+        {
+            if let Ok(ip) = number.parse::<IpAddr>() {
+                self.link(message).client = Endpoint::new(ip, None);
+            }
+            return true;
+        }
+        if let Some(ip) = text.strip_prefix("remote IP address ") {
+            let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+                return false;
+            };
+            let link = self.link(message);
+            link.remote_ip = Some(ip);
+            let first = !std::mem::replace(&mut link.started, true);
+            let peer = peer_of(link);
+            let vip = VirtualIpEvent {
+                peer: peer.clone(),
+                ip,
+                change: LeaseChange::Assigned,
+            };
+            message.push(origin, out, EventBody::VirtualIp(vip));
+            if first {
+                let session = SessionEvent {
+                    peer,
+                    change: SessionChange::Start,
+                    virtual_ip: Some(ip),
+                    accounting_id: None,
+                    counters: None,
+                    duration_secs: None,
+                    cause: None,
+                };
+                message.push(origin, out, EventBody::Session(session));
+            }
+            return true;
+        }
+        if text.starts_with("local  IP address ") || text.starts_with("local IP address ") {
+            return true;
+        }
+        if let Some(minutes) = text
+            .strip_prefix("Connect time ")
+            .and_then(|rest| rest.strip_suffix(" minutes."))
+        {
+            if let Some(secs) = tenths_of_minutes(minutes) {
+                self.link(message).connect_secs = Some(secs);
+            }
+            return true;
+        }
+        if let Some(rest) = text.strip_prefix("Sent ") {
+            // Sent 1234 bytes, received 5678 bytes.  (pppd's view: received = client sent)
+            let Some((sent, received)) = rest.split_once(" bytes, received ") else {
+                return false;
+            };
+            let (Ok(sent), Some(Ok(received))) = (
+                sent.parse::<u64>(),
+                received
+                    .strip_suffix(" bytes.")
+                    .map(|received| received.parse::<u64>()),
+            ) else {
+                return false;
+            };
+            self.link(message).counters = Some(Counters {
+                bytes_in: received,
+                bytes_out: sent,
+                packets_in: None,
+                packets_out: None,
+            });
+            return true;
+        }
+        if let Some(cause) = cause_of(text) {
+            let link = self.link(message);
+            // The first reason wins: `LCP terminated by peer` comes before `Modem hangup`.
+            link.cause.get_or_insert(cause);
+            return true;
+        }
+        if text == "Connection terminated." {
+            self.stop(message, origin, out);
+            return true;
+        }
+        if text == "Exit." {
+            self.stop(message, origin, out);
+            self.links.remove(&message.pid);
+            return true;
+        }
+        false
+    }
+
+    /// Emits the session stop (once, and only for a session that started) and the release of
+    /// its address.
+    fn stop(&mut self, message: &Message<'_>, origin: &Origin<'_>, out: &mut Vec<Event>) {
+        let link = self.link(message);
+        if !link.started || std::mem::replace(&mut link.stopped, true) {
+            return;
+        }
+        let peer = peer_of(link);
+        let session = SessionEvent {
+            peer: peer.clone(),
+            change: SessionChange::Stop,
+            virtual_ip: link.remote_ip,
+            accounting_id: None,
+            counters: link.counters,
+            duration_secs: link.connect_secs,
+            cause: Some(link.cause.unwrap_or(TerminateCause::Other)),
+        };
+        let remote_ip = link.remote_ip;
+        message.push(origin, out, EventBody::Session(session));
+        if let Some(ip) = remote_ip {
+            let vip = VirtualIpEvent {
+                peer,
+                ip,
+                change: LeaseChange::Released,
+            };
+            message.push(origin, out, EventBody::VirtualIp(vip));
+        }
+    }
+
+    fn push_auth(
+        &mut self,
+        message: &Message<'_>,
+        origin: &Origin<'_>,
+        method: AuthMethod,
+        failure: Option<AuthFailure>,
+        out: &mut Vec<Event>,
+    ) {
+        let outcome = if failure.is_some() {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        let auth = Auth {
+            peer: peer_of(self.link(message)),
+            method,
+            outcome,
+            failure,
+        };
+        message.push(origin, out, EventBody::Auth(auth));
+    }
+
+    fn push_failure(
+        &mut self,
+        message: &Message<'_>,
+        origin: &Origin<'_>,
+        method: AuthMethod,
+        reason: &str,
+        out: &mut Vec<Event>,
+    ) {
+        let failure = AuthFailure {
+            code: FailureCode::Other,
+            reason: reason.to_owned(),
+        };
+        self.push_auth(message, origin, method, Some(failure), out);
+    }
+
+    /// Forgets the least recently seen links once too many are tracked.
+    fn evict(&mut self, seq: u64) {
+        if self.links.len() <= MAX_TRACKED_LINKS {
+            return;
+        }
+        let mut last_seqs: Vec<u64> = self.links.values().map(|link| link.last_seq).collect();
+        let cut_idx = last_seqs.len() / 4;
+        let (_, cut, _) = last_seqs.select_nth_unstable(cut_idx);
+        let cut = (*cut).min(seq);
+        self.links.retain(|_, link| link.last_seq > cut);
+    }
+}
+
+fn peer_of(link: &Link) -> Peer {
+    let mut peer = Peer {
+        client: link.client,
+        ..Peer::default()
+    };
+    peer.identities.xauth_id.clone_from(&link.user);
+    peer
+}
+
+/// `CHAP`, `MS-CHAP`, `MSCHAP-v2`, `MS-CHAP-V2`, `PAP`, `EAP` → the method.
+fn method_of(protocol: &str) -> Option<AuthMethod> {
+    let normalized = protocol.to_ascii_uppercase().replace('-', "");
+    match normalized.as_str() {
+        "PAP" => Some(AuthMethod::Pap),
+        "CHAP" | "MSCHAP" | "MSCHAPV2" => Some(AuthMethod::Chap),
+        "EAP" => Some(AuthMethod::Eap),
+        _ => None,
+    }
+}
+
+/// Lines that say why the link goes down.
+fn cause_of(text: &str) -> Option<TerminateCause> {
+    if text.starts_with("LCP terminated by peer") {
+        return Some(TerminateCause::UserRequest);
+    }
+    if text.starts_with("Terminating on signal") {
+        return Some(TerminateCause::AdminReset);
+    }
+    if text == "Modem hangup"
+        || text == "Hangup (SIGHUP)"
+        || text.starts_with("No response to ")
+        || text.starts_with("Serial link appears to be disconnected")
+    {
+        return Some(TerminateCause::LostService);
+    }
+    if text.starts_with("Terminating connection due to lack of activity")
+        || text.starts_with("Connect time expired")
+    {
+        return Some(TerminateCause::Timeout);
+    }
+    None
+}
+
+/// `12.3` (minutes, one decimal as pppd prints it) → 738 seconds.
+fn tenths_of_minutes(text: &str) -> Option<u64> {
+    let (minutes, tenths) = text.split_once('.').unwrap_or((text, "0"));
+    let minutes: u64 = minutes.parse().ok()?;
+    let tenths: u64 = tenths.parse().ok().filter(|tenths| *tenths < 10)?;
+    minutes.checked_mul(60)?.checked_add(tenths * 6)
+}
+
+#[cfg(test)]
+mod tests;
