@@ -298,7 +298,9 @@ impl PlutoParser {
             // received Delete SA(0xf2cdd2ca) payload: deleting IPSEC State #29
             let target = last_serial(body).or(line.prefix.serial);
             if let Some(state) = target.and_then(|serial| self.states.get_mut(&serial)) {
-                state.delete_cause.get_or_insert(TerminateCause::UserRequest);
+                state
+                    .delete_cause
+                    .get_or_insert(TerminateCause::UserRequest);
             }
             return true;
         }
@@ -745,8 +747,7 @@ impl PlutoParser {
 
     /// Forgets the least recently seen states once too many are tracked.
     fn evict(&mut self, seq: u64) {
-        if self.states.len() <= MAX_TRACKED_STATES && self.newest_ike.len() <= MAX_TRACKED_STATES
-        {
+        if self.states.len() <= MAX_TRACKED_STATES && self.newest_ike.len() <= MAX_TRACKED_STATES {
             return;
         }
         let mut last_seqs: Vec<u64> = self.states.values().map(|state| state.last_seq).collect();

@@ -287,17 +287,17 @@ fn ansi_escapes_survive_in_events_of_every_format() {
         ),
     ];
     for (format, line) in cases {
-        let lines: Vec<Vec<u8>> = line.split('\n').map(|line| line.as_bytes().to_vec()).collect();
+        let lines: Vec<Vec<u8>> = line
+            .split('\n')
+            .map(|line| line.as_bytes().to_vec())
+            .collect();
         let (events, _) = parse_all(format, &lines);
         let peer = match &events[0].body {
             EventBody::Auth(auth) => &auth.peer,
             EventBody::Session(session) => &session.peer,
             _ => panic!("{format}: {events:?}"),
         };
-        assert_eq!(
-            peer.identities.user_name(),
-            Some("\u{1b}[31mroot\u{1b}[0m")
-        );
+        assert_eq!(peer.identities.user_name(), Some("\u{1b}[31mroot\u{1b}[0m"));
         assert_eq!(events[0].original, line);
     }
 }

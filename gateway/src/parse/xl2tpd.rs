@@ -410,8 +410,11 @@ impl Xl2tpdParser {
             let cut = quarter_cut(self.calls.values().map(|call| call.last_seq), seq);
             self.calls.retain(|_, call| call.last_seq > cut);
             let calls = &self.calls;
-            self.call_by_peer
-                .retain(|remote, id| calls.get(id).is_some_and(|call| call.peer_call == Some(*remote)));
+            self.call_by_peer.retain(|remote, id| {
+                calls
+                    .get(id)
+                    .is_some_and(|call| call.peer_call == Some(*remote))
+            });
         }
     }
 }
