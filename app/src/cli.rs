@@ -193,12 +193,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                     "no [dashboards] ingest_token_file: anyone who reaches {listen} can send events"
                 );
             }
+            let tls = crate::config::server_tls(&config.dashboards)?;
             runtime()?.block_on(async move {
                 let listener = crate::server::bind(&listen).await?;
                 let settings = crate::server::ServerSettings {
                     store: store_config,
                     collector: config.collector.clone(),
                     ingest_token,
+                    tls,
                 };
                 let mut server = crate::server::RunningServer::start(settings, listener).await?;
                 tokio::select! {

@@ -89,6 +89,9 @@ impl AppConfig {
                     self.dashboards.listen
                 );
             }
+            if self.dashboards.tls_cert_file.is_some() != self.dashboards.tls_key_file.is_some() {
+                bail!("[dashboards] tls_cert_file and tls_key_file go together: set both or neither");
+            }
         }
         Ok(())
     }
@@ -103,6 +106,28 @@ pub fn read_secret(path: &Path) -> anyhow::Result<String> {
         bail!("secret file {} is empty", path.display());
     }
     Ok(secret.to_owned())
+}
+
+/// The server's TLS config from `[dashboards] tls_cert_file` and `tls_key_file`, if set.
+#[cfg(feature = "server")]
+pub fn server_tls(
+    config: &dashboards::Config,
+) -> anyhow::Result<Option<std::sync::Arc<dashboards::tls::ServerConfig>>> {
+    let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let chain = std::fs::read(cert_file)
+        .with_context(|| format!("cannot read tls_cert_file {}", cert_file.display()))?;
+    let key = std::fs::read(key_file)
+        .with_context(|| format!("cannot read tls_key_file {}", key_file.display()))?;
+    let tls = dashboards::tls::server_config(&chain, &key).with_context(|| {
+        format!(
+            "[dashboards] tls_cert_file {} / tls_key_file {}",
+            cert_file.display(),
+            key_file.display()
+        )
+    })?;
+    Ok(Some(tls))
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         store: store_config,
         collector: collector::Config::default(),
         ingest_token: None,
+        tls: None,
     };
     let mut server = RunningServer::start(settings, listener).await?;
 

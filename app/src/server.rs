@@ -23,6 +23,8 @@ pub struct ServerSettings {
     pub store: store::Config,
     pub collector: collector::Config,
     pub ingest_token: Option<String>,
+    /// Serve HTTPS with this config (plain HTTP without).
+    pub tls: Option<std::sync::Arc<dashboards::tls::ServerConfig>>,
 }
 
 impl RunningServer {
@@ -52,17 +54,22 @@ impl RunningServer {
             ingest_token: settings.ingest_token,
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let tls = settings.tls.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
-            dashboards::serve(listener, state, async {
+            let stopped = async {
                 let _ = stop_rx.await;
-            })
-            .await
+            };
+            match tls {
+                Some(tls) => dashboards::tls::serve_tls(listener, tls, state, stopped).await,
+                None => dashboards::serve(listener, state, stopped).await,
+            }
             .context("the HTTP server failed")?;
             // The router (and with it the last pipeline handle) is gone: drain and flush.
             pipeline_task.await.context("the pipeline panicked")??;
             Ok(())
         });
-        tracing::info!(%addr, data = %settings.store.data_dir.display(), "server listening");
+        tracing::info!(%addr, scheme, data = %settings.store.data_dir.display(), "server listening");
         Ok(RunningServer {
             addr,
             store,

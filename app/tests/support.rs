@@ -84,12 +84,40 @@ pub fn free_port() -> u16 {
 
 /// GETs a JSON document, `None` while the server is not answering.
 pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    get_json_trusting(url, None)
+}
+
+/// An HTTP(S) client; for `https://`, it trusts only the CA certificates in `ca_pem` (the
+/// product's reqwest is built without a default crypto provider: rustls with ring it is).
+pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.unwrap_or_default().as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Like [`get_json`], over HTTPS trusting `ca_pem` when given.
+pub fn get_json_trusting(url: &str, ca_pem: Option<&str>) -> Option<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ok()?;
     runtime.block_on(async {
-        let response = reqwest::get(url).await.ok()?;
+        let response = http_client(ca_pem).get(url).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }

@@ -2,7 +2,7 @@
 //!
 //! The front doors are [`router`], which builds the whole `Router` from an [`AppState`]
 //! (tests call it with `oneshot`, no server needed), and [`serve`], which runs it on a
-//! listener the caller bound. Routes are grouped by resource under [`api`]; the console's
+//! listener the caller bound ([`tls::serve_tls`] for HTTPS). Routes are grouped by resource under [`api`]; the console's
 //! assets are embedded in the binary (no CDN: gateways and SOC networks are often offline).
 //!
 //! This is the only crate that knows HTTP status codes and JSON response shapes: domain
@@ -11,6 +11,7 @@
 pub mod api;
 mod assets;
 mod error;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +35,12 @@ pub struct Config {
     /// one, ingest is open to anyone who can reach the listen address.
     #[serde(default)]
     pub ingest_token_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first)…
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// …and this PEM private key. Both or neither.
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -41,6 +48,8 @@ impl Default for Config {
         Config {
             listen: default_listen(),
             ingest_token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

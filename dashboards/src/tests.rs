@@ -33,7 +33,7 @@ impl Ingest for DirectIngest {
     }
 }
 
-fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
+pub(crate) fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
     let store = store::Store::open(&store::Config::for_dir(dir)).unwrap();
     AppState {
         store: store.clone(),

@@ -20,6 +20,10 @@ pub struct Config {
     /// File holding the bearer token the server expects (no token when unset).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// For an `https://` server: a PEM file of the CA certificates that may sign the
+    /// server's certificate (e.g. the company's internal CA). Unset: the system's trust store.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Where checkpoints and the spool live.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -160,6 +164,7 @@ impl Default for Config {
             name: None,
             server_url: default_server_url(),
             token_file: None,
+            tls_ca_file: None,
             state_dir: default_state_dir(),
             timezone: default_timezone(),
             batch_max_events: default_batch_max_events(),
@@ -198,6 +203,12 @@ impl Config {
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return fail(format!(
                 "server_url must start with http:// or https://, not `{}`",
+                self.server_url
+            ));
+        }
+        if self.tls_ca_file.is_some() && !self.server_url.starts_with("https://") {
+            return fail(format!(
+                "tls_ca_file is set but server_url `{}` is not https://: the token and events would travel in clear text",
                 self.server_url
             ));
         }

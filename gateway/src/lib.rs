@@ -52,6 +52,14 @@ pub async fn run(
     config.validate()?;
     let tz = TimeZone::get(&config.timezone)
         .map_err(|error| Error::Config(format!("time zone `{}`: {error}", config.timezone)))?;
+    let trust = match &config.tls_ca_file {
+        Some(path) => ship::Trust::Pem {
+            path: path.clone(),
+            pem: std::fs::read(path).map_err(|error| Error::io("read tls_ca_file", path, error))?,
+        },
+        None => ship::Trust::System,
+    };
+    let shipper = Shipper::new(&config.server_url, token, gateway_name, &trust)?;
     fsutil::create_dir_all(&config.state_dir.join("checkpoints"))?;
     let spool = Spool::open(&config.state_dir.join("spool"), config.spool_max_bytes)?;
     let spool = SharedSpool::new(spool);
@@ -152,7 +160,6 @@ pub async fn run(
         };
         tasks.spawn(follower.run(spool.clone(), stop_rx.clone()));
     }
-    let shipper = Shipper::new(&config.server_url, token, gateway_name)?;
     let shipping = Shipping {
         shipper,
         batch_max_events: config.batch_max_events,

@@ -1,8 +1,16 @@
 //! Sending spooled events to the server: one HTTP POST per batch, retried with backoff until
 //! the server acknowledges it. Nothing is dropped: a batch leaves the spool only after the
 //! server said it is durable.
+//!
+//! An `https://` server is reached over TLS (rustls with ring; TLS 1.2 and 1.3), trusting
+//! either the system's CA store or only the CAs of the gateway's `tls_ca_file`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use model::Event;
 use model::wire::{INGEST_PATH, IngestAck};
@@ -18,9 +26,38 @@ pub struct Shipper {
     gateway: String,
 }
 
+/// Which certificate authorities the agent trusts for an `https://` server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The system's trust store (e.g. `/etc/ssl/certs`).
+    System,
+    /// Only the CA certificates in this PEM text, read from `path`.
+    Pem { path: PathBuf, pem: Vec<u8> },
+}
+
 impl Shipper {
-    pub fn new(server_url: &str, token: Option<String>, gateway: &str) -> Result<Shipper> {
+    pub fn new(
+        server_url: &str,
+        token: Option<String>,
+        gateway: &str,
+        trust: &Trust,
+    ) -> Result<Shipper> {
+        // reqwest is built without a default crypto provider: it always gets this config.
+        // A plain `http://` server never uses it, so the system store is not even read then.
+        let roots = if server_url.starts_with("https://") {
+            root_store(trust)?
+        } else {
+            rustls::RootCertStore::empty()
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| Error::Config(format!("cannot set up TLS: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
@@ -78,6 +115,51 @@ impl Shipper {
         serde_json::from_slice(&bytes)
             .map_err(|error| server_error(format!("unreadable acknowledgement: {error}")))
     }
+}
+
+/// The CA certificates an `https://` server's certificate must chain to.
+fn root_store(trust: &Trust) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    match trust {
+        Trust::Pem { path, pem } => {
+            let where_ = path.display();
+            for (index, certificate) in CertificateDer::pem_slice_iter(pem).enumerate() {
+                let certificate = certificate.map_err(|error| {
+                    Error::Config(format!(
+                        "tls_ca_file {where_}: certificate {} is not valid PEM: {error}",
+                        index + 1
+                    ))
+                })?;
+                roots.add(certificate).map_err(|error| {
+                    Error::Config(format!(
+                        "tls_ca_file {where_}: certificate {} is not a usable CA certificate: {error}",
+                        index + 1
+                    ))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(Error::Config(format!(
+                    "tls_ca_file {where_} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"
+                )));
+            }
+        }
+        Trust::System => {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "could not read part of the system trust store");
+            }
+            let (n_added, n_ignored) = roots.add_parsable_certificates(found.certs);
+            if n_ignored > 0 {
+                tracing::warn!(n_ignored, "ignored unusable certificates in the system trust store");
+            }
+            if n_added == 0 {
+                return Err(Error::Config(
+                    "server_url is https:// but the system trust store has no CA certificates; set tls_ca_file".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(roots)
 }
 
 /// The wire form of [`model::IngestBatch`], without copying the events.

@@ -22,6 +22,10 @@
 //! Prerequisites: root, a kernel with network namespaces, veth, TUN and XFRM, and
 //! Debian's package manager (missing packages are installed on first use). A missing
 //! prerequisite is an [`Error`] with [`ErrorKind::Prerequisite`], never a silent skip.
+//!
+//! [`pki`] makes a throwaway CA and server certificate for TLS tests.
+
+pub mod pki;
 
 use std::fmt;
 use std::fs;

@@ -4,10 +4,16 @@
 //! One pppd process serves one link, and a link's story is spread over many lines, so the
 //! parser keeps a state per pid (`pppd[1234]`; lines without pid share one state), bounded:
 //!
-//! - `PAP/CHAP/MSCHAP-v2 peer authentication succeeded for alice` (and `… failed for …`,
-//!   `Peer bob failed CHAP authentication`) → an [`Auth`] event; the user is kept.
-//! - `peer from calling number 192.0.2.11 authorized` → the client's address (xl2tpd passes
-//!   the LAC's address as the calling number).
+//! - `PAP peer authentication succeeded for alice` (and `… failed for …`, `Peer bob failed
+//!   CHAP authentication`) → an [`Auth`] event; the user is kept. pppd 2.4.x says nothing
+//!   when it *accepts* a CHAP or MS-CHAP peer; only with `debug` does the login show, as
+//!   `rcvd [CHAP Response id=0x5e <…>, name = "alice"]` then `sent [CHAP Success id=0x5e …]`,
+//!   which the parser reads. Without `debug`, a CHAP session still gets its lease and
+//!   session from the lines below, without a user (RADIUS accounting or VICI supply it).
+//!   The `CHAP peer authentication succeeded for alice` wording of pppd 2.4.1 and earlier is
+//!   read too.
+//! - `peer from calling number 192.0.2.11 authorized` → the client's address (with an xl2tpd
+//!   that passes the LAC's address to pppd as the calling number; stock xl2tpd 1.3 does not).
 //! - `remote IP address 10.0.0.2` → a [`VirtualIpEvent`] lease and a session start.
 //! - `LCP terminated by peer`, `Modem hangup`, `Terminating on signal 15`, `No response to 4
 //!   echo-requests`, idle and connect-time limits → the terminate cause;
@@ -46,6 +52,8 @@ struct Link {
     connect_secs: Option<u64>,
     counters: Option<Counters>,
     cause: Option<TerminateCause>,
+    /// The name of the last CHAP Response (debug dumps), until the answer to it.
+    chap_response: Option<String>,
     last_seq: u64,
 }
 
@@ -151,6 +159,31 @@ impl PppdParser {
                 return true;
             }
             return false;
+        }
+        if let Some(packet) = text
+            .strip_prefix("rcvd [CHAP Response ")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            // With `debug`, the only place pppd 2.4.x names a CHAP user it accepts:
+            // rcvd [CHAP Response id=0x5e <1f7d…00>, name = "alice"]
+            if let Some(name) = packet
+                .split_once(">, name = ")
+                .map(|(_, name)| unquote(name))
+            {
+                self.link(message).chap_response = Some(name.to_owned());
+            }
+            return true;
+        }
+        if text.starts_with("sent [CHAP Success ") && text.ends_with(']') {
+            // sent [CHAP Success id=0x5e "S=A1B2… M=Access granted"]: pppd 2.4.x logs
+            // nothing else on a CHAP (or MS-CHAP) login it accepts.
+            let link = self.link(message);
+            let Some(user) = link.chap_response.take() else {
+                return false;
+            };
+            link.user = Some(user);
+            self.push_auth(message, origin, AuthMethod::Chap, None, out);
+            return true;
         }
         if let Some(rest) = text.strip_prefix("Peer ")
             && let Some((user, how)) = rest.rsplit_once(" failed ")
@@ -359,6 +392,13 @@ fn peer_of(link: &Link) -> Peer {
 }
 
 /// `CHAP`, `MS-CHAP`, `MSCHAP-v2`, `MS-CHAP-V2`, `PAP`, `EAP` → the method.
+/// `"alice"` → `alice` (pppd's `%q` quoting; a name it escaped stays escaped).
+fn unquote(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
 fn method_of(protocol: &str) -> Option<AuthMethod> {
     let normalized = protocol.to_ascii_uppercase().replace('-', "");
     match normalized.as_str() {

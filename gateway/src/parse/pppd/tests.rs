@@ -51,3 +51,28 @@ fn tracked_links_are_bounded() {
     }
     assert!(parser.pppd.links.len() <= MAX_TRACKED_LINKS + 1);
 }
+
+#[test]
+fn debug_dumps_show_the_chap_logins_pppd_otherwise_keeps_quiet_about() {
+    // pppd 2.4.x with `debug`: the Response names the user, the Success accepts it. A Failure
+    // is reported by pppd's own `Peer … failed` line, not by the dump; a Success nobody
+    // asked for, a Response without a name, and a name with quotes are handled.
+    check(
+        Format::Pppd,
+        "Nov 25 08:00:00 gw pppd[7]: rcvd [CHAP Response id=0x1 <00ff>, name = \"alice\"]\n\
+         Nov 25 08:00:00 gw pppd[7]: sent [CHAP Success id=0x1 \"S=0011 M=Access granted\"]\n\
+         Nov 25 08:00:01 gw pppd[8]: rcvd [CHAP Response id=0x2 <00ff>, name = \"mallory\"]\n\
+         Nov 25 08:00:01 gw pppd[8]: sent [CHAP Failure id=0x2 \"E=691 R=1 C=00 V=0 M=Access denied\"]\n\
+         Nov 25 08:00:01 gw pppd[8]: Peer mallory failed CHAP authentication\n\
+         Nov 25 08:00:02 gw pppd[9]: sent [CHAP Success id=0x3 \"S=0011 M=Access granted\"]\n\
+         Nov 25 08:00:03 gw pppd[10]: rcvd [CHAP Response id=0x4 <00ff>]\n\
+         Nov 25 08:00:03 gw pppd[10]: rcvd [CHAP Response id=0x5 <00ff>, name = \"eve\\\"\\x1b[31m\"]\n\
+         Nov 25 08:00:03 gw pppd[10]: sent [CHAP Success id=0x5 \"S=0011 M=Access granted\"]\n",
+        expect![[r#"
+            {"body":{"method":"chap","outcome":"success","peer":{"identities":{"xauth_id":"alice"}},"type":"auth"},"dataset":"ppp.pppd","id":{"seq":1,"source":"gw1/pppd"},"observer":{"hostname":"gw","product":"ppp"},"timestamp":"2026-11-25T08:00:00Z"}
+            {"body":{"failure":{"code":"other","reason":"Peer mallory failed CHAP authentication"},"method":"chap","outcome":"failure","peer":{"identities":{"xauth_id":"mallory"}},"type":"auth"},"dataset":"ppp.pppd","id":{"seq":4,"source":"gw1/pppd"},"observer":{"hostname":"gw","product":"ppp"},"timestamp":"2026-11-25T08:00:01Z"}
+            {"body":{"method":"chap","outcome":"success","peer":{"identities":{"xauth_id":"eve\\\"\\x1b[31m"}},"type":"auth"},"dataset":"ppp.pppd","id":{"seq":8,"source":"gw1/pppd"},"observer":{"hostname":"gw","product":"ppp"},"timestamp":"2026-11-25T08:00:03Z"}
+            # 9 lines: 3 events, 2 ignored, 0 rejected
+        "#]],
+    );
+}
