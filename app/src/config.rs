@@ -90,7 +90,9 @@ impl AppConfig {
                 );
             }
             if self.dashboards.tls_cert_file.is_some() != self.dashboards.tls_key_file.is_some() {
-                bail!("[dashboards] tls_cert_file and tls_key_file go together: set both or neither");
+                bail!(
+                    "[dashboards] tls_cert_file and tls_key_file go together: set both or neither"
+                );
             }
         }
         Ok(())

@@ -101,18 +101,28 @@ tls_key_file = "{key}"
     assert!(support::get_json(&format!("http://127.0.0.1:{port}/healthz")).is_none());
 
     // An agent that trusts another CA refuses the server and keeps its events.
-    let wrong_config = gateway_config(port, dir, "gw-wrong", &wrong_ca_file, &fixture("psk-wrong.log"));
+    let wrong_config = gateway_config(
+        port,
+        dir,
+        "gw-wrong",
+        &wrong_ca_file,
+        &fixture("psk-wrong.log"),
+    );
     let wrong_config = write(dir, "gw-wrong.toml", &wrong_config);
     let wrong = Daemon::spawn(
         "gateway",
         &["gateway", "--config", &wrong_config],
         &dir.join("gw-wrong-1.log"),
     );
-    wait_for("the agent to refuse the certificate", Duration::from_secs(30), || {
-        std::fs::read_to_string(dir.join("gw-wrong-1.log"))
-            .ok()
-            .filter(|log| log.contains("UnknownIssuer"))
-    });
+    wait_for(
+        "the agent to refuse the certificate",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(dir.join("gw-wrong-1.log"))
+                .ok()
+                .filter(|log| log.contains("UnknownIssuer"))
+        },
+    );
     assert_eq!(auth_counts(&base, &pki.ca_pem), Some((0, 0)));
     wrong.stop();
 
@@ -120,7 +130,11 @@ tls_key_file = "{key}"
     let good_config = gateway_config(port, dir, "gw-good", &ca_file, &fixture("psk-ok.log"));
     let good_config = write(dir, "gw-good.toml", &good_config);
     let check = support::run(&["check-config", &good_config]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let _good = Daemon::spawn(
         "gateway",
         &["gateway", "--config", &good_config],
@@ -138,9 +152,11 @@ tls_key_file = "{key}"
         &["gateway", "--config", &wrong_config],
         &dir.join("gw-wrong-2.log"),
     );
-    wait_for("the spooled failure over TLS", Duration::from_secs(30), || {
-        auth_counts(&base, &pki.ca_pem).filter(|counts| *counts == (1, 1))
-    });
+    wait_for(
+        "the spooled failure over TLS",
+        Duration::from_secs(30),
+        || auth_counts(&base, &pki.ca_pem).filter(|counts| *counts == (1, 1)),
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(auth_counts(&base, &pki.ca_pem), Some((1, 1)));
 }
@@ -154,7 +170,10 @@ fn tls_mistakes_in_the_configuration_are_named() {
         let output = support::run(&["check-config", &path]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{name} was accepted");
-        assert!(stderr.contains(expected), "{name}: expected `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected `{expected}` in:\n{stderr}"
+        );
     };
     check(
         "clear-text.toml",

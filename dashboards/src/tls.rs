@@ -33,9 +33,7 @@ pub enum TlsError {
     NoCertificate,
     #[error("the TLS certificate file is not valid PEM: {0}")]
     BadCertificate(String),
-    #[error(
-        "the TLS key file holds no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {0}"
-    )]
+    #[error("the TLS key file holds no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {0}")]
     BadKey(String),
     #[error("the TLS certificate and key do not go together: {0}")]
     Mismatch(String),
@@ -55,14 +53,13 @@ pub fn server_config(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|error| TlsError::BadKey(error.to_string()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| TlsError::Mismatch(error.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|error| TlsError::Mismatch(error.to_string()))?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::Mismatch(error.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|error| TlsError::Mismatch(error.to_string()))?;
     Ok(Arc::new(config))
 }
 

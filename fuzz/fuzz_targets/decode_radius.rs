@@ -67,8 +67,13 @@ fuzz_target!(|data: &[u8]| {
         signed[0] = packet::ACCOUNTING_REQUEST;
         let length = u16::from_be_bytes([signed[2], signed[3]]);
         let end = usize::from(length).clamp(HEADER_LEN, signed.len());
-        let authenticator =
-            request_authenticator(signed[0], signed[1], length, &signed[HEADER_LEN..end], SECRET);
+        let authenticator = request_authenticator(
+            signed[0],
+            signed[1],
+            length,
+            &signed[HEADER_LEN..end],
+            SECRET,
+        );
         signed[4..HEADER_LEN].copy_from_slice(&authenticator);
         handle(&signed);
     }

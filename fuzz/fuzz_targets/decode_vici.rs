@@ -6,7 +6,9 @@
 
 use gateway::vici::client::ViciEvent;
 use gateway::vici::tracker::Tracker;
-use gateway::vici::wire::{FrameReader, MAX_PACKET_BYTES, PacketType, decode_packet, encode_packet};
+use gateway::vici::wire::{
+    FrameReader, MAX_PACKET_BYTES, PacketType, decode_packet, encode_packet,
+};
 use jiff::{SignedDuration, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,7 +37,14 @@ fuzz_target!(|data: &[u8]| {
                         && let Some(name) = packet.name
                     {
                         now += SignedDuration::from_millis(400);
-                        tracker.on_event(ViciEvent { name, message: packet.message }, now, &mut out);
+                        tracker.on_event(
+                            ViciEvent {
+                                name,
+                                message: packet.message,
+                            },
+                            now,
+                            &mut out,
+                        );
                     }
                 }
                 Ok(None) => break,

@@ -150,7 +150,10 @@ fn root_store(trust: &Trust) -> Result<rustls::RootCertStore> {
             }
             let (n_added, n_ignored) = roots.add_parsable_certificates(found.certs);
             if n_ignored > 0 {
-                tracing::warn!(n_ignored, "ignored unusable certificates in the system trust store");
+                tracing::warn!(
+                    n_ignored,
+                    "ignored unusable certificates in the system trust store"
+                );
             }
             if n_added == 0 {
                 return Err(Error::Config(

@@ -41,7 +41,11 @@ fn bad_certificates_and_keys_get_clear_errors() {
         );
     };
     check("", &pki.key_pem, "holds no PEM certificate");
-    check("just some text\r\n\x1b[31m", &pki.key_pem, "holds no PEM certificate");
+    check(
+        "just some text\r\n\x1b[31m",
+        &pki.key_pem,
+        "holds no PEM certificate",
+    );
     check(
         "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
         &pki.key_pem,

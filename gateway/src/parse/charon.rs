@@ -24,6 +24,7 @@ use model::{
 
 use super::envelope;
 use super::message::{self, Message};
+use super::text::ShortStr;
 use super::{LineOutcome, ParseOptions};
 
 /// How many IKE_SAs the parser remembers before it forgets the least recently seen.
@@ -283,7 +284,7 @@ impl CharonParser {
             return true;
         }
         if let Some(rest) = message.strip_prefix("authentication of '") {
-            let Some((id, how)) = rest.split_once("' ") else {
+            let Some((id, how)) = rest.split_once_short("' ") else {
                 return false;
             };
             if how.starts_with("(myself)") {
@@ -318,7 +319,7 @@ impl CharonParser {
             // tried 1 shared key for 'gw.vpn.test' - 'client2@psk.vpn.test', but MAC mismatched
             let Some(peer_id) = rest
                 .strip_suffix("', but MAC mismatched")
-                .and_then(|rest| rest.rsplit_once(" - '"))
+                .and_then(|rest| rest.rsplit_once_short(" - '"))
                 .map(|(_, peer_id)| peer_id)
             else {
                 return false;
@@ -360,7 +361,7 @@ impl CharonParser {
             return true;
         }
         if let Some(rest) = message.strip_prefix("RADIUS authentication of '") {
-            let Some((id, verdict)) = rest.split_once("' ") else {
+            let Some((id, verdict)) = rest.split_once_short("' ") else {
                 return false;
             };
             if let Some(state) = self.state(line) {
@@ -402,7 +403,7 @@ impl CharonParser {
         }
         if let Some(rest) = message.strip_prefix("no trusted ") {
             if let Some(id) = rest
-                .split_once(" public key found for '")
+                .split_once_short(" public key found for '")
                 .and_then(|(_, id)| id.strip_suffix('\''))
             {
                 if let Some(state) = self.state(line) {
@@ -429,7 +430,7 @@ impl CharonParser {
             self.push_failure(line, source, AuthMethod::Unknown, failure, out);
             return true;
         }
-        if message.starts_with("generating ") && message.contains("N(AUTH_FAILED)") {
+        if message.starts_with("generating ") && message.contains_short("N(AUTH_FAILED)") {
             let failure = AuthFailure {
                 code: FailureCode::Other,
                 reason: "authentication failed (AUTH_FAILED sent to the peer)".to_owned(),
@@ -450,7 +451,7 @@ impl CharonParser {
             self.push_auth(line, source, AuthMethod::EapMschapv2, Some(failure), out);
             return true;
         }
-        if message.starts_with("parsed ") && message.contains("N(AUTH_FAILED)") {
+        if message.starts_with("parsed ") && message.contains_short("N(AUTH_FAILED)") {
             let failure = AuthFailure {
                 code: FailureCode::PeerRejected,
                 reason: "the peer sent AUTH_FAILED".to_owned(),
@@ -478,7 +479,7 @@ impl CharonParser {
             return true;
         }
         if let Some(rest) = message.strip_prefix("assigning virtual IP ") {
-            let Some((ip, peer)) = rest.split_once(" to peer '") else {
+            let Some((ip, peer)) = rest.split_once_short(" to peer '") else {
                 return false;
             };
             let Ok(ip) = ip.parse::<IpAddr>() else {
@@ -504,11 +505,11 @@ impl CharonParser {
             let Some(rest) = rest.strip_prefix(" established with SPIs ") else {
                 return false;
             };
-            let (spis, ts) = rest.split_once(" and TS ").unwrap_or((rest, ""));
+            let (spis, ts) = rest.split_once_short(" and TS ").unwrap_or((rest, ""));
             let mut spis = spis.split(' ');
             let spi_in = spis.next().and_then(|spi| spi.strip_suffix("_i"));
             let spi_out = spis.next().and_then(|spi| spi.strip_suffix("_o"));
-            let (local_ts, remote_ts) = ts.split_once(" === ").unwrap_or((ts, ""));
+            let (local_ts, remote_ts) = ts.split_once_short(" === ").unwrap_or((ts, ""));
             let child = ChildSaEvent {
                 peer: self.peer(line),
                 change: SaChange::Established,
@@ -531,11 +532,11 @@ impl CharonParser {
             let Some(rest) = rest.strip_prefix(" with SPIs ") else {
                 return false;
             };
-            let (spis, ts) = rest.split_once(" and TS ").unwrap_or((rest, ""));
-            let (in_part, out_part) = spis.split_once(") ").unwrap_or((spis, ""));
+            let (spis, ts) = rest.split_once_short(" and TS ").unwrap_or((rest, ""));
+            let (in_part, out_part) = spis.split_once_short(") ").unwrap_or((spis, ""));
             let (spi_in, bytes_in) = spi_and_bytes(in_part, "_i");
             let (spi_out, bytes_out) = spi_and_bytes(out_part.trim_end_matches(')'), "_o");
-            let (local_ts, remote_ts) = ts.split_once(" === ").unwrap_or((ts, ""));
+            let (local_ts, remote_ts) = ts.split_once_short(" === ").unwrap_or((ts, ""));
             let counters = match (bytes_in, bytes_out) {
                 (Some(bytes_in), Some(bytes_out)) => Some(Counters {
                     bytes_in,
@@ -600,7 +601,7 @@ impl CharonParser {
         }
         if let Some(rest) = message.strip_prefix("lease ") {
             // lease 10.99.0.1 by 'client1@psk.vpn.test' went offline
-            let Some((ip, rest)) = rest.split_once(" by '") else {
+            let Some((ip, rest)) = rest.split_once_short(" by '") else {
                 return false;
             };
             let Some(id) = rest.strip_suffix("' went offline") else {
@@ -899,7 +900,7 @@ fn line_context(text: &str) -> (LineContext<'_>, &str) {
     let Some(inner_and_rest) = text.strip_prefix('<') else {
         return (none, text);
     };
-    let Some((inner, rest)) = inner_and_rest.split_once("> ") else {
+    let Some((inner, rest)) = inner_and_rest.split_once_short("> ") else {
         return (none, text);
     };
     let (connection, id) = match inner.rsplit_once('|') {
@@ -927,7 +928,7 @@ fn ike_sa_ref(text: &str) -> Option<(&str, u64)> {
 /// The first `name[id]` IKE_SA reference in a message that names one (`received DELETE for
 /// IKE_SA rw-psk[1]`, `IKE_SA rw-psk[1] established …`, `deleting IKE_SA rw[1] between …`).
 fn ike_sa_ref_in(message: &str) -> Option<(&str, u64)> {
-    let at = message.find("IKE_SA ")?;
+    let at = message.find_short("IKE_SA ")?;
     let word = message[at + 7..].split(' ').next()?;
     ike_sa_ref(word)
 }
@@ -951,7 +952,7 @@ type AddrId<'a> = (Option<IpAddr>, Option<&'a str>);
 
 /// `192.0.2.1[gw.vpn.test]...192.0.2.11[client1@psk.vpn.test]` → both sides.
 fn endpoint_pair(text: &str) -> Option<(AddrId<'_>, AddrId<'_>)> {
-    let (local, remote) = text.split_once("]...")?;
+    let (local, remote) = text.split_once_short("]...")?;
     let (local_ip, local_id) = local.split_once('[')?;
     let remote = remote.strip_suffix(']').unwrap_or(remote);
     let (remote_ip, remote_id) = remote.split_once('[')?;
@@ -963,7 +964,7 @@ fn endpoint_pair(text: &str) -> Option<(AddrId<'_>, AddrId<'_>)> {
 
 /// `c1a2b3c4_i (84 bytes` → (Some("c1a2b3c4"), Some(84)).
 fn spi_and_bytes(text: &str, suffix: &str) -> (Option<String>, Option<u64>) {
-    let (spi, bytes) = text.split_once(" (").unwrap_or((text, ""));
+    let (spi, bytes) = text.split_once_short(" (").unwrap_or((text, ""));
     let spi = spi.strip_suffix(suffix).map(str::to_owned);
     let bytes = bytes
         .strip_suffix(" bytes")
@@ -973,7 +974,10 @@ fn spi_and_bytes(text: &str, suffix: &str) -> (Option<String>, Option<u64>) {
 
 /// `192.0.2.11 is initiating an IKE_SA` (IKEv2), `… is initiating a Main Mode IKE_SA` (IKEv1).
 fn initiating_client(message: &str) -> Option<IpAddr> {
-    let (ip, what) = message.split_once(" is initiating a")?;
+    if !message.ends_with("IKE_SA") {
+        return None;
+    }
+    let (ip, what) = message.split_once_short(" is initiating a")?;
     if !what.ends_with("IKE_SA") {
         return None;
     }

@@ -41,6 +41,18 @@ impl Message<'_> {
     /// Appends an event of this message. Its `part` counts the events the same line produced
     /// before it, so one line may yield several events with distinct ids.
     pub fn push(&self, origin: &Origin<'_>, out: &mut Vec<Event>, body: EventBody) {
+        self.push_with_original(origin, out, body, self.original.to_owned());
+    }
+
+    /// Like [`Message::push`], with `event.original` given (e.g. a multi-line record the
+    /// parser already collected), so that it is moved rather than copied.
+    pub fn push_with_original(
+        &self,
+        origin: &Origin<'_>,
+        out: &mut Vec<Event>,
+        body: EventBody,
+        original: String,
+    ) {
         let part = next_part(out, origin.source, self.seq);
         out.push(Event {
             id: EventId::new(origin.source, self.seq, part),
@@ -50,7 +62,7 @@ impl Message<'_> {
                 hostname: self.hostname.map(str::to_owned),
                 product: Some(origin.product.to_owned()),
             },
-            original: self.original.to_owned(),
+            original,
             session_id: None,
             source_geo: None,
             body,

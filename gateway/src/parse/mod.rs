@@ -25,6 +25,7 @@ mod pppd;
 mod radius_detail;
 mod radiusd;
 mod syslog;
+mod text;
 mod xl2tpd;
 
 use std::borrow::Cow;

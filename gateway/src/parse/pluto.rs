@@ -23,6 +23,7 @@ use model::{
 };
 
 use super::message::{self, Message, Origin};
+use super::text::ShortStr;
 use super::{Format, LineOutcome, ParseOptions};
 
 /// How many pluto states the parser remembers before it forgets the least recently seen.
@@ -202,26 +203,32 @@ impl PlutoParser {
             return self.handle_debug(line, debug, out);
         }
         // Libreswan 3.x prefixes state transitions: `STATE_MAIN_R3: sent MR3, ISAKMP SA …`.
-        let (state_name, body) = match text.split_once(": ") {
+        let (state_name, body) = match text.split_once_short(": ") {
             Some((name, body)) if name.starts_with("STATE_") && !name.contains(' ') => {
                 (Some(name), body)
             }
             _ => (None, text),
         };
         if let Some(name) = state_name {
-            if name.contains("QUICK") || name.contains("CHILD") {
+            if name.contains_short("QUICK") || name.contains_short("CHILD") {
                 self.set_kind(line.prefix.serial, Kind::Child);
-            } else if name.contains("MAIN") || name.contains("AGGR") || name.contains("PARENT") {
+            } else if name.contains_short("MAIN")
+                || name.contains_short("AGGR")
+                || name.contains_short("PARENT")
+            {
                 self.set_kind(line.prefix.serial, Kind::Ike);
             }
         }
-        if body.contains("ISAKMP SA established") || body.contains("established IKE SA") {
+        if body.contains_short("ISAKMP SA established") || body.contains_short("established IKE SA")
+        {
             self.set_kind(line.prefix.serial, Kind::Ike);
             self.note_method(line, body);
             self.established_ike(line, out);
             return true;
         }
-        if body.contains("IPsec SA established") || body.contains("established Child SA") {
+        if body.contains_short("IPsec SA established")
+            || body.contains_short("established Child SA")
+        {
             self.established_child(line, body, out);
             return true;
         }
@@ -288,8 +295,8 @@ impl PlutoParser {
             return self.handle_xauth(line, rest, out);
         }
         if body.starts_with("DPD: No response from peer")
-            || (body.contains("liveness")
-                && (body.contains("no response") || body.contains("timed out")))
+            || (body.contains_short("liveness")
+                && (body.contains_short("no response") || body.contains_short("timed out")))
         {
             self.lost(line, out);
             return true;
@@ -327,11 +334,11 @@ impl PlutoParser {
     fn note_method(&mut self, line: &Line<'_, '_>, body: &str) {
         let method = method_of(body);
         let id = body
-            .split_once(" and ID_")
+            .split_once_short(" and ID_")
             .and_then(|(_, rest)| quoted(rest))
             .map(str::to_owned);
         let certificate = body
-            .split_once("certificate '")
+            .split_once_short("certificate '")
             .and_then(|(_, rest)| rest.split_once('\''))
             .map(|(name, _)| name.to_owned());
         if let Some(state) = self.state(line) {
@@ -370,10 +377,10 @@ impl PlutoParser {
         self.set_kind(line.prefix.serial, Kind::Child);
         // IKEv2: `established Child SA using #1; IPsec tunnel [a] -> [b] {ESP=>0x… <0x… …}`
         let parent = body
-            .split_once(" using #")
+            .split_once_short(" using #")
             .and_then(|(_, rest)| leading_number(rest));
-        let (local_ts, remote_ts) = match body.split_once(" [") {
-            Some((_, rest)) => match rest.split_once("] -> [") {
+        let (local_ts, remote_ts) = match body.split_once_short(" [") {
+            Some((_, rest)) => match rest.split_once_short("] -> [") {
                 Some((local, rest)) => (
                     Some(local.to_owned()),
                     rest.split_once(']').map(|(remote, _)| remote.to_owned()),
@@ -389,7 +396,7 @@ impl PlutoParser {
         let mut nat_client = None;
         let mut username = None;
         for word in details.split(' ') {
-            if let Some((_, spi)) = word.split_once("=>0x") {
+            if let Some((_, spi)) = word.split_once_short("=>0x") {
                 spi_out = Some(spi.to_owned());
             } else if let Some(spi) = word.strip_prefix("<0x") {
                 spi_in = Some(spi.to_owned());
@@ -450,7 +457,7 @@ impl PlutoParser {
 
     /// `XAUTH: User alice: Authentication Successful` / `…: Authentication Failed: …`.
     fn handle_xauth(&mut self, line: &Line<'_, '_>, rest: &str, out: &mut Vec<Event>) -> bool {
-        let Some((user, verdict)) = rest.split_once(": Authentication ") else {
+        let Some((user, verdict)) = rest.split_once_short(": Authentication ") else {
             return false;
         };
         if let Some(state) = self.state(line) {
@@ -636,7 +643,10 @@ impl PlutoParser {
             return false;
         };
         let mut peer = self.peer(line, line.prefix.serial);
-        if let Some(id) = rest.split_once("thatid ").and_then(|(_, id)| quoted(id)) {
+        if let Some(id) = rest
+            .split_once_short("thatid ")
+            .and_then(|(_, id)| quoted(id))
+        {
             peer.identities.ike_id = Some(id.to_owned());
         }
         let vip = VirtualIpEvent {
@@ -778,7 +788,7 @@ fn starts_like_pluto(text: &str) -> bool {
 fn split_prefix(text: &str) -> (Prefix<'_>, &str) {
     let mut prefix = Prefix::default();
     if let Some(rest) = text.strip_prefix("packet from ") {
-        if let Some((address, message)) = rest.split_once(": ")
+        if let Some((address, message)) = rest.split_once_short(": ")
             && let Ok(address) = address.parse::<SocketAddr>()
         {
             prefix.client = Some(Endpoint::new(address.ip(), Some(address.port())));
@@ -798,7 +808,7 @@ fn split_prefix(text: &str) -> (Prefix<'_>, &str) {
         return (prefix, text);
     };
     let rest = &text[header_end..];
-    let Some((header, message)) = rest.split_once(": ").or_else(|| {
+    let Some((header, message)) = rest.split_once_short(": ").or_else(|| {
         // A prefix with nothing after it: `"conn"[3] 203.0.113.5:`
         rest.strip_suffix(':').map(|header| (header, ""))
     }) else {
@@ -831,7 +841,7 @@ fn split_prefix(text: &str) -> (Prefix<'_>, &str) {
 /// `responding to Main Mode from unknown peer 203.0.113.5:500` (Libreswan 4+) or `… peer
 /// 203.0.113.5 on port 500` (3.x) → the peer with its port.
 fn unknown_peer(body: &str) -> Option<Endpoint> {
-    let (_, rest) = body.split_once("from unknown peer ")?;
+    let (_, rest) = body.split_once_short("from unknown peer ")?;
     let mut words = rest.split(' ');
     let address = words.next()?;
     if let Ok(socket) = address.parse::<SocketAddr>() {
@@ -847,23 +857,27 @@ fn unknown_peer(body: &str) -> Option<Endpoint> {
 
 /// The authentication method an established or authenticated line names.
 fn method_of(body: &str) -> Option<AuthMethod> {
-    if let Some((_, auth)) = body.split_once("auth=") {
+    if let Some((_, auth)) = body.split_once_short("auth=") {
         // IKEv1: {auth=PRESHARED_KEY cipher=…}, {auth=RSA_SIG …}, {auth=XAUTHRespPreShared …}
         let auth = auth.split([' ', '}']).next().unwrap_or("");
-        if auth.contains("PRESHARED") || auth.contains("PreShared") {
+        if auth.contains_short("PRESHARED") || auth.contains_short("PreShared") {
             return Some(AuthMethod::Psk);
         }
-        if auth.contains("RSA") || auth.contains("ECDSA") || auth.contains("SIG") {
+        if auth.contains_short("RSA") || auth.contains_short("ECDSA") || auth.contains_short("SIG")
+        {
             return Some(AuthMethod::Cert);
         }
     }
-    if body.contains("authby=secret") || body.contains("PRESHARED") {
+    if body.contains_short("authby=secret") || body.contains_short("PRESHARED") {
         return Some(AuthMethod::Psk);
     }
-    if body.contains("EAP") {
+    if body.contains_short("EAP") {
         return Some(AuthMethod::Eap);
     }
-    if body.contains("signature") || body.contains("certificate") || body.contains("authby=rsa") {
+    if body.contains_short("signature")
+        || body.contains_short("certificate")
+        || body.contains_short("authby=rsa")
+    {
         return Some(AuthMethod::Cert);
     }
     None
@@ -872,37 +886,39 @@ fn method_of(body: &str) -> Option<AuthMethod> {
 /// An authentication failure and its class, if the message is one.
 fn failure_of(body: &str) -> Option<(AuthMethod, FailureCode)> {
     let lower = body.to_ascii_lowercase();
-    if lower.contains("mismatch of preshared secrets")
-        || ((lower.contains("authentication failed") || lower.contains("auth mismatch"))
-            && (lower.contains("psk")
-                || lower.contains("pre-shared")
-                || lower.contains("preshared")
-                || lower.contains("secret")))
+    if lower.contains_short("mismatch of preshared secrets")
+        || ((lower.contains_short("authentication failed")
+            || lower.contains_short("auth mismatch"))
+            && (lower.contains_short("psk")
+                || lower.contains_short("pre-shared")
+                || lower.contains_short("preshared")
+                || lower.contains_short("secret")))
     {
         return Some((AuthMethod::Psk, FailureCode::PskMismatch));
     }
-    if (lower.contains("signature") && (lower.contains("failed") || lower.contains("invalid")))
-        || (lower.contains("certificate")
-            && (lower.contains("invalid")
-                || lower.contains("expired")
-                || lower.contains("rejected")
-                || lower.contains("failed")
-                || lower.contains("not valid")))
+    if (lower.contains_short("signature")
+        && (lower.contains_short("failed") || lower.contains_short("invalid")))
+        || (lower.contains_short("certificate")
+            && (lower.contains_short("invalid")
+                || lower.contains_short("expired")
+                || lower.contains_short("rejected")
+                || lower.contains_short("failed")
+                || lower.contains_short("not valid")))
     {
         return Some((AuthMethod::Cert, FailureCode::CertInvalid));
     }
-    if body.contains("AUTHENTICATION_FAILED") {
-        let code = if lower.contains("rejected by peer") || lower.starts_with("received") {
+    if body.contains_short("AUTHENTICATION_FAILED") {
+        let code = if lower.contains_short("rejected by peer") || lower.starts_with("received") {
             FailureCode::PeerRejected
         } else {
             FailureCode::Other
         };
         return Some((AuthMethod::Unknown, code));
     }
-    if lower.contains("no suitable connection")
-        || lower.contains("no connection has been authorized")
-        || lower.contains("no connection is known")
-        || lower.contains("no matching connection")
+    if lower.contains_short("no suitable connection")
+        || lower.contains_short("no connection has been authorized")
+        || lower.contains_short("no connection is known")
+        || lower.contains_short("no matching connection")
     {
         return Some((AuthMethod::Unknown, FailureCode::NoMatchingConfig));
     }
@@ -929,14 +945,17 @@ fn names_established_state(what: &str) -> bool {
 
 /// The SA kind a `deleting …` line names, for states seen first at their deletion.
 fn kind_of_state_name(text: &str) -> Option<Kind> {
-    if text.contains("QUICK") || text.contains("CHILD") || text.contains("Child SA") {
+    if text.contains_short("QUICK")
+        || text.contains_short("CHILD")
+        || text.contains_short("Child SA")
+    {
         Some(Kind::Child)
-    } else if text.contains("MAIN")
-        || text.contains("AGGR")
-        || text.contains("PARENT")
-        || text.contains("IKE_SA")
-        || text.contains("IKE SA")
-        || text.contains("ISAKMP")
+    } else if text.contains_short("MAIN")
+        || text.contains_short("AGGR")
+        || text.contains_short("PARENT")
+        || text.contains_short("IKE_SA")
+        || text.contains_short("IKE SA")
+        || text.contains_short("ISAKMP")
     {
         Some(Kind::Ike)
     } else {

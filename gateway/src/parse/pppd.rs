@@ -34,6 +34,7 @@ use model::{
 };
 
 use super::message::{self, Message, Origin};
+use super::text::ShortStr;
 use super::{Format, LineOutcome, ParseOptions};
 
 /// How many pppd processes the parser remembers.
@@ -126,7 +127,7 @@ impl PppdParser {
         text: &str,
         out: &mut Vec<Event>,
     ) -> bool {
-        if text.starts_with("pppd ") && text.contains(" started by ") {
+        if text.starts_with("pppd ") && text.contains_short(" started by ") {
             // A new pppd process with this pid (pids are reused): start afresh.
             self.links.insert(
                 message.pid,
@@ -137,7 +138,7 @@ impl PppdParser {
             );
             return true;
         }
-        if let Some((protocol, rest)) = text.split_once(" peer authentication ")
+        if let Some((protocol, rest)) = text.split_once_short(" peer authentication ")
             && let Some(method) = method_of(protocol)
         {
             // CHAP peer authentication succeeded for alice
@@ -167,7 +168,7 @@ impl PppdParser {
             // With `debug`, the only place pppd 2.4.x names a CHAP user it accepts:
             // rcvd [CHAP Response id=0x5e <1f7d…00>, name = "alice"]
             if let Some(name) = packet
-                .split_once(">, name = ")
+                .split_once_short(">, name = ")
                 .map(|(_, name)| unquote(name))
             {
                 self.link(message).chap_response = Some(name.to_owned());
@@ -186,7 +187,7 @@ impl PppdParser {
             return true;
         }
         if let Some(rest) = text.strip_prefix("Peer ")
-            && let Some((user, how)) = rest.rsplit_once(" failed ")
+            && let Some((user, how)) = rest.rsplit_once_short(" failed ")
             && how.ends_with(" authentication")
         {
             // Peer bob failed CHAP authentication
@@ -199,7 +200,7 @@ impl PppdParser {
             return true;
         }
         if let Some(protocol) = text.strip_suffix(" authentication succeeded").or_else(|| {
-            text.split_once(" authentication succeeded: ")
+            text.split_once_short(" authentication succeeded: ")
                 .map(|(protocol, _)| protocol)
         }) && let Some(method) = method_of(protocol)
         {
@@ -208,7 +209,7 @@ impl PppdParser {
             return true;
         }
         if let Some(protocol) = text.strip_suffix(" authentication failed").or_else(|| {
-            text.split_once(" authentication failed: ")
+            text.split_once_short(" authentication failed: ")
                 .map(|(protocol, _)| protocol)
         }) && let Some(method) = method_of(protocol)
         {
@@ -266,7 +267,7 @@ impl PppdParser {
         }
         if let Some(rest) = text.strip_prefix("Sent ") {
             // Sent 1234 bytes, received 5678 bytes.  (pppd's view: received = client sent)
-            let Some((sent, received)) = rest.split_once(" bytes, received ") else {
+            let Some((sent, received)) = rest.split_once_short(" bytes, received ") else {
                 return false;
             };
             let (Ok(sent), Some(Ok(received))) = (

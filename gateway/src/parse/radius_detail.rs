@@ -43,6 +43,8 @@ use super::message::{Message, Origin};
 use super::{Format, LineOutcome, LogClock, ParseOptions};
 
 const PRODUCT: &str = "freeradius";
+/// Bytes reserved up front for a record's raw text.
+const RECORD_CAPACITY: usize = 1024;
 
 /// The attributes of a record that tunnelwatch maps.
 #[derive(Debug, Default, Clone)]
@@ -93,8 +95,8 @@ impl DetailParser {
         out: &mut Vec<Event>,
     ) -> LineOutcome {
         let max_bytes = options.max_line_bytes;
-        if text.starts_with([' ', '\t']) {
-            let Some((name, value)) = text.trim().split_once(" = ") else {
+        if matches!(text.as_bytes().first(), Some(b' ' | b'\t')) {
+            let Some((name, value)) = split_attribute(text) else {
                 return LineOutcome::Rejected(
                     RejectReason::Malformed,
                     "not a detail attribute line: no ` = `".to_owned(),
@@ -107,7 +109,7 @@ impl DetailParser {
                 attributes: Attributes::default(),
                 original: String::new(),
             });
-            record.attributes.set(name.trim(), value.trim());
+            record.attributes.set(name, value);
             append_capped(&mut record.original, text, max_bytes);
             return LineOutcome::Parsed;
         }
@@ -125,7 +127,8 @@ impl DetailParser {
                 "timestamp names no existing instant".to_owned(),
             );
         };
-        let mut original = String::new();
+        // A typical record is 15-25 lines of ~40 bytes: one allocation instead of a few.
+        let mut original = String::with_capacity(RECORD_CAPACITY.min(max_bytes));
         append_capped(&mut original, text, max_bytes);
         self.record = Some(Record {
             header_time: Some(header_time),
@@ -186,14 +189,14 @@ impl DetailParser {
             program: None,
             pid: None,
             text: "",
-            original: &record.original,
+            original: "",
         };
         let origin = Origin {
             source: &options.source,
             dataset: Format::RadiusDetail.dataset(),
             product: PRODUCT,
         };
-        message.push(&origin, out, EventBody::Session(session));
+        message.push_with_original(&origin, out, EventBody::Session(session), record.original);
     }
 }
 
@@ -288,6 +291,21 @@ pub(crate) fn calling_station_endpoint(value: &str) -> Option<Endpoint> {
     }
     let (ip, port) = value.strip_suffix(']')?.split_once('[')?;
     Some(Endpoint::new(ip.parse().ok()?, port.parse().ok()))
+}
+
+/// `\tUser-Name = "alice"` → (`User-Name`, `"alice"`): the name before the first ` = `, the
+/// value after it, both without surrounding blanks. (A hand-written search: `split_once(" = ")`
+/// builds a substring searcher per line, a measurable cost at millions of lines a second.)
+fn split_attribute(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let mut from = 0;
+    loop {
+        let at = from + bytes.get(from..)?.iter().position(|&byte| byte == b'=')?;
+        if at > 0 && bytes[at - 1] == b' ' && bytes.get(at + 1) == Some(&b' ') {
+            return Some((line[..at - 1].trim_ascii(), line[at + 2..].trim_ascii()));
+        }
+        from = at + 1;
+    }
 }
 
 fn unquote(value: &str) -> &str {

@@ -15,6 +15,7 @@ use model::{Auth, AuthFailure, AuthMethod, Event, EventBody, FailureCode, Outcom
 use super::LineOutcome;
 use super::message::{Message, Origin};
 use super::radius_detail::calling_station_endpoint;
+use super::text::ShortStr;
 
 /// `event.dataset` of FreeRADIUS log lines.
 pub(crate) const DATASET: &str = "freeradius.log";
@@ -32,7 +33,7 @@ pub(crate) fn parse_message(
     // The request number: `(12) `.
     let text = match text
         .strip_prefix('(')
-        .and_then(|rest| rest.split_once(") "))
+        .and_then(|rest| rest.split_once_short(") "))
     {
         Some((number, rest)) if number.bytes().all(|byte| byte.is_ascii_digit()) => rest,
         _ => text,
@@ -41,7 +42,7 @@ pub(crate) fn parse_message(
         (Outcome::Success, None)
     } else if text.starts_with("Login incorrect") || text.starts_with("Invalid user") {
         let reason = text
-            .rsplit_once(": [")
+            .rsplit_once_short(": [")
             .map_or(text, |(reason, _)| reason)
             .to_owned();
         let failure = AuthFailure {
@@ -53,15 +54,15 @@ pub(crate) fn parse_message(
         return LineOutcome::Ignored;
     };
     // The user: `[alice]`, `[alice/<via Auth-Type = eap>]` or `[alice/password]`.
-    let Some((_, after_open)) = text.rsplit_once(": [") else {
+    let Some((_, after_open)) = text.rsplit_once_short(": [") else {
         return LineOutcome::Ignored;
     };
-    let Some((inside, details)) = after_open.rsplit_once("] (") else {
+    let Some((inside, details)) = after_open.rsplit_once_short("] (") else {
         return LineOutcome::Ignored;
     };
     let user = inside.split_once('/').map_or(inside, |(user, _)| user);
     let client = details
-        .split_once(" cli ")
+        .split_once_short(" cli ")
         .and_then(|(_, cli)| cli.trim_end_matches(')').split(' ').next())
         .and_then(calling_station_endpoint)
         .unwrap_or_default();

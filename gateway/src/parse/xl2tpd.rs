@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use model::{Endpoint, Event, EventBody, L2tpChange, L2tpEvent, Peer};
 
 use super::message::{self, Message, Origin};
+use super::text::ShortStr;
 use super::{Format, LineOutcome, ParseOptions};
 
 /// How many tunnels and how many calls the parser remembers.
@@ -116,7 +117,7 @@ impl Xl2tpdParser {
         let seq = message.seq;
         if let Some(rest) = text.strip_prefix("Connection established to ") {
             // 192.0.2.11, 1701.  Local: 12345, Remote: 1 (ref=0/0).  LNS session is 'default'
-            let Some((address, rest)) = rest.split_once(", ") else {
+            let Some((address, rest)) = rest.split_once_short(", ") else {
                 return false;
             };
             let Ok(ip) = address.parse::<IpAddr>() else {
@@ -126,7 +127,7 @@ impl Xl2tpdParser {
             let local = field(rest, "Local: ");
             let remote = field(rest, "Remote: ");
             let lns = rest
-                .split_once("LNS session is '")
+                .split_once_short("LNS session is '")
                 .and_then(|(_, name)| name.split_once('\''))
                 .map(|(name, _)| name.to_owned());
             let client = Endpoint::new(ip, port);
@@ -160,7 +161,7 @@ impl Xl2tpdParser {
         }
         if let Some(rest) = text.strip_prefix("Call established with ") {
             // 192.0.2.11, [PID: 1234, ]Local: 5678, Remote: 1, Serial: 1 (ref=0/0)
-            let Some((address, rest)) = rest.split_once(", ") else {
+            let Some((address, rest)) = rest.split_once_short(", ") else {
                 return false;
             };
             let Ok(ip) = address.parse::<IpAddr>() else {
@@ -208,7 +209,7 @@ impl Xl2tpdParser {
         }
         if let Some(rest) = text.strip_prefix("result_code_avp: ") {
             // peer closing for reason 1 (General request to clear control connection), error = 0 ()
-            if rest.contains("closing for reason") || rest.contains("result code is") {
+            if rest.contains_short("closing for reason") || rest.contains_short("result code is") {
                 self.pending_reason = Some(rest.to_owned());
                 return true;
             }
@@ -219,7 +220,7 @@ impl Xl2tpdParser {
             .or_else(|| text.strip_prefix("child_handler: "))
         {
             // pppd exited for call 1 with code 4 / pppd terminated for call 1 by signal 15
-            let Some((_, after)) = rest.split_once(" for call ") else {
+            let Some((_, after)) = rest.split_once_short(" for call ") else {
                 return false;
             };
             let Some(peer_call) = leading_number(after).and_then(|id| u16::try_from(id).ok())
@@ -261,7 +262,7 @@ impl Xl2tpdParser {
             };
             self.calls.entry(local).or_insert_with(|| {
                 let ip = rest
-                    .split_once(" to ")
+                    .split_once_short(" to ")
                     .and_then(|(_, rest)| rest.split(' ').next())
                     .and_then(|ip| ip.parse::<IpAddr>().ok());
                 Call {
@@ -288,7 +289,7 @@ impl Xl2tpdParser {
             return true;
         }
         if let Some(rest) = text.strip_prefix("Connection ")
-            && let Some((remote, rest)) = rest.split_once(" closed to ")
+            && let Some((remote, rest)) = rest.split_once_short(" closed to ")
         {
             // xl2tpd 1.2: Connection 1 closed to 192.0.2.11, port 1701 (Goodbye!)
             let remote = remote.parse::<u16>().ok();
@@ -448,7 +449,7 @@ fn starts_with_function_name(text: &str) -> bool {
 /// `xl2tpd[1234]: Call established …` → `Call established …`.
 fn strip_own_tag(text: &str) -> &str {
     if let Some(rest) = text.strip_prefix("xl2tpd[")
-        && let Some((pid, message)) = rest.split_once("]: ")
+        && let Some((pid, message)) = rest.split_once_short("]: ")
         && !pid.is_empty()
         && pid.bytes().all(|byte| byte.is_ascii_digit())
     {
