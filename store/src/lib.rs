@@ -16,12 +16,15 @@
 //! Layout of a data directory:
 //!
 //! ```text
-//! DATA/tables/<table>/part-<micros>-<n>.parquet   flushed rows, sorted by time
+//! DATA/tables/<table>/date=YYYY-MM-DD/hour=HH/part-<micros>-<n>-<i>.parquet
+//!                                                 flushed rows of that hour (UTC), sorted
+//!                                                 by time, then the table's key
 //! DATA/wal/<generation>.wal                       accepted, not yet flushed
 //! DATA/state/open_sessions.json                   sessions open at the last flush
 //! ```
 
 mod error;
+mod prune;
 mod query;
 pub mod schema;
 mod segment;
@@ -40,7 +43,7 @@ pub use query::{OutputFormat, QueryResult};
 pub use schema::Table;
 pub use wal::WalRecord;
 
-use segment::Watermarks;
+use segment::{Segment, Watermarks};
 use wal::Wal;
 
 /// `[store]` configuration.
@@ -206,7 +209,7 @@ struct Inner {
     flushing: Option<Buffer>,
     /// Highest stored position per source (Parquet or WAL).
     watermarks: Watermarks,
-    segments: BTreeMap<Table, Vec<PathBuf>>,
+    segments: BTreeMap<Table, Vec<Segment>>,
     open_sessions: HashMap<String, Session>,
     /// Per table, the highest event position per source in its Parquet segments: a table
     /// never takes an event at or below it.
@@ -262,17 +265,17 @@ impl Store {
         for table in Table::ALL {
             let table_dir = dir.join("tables").join(table.name());
             let mut files = Vec::new();
-            for path in segment::list(&table_dir, writable)? {
-                match segment::read_watermarks(&path) {
+            for found in segment::list(&table_dir, writable)? {
+                match segment::read_watermarks(&found.path) {
                     Ok(watermarks) => {
                         segment::merge(table_watermarks.entry(table).or_default(), &watermarks);
-                        files.push(path);
+                        files.push(found);
                     }
                     Err(error @ Error::Corrupt { .. }) => {
-                        tracing::error!(path = %path.display(), %error, "unreadable parquet segment");
+                        tracing::error!(path = %found.path.display(), %error, "unreadable parquet segment");
                         quarantined_segments += 1;
                         if writable {
-                            quarantine(&dir, &path)?;
+                            quarantine(&dir, &found.path)?;
                         }
                     }
                     // Not the file's fault (permissions, too many open files): do not guess.
@@ -410,7 +413,7 @@ impl Store {
             let taken = std::mem::take(&mut inner.buffer);
             inner.flushing = Some(taken.clone());
             let segment_base = inner.next_segment;
-            inner.next_segment += Table::ALL.len() as u64;
+            inner.next_segment += 1;
             (
                 taken,
                 old_generations,
@@ -440,9 +443,13 @@ impl Store {
             segment::merge(inner.table_watermarks.entry(table).or_default(), &flushed);
         }
         let mut report = FlushReport::default();
-        for (table, path, n_rows) in written {
-            inner.segments.entry(table).or_default().push(path);
-            report.rows.insert(table.name(), n_rows);
+        for (table, written_segment, n_rows) in written {
+            inner
+                .segments
+                .entry(table)
+                .or_default()
+                .push(written_segment);
+            *report.rows.entry(table.name()).or_default() += n_rows;
         }
         store_open_sessions(&self.dir, &inner.open_sessions)?;
         if let Some(wal) = inner.wal.as_ref() {
@@ -458,11 +465,12 @@ impl Store {
         taken: &Buffer,
         segment_base: u64,
         table_watermarks: &BTreeMap<Table, Watermarks>,
-    ) -> Result<Vec<(Table, PathBuf, usize)>> {
+    ) -> Result<Vec<(Table, Segment, usize)>> {
         let mut written = Vec::new();
         let result = self.write_segments_into(taken, segment_base, table_watermarks, &mut written);
         if let Err(error) = result {
-            for (_, path, _) in &written {
+            for (_, written_segment, _) in &written {
+                let path = &written_segment.path;
                 if let Err(remove_error) = std::fs::remove_file(path) {
                     tracing::error!(path = %path.display(), %remove_error, "cannot remove a segment of a failed flush");
                 }
@@ -477,14 +485,15 @@ impl Store {
         taken: &Buffer,
         segment_base: u64,
         table_watermarks: &BTreeMap<Table, Watermarks>,
-        written: &mut Vec<(Table, PathBuf, usize)>,
+        written: &mut Vec<(Table, Segment, usize)>,
     ) -> Result<()> {
         let mut watermarks = Watermarks::new();
         for event in taken.all_events() {
             bump(&mut watermarks, event);
         }
         let stamp = jiff::Timestamp::now().as_microsecond();
-        for (table_idx, table) in Table::ALL.into_iter().enumerate() {
+        let mut file_idx = 0;
+        for table in Table::ALL {
             let batch = if table == Table::Sessions {
                 schema::sessions_batch(&taken.all_sessions().collect::<Vec<_>>())?
             } else if table.from_events() {
@@ -500,14 +509,27 @@ impl Store {
                 continue;
             }
             let table_dir = self.dir.join("tables").join(table.name());
-            std::fs::create_dir_all(&table_dir)
-                .map_err(|error| Error::io("create directory", &table_dir, error))?;
-            let path = table_dir.join(format!(
-                "part-{stamp:020}-{:08}.parquet",
-                segment_base + table_idx as u64
-            ));
-            segment::write(&path, &batch, table.from_events().then_some(&watermarks))?;
-            written.push((table, path, batch.num_rows()));
+            for (hour, rows) in segment::split_by_hour(&batch)? {
+                let path = table_dir.join(segment::partition_dir(hour)?).join(format!(
+                    "part-{stamp:020}-{segment_base:08}-{file_idx:04}.parquet"
+                ));
+                file_idx += 1;
+                segment::write(
+                    &path,
+                    &rows,
+                    table.sort_key(),
+                    table.from_events().then_some(&watermarks),
+                )?;
+                let n_rows = rows.num_rows();
+                written.push((
+                    table,
+                    Segment {
+                        hour: Some(hour),
+                        path,
+                    },
+                    n_rows,
+                ));
+            }
         }
         Ok(())
     }
@@ -657,18 +679,14 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// Moves an unreadable segment to `DATA/quarantine/<table>-<date>-<hour>-<file>`.
 fn quarantine(dir: &Path, path: &Path) -> Result<()> {
-    let Some(name) = path.file_name() else {
-        return Ok(());
-    };
-    let table = path
-        .parent()
-        .and_then(|parent| parent.file_name())
-        .and_then(|name| name.to_str())
-        .unwrap_or("unknown");
-    let target = dir
-        .join("quarantine")
-        .join(format!("{table}-{}", name.to_string_lossy()));
+    let relative = path.strip_prefix(dir.join("tables")).unwrap_or(path);
+    let flat: Vec<String> = relative
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().replace('=', "_"))
+        .collect();
+    let target = dir.join("quarantine").join(flat.join("-"));
     std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
     tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
     Ok(())

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,16 +16,14 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use model::{Event, Session};
 
+use crate::prune::TimePrunedParquet;
 use crate::schema::{self, Table};
+use crate::segment::Segment;
 use crate::{Error, Result};
 
 /// How `tunnelwatch sql` prints results.
@@ -174,14 +171,14 @@ pub(crate) fn to_json_rows(
 
 /// What a query sees: pinned segment lists and in-memory rows, per table.
 pub(crate) struct Snapshot {
-    segments: BTreeMap<Table, Vec<PathBuf>>,
+    segments: BTreeMap<Table, Vec<Segment>>,
     memory: BTreeMap<Table, RecordBatch>,
 }
 
 impl Snapshot {
     /// Converts the in-memory rows to Arrow (outside the store's lock).
     pub(crate) fn take(
-        segments: BTreeMap<Table, Vec<PathBuf>>,
+        segments: BTreeMap<Table, Vec<Segment>>,
         rows: &crate::Buffer,
         in_parquet: &dyn Fn(Table, &Event) -> bool,
     ) -> Result<Snapshot> {
@@ -250,26 +247,10 @@ async fn register(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Re
     let internal = |error: datafusion::error::DataFusionError| {
         Error::Internal(format!("cannot register table {name}: {error}"))
     };
-    let files = snapshot.segments.get(&table).cloned().unwrap_or_default();
-    if files.is_empty() {
-        let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(internal)?;
-        ctx.register_table(parquet_name.as_str(), Arc::new(empty))
-            .map_err(internal)?;
-    } else {
-        let urls = files
-            .iter()
-            .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(internal)?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(schema.clone());
-        let listing = ListingTable::try_new(config).map_err(internal)?;
-        ctx.register_table(parquet_name.as_str(), Arc::new(listing))
-            .map_err(internal)?;
-    }
+    let segments = snapshot.segments.get(&table).cloned().unwrap_or_default();
+    let parquet = TimePrunedParquet::new(schema.clone(), segments);
+    ctx.register_table(parquet_name.as_str(), Arc::new(parquet))
+        .map_err(internal)?;
     let memory_batch = snapshot
         .memory
         .get(&table)

@@ -97,6 +97,20 @@ impl Table {
         )
     }
 
+    /// The columns a segment is sorted by: time, then the key analysts filter on most (the
+    /// user for logins and sessions, the client address for flows and API calls).
+    pub fn sort_key(self) -> &'static [&'static str] {
+        match self {
+            Table::Events => &["timestamp", "event_dataset"],
+            Table::AuthEvents => &["timestamp", "user_name"],
+            Table::Sessions => &["timestamp", "user_name"],
+            Table::Flows => &["timestamp", "source_ip"],
+            Table::ApiRequests => &["timestamp", "source_ip"],
+            Table::Alerts => &["timestamp", "rule_id"],
+            Table::AuditLog => &["timestamp"],
+        }
+    }
+
     pub fn schema(self) -> SchemaRef {
         match self {
             Table::Events => schema_of(EVENT_COLUMNS),

@@ -1,5 +1,13 @@
-//! Parquet files ("segments") of one table: writing them atomically and reading back the
-//! delivery watermarks kept in their footers.
+//! Parquet files ("segments") of one table: writing them atomically, finding them, and
+//! reading back the delivery watermarks kept in their footers.
+//!
+//! Segments are partitioned by the hour of their rows' `timestamp` (UTC), Hive style:
+//! `tables/<table>/date=YYYY-MM-DD/hour=HH/part-*.parquet`, so Spark, Trino, DuckDB and
+//! DataFusion read the tree as is, and a query with a time predicate opens only the hours it
+//! needs. Within a file, rows are sorted by time and then by the table's most-queried key
+//! ([`crate::schema::Table::sort_key`]), compressed with zstd, dictionary-encoded, with
+//! statistics and a page index. Segments written before partitioning (directly under
+//! `tables/<table>/`) are still read; they are scanned by every query.
 //!
 //! A segment of an event table records, in its key-value metadata under
 //! [`WATERMARKS_KEY`], the highest event position per source that the flush which wrote it
@@ -10,8 +18,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::KeyValue;
@@ -25,13 +33,109 @@ pub(crate) const WATERMARKS_KEY: &str = "tunnelwatch.watermarks";
 
 pub(crate) type Watermarks = HashMap<String, (u64, u16)>;
 
-/// Writes `batch` sorted by its `timestamp` column to `path` (via a temp file and rename).
+/// Microseconds in an hour: the partition width.
+pub(crate) const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// One Parquet file of a table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Segment {
+    /// The start of the hour its rows fall in (UTC, microseconds since the epoch); `None`
+    /// for a segment from before partitioning, which may hold any time.
+    pub(crate) hour: Option<i64>,
+    pub(crate) path: PathBuf,
+}
+
+impl Segment {
+    /// Whether the segment may hold rows with `lower <= timestamp <= upper` (microseconds).
+    pub(crate) fn may_hold(&self, lower: Option<i64>, upper: Option<i64>) -> bool {
+        let Some(hour) = self.hour else {
+            return true;
+        };
+        lower.is_none_or(|lower| hour + HOUR_MICROS > lower)
+            && upper.is_none_or(|upper| hour <= upper)
+    }
+}
+
+/// `date=YYYY-MM-DD/hour=HH` of the hour starting at `hour` (microseconds, UTC).
+pub(crate) fn partition_dir(hour: i64) -> Result<PathBuf> {
+    let timestamp = jiff::Timestamp::from_microsecond(hour)
+        .map_err(|error| Error::Internal(format!("hour {hour} out of range: {error}")))?;
+    let civil = jiff::tz::TimeZone::UTC.to_datetime(timestamp);
+    Ok(PathBuf::from(format!(
+        "date={:04}-{:02}-{:02}",
+        civil.year(),
+        civil.month(),
+        civil.day()
+    ))
+    .join(format!("hour={:02}", civil.hour())))
+}
+
+/// The hour a partition directory pair names, if it is one (`date=2026-11-25`, `hour=09`).
+fn hour_of(date_dir: &str, hour_dir: &str) -> Option<i64> {
+    let date: jiff::civil::Date = date_dir.strip_prefix("date=")?.parse().ok()?;
+    let hour: i8 = hour_dir.strip_prefix("hour=")?.parse().ok()?;
+    let time = jiff::civil::Time::new(hour, 0, 0, 0).ok()?;
+    let timestamp = jiff::tz::Offset::UTC
+        .to_timestamp(date.to_datetime(time))
+        .ok()?;
+    Some(timestamp.as_microsecond())
+}
+
+/// Splits `batch` by the hour of its `timestamp` column: (hour start, rows of that hour).
+/// A batch without such a column (or with null times) goes to hour 0 (1970-01-01T00).
+pub(crate) fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    let Some(times) = batch
+        .column_by_name("timestamp")
+        .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    else {
+        return Ok(vec![(0, batch.clone())]);
+    };
+    let mut by_hour: std::collections::BTreeMap<i64, Vec<u32>> = std::collections::BTreeMap::new();
+    for row in 0..times.len() {
+        let micros = if times.is_null(row) {
+            0
+        } else {
+            times.value(row)
+        };
+        let row = u32::try_from(row)
+            .map_err(|_| Error::Internal("a flush of more than 2^32 rows".to_owned()))?;
+        by_hour
+            .entry(micros.div_euclid(HOUR_MICROS) * HOUR_MICROS)
+            .or_default()
+            .push(row);
+    }
+    if by_hour.len() == 1 {
+        return Ok(by_hour
+            .into_keys()
+            .map(|hour| (hour, batch.clone()))
+            .collect());
+    }
+    by_hour
+        .into_iter()
+        .map(|(hour, rows)| {
+            let indices = UInt32Array::from(rows);
+            take_record_batch(batch, &indices)
+                .map(|part| (hour, part))
+                .map_err(|source| Error::Arrow {
+                    context: "split rows by hour",
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Writes `batch` sorted by `sort_columns` (those present) to `path` (via a temp file and
+/// rename, creating its directory).
 pub(crate) fn write(
     path: &Path,
     batch: &RecordBatch,
+    sort_columns: &[&str],
     watermarks: Option<&Watermarks>,
 ) -> Result<()> {
-    let batch = sort_by_timestamp(batch)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
+    }
+    let batch = sort_by(batch, sort_columns)?;
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(
             |source| Error::Parquet {
@@ -75,24 +179,27 @@ pub(crate) fn write(
     }
 }
 
-fn sort_by_timestamp(batch: &RecordBatch) -> Result<RecordBatch> {
-    let Some(column) = batch.column_by_name("timestamp") else {
+fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
+    let sort_columns: Vec<SortColumn> = columns
+        .iter()
+        .filter_map(|name| batch.column_by_name(name))
+        .map(|values| SortColumn {
+            values: values.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
+        .collect();
+    if sort_columns.is_empty() || batch.num_rows() < 2 {
         return Ok(batch.clone());
-    };
-    let indices = sort_to_indices(
-        column,
-        Some(SortOptions {
-            descending: false,
-            nulls_first: true,
-        }),
-        None,
-    )
-    .map_err(|source| Error::Arrow {
-        context: "sort rows by time",
+    }
+    let indices = lexsort_to_indices(&sort_columns, None).map_err(|source| Error::Arrow {
+        context: "sort rows",
         source,
     })?;
     take_record_batch(batch, &indices).map_err(|source| Error::Arrow {
-        context: "sort rows by time",
+        context: "sort rows",
         source,
     })
 }
@@ -122,29 +229,85 @@ pub(crate) fn read_watermarks(path: &Path) -> Result<Watermarks> {
     Ok(Watermarks::new())
 }
 
-/// The finished segments of a table directory, oldest first. Leftover temp files of an
-/// interrupted flush are removed when `clean` is set (never by a read-only reader).
-pub(crate) fn list(dir: &Path, clean: bool) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(Error::io("list", dir, error)),
-    };
-    let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+/// The finished segments of a table directory (its hour partitions and, from before
+/// partitioning, files directly in it), oldest hour first. Leftover temp files of an
+/// interrupted flush are removed when `clean` is set (never by a read-only reader); entries
+/// that are neither partitions nor segments are left alone.
+pub(crate) fn list(dir: &Path, clean: bool) -> Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    collect_files(dir, None, clean, &mut segments)?;
+    for date_dir in subdirs(dir, "date=")? {
+        let Some(date_name) = file_name(&date_dir) else {
             continue;
         };
+        for hour_dir in subdirs(&date_dir, "hour=")? {
+            let Some(hour) =
+                file_name(&hour_dir).and_then(|hour_name| hour_of(&date_name, &hour_name))
+            else {
+                tracing::warn!(dir = %hour_dir.display(), "not a partition directory; ignored");
+                continue;
+            };
+            collect_files(&hour_dir, Some(hour), clean, &mut segments)?;
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .map(str::to_owned)
+}
+
+/// The entries of `dir` with their types (not following symlinks); none if it is missing.
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, std::fs::FileType)>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| {
+                let entry = entry.map_err(|error| Error::io("list", dir, error))?;
+                let file_type = entry
+                    .file_type()
+                    .map_err(|error| Error::io("stat", entry.path(), error))?;
+                Ok((entry.path(), file_type))
+            })
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(Error::io("list", dir, error)),
+    }
+}
+
+fn subdirs(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    Ok(read_dir(dir)?
+        .into_iter()
+        .filter(|(path, file_type)| {
+            file_type.is_dir() && file_name(path).is_some_and(|name| name.starts_with(prefix))
+        })
+        .map(|(path, _)| path)
+        .collect())
+}
+
+fn collect_files(
+    dir: &Path,
+    hour: Option<i64>,
+    clean: bool,
+    segments: &mut Vec<Segment>,
+) -> Result<()> {
+    for (path, file_type) in read_dir(dir)? {
+        let Some(name) = file_name(&path) else {
+            continue;
+        };
+        if !file_type.is_file() {
+            continue;
+        }
         if name.ends_with(".parquet.tmp") && clean {
             std::fs::remove_file(&path)
                 .map_err(|error| Error::io("remove leftover", &path, error))?;
         } else if name.ends_with(".parquet") {
-            files.push(path);
+            segments.push(Segment { hour, path });
         }
     }
-    files.sort();
-    Ok(files)
+    Ok(())
 }
 
 /// Merges `other` into `into`, keeping the higher position per source.

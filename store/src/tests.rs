@@ -5,7 +5,7 @@ use model::{
 
 use super::*;
 
-fn auth_event(seq: u64, user: &str, outcome: Outcome) -> Event {
+pub(crate) fn auth_event(seq: u64, user: &str, outcome: Outcome) -> Event {
     let failure = (outcome == Outcome::Failure).then(|| AuthFailure {
         code: FailureCode::PskMismatch,
         reason: "MAC mismatched".to_owned(),
@@ -69,11 +69,11 @@ fn session(id: &str, version: u64, state: SessionState) -> Session {
     }
 }
 
-fn config(dir: &Path) -> Config {
+pub(crate) fn config(dir: &Path) -> Config {
     Config::for_dir(dir)
 }
 
-async fn count(store: &Store, sql: &str) -> i64 {
+pub(crate) async fn count(store: &Store, sql: &str) -> i64 {
     let rows = store.query_json(sql).await.unwrap();
     rows[0]
         .values()
@@ -231,15 +231,23 @@ async fn a_torn_wal_tail_is_cut_and_a_corrupt_segment_is_quarantined() {
     let mut bytes = std::fs::read(&wal_file).unwrap();
     bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
     std::fs::write(&wal_file, bytes).unwrap();
-    let segment = std::fs::read_dir(dir.path().join("tables/events"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .next()
-        .unwrap();
-    std::fs::write(&segment, b"PAR1 this is not parquet").unwrap();
+    let corrupt = segment::list(&dir.path().join("tables/events"), false).unwrap();
+    let corrupt = &corrupt[0].path;
+    std::fs::write(corrupt, b"PAR1 this is not parquet").unwrap();
     let store = Store::open(&config(dir.path())).unwrap();
     let stats = store.stats().unwrap();
     assert_eq!(stats.quarantined_segments, 1);
+    // Moved aside under a name that says where it was.
+    let quarantined: Vec<String> = std::fs::read_dir(dir.path().join("quarantine"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(quarantined.len(), 1);
+    assert!(
+        quarantined[0].starts_with("events-date_2026-11-18-hour_11-part-"),
+        "{quarantined:?}"
+    );
+    assert!(std::fs::metadata(corrupt).is_err());
     assert_eq!(count(&store, "select count(*) from auth_events").await, 2);
     assert_eq!(count(&store, "select count(*) from events").await, 1);
     store
