@@ -97,8 +97,59 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: store::OutputFormat,
     },
+    /// Full-text search over every event of a data directory (safe while a server writes).
+    ///
+    /// Bare words search the log line, the user, identities and the reason; `field:value`
+    /// one field; "a phrase"; AND, OR, NOT, -exclude, parentheses; ranges such as
+    /// `ip:[10.99.0.0 TO 10.99.0.255]` or `timestamp:[2026-11-25T00:00:00Z TO *]`. Fields:
+    /// raw, user, identity, reason, ip, session, id, dataset, action, outcome, failure, host,
+    /// connection, timestamp. Newest events first.
+    #[cfg(feature = "server")]
+    Search {
+        query: String,
+        #[arg(long)]
+        data: PathBuf,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// At most this many events (1 to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// table, csv or json (one object per line).
+        #[arg(long, default_value = "table")]
+        format: store::OutputFormat,
+    },
+    /// Check or repair a data directory.
+    #[cfg(feature = "server")]
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Check a configuration file and say what it configures.
     CheckConfig { file: PathBuf },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Read every row of every segment and check the search index; exit code 1 on a
+    /// problem. Safe while a server runs, unless --repair.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        /// Move corrupt segments to DATA/quarantine/ and rebuild the search index (the
+        /// server must be stopped).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Rebuild the full-text index from the Parquet segments (the server must be stopped).
+    RebuildIndex {
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command, and turns errors into a message and exit code 1.
@@ -272,6 +323,44 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{output}");
             Ok(())
         }
+        #[cfg(feature = "server")]
+        Command::Search {
+            query,
+            data,
+            from,
+            to,
+            limit,
+            format,
+        } => {
+            let options = store::SearchOptions {
+                from,
+                to,
+                limit: Some(limit),
+            };
+            let (output, summary) = commands::search(&data, &query, &options, format)?;
+            print!("{output}");
+            eprintln!("{summary}");
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Store { action } => match action {
+            StoreAction::Verify { data, repair } => {
+                let report = commands::verify(&data, repair)?;
+                println!("{}", report.text);
+                if report.healthy {
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "the data directory {} has problems (see above)",
+                        data.display()
+                    )
+                }
+            }
+            StoreAction::RebuildIndex { data } => {
+                println!("{}", commands::rebuild_index(&data)?);
+                Ok(())
+            }
+        },
         Command::CheckConfig { file } => {
             println!("{}", commands::check_config(&file)?);
             Ok(())

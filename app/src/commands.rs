@@ -208,6 +208,111 @@ pub async fn sql(
     Ok(result.render(format)?)
 }
 
+/// `tunnelwatch search`: the hits rendered in `format`, and a one-line summary for stderr.
+#[cfg(feature = "server")]
+pub fn search(
+    data_dir: &Path,
+    query: &str,
+    options: &store::SearchOptions,
+    format: store::OutputFormat,
+) -> anyhow::Result<(String, String)> {
+    let store = store::Store::open_read_only(&store::Config::for_dir(data_dir))?;
+    let result = store.search(query, options)?;
+    let summary = format!(
+        "{} of {} matching events (newest first; events are searchable once flushed)",
+        result.hits.len(),
+        result.total
+    );
+    Ok((result.render(format)?, summary))
+}
+
+/// What `tunnelwatch store verify` prints, and whether all was well.
+#[cfg(feature = "server")]
+pub struct VerifyOutput {
+    pub text: String,
+    pub healthy: bool,
+}
+
+/// `tunnelwatch store verify [--repair]`.
+#[cfg(feature = "server")]
+pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
+    let config = store::Config::for_dir(data_dir);
+    let store = if repair {
+        store::Store::open(&config)
+            .context("--repair needs the data directory to itself: stop the server first")?
+    } else {
+        store::Store::open_read_only(&config)?
+    };
+    let stats = store.stats()?;
+    let report = store.verify(repair)?;
+    let mut lines = vec![format!(
+        "{}: {} segments, {} rows read; {} events in the search index",
+        data_dir.display(),
+        report.segments_checked,
+        report.rows_checked,
+        stats.indexed_events
+    )];
+    if stats.quarantined_segments > 0 || stats.quarantined_index {
+        lines.push(format!(
+            "  {} segment(s){} in {} (moved aside earlier; their rows are not queried)",
+            stats.quarantined_segments,
+            if stats.quarantined_index {
+                " and the search index"
+            } else {
+                ""
+            },
+            data_dir.join("quarantine").display()
+        ));
+    }
+    for path in &report.corrupt_segments {
+        lines.push(format!("  corrupt segment: {}", path.display()));
+    }
+    for path in &report.unindexed_segments {
+        lines.push(format!("  not in the search index: {}", path.display()));
+    }
+    if report.corrupt_wal_records > 0 {
+        lines.push(format!(
+            "  {} torn or corrupt write-ahead log record(s) were skipped at open",
+            report.corrupt_wal_records
+        ));
+    }
+    if repair {
+        for path in &report.quarantined {
+            lines.push(format!("  quarantined: {}", path.display()));
+        }
+        if report.index_rebuilt {
+            lines.push("  rebuilt the search index".to_owned());
+        }
+    }
+    // After a repair, what could not be repaired is quarantined and reported above.
+    let healthy = repair || report.is_healthy();
+    lines.push(if healthy {
+        "  ok".to_owned()
+    } else if repair {
+        "  repaired what could be; see above".to_owned()
+    } else {
+        "  problems found: run `tunnelwatch store verify --repair` with the server stopped"
+            .to_owned()
+    });
+    Ok(VerifyOutput {
+        text: lines.join("\n"),
+        healthy,
+    })
+}
+
+/// `tunnelwatch store rebuild-index`.
+#[cfg(feature = "server")]
+pub fn rebuild_index(data_dir: &Path) -> anyhow::Result<String> {
+    let store = store::Store::open(&store::Config::for_dir(data_dir)).context(
+        "rebuilding the index needs the data directory to itself: stop the server first",
+    )?;
+    let n_indexed = store.rebuild_index()?;
+    Ok(format!(
+        "{}: indexed {n_indexed} events",
+        data_dir.display()
+    ))
+}
+
 /// `tunnelwatch check-config`: a short description of a valid configuration.
 pub fn check_config(path: &Path) -> anyhow::Result<String> {
     let config = AppConfig::load(path)?;

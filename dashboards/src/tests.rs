@@ -203,3 +203,51 @@ async fn filters_are_data_not_sql() {
     .await;
     assert_eq!((status, body["count"].as_i64()), (StatusCode::OK, Some(0)));
 }
+
+#[tokio::test]
+async fn search_finds_flushed_events_and_refuses_bad_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), None);
+    let batch = serde_json::to_vec(&IngestBatch {
+        gateway: "gw1".to_owned(),
+        events: vec![failure_event(1, "mallory"), failure_event(2, "eve")],
+    })
+    .unwrap();
+    let (status, _) = call(&state, post_batch(batch, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    state.store.flush().unwrap();
+    let (status, body) = call(&state, get("/api/v1/search?q=mallory%20AND%20mismatched")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["hits"][0]["event_id"], "gw1/charon:1");
+    assert_eq!(body["hits"][0]["user_name"], "mallory");
+    assert_eq!(
+        body["hits"][0]["links"]["events"],
+        "/api/v1/search?q=id:%22gw1%2Fcharon%3A1%22"
+    );
+    let (_, body) = call(
+        &state,
+        get("/api/v1/search?q=outcome:failure&from=2026-11-18T11:06:42Z&limit=5"),
+    )
+    .await;
+    assert_eq!(body["total"], 1, "{body}");
+    assert_eq!(body["hits"][0]["user_name"], "eve");
+    let (_, body) = call(&state, get("/api/v1/search?q=outcome:failure&limit=1")).await;
+    assert_eq!(
+        (body["total"].as_u64(), body["count"].as_u64()),
+        (Some(2), Some(1))
+    );
+    for (uri, needle) in [
+        ("/api/v1/search?q=%22unbalanced", "cannot read the search"),
+        ("/api/v1/search?q=nosuch:field", "nosuch"),
+        ("/api/v1/search?q=x&from=yesterday", "RFC 3339"),
+        ("/api/v1/search?q=x&colour=blue", "unknown field"),
+    ] {
+        let (status, error) = call(&state, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {error}");
+        assert!(error.to_string().contains(needle), "{uri}: {error}");
+    }
+    let long = format!("/api/v1/search?q={}", "a".repeat(5000));
+    let (status, _) = call(&state, get(&long)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

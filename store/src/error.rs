@@ -23,6 +23,15 @@ pub enum Error {
         #[source]
         source: datafusion::parquet::errors::ParquetError,
     },
+    /// The full-text index failed (not the query: see [`Error::Search`]).
+    #[error("failed to {context}: {detail}")]
+    Index {
+        context: &'static str,
+        detail: String,
+    },
+    /// A search the user wrote is wrong (syntax, unknown field, bad range).
+    #[error("{0}")]
+    Search(String),
     /// A query the user wrote is wrong (syntax, unknown table or column, bad types).
     #[error("{0}")]
     Query(String),
@@ -76,7 +85,7 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Query(_) => ErrorKind::Invalid,
+            Error::Query(_) | Error::Search(_) => ErrorKind::Invalid,
             Error::NotAStore(_) => ErrorKind::NotFound,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 ErrorKind::Unavailable
@@ -90,6 +99,7 @@ impl Error {
             | Error::Parquet { .. }
             | Error::Execution(_)
             | Error::Corrupt { .. }
+            | Error::Index { .. }
             | Error::Internal(_) => ErrorKind::Internal,
         }
     }

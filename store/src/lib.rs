@@ -27,6 +27,7 @@ mod error;
 mod prune;
 mod query;
 pub mod schema;
+pub mod search;
 mod segment;
 mod wal;
 
@@ -41,8 +42,10 @@ use serde::Deserialize;
 pub use error::{Error, ErrorKind, Result};
 pub use query::{OutputFormat, QueryResult};
 pub use schema::Table;
+pub use search::{Hit, SearchOptions, SearchResult};
 pub use wal::WalRecord;
 
+use search::SearchIndex;
 use segment::{Segment, Watermarks};
 use wal::Wal;
 
@@ -132,6 +135,30 @@ pub struct FlushReport {
     pub rows: BTreeMap<&'static str, usize>,
 }
 
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub segments_checked: usize,
+    pub rows_checked: u64,
+    /// Segments with a page or footer that cannot be decoded.
+    pub corrupt_segments: Vec<PathBuf>,
+    /// `events` segments the search index has no documents for.
+    pub unindexed_segments: Vec<PathBuf>,
+    /// Torn or corrupt write-ahead log records skipped at open.
+    pub corrupt_wal_records: u64,
+    /// With `repair`: segments moved to `DATA/quarantine/` and whether the index was rebuilt.
+    pub quarantined: Vec<PathBuf>,
+    pub index_rebuilt: bool,
+}
+
+impl VerifyReport {
+    pub fn is_healthy(&self) -> bool {
+        self.corrupt_segments.is_empty()
+            && self.unindexed_segments.is_empty()
+            && self.corrupt_wal_records == 0
+    }
+}
+
 /// Health and size figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -141,12 +168,20 @@ pub struct StoreStats {
     pub open_sessions: usize,
     pub corrupt_wal_records: u64,
     pub quarantined_segments: usize,
+    /// Events in the full-text index.
+    pub indexed_events: u64,
+    /// Flushed segments whose indexing failed (searchable again after a restart or
+    /// `tunnelwatch store rebuild-index`).
+    pub index_failures: u64,
+    /// The index was unreadable at open and was moved to quarantine and rebuilt.
+    pub quarantined_index: bool,
 }
 
 /// The store of one data directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
+    search: Arc<SearchIndex>,
     dir: PathBuf,
     query_timeout: Duration,
     query_memory_bytes: usize,
@@ -217,6 +252,8 @@ struct Inner {
     next_segment: u64,
     corrupt_wal_records: u64,
     quarantined_segments: usize,
+    index_failures: u64,
+    quarantined_index: bool,
     /// Above this many buffered rows (flushes are failing), appends are refused.
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
@@ -260,7 +297,9 @@ impl Store {
         let (records, n_corrupt) = wal::read_all(&dir.join("wal"))?;
         let mut segments = BTreeMap::new();
         let mut table_watermarks: BTreeMap<Table, Watermarks> = BTreeMap::new();
-        let mut quarantined_segments = 0;
+        // What earlier opens moved aside stays reported (health says "degraded") until an
+        // operator deals with `DATA/quarantine/`.
+        let (mut quarantined_segments, quarantined_index) = count_quarantined(&dir)?;
         let mut next_segment = 0;
         for table in Table::ALL {
             let table_dir = dir.join("tables").join(table.name());
@@ -296,6 +335,8 @@ impl Store {
             next_segment,
             corrupt_wal_records: 0,
             quarantined_segments,
+            index_failures: 0,
+            quarantined_index,
             max_buffered_rows: config.max_buffered_rows.saturating_mul(4),
             _lock: lock,
         };
@@ -327,8 +368,18 @@ impl Store {
         if n_replayed > 0 && writable {
             tracing::info!(n_replayed, "replayed events from the write-ahead log");
         }
+        let search = open_search(&dir, writable, &mut inner)?;
+        if writable {
+            let events = inner
+                .segments
+                .get(&Table::Events)
+                .cloned()
+                .unwrap_or_default();
+            index_missing(&dir, &search, &events)?;
+        }
         Ok(Store {
             inner: Arc::new(Mutex::new(inner)),
+            search: Arc::new(search),
             dir,
             query_timeout: Duration::from_secs(config.query_timeout_secs),
             query_memory_bytes: config.query_memory_bytes,
@@ -443,7 +494,11 @@ impl Store {
             segment::merge(inner.table_watermarks.entry(table).or_default(), &flushed);
         }
         let mut report = FlushReport::default();
-        for (table, written_segment, n_rows) in written {
+        let mut to_index = Vec::new();
+        for (table, written_segment, n_rows, rows) in written {
+            if let Some(rows) = rows {
+                to_index.push((written_segment.path.clone(), rows));
+            }
             inner
                 .segments
                 .entry(table)
@@ -455,6 +510,12 @@ impl Store {
         if let Some(wal) = inner.wal.as_ref() {
             wal.remove(&old_generations)?;
         }
+        // The index is derived data: a failure here loses nothing (the segments are in
+        // place, and the next open indexes what the index lacks).
+        if let Err(error) = self.index_flushed(&to_index) {
+            inner.index_failures += to_index.len() as u64;
+            tracing::error!(%error, n_segments = to_index.len(), "cannot index flushed segments; they are searchable after a restart or `store rebuild-index`");
+        }
         Ok(report)
     }
 
@@ -465,11 +526,11 @@ impl Store {
         taken: &Buffer,
         segment_base: u64,
         table_watermarks: &BTreeMap<Table, Watermarks>,
-    ) -> Result<Vec<(Table, Segment, usize)>> {
+    ) -> Result<Vec<Written>> {
         let mut written = Vec::new();
         let result = self.write_segments_into(taken, segment_base, table_watermarks, &mut written);
         if let Err(error) = result {
-            for (_, written_segment, _) in &written {
+            for (_, written_segment, _, _) in &written {
                 let path = &written_segment.path;
                 if let Err(remove_error) = std::fs::remove_file(path) {
                     tracing::error!(path = %path.display(), %remove_error, "cannot remove a segment of a failed flush");
@@ -485,7 +546,7 @@ impl Store {
         taken: &Buffer,
         segment_base: u64,
         table_watermarks: &BTreeMap<Table, Watermarks>,
-        written: &mut Vec<(Table, Segment, usize)>,
+        written: &mut Vec<Written>,
     ) -> Result<()> {
         let mut watermarks = Watermarks::new();
         for event in taken.all_events() {
@@ -510,12 +571,11 @@ impl Store {
             }
             let table_dir = self.dir.join("tables").join(table.name());
             for (hour, rows) in segment::split_by_hour(&batch)? {
-                let path = table_dir.join(segment::partition_dir(hour)?).join(format!(
-                    "part-{stamp:020}-{segment_base:08}-{file_idx:04}.parquet"
-                ));
+                let stem = format!("part-{stamp:020}-{segment_base:08}-{file_idx:04}");
                 file_idx += 1;
-                segment::write(
-                    &path,
+                let path = segment::write(
+                    &table_dir.join(segment::partition_dir(hour)?),
+                    &stem,
                     &rows,
                     table.sort_key(),
                     table.from_events().then_some(&watermarks),
@@ -528,10 +588,134 @@ impl Store {
                         path,
                     },
                     n_rows,
+                    (table == Table::Events).then_some(rows),
                 ));
             }
         }
         Ok(())
+    }
+
+    fn index_flushed(
+        &self,
+        segments: &[(PathBuf, datafusion::arrow::array::RecordBatch)],
+    ) -> Result<()> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let tables_dir = self.dir.join("tables");
+        for (path, rows) in segments {
+            self.search
+                .index_segment(&segment::key(&tables_dir, path), std::slice::from_ref(rows))?;
+        }
+        self.search.commit()
+    }
+
+    /// Searches the full-text index (see [`search`] for the query language). Events are
+    /// searchable once flushed.
+    pub fn search(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
+        if self.lock()?.wal.is_none() {
+            // A reader in another process: see what the writer committed since.
+            self.search.refresh()?;
+        }
+        self.search.search(text, options)
+    }
+
+    /// Rebuilds the full-text index from the `events` segments; returns the events indexed.
+    pub fn rebuild_index(&self) -> Result<u64> {
+        let events = {
+            let inner = self.lock()?;
+            if inner.wal.is_none() {
+                return Err(Error::ReadOnly(self.dir.clone()));
+            }
+            inner
+                .segments
+                .get(&Table::Events)
+                .cloned()
+                .unwrap_or_default()
+        };
+        self.search.clear()?;
+        let tables_dir = self.dir.join("tables");
+        let mut n_indexed = 0;
+        for found in &events {
+            let rows = segment::read_all(&found.path)?;
+            n_indexed += self
+                .search
+                .index_segment(&segment::key(&tables_dir, &found.path), &rows)?
+                as u64;
+        }
+        self.search.commit()?;
+        self.lock()?.index_failures = 0;
+        tracing::info!(
+            n_indexed,
+            n_segments = events.len(),
+            "rebuilt the search index"
+        );
+        Ok(n_indexed)
+    }
+
+    /// Reads every row of every segment (decoding every page) and checks that the search
+    /// index covers every `events` segment. With `repair` (a writable store), corrupt segments
+    /// are moved to `DATA/quarantine/` and the index is rebuilt from what is intact.
+    pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
+        let (segments, corrupt_wal_records, writable) = {
+            let inner = self.lock()?;
+            (
+                inner.segments.clone(),
+                inner.corrupt_wal_records,
+                inner.wal.is_some(),
+            )
+        };
+        if repair && !writable {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
+        if !writable {
+            self.search.refresh()?;
+        }
+        let tables_dir = self.dir.join("tables");
+        let mut report = VerifyReport {
+            corrupt_wal_records,
+            ..VerifyReport::default()
+        };
+        for (table, found) in segments
+            .iter()
+            .flat_map(|(table, list)| list.iter().map(move |found| (*table, found)))
+        {
+            report.segments_checked += 1;
+            match segment::read_all(&found.path) {
+                Ok(batches) => {
+                    report.rows_checked += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    if table == Table::Events
+                        && !self
+                            .search
+                            .has_segment(&segment::key(&tables_dir, &found.path))?
+                    {
+                        report.unindexed_segments.push(found.path.clone());
+                    }
+                }
+                Err(error @ Error::Corrupt { .. }) => {
+                    tracing::error!(%error, "corrupt segment");
+                    report.corrupt_segments.push(found.path.clone());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if repair && (!report.corrupt_segments.is_empty() || !report.unindexed_segments.is_empty())
+        {
+            {
+                let mut inner = self.lock()?;
+                for path in &report.corrupt_segments {
+                    quarantine(&self.dir, path)?;
+                    for list in inner.segments.values_mut() {
+                        list.retain(|found| &found.path != path);
+                    }
+                    inner.quarantined_segments += 1;
+                }
+            }
+            report.quarantined = report.corrupt_segments.clone();
+            self.rebuild_index()?;
+            report.index_rebuilt = true;
+        }
+        Ok(report)
     }
 
     /// The sessions that were open at the newest snapshot (for the collector after a restart).
@@ -551,6 +735,9 @@ impl Store {
             open_sessions: inner.open_sessions.len(),
             corrupt_wal_records: inner.corrupt_wal_records,
             quarantined_segments: inner.quarantined_segments,
+            indexed_events: self.search.num_docs(),
+            index_failures: inner.index_failures,
+            quarantined_index: inner.quarantined_index,
         })
     }
 
@@ -581,6 +768,95 @@ impl Store {
         let result = self.query(sql).await?;
         query::to_json_rows(&result.batches)
     }
+}
+
+/// A segment a flush wrote: its table, where, how many rows, and (for `events`) the rows to
+/// index.
+type Written = (
+    Table,
+    Segment,
+    usize,
+    Option<datafusion::arrow::array::RecordBatch>,
+);
+
+/// Segments and search indexes in `DATA/quarantine/`.
+fn count_quarantined(dir: &Path) -> Result<(usize, bool)> {
+    let quarantine_dir = dir.join("quarantine");
+    let entries = match std::fs::read_dir(&quarantine_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, false)),
+        Err(error) => return Err(Error::io("list", &quarantine_dir, error)),
+    };
+    let mut n_segments = 0;
+    let mut has_index = false;
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("list", &quarantine_dir, error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            n_segments += 1;
+        } else if name.starts_with("index-") {
+            has_index = true;
+        }
+    }
+    Ok((n_segments, has_index))
+}
+
+/// Opens the search index; an unreadable one is moved to quarantine (by a writer, which
+/// then rebuilds it) or ignored (by a reader, which then finds nothing).
+fn open_search(dir: &Path, writable: bool, inner: &mut Inner) -> Result<SearchIndex> {
+    let index_dir = dir.join("index");
+    match SearchIndex::open(&index_dir, writable) {
+        Ok(index) => Ok(index),
+        Err(error @ Error::Corrupt { .. }) => {
+            tracing::error!(%error, "unreadable search index");
+            inner.quarantined_index = true;
+            if !writable {
+                return SearchIndex::open(&dir.join("index-unavailable"), false);
+            }
+            let target = dir
+                .join("quarantine")
+                .join(format!("index-{}", jiff::Timestamp::now().as_microsecond()));
+            std::fs::rename(&index_dir, &target)
+                .map_err(|error| Error::io("quarantine", &index_dir, error))?;
+            tracing::warn!(to = %target.display(), "moved the unreadable search index to quarantine; rebuilding it from Parquet");
+            SearchIndex::open(&index_dir, true)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Indexes the `events` segments the index lacks (a crash between a flush's Parquet and its
+/// index commit, or a new index).
+fn index_missing(dir: &Path, search: &SearchIndex, events: &[Segment]) -> Result<()> {
+    let tables_dir = dir.join("tables");
+    let mut n_segments = 0;
+    let mut n_indexed = 0;
+    for found in events {
+        let key = segment::key(&tables_dir, &found.path);
+        if search.has_segment(&key)? {
+            continue;
+        }
+        match segment::read_all(&found.path) {
+            Ok(rows) => {
+                n_indexed += search.index_segment(&key, &rows)?;
+                n_segments += 1;
+            }
+            // The footer was readable at open but a page is not: `store verify` quarantines.
+            Err(error @ Error::Corrupt { .. }) => {
+                tracing::error!(%error, "cannot index a segment");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if n_segments > 0 {
+        search.commit()?;
+        tracing::info!(
+            n_segments,
+            n_indexed,
+            "indexed segments the search index lacked"
+        );
+    }
+    Ok(())
 }
 
 /// Whether `table` already has `event` in Parquet.

@@ -124,17 +124,18 @@ pub(crate) fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch
         .collect()
 }
 
-/// Writes `batch` sorted by `sort_columns` (those present) to `path` (via a temp file and
-/// rename, creating its directory).
+/// Writes `batch` sorted by `sort_columns` (those present) into `dir` (created if need be)
+/// as `<stem>-<crc32 of the file>.parquet`, via a temp file and rename; returns the path.
+/// The checksum in the name is what `store verify` checks the whole file against (Parquet
+/// writers here put no checksums in pages).
 pub(crate) fn write(
-    path: &Path,
+    dir: &Path,
+    stem: &str,
     batch: &RecordBatch,
     sort_columns: &[&str],
     watermarks: Option<&Watermarks>,
-) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
-    }
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
     let batch = sort_by(batch, sort_columns)?;
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(
@@ -153,8 +154,12 @@ pub(crate) fn write(
             encoded,
         )]));
     }
-    let tmp = path.with_extension("parquet.tmp");
+    let tmp = dir.join(format!("{stem}.parquet.tmp"));
     let file = File::create(&tmp).map_err(|error| Error::io("create", &tmp, error))?;
+    let file = Crc32Writer {
+        inner: file,
+        hasher: crc32fast::Hasher::new(),
+    };
     let mut writer =
         ArrowWriter::try_new(file, batch.schema(), Some(properties.build())).map_err(|source| {
             Error::Parquet {
@@ -166,17 +171,65 @@ pub(crate) fn write(
         context: "write a parquet file",
         source,
     })?;
-    let file = writer.into_inner().map_err(|source| Error::Parquet {
+    let Crc32Writer {
+        inner: file,
+        hasher,
+    } = writer.into_inner().map_err(|source| Error::Parquet {
         context: "finish a parquet file",
         source,
     })?;
     file.sync_all()
         .map_err(|error| Error::io("fsync", &tmp, error))?;
-    std::fs::rename(&tmp, path).map_err(|error| Error::io("rename", &tmp, error))?;
-    match path.parent() {
-        Some(dir) => crate::wal::sync_dir(dir),
-        None => Ok(()),
+    let path = dir.join(format!("{stem}-{:08x}.parquet", hasher.finalize()));
+    std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))?;
+    crate::wal::sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Passes writes through to a file and keeps the CRC-32 of everything written.
+struct Crc32Writer {
+    inner: File,
+    hasher: crc32fast::Hasher,
+}
+
+impl std::io::Write for Crc32Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n_written = std::io::Write::write(&mut self.inner, bytes)?;
+        self.hasher.update(&bytes[..n_written]);
+        Ok(n_written)
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.inner)
+    }
+}
+
+/// The checksum a segment's name carries (`…-<8 hex digits>.parquet`), if any (segments from
+/// before checksums have none).
+pub(crate) fn named_crc(path: &Path) -> Option<u32> {
+    let stem = path.file_stem()?.to_str()?;
+    let (_, hex) = stem.rsplit_once('-')?;
+    if hex.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+/// Checks a segment's bytes against the checksum in its name.
+pub(crate) fn check_crc(path: &Path) -> Result<()> {
+    let Some(expected) = named_crc(path) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|error| Error::io("read", path, error))?;
+    let actual = crc32fast::hash(&bytes);
+    if actual != expected {
+        return Err(Error::Corrupt {
+            what: "parquet file",
+            path: path.to_owned(),
+            detail: format!("its bytes have CRC-32 {actual:08x}, its name says {expected:08x}"),
+        });
+    }
+    Ok(())
 }
 
 fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
@@ -202,6 +255,35 @@ fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
         context: "sort rows",
         source,
     })
+}
+
+/// Every row of a segment, decoded, after checking its bytes against the checksum in its
+/// name (what `store verify` does).
+pub(crate) fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
+    check_crc(path)?;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let corrupt = |detail: String| Error::Corrupt {
+        what: "parquet file",
+        path: path.to_owned(),
+        detail,
+    };
+    let file = File::open(path).map_err(|error| Error::io("open", path, error))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .map_err(|error| corrupt(error.to_string()))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|error| corrupt(error.to_string()))
+}
+
+/// The key of a segment in the search index: its path under `DATA/tables`, with `/`.
+pub(crate) fn key(tables_dir: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(tables_dir).unwrap_or(path);
+    relative
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The watermarks in a segment's footer (empty for tables without them).

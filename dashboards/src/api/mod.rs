@@ -3,6 +3,7 @@
 pub mod auth_events;
 pub mod health;
 pub mod ingest;
+pub mod search;
 pub mod sessions;
 
 use axum::Router;
@@ -14,6 +15,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/sessions", get(sessions::list))
         .route("/auth-events", get(auth_events::list))
+        .route("/search", get(search::search))
         .route("/stats", get(health::stats))
         .route(
             "/ingest",

@@ -1,4 +1,4 @@
-//! `GET /api/v1/sessions`: VPN sessions, newest first.
+//! `GET /api/v1/sessions?state=&user=&session_id=&limit=`: VPN sessions, newest first.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -13,6 +13,8 @@ pub struct SessionsQuery {
     /// `active`, `closed` or `lost`.
     state: Option<String>,
     user: Option<String>,
+    /// One session by its id (search hits link here).
+    session_id: Option<String>,
 }
 
 const COLUMNS: &str = "session_id, user_name, source_ip, source_port, source_geo_country_iso_code, vpn_virtual_ip, \
@@ -30,6 +32,7 @@ pub async fn list(
         &["active", "closed", "lost"],
     )?;
     filters.equals("user_name", query.user.as_deref())?;
+    filters.equals("session_id", query.session_id.as_deref())?;
     let filter = filters.clause();
     let sql = format!(
         "SELECT {COLUMNS} FROM sessions {filter} ORDER BY event_start DESC LIMIT {}",

@@ -113,15 +113,14 @@ async fn a_time_predicate_reads_only_the_hours_it_needs() {
         .unwrap()
         .into_iter()
         .map(|found| {
-            let relative = found
+            found
                 .path
                 .strip_prefix(dir.path().join("tables/auth_events"))
                 .unwrap()
                 .parent()
                 .unwrap()
                 .to_string_lossy()
-                .into_owned();
-            relative
+                .into_owned()
         })
         .collect();
     assert_eq!(
