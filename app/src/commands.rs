@@ -270,6 +270,17 @@ pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
     for path in &report.unindexed_segments {
         lines.push(format!("  not in the search index: {}", path.display()));
     }
+    match &report.audit_break {
+        Some(chain_break) => lines.push(format!(
+            "  audit trail BROKEN after checking {} entries: {chain_break}",
+            report.audit_entries
+        )),
+        None if report.audit_entries > 0 => lines.push(format!(
+            "  audit trail: {} entries, hash chain intact",
+            report.audit_entries
+        )),
+        None => {}
+    }
     if report.corrupt_wal_records > 0 {
         lines.push(format!(
             "  {} torn or corrupt write-ahead log record(s) were skipped at open",

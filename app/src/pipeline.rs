@@ -103,6 +103,9 @@ async fn write_loop(
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Retention at start and then every ten minutes (partitions are hours).
+    let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             output = outputs.recv() => {
@@ -126,6 +129,7 @@ async fn write_loop(
                 }
             }
             _ = ticker.tick() => flush(&store).await,
+            _ = retention.tick() => apply_retention(&store).await,
         }
     }
     let store_for_task = store.clone();
@@ -134,6 +138,28 @@ async fn write_loop(
         .context("final flush panicked")?
         .context("final flush failed")?;
     Ok(())
+}
+
+/// How often the retention policy is applied.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn apply_retention(store: &store::Store) {
+    let store_for_task = store.clone();
+    match tokio::task::spawn_blocking(move || {
+        store_for_task.apply_retention(jiff::Timestamp::now())
+    })
+    .await
+    {
+        Ok(Ok(deleted)) => {
+            for partition in deleted {
+                tracing::info!(table = partition.table.name(), partition = %partition.partition, rows = partition.rows, audit = %partition.audit_id, "retention deleted an expired partition");
+            }
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "applying the retention policy failed; retried later")
+        }
+        Err(error) => tracing::error!(%error, "retention task panicked"),
+    }
 }
 
 async fn flush(store: &store::Store) {

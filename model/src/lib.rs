@@ -8,8 +8,10 @@
 //! [`Flow`], an [`ApiRequest`], or a
 //! [`PipelineError`] for input that could not be parsed (kept, never dropped). The collector
 //! folds events into [`Session`]s. Gateways ship events to the server as [`IngestBatch`]es.
+//! What tunnelwatch itself does (retention deletes data, responders revoke users) is an
+//! [`AuditEntry`] in a hash chain ([`audit`]).
 //!
-//! This crate is pure data: serde, jiff and nothing else from the workspace or the async and
+//! This crate is pure data: serde, jiff, sha2 (for the audit chain) and nothing else from the workspace or the async and
 //! storage worlds (no tokio, Arrow, DataFusion, tantivy or axum; checked by
 //! `app/tests/architecture.rs`).
 //!
@@ -104,6 +106,7 @@
 //!
 //! [`EventBody::ocsf_class_uid`] gives the class of an event.
 
+pub mod audit;
 mod event;
 pub mod fields;
 mod flow;
@@ -113,6 +116,7 @@ mod session;
 mod vpn;
 pub mod wire;
 
+pub use audit::{AuditDraft, AuditEntry};
 pub use event::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
 pub use flow::{ApiRequest, Flow};
 pub use geo::Geo;

@@ -23,9 +23,12 @@
 //! DATA/state/open_sessions.json                   sessions open at the last flush
 //! ```
 
+mod audit;
 mod error;
+mod health;
 mod prune;
 mod query;
+mod retention;
 pub mod schema;
 pub mod search;
 mod segment;
@@ -36,15 +39,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use model::{Event, Session};
+use model::{AuditEntry, Event, Session};
 use serde::Deserialize;
 
 pub use error::{Error, ErrorKind, Result};
+pub use health::VerifyReport;
 pub use query::{OutputFormat, QueryResult};
+pub use retention::DeletedPartition;
 pub use schema::Table;
 pub use search::{Hit, SearchOptions, SearchResult};
 pub use wal::WalRecord;
 
+use audit::audit_head_in;
+use health::{count_quarantined, index_missing, open_search, quarantine};
 use search::SearchIndex;
 use segment::{Segment, Watermarks};
 use wal::Wal;
@@ -68,6 +75,11 @@ pub struct Config {
     /// Memory one query may use for sorts, joins and aggregations.
     #[serde(default = "default_query_memory_bytes")]
     pub query_memory_bytes: usize,
+    /// Days to keep each table (`[store.retention]`, e.g. `flows = 90`); tables not named are
+    /// kept forever. Whole hour partitions older than this are deleted, each deletion
+    /// recorded in `audit_log`.
+    #[serde(default)]
+    pub retention: BTreeMap<String, u32>,
 }
 
 impl Default for Config {
@@ -78,6 +90,7 @@ impl Default for Config {
             max_buffered_rows: default_max_buffered_rows(),
             query_timeout_secs: default_query_timeout_secs(),
             query_memory_bytes: default_query_memory_bytes(),
+            retention: BTreeMap::new(),
         }
     }
 }
@@ -102,7 +115,28 @@ impl Config {
                 "query_memory_bytes must be at least 16 MiB".to_owned(),
             ));
         }
+        self.retention_policy()?;
         Ok(())
+    }
+
+    /// `[store.retention]` by table, checked: known tables, at least one day.
+    pub fn retention_policy(&self) -> Result<BTreeMap<Table, u32>> {
+        let mut policy = BTreeMap::new();
+        for (name, days) in &self.retention {
+            let Some(table) = Table::ALL.into_iter().find(|table| table.name() == name) else {
+                return Err(Error::Query(format!(
+                    "[store.retention] names no table `{name}` (tables: {})",
+                    Table::ALL.map(Table::name).join(", ")
+                )));
+            };
+            if *days == 0 {
+                return Err(Error::Query(format!(
+                    "[store.retention] {name} = 0: keep a table at least 1 day (remove the line to keep it forever)"
+                )));
+            }
+            policy.insert(table, *days);
+        }
+        Ok(policy)
     }
 }
 
@@ -135,30 +169,6 @@ pub struct FlushReport {
     pub rows: BTreeMap<&'static str, usize>,
 }
 
-/// What [`Store::verify`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub segments_checked: usize,
-    pub rows_checked: u64,
-    /// Segments with a page or footer that cannot be decoded.
-    pub corrupt_segments: Vec<PathBuf>,
-    /// `events` segments the search index has no documents for.
-    pub unindexed_segments: Vec<PathBuf>,
-    /// Torn or corrupt write-ahead log records skipped at open.
-    pub corrupt_wal_records: u64,
-    /// With `repair`: segments moved to `DATA/quarantine/` and whether the index was rebuilt.
-    pub quarantined: Vec<PathBuf>,
-    pub index_rebuilt: bool,
-}
-
-impl VerifyReport {
-    pub fn is_healthy(&self) -> bool {
-        self.corrupt_segments.is_empty()
-            && self.unindexed_segments.is_empty()
-            && self.corrupt_wal_records == 0
-    }
-}
-
 /// Health and size figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -183,6 +193,7 @@ pub struct Store {
     inner: Arc<Mutex<Inner>>,
     search: Arc<SearchIndex>,
     dir: PathBuf,
+    retention: BTreeMap<Table, u32>,
     query_timeout: Duration,
     query_memory_bytes: usize,
 }
@@ -193,6 +204,7 @@ pub struct Store {
 pub(crate) struct Buffer {
     pub(crate) events: Vec<Arc<Vec<Event>>>,
     pub(crate) sessions: Vec<Arc<Vec<Session>>>,
+    pub(crate) audit: Vec<Arc<Vec<AuditEntry>>>,
     n_rows: usize,
 }
 
@@ -205,6 +217,17 @@ impl Buffer {
         if !sessions.is_empty() {
             self.sessions.push(Arc::new(sessions));
         }
+    }
+
+    fn push_audit(&mut self, entries: Vec<AuditEntry>) {
+        self.n_rows += entries.len();
+        if !entries.is_empty() {
+            self.audit.push(Arc::new(entries));
+        }
+    }
+
+    pub(crate) fn all_audit(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.audit.iter().flat_map(|chunk| chunk.iter())
     }
 
     fn is_empty(&self) -> bool {
@@ -231,6 +254,7 @@ impl Buffer {
     fn extend(&mut self, later: Buffer) {
         self.events.extend(later.events);
         self.sessions.extend(later.sessions);
+        self.audit.extend(later.audit);
         self.n_rows += later.n_rows;
     }
 }
@@ -254,6 +278,8 @@ struct Inner {
     quarantined_segments: usize,
     index_failures: u64,
     quarantined_index: bool,
+    /// The newest entry of the audit trail: its number and hash.
+    audit_head: (u64, String),
     /// Above this many buffered rows (flushes are failing), appends are refused.
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
@@ -337,6 +363,7 @@ impl Store {
             quarantined_segments,
             index_failures: 0,
             quarantined_index,
+            audit_head: (0, model::audit::GENESIS.to_owned()),
             max_buffered_rows: config.max_buffered_rows.saturating_mul(4),
             _lock: lock,
         };
@@ -348,7 +375,25 @@ impl Store {
         // lack it (a crash may come between the segments of one flush).
         inner.corrupt_wal_records = n_corrupt;
         let mut n_replayed = 0;
+        // The audit trail goes on from its newest entry; entries the WAL holds that a flush
+        // already wrote (a crash before the WAL was removed) are not taken twice.
+        let audit_segments = inner
+            .segments
+            .get(&Table::AuditLog)
+            .cloned()
+            .unwrap_or_default();
+        inner.audit_head = audit_head_in(&audit_segments)?;
+        let flushed_audit = inner.audit_head.0;
         for record in records {
+            let audit: Vec<AuditEntry> = record
+                .audit
+                .into_iter()
+                .filter(|entry| entry.number().is_some_and(|n| n > flushed_audit))
+                .collect();
+            if let Some(newest) = audit.iter().max_by_key(|entry| entry.number()) {
+                inner.audit_head = (newest.number().unwrap_or(0), newest.hash.clone());
+            }
+            inner.buffer.push_audit(audit);
             let mut events = Vec::with_capacity(record.events.len());
             for event in record.events {
                 let missing_somewhere = Table::ALL.iter().any(|table| {
@@ -380,6 +425,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Mutex::new(inner)),
             search: Arc::new(search),
+            retention: config.retention_policy()?,
             dir,
             query_timeout: Duration::from_secs(config.query_timeout_secs),
             query_memory_bytes: config.query_memory_bytes,
@@ -429,6 +475,7 @@ impl Store {
         let record = WalRecord {
             events: accepted,
             sessions,
+            audit: Vec::new(),
         };
         match inner.wal.as_mut() {
             Some(wal) => wal.append(&record)?,
@@ -557,6 +604,8 @@ impl Store {
         for table in Table::ALL {
             let batch = if table == Table::Sessions {
                 schema::sessions_batch(&taken.all_sessions().collect::<Vec<_>>())?
+            } else if table == Table::AuditLog {
+                schema::audit_batch(&taken.all_audit().collect::<Vec<_>>())?
             } else if table.from_events() {
                 let rows: Vec<&Event> = taken
                     .all_events()
@@ -620,104 +669,6 @@ impl Store {
         self.search.search(text, options)
     }
 
-    /// Rebuilds the full-text index from the `events` segments; returns the events indexed.
-    pub fn rebuild_index(&self) -> Result<u64> {
-        let events = {
-            let inner = self.lock()?;
-            if inner.wal.is_none() {
-                return Err(Error::ReadOnly(self.dir.clone()));
-            }
-            inner
-                .segments
-                .get(&Table::Events)
-                .cloned()
-                .unwrap_or_default()
-        };
-        self.search.clear()?;
-        let tables_dir = self.dir.join("tables");
-        let mut n_indexed = 0;
-        for found in &events {
-            let rows = segment::read_all(&found.path)?;
-            n_indexed += self
-                .search
-                .index_segment(&segment::key(&tables_dir, &found.path), &rows)?
-                as u64;
-        }
-        self.search.commit()?;
-        self.lock()?.index_failures = 0;
-        tracing::info!(
-            n_indexed,
-            n_segments = events.len(),
-            "rebuilt the search index"
-        );
-        Ok(n_indexed)
-    }
-
-    /// Reads every row of every segment (decoding every page) and checks that the search
-    /// index covers every `events` segment. With `repair` (a writable store), corrupt segments
-    /// are moved to `DATA/quarantine/` and the index is rebuilt from what is intact.
-    pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        let (segments, corrupt_wal_records, writable) = {
-            let inner = self.lock()?;
-            (
-                inner.segments.clone(),
-                inner.corrupt_wal_records,
-                inner.wal.is_some(),
-            )
-        };
-        if repair && !writable {
-            return Err(Error::ReadOnly(self.dir.clone()));
-        }
-        if !writable {
-            self.search.refresh()?;
-        }
-        let tables_dir = self.dir.join("tables");
-        let mut report = VerifyReport {
-            corrupt_wal_records,
-            ..VerifyReport::default()
-        };
-        for (table, found) in segments
-            .iter()
-            .flat_map(|(table, list)| list.iter().map(move |found| (*table, found)))
-        {
-            report.segments_checked += 1;
-            match segment::read_all(&found.path) {
-                Ok(batches) => {
-                    report.rows_checked += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                    if table == Table::Events
-                        && !self
-                            .search
-                            .has_segment(&segment::key(&tables_dir, &found.path))?
-                    {
-                        report.unindexed_segments.push(found.path.clone());
-                    }
-                }
-                Err(error @ Error::Corrupt { .. }) => {
-                    tracing::error!(%error, "corrupt segment");
-                    report.corrupt_segments.push(found.path.clone());
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        if repair && (!report.corrupt_segments.is_empty() || !report.unindexed_segments.is_empty())
-        {
-            {
-                let mut inner = self.lock()?;
-                for path in &report.corrupt_segments {
-                    quarantine(&self.dir, path)?;
-                    for list in inner.segments.values_mut() {
-                        list.retain(|found| &found.path != path);
-                    }
-                    inner.quarantined_segments += 1;
-                }
-            }
-            report.quarantined = report.corrupt_segments.clone();
-            self.rebuild_index()?;
-            report.index_rebuilt = true;
-        }
-        Ok(report)
-    }
-
     /// The sessions that were open at the newest snapshot (for the collector after a restart).
     pub fn open_sessions(&self) -> Result<Vec<Session>> {
         let inner = self.lock()?;
@@ -778,86 +729,6 @@ type Written = (
     usize,
     Option<datafusion::arrow::array::RecordBatch>,
 );
-
-/// Segments and search indexes in `DATA/quarantine/`.
-fn count_quarantined(dir: &Path) -> Result<(usize, bool)> {
-    let quarantine_dir = dir.join("quarantine");
-    let entries = match std::fs::read_dir(&quarantine_dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, false)),
-        Err(error) => return Err(Error::io("list", &quarantine_dir, error)),
-    };
-    let mut n_segments = 0;
-    let mut has_index = false;
-    for entry in entries {
-        let entry = entry.map_err(|error| Error::io("list", &quarantine_dir, error))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") {
-            n_segments += 1;
-        } else if name.starts_with("index-") {
-            has_index = true;
-        }
-    }
-    Ok((n_segments, has_index))
-}
-
-/// Opens the search index; an unreadable one is moved to quarantine (by a writer, which
-/// then rebuilds it) or ignored (by a reader, which then finds nothing).
-fn open_search(dir: &Path, writable: bool, inner: &mut Inner) -> Result<SearchIndex> {
-    let index_dir = dir.join("index");
-    match SearchIndex::open(&index_dir, writable) {
-        Ok(index) => Ok(index),
-        Err(error @ Error::Corrupt { .. }) => {
-            tracing::error!(%error, "unreadable search index");
-            inner.quarantined_index = true;
-            if !writable {
-                return SearchIndex::open(&dir.join("index-unavailable"), false);
-            }
-            let target = dir
-                .join("quarantine")
-                .join(format!("index-{}", jiff::Timestamp::now().as_microsecond()));
-            std::fs::rename(&index_dir, &target)
-                .map_err(|error| Error::io("quarantine", &index_dir, error))?;
-            tracing::warn!(to = %target.display(), "moved the unreadable search index to quarantine; rebuilding it from Parquet");
-            SearchIndex::open(&index_dir, true)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Indexes the `events` segments the index lacks (a crash between a flush's Parquet and its
-/// index commit, or a new index).
-fn index_missing(dir: &Path, search: &SearchIndex, events: &[Segment]) -> Result<()> {
-    let tables_dir = dir.join("tables");
-    let mut n_segments = 0;
-    let mut n_indexed = 0;
-    for found in events {
-        let key = segment::key(&tables_dir, &found.path);
-        if search.has_segment(&key)? {
-            continue;
-        }
-        match segment::read_all(&found.path) {
-            Ok(rows) => {
-                n_indexed += search.index_segment(&key, &rows)?;
-                n_segments += 1;
-            }
-            // The footer was readable at open but a page is not: `store verify` quarantines.
-            Err(error @ Error::Corrupt { .. }) => {
-                tracing::error!(%error, "cannot index a segment");
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    if n_segments > 0 {
-        search.commit()?;
-        tracing::info!(
-            n_segments,
-            n_indexed,
-            "indexed segments the search index lacked"
-        );
-    }
-    Ok(())
-}
 
 /// Whether `table` already has `event` in Parquet.
 fn covered(table_watermarks: &BTreeMap<Table, Watermarks>, table: Table, event: &Event) -> bool {
@@ -953,19 +824,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         }
         Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path, error)),
     }
-}
-
-/// Moves an unreadable segment to `DATA/quarantine/<table>-<date>-<hour>-<file>`.
-fn quarantine(dir: &Path, path: &Path) -> Result<()> {
-    let relative = path.strip_prefix(dir.join("tables")).unwrap_or(path);
-    let flat: Vec<String> = relative
-        .components()
-        .map(|part| part.as_os_str().to_string_lossy().replace('=', "_"))
-        .collect();
-    let target = dir.join("quarantine").join(flat.join("-"));
-    std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
-    tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -184,10 +184,13 @@ impl Snapshot {
     ) -> Result<Snapshot> {
         let all_events: Vec<&Event> = rows.all_events().collect();
         let all_sessions: Vec<&Session> = rows.all_sessions().collect();
+        let all_audit: Vec<&model::AuditEntry> = rows.all_audit().collect();
         let mut memory = BTreeMap::new();
         for table in Table::ALL {
             let batch = if table == Table::Sessions {
                 schema::sessions_batch(&all_sessions)?
+            } else if table == Table::AuditLog {
+                schema::audit_batch(&all_audit)?
             } else {
                 let rows: Vec<&Event> = all_events
                     .iter()

@@ -785,18 +785,86 @@ pub const ALERT_COLUMNS: &[Column<NoRows>] = &[
 ];
 
 /// `audit_log`: what operators and playbooks did, hash-chained (filled by playbooks).
-pub const AUDIT_COLUMNS: &[Column<NoRows>] = &[
-    col!("timestamp", Timestamp, false, |never| match *never {}),
-    col!("event_id", Utf8, false, |never| match *never {}),
-    col!("event_action", Utf8, false, |never| match *never {}),
-    col!("event_outcome", Utf8, true, |never| match *never {}),
-    col!("user_name", Utf8, true, |never| match *never {}),
-    col!("user_target_name", Utf8, true, |never| match *never {}),
-    col!("source_ip", Utf8, true, |never| match *never {}),
-    col!("message", Utf8, true, |never| match *never {}),
-    col!("vpn_audit_prev_hash", Utf8, true, |never| match *never {}),
-    col!("vpn_audit_hash", Utf8, true, |never| match *never {}),
+pub const AUDIT_COLUMNS: &[Column<model::AuditEntry>] = &[
+    col!("timestamp", Timestamp, false, |entry| Cell::Ts(Some(
+        entry.timestamp
+    ))),
+    col!("event_id", Utf8, false, |entry| s(&entry.id)),
+    col!("event_action", Utf8, false, |entry| s(&entry.draft.action)),
+    col!("event_outcome", Utf8, true, |entry| opt(entry
+        .draft
+        .outcome
+        .as_deref())),
+    col!("user_name", Utf8, true, |entry| opt(entry
+        .draft
+        .actor
+        .as_deref())),
+    col!("user_target_name", Utf8, true, |entry| opt(entry
+        .draft
+        .target
+        .as_deref())),
+    col!("source_ip", Utf8, true, |entry| owned(
+        entry.draft.source_ip.map(|ip| ip.to_string())
+    )),
+    col!("message", Utf8, true, |entry| s(&entry.draft.message)),
+    col!("vpn_audit_prev_hash", Utf8, true, |entry| s(
+        &entry.prev_hash
+    )),
+    col!("vpn_audit_hash", Utf8, true, |entry| s(&entry.hash)),
 ];
+
+/// Audit entries back from `audit_log` rows (for checking the chain).
+pub fn audit_entries(batch: &RecordBatch) -> Result<Vec<model::AuditEntry>> {
+    use datafusion::arrow::array::{Array, StringArray, TimestampMicrosecondArray};
+    let text = |name: &str| -> Result<&StringArray> {
+        batch
+            .column_by_name(name)
+            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Internal(format!("audit_log has no text column {name}")))
+    };
+    let times = batch
+        .column_by_name("timestamp")
+        .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| Error::Internal("audit_log has no timestamp column".to_owned()))?;
+    let (ids, actions, outcomes, actors, targets, ips, messages, prevs, hashes) = (
+        text("event_id")?,
+        text("event_action")?,
+        text("event_outcome")?,
+        text("user_name")?,
+        text("user_target_name")?,
+        text("source_ip")?,
+        text("message")?,
+        text("vpn_audit_prev_hash")?,
+        text("vpn_audit_hash")?,
+    );
+    let get = |column: &StringArray, row: usize| -> Option<String> {
+        (!column.is_null(row)).then(|| column.value(row).to_owned())
+    };
+    (0..batch.num_rows())
+        .map(|row| {
+            Ok(model::AuditEntry {
+                id: get(ids, row).unwrap_or_default(),
+                timestamp: jiff::Timestamp::from_microsecond(times.value(row))
+                    .map_err(|error| Error::Internal(format!("audit timestamp: {error}")))?,
+                draft: model::AuditDraft {
+                    action: get(actions, row).unwrap_or_default(),
+                    outcome: get(outcomes, row),
+                    actor: get(actors, row),
+                    target: get(targets, row),
+                    source_ip: get(ips, row).and_then(|ip| ip.parse().ok()),
+                    message: get(messages, row).unwrap_or_default(),
+                },
+                prev_hash: get(prevs, row).unwrap_or_default(),
+                hash: get(hashes, row).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The rows of `audit_log`.
+pub fn audit_batch(entries: &[&model::AuditEntry]) -> Result<RecordBatch> {
+    to_batch(AUDIT_COLUMNS, entries)
+}
 
 #[cfg(test)]
 mod tests {

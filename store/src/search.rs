@@ -390,6 +390,13 @@ impl SearchIndex {
         Ok(batch.num_rows())
     }
 
+    /// Deletes the documents of `segment` (at the next commit).
+    pub(crate) fn forget_segment(&self, segment: &str) -> Result<()> {
+        self.writer()?
+            .delete_term(Term::from_field_text(self.fields.segment, segment));
+        Ok(())
+    }
+
     /// Makes what was indexed since the last commit durable and searchable.
     pub(crate) fn commit(&self) -> Result<()> {
         self.writer()?

@@ -276,6 +276,17 @@ pub(crate) fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
         .map_err(|error| corrupt(error.to_string()))
 }
 
+/// The number of rows a segment's footer declares.
+pub(crate) fn row_count(path: &Path) -> Result<u64> {
+    let file = File::open(path).map_err(|error| Error::io("open", path, error))?;
+    let reader = SerializedFileReader::new(file).map_err(|error| Error::Corrupt {
+        what: "parquet file",
+        path: path.to_owned(),
+        detail: error.to_string(),
+    })?;
+    Ok(u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
 /// The key of a segment in the search index: its path under `DATA/tables`, with `/`.
 pub(crate) fn key(tables_dir: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(tables_dir).unwrap_or(path);

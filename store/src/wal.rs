@@ -26,6 +26,9 @@ const MAX_RECORD_BYTES: usize = 512 * 1024 * 1024;
 pub struct WalRecord {
     pub events: Vec<Event>,
     pub sessions: Vec<Session>,
+    /// Entries of the audit trail (absent in records from before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<model::AuditEntry>,
 }
 
 #[derive(Debug)]

@@ -1,0 +1,267 @@
+//! Keeping a data directory sound: [`Store::verify`] reads everything back (checksums,
+//! every page, the search index's coverage, the audit chain) and, with `repair`, moves what
+//! is damaged to `DATA/quarantine/` and rebuilds the index; opening a store quarantines what
+//! it cannot read and indexes what the index lacks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::search::SearchIndex;
+use crate::segment::{self, Segment};
+use crate::{Error, Inner, Result, Store, Table, schema};
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub segments_checked: usize,
+    pub rows_checked: u64,
+    /// Segments with a page or footer that cannot be decoded.
+    pub corrupt_segments: Vec<PathBuf>,
+    /// `events` segments the search index has no documents for.
+    pub unindexed_segments: Vec<PathBuf>,
+    /// Torn or corrupt write-ahead log records skipped at open.
+    pub corrupt_wal_records: u64,
+    /// Entries of the audit trail checked, and the first break in its hash chain, if any.
+    pub audit_entries: usize,
+    pub audit_break: Option<String>,
+    /// With `repair`: segments moved to `DATA/quarantine/` and whether the index was rebuilt.
+    pub quarantined: Vec<PathBuf>,
+    pub index_rebuilt: bool,
+}
+
+impl VerifyReport {
+    pub fn is_healthy(&self) -> bool {
+        self.corrupt_segments.is_empty()
+            && self.unindexed_segments.is_empty()
+            && self.corrupt_wal_records == 0
+            && self.audit_break.is_none()
+    }
+}
+
+impl Store {
+    /// Rebuilds the full-text index from the `events` segments; returns the events indexed.
+    pub fn rebuild_index(&self) -> Result<u64> {
+        let events = {
+            let inner = self.lock()?;
+            if inner.wal.is_none() {
+                return Err(Error::ReadOnly(self.dir.clone()));
+            }
+            inner
+                .segments
+                .get(&Table::Events)
+                .cloned()
+                .unwrap_or_default()
+        };
+        self.search.clear()?;
+        let tables_dir = self.dir.join("tables");
+        let mut n_indexed = 0;
+        for found in &events {
+            let rows = segment::read_all(&found.path)?;
+            n_indexed += self
+                .search
+                .index_segment(&segment::key(&tables_dir, &found.path), &rows)?
+                as u64;
+        }
+        self.search.commit()?;
+        self.lock()?.index_failures = 0;
+        tracing::info!(
+            n_indexed,
+            n_segments = events.len(),
+            "rebuilt the search index"
+        );
+        Ok(n_indexed)
+    }
+
+    /// Reads every row of every segment (decoding every page) and checks that the search
+    /// index covers every `events` segment. With `repair` (a writable store), corrupt segments
+    /// are moved to `DATA/quarantine/` and the index is rebuilt from what is intact.
+    pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
+        let (segments, corrupt_wal_records, writable) = {
+            let inner = self.lock()?;
+            (
+                inner.segments.clone(),
+                inner.corrupt_wal_records,
+                inner.wal.is_some(),
+            )
+        };
+        if repair && !writable {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
+        if !writable {
+            self.search.refresh()?;
+        }
+        let tables_dir = self.dir.join("tables");
+        let mut report = VerifyReport {
+            corrupt_wal_records,
+            ..VerifyReport::default()
+        };
+        for (table, found) in segments
+            .iter()
+            .flat_map(|(table, list)| list.iter().map(move |found| (*table, found)))
+        {
+            report.segments_checked += 1;
+            match segment::read_all(&found.path) {
+                Ok(batches) => {
+                    report.rows_checked += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    if table == Table::Events
+                        && !self
+                            .search
+                            .has_segment(&segment::key(&tables_dir, &found.path))?
+                    {
+                        report.unindexed_segments.push(found.path.clone());
+                    }
+                }
+                Err(error @ Error::Corrupt { .. }) => {
+                    tracing::error!(%error, "corrupt segment");
+                    report.corrupt_segments.push(found.path.clone());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let (audit_entries, audit_break) = self.verify_audit(&segments)?;
+        report.audit_entries = audit_entries;
+        report.audit_break = audit_break;
+        if repair && (!report.corrupt_segments.is_empty() || !report.unindexed_segments.is_empty())
+        {
+            {
+                let mut inner = self.lock()?;
+                for path in &report.corrupt_segments {
+                    quarantine(&self.dir, path)?;
+                    for list in inner.segments.values_mut() {
+                        list.retain(|found| &found.path != path);
+                    }
+                    inner.quarantined_segments += 1;
+                }
+            }
+            report.quarantined = report.corrupt_segments.clone();
+            self.rebuild_index()?;
+            report.index_rebuilt = true;
+        }
+        Ok(report)
+    }
+
+    /// Checks the audit trail's hash chain over the readable `audit_log` segments and the
+    /// entries not yet flushed: (entries, first break). The chain is checked from its oldest
+    /// entry still kept (retention may have removed older ones).
+    fn verify_audit(
+        &self,
+        segments: &BTreeMap<Table, Vec<Segment>>,
+    ) -> Result<(usize, Option<String>)> {
+        let mut entries = Vec::new();
+        for found in segments.get(&Table::AuditLog).into_iter().flatten() {
+            if let Ok(batches) = segment::read_all(&found.path) {
+                for batch in batches {
+                    entries.extend(schema::audit_entries(&batch)?);
+                }
+            }
+        }
+        entries.extend(self.lock()?.buffer.all_audit().cloned());
+        entries.sort_by_key(|entry| entry.number());
+        entries.dedup_by_key(|entry| entry.number());
+        let Some(first) = entries.first() else {
+            return Ok((0, None));
+        };
+        let from = if first.number() == Some(1) {
+            model::audit::GENESIS.to_owned()
+        } else {
+            first.prev_hash.clone()
+        };
+        let broken = model::audit::verify_chain(&entries, &from)
+            .err()
+            .map(|chain_break| chain_break.to_string());
+        Ok((entries.len(), broken))
+    }
+}
+
+/// Segments and search indexes in `DATA/quarantine/`.
+pub(crate) fn count_quarantined(dir: &Path) -> Result<(usize, bool)> {
+    let quarantine_dir = dir.join("quarantine");
+    let entries = match std::fs::read_dir(&quarantine_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, false)),
+        Err(error) => return Err(Error::io("list", &quarantine_dir, error)),
+    };
+    let mut n_segments = 0;
+    let mut has_index = false;
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("list", &quarantine_dir, error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            n_segments += 1;
+        } else if name.starts_with("index-") {
+            has_index = true;
+        }
+    }
+    Ok((n_segments, has_index))
+}
+
+/// Opens the search index; an unreadable one is moved to quarantine (by a writer, which
+/// then rebuilds it) or ignored (by a reader, which then finds nothing).
+pub(crate) fn open_search(dir: &Path, writable: bool, inner: &mut Inner) -> Result<SearchIndex> {
+    let index_dir = dir.join("index");
+    match SearchIndex::open(&index_dir, writable) {
+        Ok(index) => Ok(index),
+        Err(error @ Error::Corrupt { .. }) => {
+            tracing::error!(%error, "unreadable search index");
+            inner.quarantined_index = true;
+            if !writable {
+                return SearchIndex::open(&dir.join("index-unavailable"), false);
+            }
+            let target = dir
+                .join("quarantine")
+                .join(format!("index-{}", jiff::Timestamp::now().as_microsecond()));
+            std::fs::rename(&index_dir, &target)
+                .map_err(|error| Error::io("quarantine", &index_dir, error))?;
+            tracing::warn!(to = %target.display(), "moved the unreadable search index to quarantine; rebuilding it from Parquet");
+            SearchIndex::open(&index_dir, true)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Indexes the `events` segments the index lacks (a crash between a flush's Parquet and its
+/// index commit, or a new index).
+pub(crate) fn index_missing(dir: &Path, search: &SearchIndex, events: &[Segment]) -> Result<()> {
+    let tables_dir = dir.join("tables");
+    let mut n_segments = 0;
+    let mut n_indexed = 0;
+    for found in events {
+        let key = segment::key(&tables_dir, &found.path);
+        if search.has_segment(&key)? {
+            continue;
+        }
+        match segment::read_all(&found.path) {
+            Ok(rows) => {
+                n_indexed += search.index_segment(&key, &rows)?;
+                n_segments += 1;
+            }
+            // The footer was readable at open but a page is not: `store verify` quarantines.
+            Err(error @ Error::Corrupt { .. }) => {
+                tracing::error!(%error, "cannot index a segment");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if n_segments > 0 {
+        search.commit()?;
+        tracing::info!(
+            n_segments,
+            n_indexed,
+            "indexed segments the search index lacked"
+        );
+    }
+    Ok(())
+}
+
+/// Moves an unreadable segment to `DATA/quarantine/<table>-<date>-<hour>-<file>`.
+pub(crate) fn quarantine(dir: &Path, path: &Path) -> Result<()> {
+    let relative = path.strip_prefix(dir.join("tables")).unwrap_or(path);
+    let flat: Vec<String> = relative
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().replace('=', "_"))
+        .collect();
+    let target = dir.join("quarantine").join(flat.join("-"));
+    std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
+    tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
+    Ok(())
+}

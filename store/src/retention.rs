@@ -1,0 +1,126 @@
+//! Retention: [`Store::apply_retention`] deletes whole hour partitions older than each
+//! table's `[store.retention]` days, recording each deletion in `audit_log` first.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use model::AuditDraft;
+
+use crate::segment::{self, Segment};
+use crate::{Error, Result, Store, Table};
+
+/// One hour partition [`Store::apply_retention`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedPartition {
+    pub table: Table,
+    /// `date=YYYY-MM-DD/hour=HH`.
+    pub partition: String,
+    pub files: usize,
+    pub rows: u64,
+    /// The `audit_log` entry that records it.
+    pub audit_id: String,
+}
+
+impl Store {
+    /// Deletes the hour partitions older than each table's retention (`[store.retention]`) as
+    /// of `now`, recording each deletion in `audit_log` first (what, when, by which policy),
+    /// and forgets deleted `events` segments in the search index. Partitions from before
+    /// partitioning are never deleted.
+    pub fn apply_retention(&self, now: jiff::Timestamp) -> Result<Vec<DeletedPartition>> {
+        let mut deleted = Vec::new();
+        for (&table, &days) in &self.retention {
+            let cutoff = now.as_microsecond() - i64::from(days) * 24 * segment::HOUR_MICROS;
+            let expired: BTreeMap<i64, Vec<Segment>> = {
+                let inner = self.lock()?;
+                if inner.wal.is_none() {
+                    return Err(Error::ReadOnly(self.dir.clone()));
+                }
+                let mut by_hour: BTreeMap<i64, Vec<Segment>> = BTreeMap::new();
+                for found in inner.segments.get(&table).into_iter().flatten() {
+                    if let Some(hour) = found.hour
+                        && hour + segment::HOUR_MICROS <= cutoff
+                    {
+                        by_hour.entry(hour).or_default().push(found.clone());
+                    }
+                }
+                by_hour
+            };
+            for (hour, segments) in expired {
+                deleted.push(self.delete_partition(table, days, hour, &segments)?);
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn delete_partition(
+        &self,
+        table: Table,
+        days: u32,
+        hour: i64,
+        segments: &[Segment],
+    ) -> Result<DeletedPartition> {
+        let partition = segment::partition_dir(hour)?;
+        let partition_name = segment::key(Path::new(""), &partition);
+        let rows: u64 = segments
+            .iter()
+            .map(|found| segment::row_count(&found.path).unwrap_or(0))
+            .sum();
+        let start = jiff::Timestamp::from_microsecond(hour)
+            .map(|timestamp| timestamp.to_string())
+            .unwrap_or_else(|_| partition_name.clone());
+        // The record first: a crash after it and before the files are gone only means the
+        // next run deletes (and records) them again, never a deletion nobody recorded.
+        let entry = self.record_audit(AuditDraft {
+            action: "retention.delete".to_owned(),
+            outcome: Some("success".to_owned()),
+            actor: Some("policy:retention".to_owned()),
+            target: Some(format!("{}/{partition_name}", table.name())),
+            source_ip: None,
+            message: format!(
+                "deleted {} file(s), {rows} row(s) of {} for the hour from {start}: older than the {days} day(s) of [store.retention] {} = {days}",
+                segments.len(),
+                table.name(),
+                table.name(),
+            ),
+        })?;
+        let tables_dir = self.dir.join("tables");
+        for found in segments {
+            match std::fs::remove_file(&found.path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("delete", &found.path, error)),
+            }
+        }
+        let partition_dir = tables_dir.join(table.name()).join(&partition);
+        // Empty directories go too (a failure here is cosmetic).
+        if std::fs::remove_dir(&partition_dir).is_ok()
+            && let Some(date_dir) = partition_dir.parent()
+        {
+            let _ = std::fs::remove_dir(date_dir);
+        }
+        {
+            let mut inner = self.lock()?;
+            if let Some(list) = inner.segments.get_mut(&table) {
+                list.retain(|found| !segments.contains(found));
+            }
+        }
+        if table == Table::Events {
+            for found in segments {
+                self.search
+                    .forget_segment(&segment::key(&tables_dir, &found.path))?;
+            }
+            self.search.commit()?;
+        }
+        tracing::info!(table = table.name(), partition = %partition_name, n_files = segments.len(), rows, audit = %entry.id, "retention deleted a partition");
+        Ok(DeletedPartition {
+            table,
+            partition: partition_name,
+            files: segments.len(),
+            rows,
+            audit_id: entry.id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
