@@ -319,9 +319,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             data,
             format,
         } => {
-            let output = runtime()?.block_on(commands::sql(&data, &query, format))?;
-            print!("{output}");
-            Ok(())
+            let mut stdout = std::io::stdout().lock();
+            match runtime()?.block_on(commands::sql(&data, &query, format, &mut stdout)) {
+                // `tunnelwatch sql … | head`: the reader has what it wanted.
+                Err(error)
+                    if error
+                        .downcast_ref::<std::io::Error>()
+                        .map(std::io::Error::kind)
+                        == Some(std::io::ErrorKind::BrokenPipe) =>
+                {
+                    Ok(())
+                }
+                result => result,
+            }
         }
         #[cfg(feature = "server")]
         Command::Search {

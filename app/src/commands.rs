@@ -199,13 +199,33 @@ pub async fn sql(
     data_dir: &Path,
     query: &str,
     format: store::OutputFormat,
-) -> anyhow::Result<String> {
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     let config = store::Config::for_dir(data_dir);
     let store = tokio::task::spawn_blocking(move || store::Store::open_read_only(&config))
         .await
         .context("opening the store panicked")??;
-    let result = store.query(query).await?;
-    Ok(result.render(format)?)
+    let mut rows = store.query_stream(query).await?;
+    if format == store::OutputFormat::Table {
+        // Column widths need every row.
+        out.write_all(rows.collect().await?.render(format)?.as_bytes())?;
+        return Ok(());
+    }
+    // CSV and JSON lines stream: rows reach the terminal or pipe as they are computed.
+    let mut header = true;
+    while let Some(batch) = rows.next_batch().await {
+        out.write_all(&store::render_batch(&batch?, format, header)?)?;
+        out.flush()?;
+        header = false;
+    }
+    if header && format == store::OutputFormat::Csv {
+        let empty = store::QueryResult {
+            schema: rows.schema(),
+            batches: Vec::new(),
+        };
+        out.write_all(empty.render(format)?.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `tunnelwatch search`: the hits rendered in `format`, and a one-line summary for stderr.

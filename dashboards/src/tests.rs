@@ -251,3 +251,144 @@ async fn search_finds_flushed_events_and_refuses_bad_searches() {
     let (status, _) = call(&state, get(&long)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+fn post_sql(body: serde_json::Value) -> Request<Body> {
+    Request::post("/api/v1/sql")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Status, content type and the raw body.
+async fn call_raw(state: &AppState, request: Request<Body>) -> (StatusCode, String, String) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn sql_streams_rows_and_refuses_what_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = store::Config::for_dir(dir.path());
+    config.query_timeout_secs = 1;
+    let store = store::Store::open(&config).unwrap();
+    let state = AppState {
+        store: store.clone(),
+        ingest: Arc::new(DirectIngest(store.clone())),
+        ingest_token: None,
+    };
+    store
+        .append(
+            vec![failure_event(1, "mallory"), failure_event(2, "eve")],
+            vec![],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .append(vec![failure_event(3, "trudy")], vec![])
+        .unwrap();
+
+    let (status, content_type, body) = call_raw(
+        &state,
+        post_sql(serde_json::json!({
+            "sql": "select user_name from auth_events order by timestamp"
+        })),
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::OK, "application/x-ndjson")
+    );
+    assert_eq!(
+        body,
+        "{\"user_name\":\"mallory\"}\n{\"user_name\":\"eve\"}\n{\"user_name\":\"trudy\"}\n"
+    );
+    let (status, content_type, body) = call_raw(
+        &state,
+        post_sql(serde_json::json!({
+            "sql": "select user_name, event_outcome from auth_events order by timestamp desc limit 1",
+            "format": "csv"
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"));
+    assert_eq!(body, "user_name,event_outcome\ntrudy,failure\n");
+    // No rows: nothing in JSON lines, the header in CSV.
+    let (_, _, body) = call_raw(
+        &state,
+        post_sql(serde_json::json!({"sql": "select user_name from auth_events where false"})),
+    )
+    .await;
+    assert_eq!(body, "");
+    let (_, _, body) = call_raw(
+        &state,
+        post_sql(serde_json::json!({"sql": "select user_name from auth_events where false", "format": "csv"})),
+    )
+    .await;
+    assert_eq!(body, "user_name\n");
+
+    for (request, expected_status, needle) in [
+        (
+            serde_json::json!({"sql": "select nope from auth_events"}),
+            StatusCode::BAD_REQUEST,
+            "nope",
+        ),
+        (
+            serde_json::json!({"sql": "drop table auth_events"}),
+            StatusCode::BAD_REQUEST,
+            "DDL",
+        ),
+        (
+            serde_json::json!({"sql": "copy auth_events to '/tmp/x.csv'"}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            serde_json::json!({"sql": "select 1", "format": "xml"}),
+            StatusCode::BAD_REQUEST,
+            "format",
+        ),
+        (
+            serde_json::json!({"sql": format!("select 1 -- {}", "x".repeat(65_600))}),
+            StatusCode::BAD_REQUEST,
+            "longer than",
+        ),
+        (
+            serde_json::json!({"sql": "select count(*) from generate_series(1, 100000000000)"}),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cancelled",
+        ),
+    ] {
+        let (status, body) = call(&state, post_sql(request.clone())).await;
+        let what: String = request.to_string().chars().take(120).collect();
+        assert_eq!(status, expected_status, "{what}: {body}");
+        assert!(body.to_string().contains(needle), "{what}: {body}");
+    }
+    // Far too big for the body limit.
+    let huge = serde_json::json!({"sql": format!("select 1 -- {}", "x".repeat(200_000))});
+    let (status, _, _) = call_raw(&state, post_sql(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A body that is not the request.
+    let (status, _, _) = call_raw(
+        &state,
+        Request::post("/api/v1/sql")
+            .header("content-type", "application/json")
+            .body(Body::from("{\"query\": 1}"))
+            .unwrap(),
+    )
+    .await;
+    assert!(status.is_client_error());
+}

@@ -44,7 +44,7 @@ use serde::Deserialize;
 
 pub use error::{Error, ErrorKind, Result};
 pub use health::VerifyReport;
-pub use query::{OutputFormat, QueryResult};
+pub use query::{OutputFormat, QueryResult, QueryStream, render_batch};
 pub use retention::DeletedPartition;
 pub use schema::Table;
 pub use search::{Hit, SearchOptions, SearchResult};
@@ -694,6 +694,12 @@ impl Store {
 
     /// Runs one read-only SQL statement over every table.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        self.query_stream(sql).await?.collect().await
+    }
+
+    /// Starts one read-only SQL statement and returns its rows as they are computed (see
+    /// [`QueryStream`]); errors in the statement come back here, before any row.
+    pub async fn query_stream(&self, sql: &str) -> Result<QueryStream> {
         let (segments, rows, table_watermarks) = {
             let inner = self.lock()?;
             // Rows being flushed were taken from the buffer: they come first.
@@ -708,7 +714,7 @@ impl Store {
         })
         .await
         .map_err(|error| Error::Internal(format!("query snapshot task failed: {error}")))??;
-        query::run(snapshot, sql, self.query_timeout, self.query_memory_bytes).await
+        query::stream(snapshot, sql, self.query_timeout, self.query_memory_bytes).await
     }
 
     /// Runs a query and returns its rows as JSON objects keyed by column name.

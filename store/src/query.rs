@@ -205,12 +205,87 @@ impl Snapshot {
     }
 }
 
-pub(crate) async fn run(
+/// The rows of a running query, batch by batch, as they are computed. The query's time limit
+/// runs from its start to its last batch; dropping the stream cancels the query.
+pub struct QueryStream {
+    schema: SchemaRef,
+    batches: datafusion::physical_plan::SendableRecordBatchStream,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The next batch, `None` at the end, an error if the query failed or ran out of time.
+    pub async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+        use futures::StreamExt;
+        match tokio::time::timeout_at(self.deadline, self.batches.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => Some(Ok(batch)),
+            Ok(Some(Err(error))) => Some(Err(Error::Execution(clean(&error.to_string())))),
+            Err(_) => Some(Err(Error::Timeout(self.timeout.as_secs()))),
+        }
+    }
+
+    /// Every remaining batch.
+    pub async fn collect(mut self) -> Result<QueryResult> {
+        let mut batches = Vec::new();
+        while let Some(batch) = self.next_batch().await {
+            batches.push(batch?);
+        }
+        Ok(QueryResult {
+            schema: self.schema,
+            batches,
+        })
+    }
+}
+
+/// Renders one batch of a streamed result: JSON lines, or CSV rows (`header` for the first).
+pub fn render_batch(batch: &RecordBatch, format: OutputFormat, header: bool) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match format {
+        OutputFormat::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(header)
+                .build(&mut out);
+            writer.write(batch).map_err(|source| Error::Arrow {
+                context: "write csv",
+                source,
+            })?;
+        }
+        OutputFormat::Json | OutputFormat::Table => {
+            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            writer.write(batch).map_err(|source| Error::Arrow {
+                context: "write json",
+                source,
+            })?;
+            writer.finish().map_err(|source| Error::Arrow {
+                context: "write json",
+                source,
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn stream(
     snapshot: Snapshot,
     sql: &str,
     timeout: Duration,
     memory_bytes: usize,
-) -> Result<QueryResult> {
+) -> Result<QueryStream> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_bytes, 1.0)
         .build_arc()
@@ -231,12 +306,17 @@ pub(crate) async fn run(
             .map_err(|error| Error::Query(clean(&error.to_string())))?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame
-            .collect()
+            .execute_stream()
             .await
             .map_err(|error| Error::Execution(clean(&error.to_string())))?;
-        Ok(QueryResult { schema, batches })
+        Ok(QueryStream {
+            schema,
+            batches,
+            deadline,
+            timeout,
+        })
     };
-    match tokio::time::timeout(timeout, work).await {
+    match tokio::time::timeout_at(deadline, work).await {
         Ok(result) => result,
         Err(_) => Err(Error::Timeout(timeout.as_secs())),
     }

@@ -5,6 +5,7 @@ pub mod health;
 pub mod ingest;
 pub mod search;
 pub mod sessions;
+pub mod sql;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -16,6 +17,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions", get(sessions::list))
         .route("/auth-events", get(auth_events::list))
         .route("/search", get(search::search))
+        .route(
+            "/sql",
+            post(sql::sql).layer(axum::extract::DefaultBodyLimit::max(
+                sql::MAX_SQL_BYTES + 1024,
+            )),
+        )
         .route("/stats", get(health::stats))
         .route(
             "/ingest",
