@@ -106,6 +106,8 @@ async fn write_loop(
     // Retention at start and then every ten minutes (partitions are hours).
     let mut retention = tokio::time::interval(RETENTION_INTERVAL);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut compaction = tokio::time::interval(COMPACTION_INTERVAL);
+    compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             output = outputs.recv() => {
@@ -130,6 +132,7 @@ async fn write_loop(
             }
             _ = ticker.tick() => flush(&store).await,
             _ = retention.tick() => apply_retention(&store).await,
+            _ = compaction.tick() => compact(&store).await,
         }
     }
     let store_for_task = store.clone();
@@ -138,6 +141,19 @@ async fn write_loop(
         .context("final flush panicked")?
         .context("final flush failed")?;
     Ok(())
+}
+
+/// How often small segments are merged.
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn compact(store: &store::Store) {
+    let store_for_task = store.clone();
+    match tokio::task::spawn_blocking(move || store_for_task.compact(jiff::Timestamp::now())).await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "compaction failed; retried later"),
+        Err(error) => tracing::error!(%error, "compaction task panicked"),
+    }
 }
 
 /// How often the retention policy is applied.

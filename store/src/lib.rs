@@ -24,6 +24,7 @@
 //! ```
 
 mod audit;
+mod compact;
 mod error;
 mod health;
 mod prune;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use model::{AuditEntry, Event, Session};
 use serde::Deserialize;
 
+pub use compact::CompactReport;
 pub use error::{Error, ErrorKind, Result};
 pub use health::VerifyReport;
 pub use query::{OutputFormat, QueryResult, QueryStream, render_batch};
@@ -280,6 +282,8 @@ struct Inner {
     quarantined_index: bool,
     /// The newest entry of the audit trail: its number and hash.
     audit_head: (u64, String),
+    /// Segments a compaction replaced, deleted after the deadline (queries may read them).
+    replaced: Vec<(std::time::Instant, PathBuf)>,
     /// Above this many buffered rows (flushes are failing), appends are refused.
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
@@ -330,10 +334,20 @@ impl Store {
         for table in Table::ALL {
             let table_dir = dir.join("tables").join(table.name());
             let mut files = Vec::new();
+            let mut replaced = std::collections::HashSet::new();
             for found in segment::list(&table_dir, writable)? {
-                match segment::read_watermarks(&found.path) {
-                    Ok(watermarks) => {
-                        segment::merge(table_watermarks.entry(table).or_default(), &watermarks);
+                match segment::read_footer(&found.path) {
+                    Ok(footer) => {
+                        segment::merge(
+                            table_watermarks.entry(table).or_default(),
+                            &footer.watermarks,
+                        );
+                        replaced.extend(
+                            footer
+                                .replaces
+                                .iter()
+                                .filter_map(|name| found.path.parent().map(|dir| dir.join(name))),
+                        );
                         files.push(found);
                     }
                     Err(error @ Error::Corrupt { .. }) => {
@@ -345,6 +359,21 @@ impl Store {
                     }
                     // Not the file's fault (permissions, too many open files): do not guess.
                     Err(error) => return Err(error),
+                }
+            }
+            // Files a compaction replaced: their rows are in the replacing segment.
+            files.retain(|found| !replaced.contains(&found.path));
+            if writable {
+                for path in &replaced {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => {
+                            tracing::info!(path = %path.display(), "removed a segment a compaction replaced")
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => {
+                            return Err(Error::io("remove replaced segment", path, error));
+                        }
+                    }
                 }
             }
             next_segment += files.len() as u64;
@@ -364,6 +393,7 @@ impl Store {
             index_failures: 0,
             quarantined_index,
             audit_head: (0, model::audit::GENESIS.to_owned()),
+            replaced: Vec::new(),
             max_buffered_rows: config.max_buffered_rows.saturating_mul(4),
             _lock: lock,
         };
@@ -628,6 +658,7 @@ impl Store {
                     &rows,
                     table.sort_key(),
                     table.from_events().then_some(&watermarks),
+                    &[],
                 )?;
                 let n_rows = rows.num_rows();
                 written.push((

@@ -30,6 +30,17 @@ use crate::{Error, Result};
 
 /// Footer key of the delivery watermarks (JSON: source → [seq, part]).
 pub(crate) const WATERMARKS_KEY: &str = "tunnelwatch.watermarks";
+/// Footer key of the files a compacted segment replaces (JSON list of file names in its
+/// directory): while they still exist they are ignored, and deleted once no query can be
+/// reading them.
+pub(crate) const REPLACES_KEY: &str = "tunnelwatch.replaces";
+
+/// What a segment's footer says besides its rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Footer {
+    pub(crate) watermarks: Watermarks,
+    pub(crate) replaces: Vec<String>,
+}
 
 pub(crate) type Watermarks = HashMap<String, (u64, u16)>;
 
@@ -134,6 +145,7 @@ pub(crate) fn write(
     batch: &RecordBatch,
     sort_columns: &[&str],
     watermarks: Option<&Watermarks>,
+    replaces: &[String],
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
     let batch = sort_by(batch, sort_columns)?;
@@ -146,13 +158,19 @@ pub(crate) fn write(
         )?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true);
+    let mut footer = Vec::new();
     if let Some(watermarks) = watermarks {
         let encoded = serde_json::to_string(watermarks)
             .map_err(|error| Error::Internal(format!("cannot encode watermarks: {error}")))?;
-        properties = properties.set_key_value_metadata(Some(vec![KeyValue::new(
-            WATERMARKS_KEY.to_owned(),
-            encoded,
-        )]));
+        footer.push(KeyValue::new(WATERMARKS_KEY.to_owned(), encoded));
+    }
+    if !replaces.is_empty() {
+        let encoded = serde_json::to_string(replaces)
+            .map_err(|error| Error::Internal(format!("cannot encode replaced files: {error}")))?;
+        footer.push(KeyValue::new(REPLACES_KEY.to_owned(), encoded));
+    }
+    if !footer.is_empty() {
+        properties = properties.set_key_value_metadata(Some(footer));
     }
     let tmp = dir.join(format!("{stem}.parquet.tmp"));
     let file = File::create(&tmp).map_err(|error| Error::io("create", &tmp, error))?;
@@ -298,7 +316,7 @@ pub(crate) fn key(tables_dir: &Path, path: &Path) -> String {
 }
 
 /// The watermarks in a segment's footer (empty for tables without them).
-pub(crate) fn read_watermarks(path: &Path) -> Result<Watermarks> {
+pub(crate) fn read_footer(path: &Path) -> Result<Footer> {
     let file = File::open(path).map_err(|error| Error::io("open", path, error))?;
     let reader = SerializedFileReader::new(file).map_err(|error| Error::Corrupt {
         what: "parquet file",
@@ -306,20 +324,23 @@ pub(crate) fn read_watermarks(path: &Path) -> Result<Watermarks> {
         detail: error.to_string(),
     })?;
     let metadata = reader.metadata().file_metadata();
-    let Some(pairs) = metadata.key_value_metadata() else {
-        return Ok(Watermarks::new());
-    };
-    for pair in pairs {
+    let mut footer = Footer::default();
+    for pair in metadata.key_value_metadata().into_iter().flatten() {
+        let corrupt = |detail: String| Error::Corrupt {
+            what: "parquet footer metadata",
+            path: path.to_owned(),
+            detail,
+        };
+        let value = pair.value.as_deref().unwrap_or_default();
         if pair.key == WATERMARKS_KEY {
-            let value = pair.value.as_deref().unwrap_or("{}");
-            return serde_json::from_str(value).map_err(|error| Error::Corrupt {
-                what: "parquet watermarks",
-                path: path.to_owned(),
-                detail: error.to_string(),
-            });
+            footer.watermarks =
+                serde_json::from_str(value).map_err(|error| corrupt(error.to_string()))?;
+        } else if pair.key == REPLACES_KEY {
+            footer.replaces =
+                serde_json::from_str(value).map_err(|error| corrupt(error.to_string()))?;
         }
     }
-    Ok(Watermarks::new())
+    Ok(footer)
 }
 
 /// The finished segments of a table directory (its hour partitions and, from before
