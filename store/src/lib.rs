@@ -336,7 +336,18 @@ impl Store {
             let mut files = Vec::new();
             let mut replaced = std::collections::HashSet::new();
             for found in segment::list(&table_dir, writable)? {
-                match segment::read_footer(&found.path) {
+                match segment::read_footer(&found.path).and_then(|footer| {
+                    // Schema evolution: a file of another version is read if its columns
+                    // fit; one whose types conflict is set aside, never misread.
+                    footer
+                        .check_against(&table.schema())
+                        .map(|()| footer)
+                        .map_err(|detail| Error::Corrupt {
+                            what: "segment of an incompatible schema",
+                            path: found.path.clone(),
+                            detail,
+                        })
+                }) {
                     Ok(footer) => {
                         segment::merge(
                             table_watermarks.entry(table).or_default(),

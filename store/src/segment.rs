@@ -36,10 +36,45 @@ pub(crate) const WATERMARKS_KEY: &str = "tunnelwatch.watermarks";
 pub(crate) const REPLACES_KEY: &str = "tunnelwatch.replaces";
 
 /// What a segment's footer says besides its rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Footer {
     pub(crate) watermarks: Watermarks,
     pub(crate) replaces: Vec<String>,
+    /// The Arrow schema of the file's columns.
+    pub(crate) schema: datafusion::arrow::datatypes::Schema,
+}
+
+impl Footer {
+    /// Whether this version can read the file as `table`: every column both have must have
+    /// the same type, and a column the file lacks must be optional (added later, read as
+    /// null). Columns only the file has (from a newer version) are ignored. The error says
+    /// which column and why.
+    pub(crate) fn check_against(
+        &self,
+        expected: &datafusion::arrow::datatypes::Schema,
+    ) -> std::result::Result<(), String> {
+        for field in expected.fields() {
+            match self.schema.field_with_name(field.name()) {
+                Ok(found) if found.data_type() != field.data_type() => {
+                    return Err(format!(
+                        "column `{}` is {} in the file but {} in this version of the table",
+                        field.name(),
+                        found.data_type(),
+                        field.data_type()
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) if !field.is_nullable() => {
+                    return Err(format!(
+                        "the file lacks the required column `{}`",
+                        field.name()
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(crate) type Watermarks = HashMap<String, (u64, u16)>;
@@ -324,7 +359,20 @@ pub(crate) fn read_footer(path: &Path) -> Result<Footer> {
         detail: error.to_string(),
     })?;
     let metadata = reader.metadata().file_metadata();
-    let mut footer = Footer::default();
+    let schema = datafusion::parquet::arrow::parquet_to_arrow_schema(
+        metadata.schema_descr(),
+        metadata.key_value_metadata(),
+    )
+    .map_err(|error| Error::Corrupt {
+        what: "parquet schema",
+        path: path.to_owned(),
+        detail: error.to_string(),
+    })?;
+    let mut footer = Footer {
+        watermarks: Watermarks::new(),
+        replaces: Vec::new(),
+        schema,
+    };
     for pair in metadata.key_value_metadata().into_iter().flatten() {
         let corrupt = |detail: String| Error::Corrupt {
             what: "parquet footer metadata",

@@ -437,3 +437,111 @@ async fn a_failed_flush_leaves_nothing_behind_and_is_retried() {
     );
     assert_eq!(count(&store, "select count(*) from sessions").await, 1);
 }
+
+#[tokio::test]
+async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let found = segment::list(&dir.path().join("tables/auth_events"), false).unwrap();
+    let partition = found[0].path.parent().unwrap().to_owned();
+    let rows = segment::read_all(&found[0].path).unwrap().remove(0);
+
+    // An older version's file: without a column added since (optional), other rows.
+    let older_schema = Arc::new(Schema::new(
+        rows.schema()
+            .fields()
+            .iter()
+            .filter(|field| field.name() != "source_geo_country_iso_code")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    let older_columns: Vec<ArrayRef> = older_schema
+        .fields()
+        .iter()
+        .map(|field| rows.column_by_name(field.name()).unwrap().clone())
+        .collect();
+    let mut older = RecordBatch::try_new(older_schema, older_columns).unwrap();
+    // A different event id, so that it is a row of its own.
+    let ids: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec!["old:1"]));
+    let id_idx = older.schema().index_of("event_id").unwrap();
+    let mut columns = older.columns().to_vec();
+    columns[id_idx] = ids;
+    older = RecordBatch::try_new(older.schema(), columns).unwrap();
+    segment::write(&partition, "part-older", &older, &["timestamp"], None, &[]).unwrap();
+
+    // A file whose `user_name` is a number: a conflict, never misread.
+    let conflicting_schema = Arc::new(Schema::new(
+        rows.schema()
+            .fields()
+            .iter()
+            .map(|field| {
+                if field.name() == "user_name" {
+                    Arc::new(Field::new("user_name", DataType::Int64, true))
+                } else {
+                    field.clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let conflicting_columns: Vec<ArrayRef> = conflicting_schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.name() == "user_name" {
+                Arc::new(Int64Array::from(vec![Some(7)])) as ArrayRef
+            } else {
+                rows.column_by_name(field.name()).unwrap().clone()
+            }
+        })
+        .collect();
+    let conflicting = RecordBatch::try_new(conflicting_schema, conflicting_columns).unwrap();
+    let conflicting_path = segment::write(
+        &partition,
+        "part-conflict",
+        &conflicting,
+        &["timestamp"],
+        None,
+        &[],
+    )
+    .unwrap();
+
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.stats().unwrap().quarantined_segments, 1);
+    assert!(std::fs::metadata(&conflicting_path).is_err());
+    let rows = store
+        .query_json(
+            "select event_id, source_geo_country_iso_code as country from auth_events order by event_id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["event_id"], "old:1");
+    assert!(
+        rows[1]
+            .get("country")
+            .is_none_or(serde_json::Value::is_null)
+    );
+    // The reason is in the footer check, for the log.
+    let footer_error = segment::read_footer(&found[0].path)
+        .unwrap()
+        .check_against(&Schema::new(vec![Field::new(
+            "user_name",
+            DataType::Int64,
+            true,
+        )]))
+        .unwrap_err();
+    assert_eq!(
+        footer_error,
+        "column `user_name` is Utf8 in the file but Int64 in this version of the table"
+    );
+}
