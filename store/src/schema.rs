@@ -126,7 +126,9 @@ impl Table {
     /// Whether an event becomes a row of this table.
     pub fn takes(self, event: &Event) -> bool {
         match self {
-            Table::Events => true,
+            // Flows and API requests are telemetry in their own tables (hundreds of millions
+            // of rows); `events` is what the VPN and its logs said.
+            Table::Events => !matches!(event.body, EventBody::Flow(_) | EventBody::ApiRequest(_)),
             Table::AuthEvents => matches!(event.body, EventBody::Auth(_)),
             Table::Flows => matches!(event.body, EventBody::Flow(_)),
             Table::ApiRequests => matches!(event.body, EventBody::ApiRequest(_)),
@@ -386,7 +388,7 @@ macro_rules! col {
     };
 }
 
-/// `events`: every event, with the fields most events share.
+/// `events`: every event but flows and API requests, with the fields most events share.
 pub const EVENT_COLUMNS: &[Column<Event>] = &[
     col!("timestamp", Timestamp, false, |event| Cell::Ts(Some(
         event.timestamp

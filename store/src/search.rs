@@ -1,4 +1,5 @@
-//! Full-text search over every event, with tantivy.
+//! Full-text search over every event of the `events` table (flows and API requests have
+//! their own tables and are not in the index), with tantivy.
 //!
 //! The index (`DATA/index/`) holds one document per row of the `events` table: the raw log
 //! line and the key fields an analyst searches by. It is derived data: each document names the

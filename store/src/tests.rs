@@ -545,3 +545,53 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
         "column `user_name` is Utf8 in the file but Int64 in this version of the table"
     );
 }
+
+pub(crate) fn flow_event(seq: u64, source: &str, at: jiff::Timestamp) -> Event {
+    Event {
+        id: EventId::new("gw1/flows", seq, 0),
+        timestamp: at,
+        dataset: "tunnelwatch.flows".to_owned(),
+        observer: Observer {
+            hostname: Some("gw1".to_owned()),
+            product: Some("tunnelwatch".to_owned()),
+        },
+        original: String::new(),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::Flow(model::Flow {
+            source: Endpoint::new(source.parse().unwrap(), Some(40_000)),
+            destination: Endpoint::new("198.51.100.10".parse().unwrap(), Some(443)),
+            transport: "tcp".to_owned(),
+            start: at,
+            end: at,
+            source_bytes: 100,
+            destination_bytes: 2_000,
+            source_packets: 3,
+            destination_packets: 4,
+            user_name: None,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn flows_go_to_their_table_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let at = jiff::Timestamp::from_second(1_795_000_000).unwrap();
+    store
+        .append(
+            vec![
+                flow_event(1, "10.99.0.1", at),
+                auth_event(2, "alice", Outcome::Success),
+            ],
+            vec![],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    assert_eq!(count(&store, "select count(*) from flows").await, 1);
+    assert_eq!(count(&store, "select count(*) from events").await, 1);
+    assert_eq!(
+        store.search("", &SearchOptions::default()).unwrap().total,
+        1
+    );
+}
