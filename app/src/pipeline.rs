@@ -120,7 +120,9 @@ async fn write_loop(
                     Ok(receipt) => Ok(IngestAck { accepted: receipt.accepted, duplicates: receipt.duplicates }),
                     Err(error) => {
                         tracing::error!(%error, "cannot store a batch; the sender will retry");
-                        Err(format!("cannot store the batch: {error}"))
+                        // The whole chain, so that the gateway's log says why ("No space
+                        // left on device").
+                        Err(format!("cannot store the batch: {}", error_chain(&error)))
                     }
                 };
                 if let Some(reply) = output.reply {
@@ -141,6 +143,18 @@ async fn write_loop(
         .context("final flush panicked")?
         .context("final flush failed")?;
     Ok(())
+}
+
+/// An error and its sources, joined by ": ".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// How often small segments are merged.

@@ -62,7 +62,9 @@ fn vip(user: u64) -> String {
 fn flow(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
     let span = DAYS * 86_400_000_000;
     let at = start()
-        + jiff::SignedDuration::from_micros((seq as i128 * span as i128 / n_total.max(1) as i128) as i64);
+        + jiff::SignedDuration::from_micros(
+            (seq as i128 * span as i128 / n_total.max(1) as i128) as i64,
+        );
     let user = rng.below(USERS);
     let endpoint = rng.below(API_ENDPOINTS);
     let duration_ms = rng.below(30_000) as i64;
@@ -78,9 +80,14 @@ fn flow(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
         session_id: Some(format!("s-{user:05}-{}", seq / 2_000_000)),
         source_geo: None,
         body: EventBody::Flow(Flow {
-            source: Endpoint::new(vip(user).parse().expect("ip"), Some(32_768 + rng.below(28_000) as u16)),
+            source: Endpoint::new(
+                vip(user).parse().expect("ip"),
+                Some(32_768 + rng.below(28_000) as u16),
+            ),
             destination: Endpoint::new(
-                format!("198.51.100.{}", 1 + endpoint % 250).parse().expect("ip"),
+                format!("198.51.100.{}", 1 + endpoint % 250)
+                    .parse()
+                    .expect("ip"),
                 Some([443, 8443, 8080, 5432][(endpoint % 4) as usize]),
             ),
             transport: "tcp".to_owned(),
@@ -98,7 +105,9 @@ fn flow(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
 fn auth(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
     let span = DAYS * 86_400_000_000;
     let at = start()
-        + jiff::SignedDuration::from_micros((seq as i128 * span as i128 / n_total.max(1) as i128) as i64);
+        + jiff::SignedDuration::from_micros(
+            (seq as i128 * span as i128 / n_total.max(1) as i128) as i64,
+        );
     let user = rng.below(USERS);
     let failed = rng.below(20) == 0;
     let name = format!("user{user:05}@corp.example");
@@ -122,7 +131,9 @@ fn auth(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
                 connection: Some("rw-eap".to_owned()),
                 ike_sa_id: Some(seq),
                 client: Endpoint::new(
-                    format!("203.0.113.{}", 1 + rng.below(250)).parse().expect("ip"),
+                    format!("203.0.113.{}", 1 + rng.below(250))
+                        .parse()
+                        .expect("ip"),
                     Some(4500),
                 ),
                 server: Endpoint::default(),
@@ -132,7 +143,11 @@ fn auth(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
                 },
             },
             method: AuthMethod::EapMschapv2,
-            outcome: if failed { Outcome::Failure } else { Outcome::Success },
+            outcome: if failed {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
             failure: failed.then(|| model::AuthFailure {
                 code: model::FailureCode::PskMismatch,
                 reason: "MAC mismatched".to_owned(),
@@ -166,7 +181,13 @@ struct Ingest {
 
 /// Appends `n` events made by `make` in batches, flushing every 500,000 rows, as the server's
 /// pipeline does; the final flush is included.
-fn ingest(store: &Store, from: u64, n: u64, total: u64, make: fn(u64, u64, &mut Rng) -> Event) -> Ingest {
+fn ingest(
+    store: &Store,
+    from: u64,
+    n: u64,
+    total: u64,
+    make: fn(u64, u64, &mut Rng) -> Event,
+) -> Ingest {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ from);
     let started = Instant::now();
     let cpu_before = cpu_time();
@@ -222,16 +243,46 @@ fn ms(duration: Duration) -> String {
 /// Ten queries an analyst runs, in SQL both engines understand; `{flows}`/`{auth}` are the
 /// table references.
 const ANALYST_QUERIES: [(&str, &str); 10] = [
-    ("flows per destination port", "SELECT destination_port, count(*) AS n FROM {flows} GROUP BY destination_port ORDER BY n DESC"),
-    ("top 10 users by bytes", "SELECT user_name, sum(destination_bytes) AS b FROM {flows} GROUP BY user_name ORDER BY b DESC LIMIT 10"),
-    ("one user's flows, one day", "SELECT count(*) FROM {flows} WHERE user_name = 'user00042' AND timestamp >= TIMESTAMP '2026-11-10T00:00:00Z' AND timestamp < TIMESTAMP '2026-11-11T00:00:00Z'"),
-    ("one virtual IP, one hour", "SELECT timestamp, destination_ip, destination_port, destination_bytes FROM {flows} WHERE source_ip = '10.99.3.17' AND timestamp >= TIMESTAMP '2026-11-20T10:00:00Z' AND timestamp < TIMESTAMP '2026-11-20T11:00:00Z' ORDER BY timestamp"),
-    ("distinct users per day", "SELECT date_trunc('day', timestamp) AS d, count(DISTINCT user_name) FROM {flows} GROUP BY d ORDER BY d"),
-    ("bytes per hour, last week", "SELECT date_trunc('hour', timestamp) AS h, sum(source_bytes + destination_bytes) FROM {flows} WHERE timestamp >= TIMESTAMP '2026-11-24T00:00:00Z' GROUP BY h ORDER BY h"),
-    ("endpoints touched by a user", "SELECT DISTINCT destination_ip, destination_port FROM {flows} WHERE user_name = 'user01234'"),
-    ("failures per user", "SELECT user_name, count(*) AS n FROM {auth} WHERE event_outcome = 'failure' GROUP BY user_name ORDER BY n DESC LIMIT 20"),
-    ("long flows", "SELECT count(*) FROM {flows} WHERE event_end - event_start > INTERVAL '25 seconds'"),
-    ("flows of failing users", "SELECT count(*) FROM {flows} f JOIN (SELECT DISTINCT vpn_eap_id FROM {auth} WHERE event_outcome = 'failure' AND timestamp < TIMESTAMP '2026-11-02T00:00:00Z') a ON f.user_name || '@corp.example' = a.vpn_eap_id WHERE f.timestamp < TIMESTAMP '2026-11-02T00:00:00Z'"),
+    (
+        "flows per destination port",
+        "SELECT destination_port, count(*) AS n FROM {flows} GROUP BY destination_port ORDER BY n DESC",
+    ),
+    (
+        "top 10 users by bytes",
+        "SELECT user_name, sum(destination_bytes) AS b FROM {flows} GROUP BY user_name ORDER BY b DESC LIMIT 10",
+    ),
+    (
+        "one user's flows, one day",
+        "SELECT count(*) FROM {flows} WHERE user_name = 'user00042' AND timestamp >= TIMESTAMP '2026-11-10T00:00:00Z' AND timestamp < TIMESTAMP '2026-11-11T00:00:00Z'",
+    ),
+    (
+        "one virtual IP, one hour",
+        "SELECT timestamp, destination_ip, destination_port, destination_bytes FROM {flows} WHERE source_ip = '10.99.3.17' AND timestamp >= TIMESTAMP '2026-11-20T10:00:00Z' AND timestamp < TIMESTAMP '2026-11-20T11:00:00Z' ORDER BY timestamp",
+    ),
+    (
+        "distinct users per day",
+        "SELECT date_trunc('day', timestamp) AS d, count(DISTINCT user_name) FROM {flows} GROUP BY d ORDER BY d",
+    ),
+    (
+        "bytes per hour, last week",
+        "SELECT date_trunc('hour', timestamp) AS h, sum(source_bytes + destination_bytes) FROM {flows} WHERE timestamp >= TIMESTAMP '2026-11-24T00:00:00Z' GROUP BY h ORDER BY h",
+    ),
+    (
+        "endpoints touched by a user",
+        "SELECT DISTINCT destination_ip, destination_port FROM {flows} WHERE user_name = 'user01234'",
+    ),
+    (
+        "failures per user",
+        "SELECT user_name, count(*) AS n FROM {auth} WHERE event_outcome = 'failure' GROUP BY user_name ORDER BY n DESC LIMIT 20",
+    ),
+    (
+        "long flows",
+        "SELECT count(*) FROM {flows} WHERE event_end - event_start > INTERVAL '25 seconds'",
+    ),
+    (
+        "flows of failing users",
+        "SELECT count(*) FROM {flows} f JOIN (SELECT DISTINCT vpn_eap_id FROM {auth} WHERE event_outcome = 'failure' AND timestamp < TIMESTAMP '2026-11-02T00:00:00Z') a ON f.user_name || '@corp.example' = a.vpn_eap_id WHERE f.timestamp < TIMESTAMP '2026-11-02T00:00:00Z'",
+    ),
 ];
 
 fn main() {
@@ -241,7 +292,9 @@ fn main() {
         .and_then(|n| n.replace('_', "").parse().ok())
         .unwrap_or(100_000_000);
     let n_auth: u64 = (n_flows / 100).max(10_000);
-    let dir = PathBuf::from(env("TW_BENCH_DIR").unwrap_or_else(|| "/var/tmp/tunnelwatch-bench".to_owned()));
+    let dir = PathBuf::from(
+        env("TW_BENCH_DIR").unwrap_or_else(|| "/var/tmp/tunnelwatch-bench".to_owned()),
+    );
     let python = env("TW_BENCH_PYTHON").unwrap_or_else(|| "python3".to_owned());
     let data = dir.join(format!("data-{n_flows}"));
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -283,14 +336,25 @@ fn main() {
         drop(store);
         std::fs::write(&complete, b"").expect("mark complete");
     } else {
-        eprintln!("reusing {} (delete it to measure ingest again)", data.display());
+        eprintln!(
+            "reusing {} (delete it to measure ingest again)",
+            data.display()
+        );
     }
 
     // 2. Bytes on disk.
     let flow_bytes = table_bytes(&data, "flows") as f64 / n_flows as f64;
     let auth_bytes = table_bytes(&data, "auth_events") as f64 / n_auth as f64;
-    rows.push(("bytes per flow on disk (Parquet, compacted)".to_owned(), format!("{flow_bytes:.1} B"), "≤ 30 B".to_owned()));
-    rows.push(("bytes per auth event on disk (auth_events table)".to_owned(), format!("{auth_bytes:.1} B"), "≤ 30 B".to_owned()));
+    rows.push((
+        "bytes per flow on disk (Parquet, compacted)".to_owned(),
+        format!("{flow_bytes:.1} B"),
+        "≤ 30 B".to_owned(),
+    ));
+    rows.push((
+        "bytes per auth event on disk (auth_events table)".to_owned(),
+        format!("{auth_bytes:.1} B"),
+        "≤ 30 B".to_owned(),
+    ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -304,7 +368,11 @@ fn main() {
         .expect("first query");
     let cold = started.elapsed();
     assert_eq!(first.num_rows(), 1);
-    rows.push(("open + first query after a restart".to_owned(), ms(cold), "< 2 s".to_owned()));
+    rows.push((
+        "open + first query after a restart".to_owned(),
+        ms(cold),
+        "< 2 s".to_owned(),
+    ));
 
     // 4. Latency.
     let mut rng = Rng(42);
@@ -351,7 +419,9 @@ fn main() {
     // As for DuckDB: one warm-up run, then the best of three.
     let mut ours = Vec::new();
     for (name, sql) in ANALYST_QUERIES {
-        let sql = sql.replace("{flows}", "flows").replace("{auth}", "auth_events");
+        let sql = sql
+            .replace("{flows}", "flows")
+            .replace("{auth}", "auth_events");
         runtime
             .block_on(store.query(&sql))
             .unwrap_or_else(|error| panic!("{name}: {error}"));
@@ -379,11 +449,12 @@ fn main() {
         .arg(&queries_json)
         .output();
     let duck_times: Option<Vec<f64>> = match &duck {
-        Ok(output) if output.status.success() => {
-            serde_json::from_slice(&output.stdout).ok()
-        }
+        Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout).ok(),
         Ok(output) => {
-            eprintln!("duckdb comparison failed: {}", String::from_utf8_lossy(&output.stderr));
+            eprintln!(
+                "duckdb comparison failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             None
         }
         Err(error) => {
@@ -398,7 +469,10 @@ fn main() {
         println!("{what:<66} {result:<44} {target}");
     }
     println!();
-    println!("{:<32} {:>12} {:>12} {:>8}", "analyst query", "tunnelwatch", "duckdb", "ratio");
+    println!(
+        "{:<32} {:>12} {:>12} {:>8}",
+        "analyst query", "tunnelwatch", "duckdb", "ratio"
+    );
     let mut ratios = Vec::new();
     for (idx, (name, _)) in ANALYST_QUERIES.iter().enumerate() {
         let ours_ms = ours[idx].as_secs_f64() * 1000.0;
@@ -412,7 +486,10 @@ fn main() {
         }
     }
     if !ratios.is_empty() {
-        let geomean = (ratios.iter().map(|ratio| ratio.ln()).sum::<f64>() / ratios.len() as f64).exp();
-        println!("geometric mean of tunnelwatch/duckdb: {geomean:.2}× (lower is faster for tunnelwatch)");
+        let geomean =
+            (ratios.iter().map(|ratio| ratio.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        println!(
+            "geometric mean of tunnelwatch/duckdb: {geomean:.2}× (lower is faster for tunnelwatch)"
+        );
     }
 }

@@ -788,11 +788,16 @@ fn covered(table_watermarks: &BTreeMap<Table, Watermarks>, table: Table, event: 
 
 fn bump(watermarks: &mut Watermarks, event: &Event) {
     let position = event.id.position();
-    let slot = watermarks
-        .entry(event.id.source.clone())
-        .or_insert(position);
-    if position > *slot {
-        *slot = position;
+    // The source is almost always known: look it up without allocating its name.
+    match watermarks.get_mut(&event.id.source) {
+        Some(slot) => {
+            if position > *slot {
+                *slot = position;
+            }
+        }
+        None => {
+            watermarks.insert(event.id.source.clone(), position);
+        }
     }
 }
 

@@ -81,10 +81,18 @@ impl Wal {
         bytes.extend_from_slice(&payload);
         let path = generation_path(&self.dir, self.generation);
         if self.broken {
-            return Err(Error::Internal(format!(
-                "{} could not be repaired after a failed append; waiting for the next flush to start a new one",
-                path.display()
-            )));
+            // Try again to cut the torn record (the disk may have room again).
+            let repaired = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if repaired.is_err() {
+                return Err(Error::Internal(format!(
+                    "{} could not be repaired after a failed append; waiting for space or the next flush",
+                    path.display()
+                )));
+            }
+            self.broken = false;
         }
         let written = self
             .file
