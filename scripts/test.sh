@@ -26,6 +26,25 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# A real S3-compatible server for the object storage tests: moto (PyPI), in a virtualenv
+# outside the clone so that later runs reuse it.
+MOTO_VENV="${TW_VENV:-/var/tmp/tunnelwatch-venv}"
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    echo "installing moto[server] into $MOTO_VENV (S3 tests)"
+    if ! python3 -m venv "$MOTO_VENV" >/tmp/tunnelwatch-moto-install.log 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >>/tmp/tunnelwatch-moto-install.log 2>&1 || true
+        python3 -m venv "$MOTO_VENV" >>/tmp/tunnelwatch-moto-install.log 2>&1 || {
+            echo "error: cannot create a Python virtualenv at $MOTO_VENV (see /tmp/tunnelwatch-moto-install.log)" >&2
+            exit 1
+        }
+    fi
+    "$MOTO_VENV/bin/pip" install -q 'moto[server]==5.2.5' >>/tmp/tunnelwatch-moto-install.log 2>&1 || {
+        echo "error: cannot install moto[server] (see /tmp/tunnelwatch-moto-install.log)" >&2
+        exit 1
+    }
+fi
+export TW_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

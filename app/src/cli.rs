@@ -228,7 +228,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             data,
         } => {
             let config = AppConfig::load(&config)?;
-            let mut store_config = config.store.clone();
+            let mut store_config = crate::config::with_object_store_env(config.store.clone());
             if let Some(data) = data {
                 store_config.data_dir = data;
             }

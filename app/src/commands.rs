@@ -129,7 +129,7 @@ pub async fn ingest(
             .with_context(|| format!("cannot read {}", input.path.display()))?;
     }
     let clock = time.clock()?;
-    let store_config = store::Config::for_dir(data_dir);
+    let store_config = crate::config::store_config_for_dir(data_dir);
     let config_for_open = store_config.clone();
     let store = tokio::task::spawn_blocking(move || store::Store::open(&config_for_open))
         .await
@@ -201,7 +201,7 @@ pub async fn sql(
     format: store::OutputFormat,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let config = store::Config::for_dir(data_dir);
+    let config = crate::config::store_config_for_dir(data_dir);
     let store = tokio::task::spawn_blocking(move || store::Store::open_read_only(&config))
         .await
         .context("opening the store panicked")??;
@@ -236,7 +236,7 @@ pub fn search(
     options: &store::SearchOptions,
     format: store::OutputFormat,
 ) -> anyhow::Result<(String, String)> {
-    let store = store::Store::open_read_only(&store::Config::for_dir(data_dir))?;
+    let store = store::Store::open_read_only(&crate::config::store_config_for_dir(data_dir))?;
     let result = store.search(query, options)?;
     let summary = format!(
         "{} of {} matching events (newest first; events are searchable once flushed)",
@@ -256,7 +256,7 @@ pub struct VerifyOutput {
 /// `tunnelwatch store verify [--repair]`.
 #[cfg(feature = "server")]
 pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
-    let config = store::Config::for_dir(data_dir);
+    let config = crate::config::store_config_for_dir(data_dir);
     let store = if repair {
         store::Store::open(&config)
             .context("--repair needs the data directory to itself: stop the server first")?
@@ -334,7 +334,7 @@ pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
 /// `tunnelwatch store rebuild-index`.
 #[cfg(feature = "server")]
 pub fn rebuild_index(data_dir: &Path) -> anyhow::Result<String> {
-    let store = store::Store::open(&store::Config::for_dir(data_dir)).context(
+    let store = store::Store::open(&crate::config::store_config_for_dir(data_dir)).context(
         "rebuilding the index needs the data directory to itself: stop the server first",
     )?;
     let n_indexed = store.rebuild_index()?;
@@ -367,6 +367,22 @@ pub fn check_config(path: &Path) -> anyhow::Result<String> {
             "  [store] data in {}",
             config.store.data_dir.display()
         ));
+        if let Some(root) = &config.store.root {
+            lines.push(format!(
+                "  [store] Parquet segments at {root} (options: {})",
+                if config.store.root_options.is_empty() {
+                    "none".to_owned()
+                } else {
+                    config
+                        .store
+                        .root_options
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
         lines.push(format!(
             "  [dashboards] listening on {}",
             config.dashboards.listen

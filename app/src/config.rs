@@ -99,6 +99,50 @@ impl AppConfig {
     }
 }
 
+/// The environment variables the object store options may come from, by option. Settings in
+/// `[store.root_options]` win; only the binary reads the environment.
+#[cfg(feature = "server")]
+const OBJECT_STORE_ENV: [(&str, &str); 7] = [
+    ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+    ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("aws_session_token", "AWS_SESSION_TOKEN"),
+    ("aws_region", "AWS_REGION"),
+    ("aws_endpoint", "AWS_ENDPOINT"),
+    ("aws_allow_http", "AWS_ALLOW_HTTP"),
+    ("aws_default_region", "AWS_DEFAULT_REGION"),
+];
+
+/// `config` with the object store options it lacks taken from the `AWS_*` environment
+/// variables (credentials belong there or in a secrets manager, not in the file).
+#[cfg(feature = "server")]
+pub fn with_object_store_env(mut config: store::Config) -> store::Config {
+    if config
+        .root
+        .as_deref()
+        .is_some_and(|root| root.starts_with("file:"))
+    {
+        return config;
+    }
+    for (option, variable) in OBJECT_STORE_ENV {
+        #[allow(clippy::disallowed_methods)]
+        let Ok(value) = std::env::var(variable) else {
+            continue;
+        };
+        config
+            .root_options
+            .entry(option.to_owned())
+            .or_insert(value);
+    }
+    config
+}
+
+/// The store configuration for `--data DIR` (the commands that take a directory, not a
+/// configuration file): defaults, plus object store options from the environment.
+#[cfg(feature = "server")]
+pub fn store_config_for_dir(data_dir: &Path) -> store::Config {
+    with_object_store_env(store::Config::for_dir(data_dir))
+}
+
 /// Reads a secret from a file (a token, a password): trimmed, non-empty.
 pub fn read_secret(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)

@@ -5,6 +5,7 @@
 use model::{AuditDraft, AuditEntry};
 
 use crate::segment::{self, Segment};
+use crate::storage::Storage;
 use crate::wal::WalRecord;
 use crate::{Error, Result, Store};
 
@@ -32,11 +33,11 @@ impl Store {
 
 /// The number and hash of the newest audit entry in the `audit_log` segments (the genesis
 /// hash when there is none).
-pub(crate) fn audit_head_in(segments: &[Segment]) -> Result<(u64, String)> {
+pub(crate) fn audit_head_in(storage: &Storage, segments: &[Segment]) -> Result<(u64, String)> {
     use datafusion::arrow::array::{Array, StringArray};
     let mut head = (0, model::audit::GENESIS.to_owned());
     for found in segments {
-        let batches = match segment::read_all(&found.path) {
+        let batches = match segment::read_all(storage, &found.key) {
             Ok(batches) => batches,
             // A damaged audit segment must not stop the store from opening; `store verify`
             // reports the gap it leaves in the chain.

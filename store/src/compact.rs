@@ -7,13 +7,13 @@
 //! runs they are deleted only after a grace period longer than any query, because a query
 //! that started before the merge may be reading them.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 
 use crate::segment::{self, Segment, Watermarks};
+use crate::storage::Storage;
 use crate::{Error, Result, Store, Table};
 
 /// A partition is compacted once it holds this many files…
@@ -66,7 +66,7 @@ impl Store {
         };
         let mut report = CompactReport::default();
         for (table, files) in candidates {
-            for group in merge_groups(&files)? {
+            for group in merge_groups(&self.storage, &files)? {
                 if group.len() < MIN_FILES {
                     continue;
                 }
@@ -89,16 +89,14 @@ impl Store {
 
     /// Merges `group` (segments of one table and hour) into one segment.
     fn merge(&self, table: Table, group: &[Segment]) -> Result<u64> {
-        let Some(dir) = group[0].path.parent().map(PathBuf::from) else {
-            return Err(Error::Internal("a segment without a directory".to_owned()));
-        };
+        let dir = segment::dir_of(&group[0].key).to_owned();
         let mut batches = Vec::new();
         let mut watermarks = Watermarks::new();
         for found in group {
-            batches.extend(segment::read_all(&found.path)?);
+            batches.extend(segment::read_all(&self.storage, &found.key)?);
             segment::merge(
                 &mut watermarks,
-                &segment::read_footer(&found.path)?.watermarks,
+                &segment::read_footer(&self.storage, &found.key)?.watermarks,
             );
         }
         let schema = table.schema();
@@ -109,15 +107,15 @@ impl Store {
             })?;
         let replaces: Vec<String> = group
             .iter()
-            .filter_map(|found| found.path.file_name())
-            .map(|name| name.to_string_lossy().into_owned())
+            .map(|found| segment::name_of(&found.key).to_owned())
             .collect();
         let stem = format!(
             "part-{:020}-compacted-{:04}",
             jiff::Timestamp::now().as_microsecond(),
             group.len()
         );
-        let path = segment::write(
+        let key = segment::write(
+            &self.storage,
             &dir,
             &stem,
             &merged,
@@ -127,7 +125,7 @@ impl Store {
         )?;
         let output = Segment {
             hour: group[0].hour,
-            path,
+            key,
         };
         let grace = self.query_timeout + Duration::from_secs(60);
         {
@@ -140,18 +138,14 @@ impl Store {
             let deadline = Instant::now() + grace;
             inner
                 .replaced
-                .extend(group.iter().map(|found| (deadline, found.path.clone())));
+                .extend(group.iter().map(|found| (deadline, found.key.clone())));
         }
         if table == Table::Events {
-            let tables_dir = self.dir.join("tables");
             for found in group {
-                self.search
-                    .forget_segment(&segment::key(&tables_dir, &found.path))?;
+                self.search.forget_segment(&found.key)?;
             }
-            self.search.index_segment(
-                &segment::key(&tables_dir, &output.path),
-                std::slice::from_ref(&merged),
-            )?;
+            self.search
+                .index_segment(&output.key, std::slice::from_ref(&merged))?;
             self.search.commit()?;
         }
         Ok(merged.num_rows() as u64)
@@ -159,7 +153,7 @@ impl Store {
 
     /// Deletes replaced files whose grace period has passed.
     fn reap_replaced(&self) -> Result<()> {
-        let due: Vec<PathBuf> = {
+        let due: Vec<String> = {
             let mut inner = self.lock()?;
             let now = Instant::now();
             let (due, waiting): (Vec<_>, Vec<_>) = inner
@@ -167,14 +161,10 @@ impl Store {
                 .drain(..)
                 .partition(|(deadline, _)| *deadline <= now);
             inner.replaced = waiting;
-            due.into_iter().map(|(_, path)| path).collect()
+            due.into_iter().map(|(_, key)| key).collect()
         };
-        for path in due {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(Error::io("remove replaced segment", &path, error)),
-            }
+        for key in due {
+            self.storage.delete(&key)?;
         }
         Ok(())
     }
@@ -182,12 +172,12 @@ impl Store {
 
 /// Splits the files of a partition into merges of at most [`MAX_MERGE_ROWS`] rows, leaving
 /// out files that are big enough on their own.
-fn merge_groups(files: &[Segment]) -> Result<Vec<Vec<Segment>>> {
+fn merge_groups(storage: &Storage, files: &[Segment]) -> Result<Vec<Vec<Segment>>> {
     let mut groups = Vec::new();
     let mut group = Vec::new();
     let mut rows = 0;
     for found in files {
-        let n_rows = match segment::row_count(&found.path) {
+        let n_rows = match segment::row_count(storage, &found.key) {
             Ok(n_rows) => n_rows,
             // Damaged: leave it for `store verify`.
             Err(Error::Corrupt { .. }) => continue,

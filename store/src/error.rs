@@ -57,6 +57,17 @@ pub enum Error {
     Overloaded(usize),
     #[error("the data directory {dir} is in use by another tunnelwatch process (pid {pid})")]
     InUse { dir: PathBuf, pid: String },
+    /// The object store holding the segments failed (unreachable, denied, missing).
+    #[error("failed to {action} {location}")]
+    ObjectStore {
+        action: &'static str,
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The store's configuration is wrong (storage root, its options).
+    #[error("{0}")]
+    Config(String),
     #[error("internal store error: {0}")]
     Internal(String),
 }
@@ -90,7 +101,9 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 ErrorKind::Unavailable
             }
-            Error::ReadOnly(_) => ErrorKind::Invalid,
+            Error::ReadOnly(_) | Error::Config(_) => ErrorKind::Invalid,
+            // The remote store may come back; the gateway keeps spooling meanwhile.
+            Error::ObjectStore { .. } => ErrorKind::Unavailable,
             Error::Timeout(_) | Error::Overloaded(_) | Error::InUse { .. } => {
                 ErrorKind::Unavailable
             }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::search::SearchIndex;
 use crate::segment::{self, Segment};
+use crate::storage::Storage;
 use crate::{Error, Inner, Result, Store, Table, schema};
 
 /// What [`Store::verify`] found.
@@ -53,14 +54,10 @@ impl Store {
                 .unwrap_or_default()
         };
         self.search.clear()?;
-        let tables_dir = self.dir.join("tables");
         let mut n_indexed = 0;
         for found in &events {
-            let rows = segment::read_all(&found.path)?;
-            n_indexed += self
-                .search
-                .index_segment(&segment::key(&tables_dir, &found.path), &rows)?
-                as u64;
+            let rows = segment::read_all(&self.storage, &found.key)?;
+            n_indexed += self.search.index_segment(&found.key, &rows)? as u64;
         }
         self.search.commit()?;
         self.lock()?.index_failures = 0;
@@ -90,7 +87,7 @@ impl Store {
         if !writable {
             self.search.refresh()?;
         }
-        let tables_dir = self.dir.join("tables");
+        let mut corrupt_keys = Vec::new();
         let mut report = VerifyReport {
             corrupt_wal_records,
             ..VerifyReport::default()
@@ -100,20 +97,21 @@ impl Store {
             .flat_map(|(table, list)| list.iter().map(move |found| (*table, found)))
         {
             report.segments_checked += 1;
-            match segment::read_all(&found.path) {
+            match segment::read_all(&self.storage, &found.key) {
                 Ok(batches) => {
                     report.rows_checked += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                    if table == Table::Events
-                        && !self
-                            .search
-                            .has_segment(&segment::key(&tables_dir, &found.path))?
-                    {
-                        report.unindexed_segments.push(found.path.clone());
+                    if table == Table::Events && !self.search.has_segment(&found.key)? {
+                        report
+                            .unindexed_segments
+                            .push(self.storage.describe(&found.key));
                     }
                 }
                 Err(error @ Error::Corrupt { .. }) => {
                     tracing::error!(%error, "corrupt segment");
-                    report.corrupt_segments.push(found.path.clone());
+                    report
+                        .corrupt_segments
+                        .push(self.storage.describe(&found.key));
+                    corrupt_keys.push(found.key.clone());
                 }
                 Err(error) => return Err(error),
             }
@@ -125,10 +123,10 @@ impl Store {
         {
             {
                 let mut inner = self.lock()?;
-                for path in &report.corrupt_segments {
-                    quarantine(&self.dir, path)?;
+                for key in &corrupt_keys {
+                    quarantine(&self.dir, &self.storage, key)?;
                     for list in inner.segments.values_mut() {
-                        list.retain(|found| &found.path != path);
+                        list.retain(|found| &found.key != key);
                     }
                     inner.quarantined_segments += 1;
                 }
@@ -149,7 +147,7 @@ impl Store {
     ) -> Result<(usize, Option<String>)> {
         let mut entries = Vec::new();
         for found in segments.get(&Table::AuditLog).into_iter().flatten() {
-            if let Ok(batches) = segment::read_all(&found.path) {
+            if let Ok(batches) = segment::read_all(&self.storage, &found.key) {
                 for batch in batches {
                     entries.extend(schema::audit_entries(&batch)?);
                 }
@@ -221,18 +219,20 @@ pub(crate) fn open_search(dir: &Path, writable: bool, inner: &mut Inner) -> Resu
 
 /// Indexes the `events` segments the index lacks (a crash between a flush's Parquet and its
 /// index commit, or a new index).
-pub(crate) fn index_missing(dir: &Path, search: &SearchIndex, events: &[Segment]) -> Result<()> {
-    let tables_dir = dir.join("tables");
+pub(crate) fn index_missing(
+    storage: &Storage,
+    search: &SearchIndex,
+    events: &[Segment],
+) -> Result<()> {
     let mut n_segments = 0;
     let mut n_indexed = 0;
     for found in events {
-        let key = segment::key(&tables_dir, &found.path);
-        if search.has_segment(&key)? {
+        if search.has_segment(&found.key)? {
             continue;
         }
-        match segment::read_all(&found.path) {
+        match segment::read_all(storage, &found.key) {
             Ok(rows) => {
-                n_indexed += search.index_segment(&key, &rows)?;
+                n_indexed += search.index_segment(&found.key, &rows)?;
                 n_segments += 1;
             }
             // The footer was readable at open but a page is not: `store verify` quarantines.
@@ -253,15 +253,19 @@ pub(crate) fn index_missing(dir: &Path, search: &SearchIndex, events: &[Segment]
     Ok(())
 }
 
-/// Moves an unreadable segment to `DATA/quarantine/<table>-<date>-<hour>-<file>`.
-pub(crate) fn quarantine(dir: &Path, path: &Path) -> Result<()> {
-    let relative = path.strip_prefix(dir.join("tables")).unwrap_or(path);
-    let flat: Vec<String> = relative
-        .components()
-        .map(|part| part.as_os_str().to_string_lossy().replace('=', "_"))
-        .collect();
+/// Moves an unreadable segment to `DATA/quarantine/<table>-<date>-<hour>-<file>` (always
+/// local: from an object store, its bytes are copied down and the object deleted).
+pub(crate) fn quarantine(dir: &Path, storage: &Storage, key: &str) -> Result<()> {
+    let flat: Vec<String> = key.split('/').map(|part| part.replace('=', "_")).collect();
     let target = dir.join("quarantine").join(flat.join("-"));
-    std::fs::rename(path, &target).map_err(|error| Error::io("quarantine", path, error))?;
-    tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable segment to quarantine");
+    let from = storage.describe(key);
+    if storage.is_remote() {
+        let bytes = storage.get(key)?;
+        std::fs::write(&target, &bytes).map_err(|error| Error::io("write", &target, error))?;
+        storage.delete(key)?;
+    } else {
+        std::fs::rename(&from, &target).map_err(|error| Error::io("quarantine", &from, error))?;
+    }
+    tracing::warn!(from = %from.display(), to = %target.display(), "moved an unreadable segment to quarantine");
     Ok(())
 }

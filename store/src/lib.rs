@@ -1,5 +1,5 @@
-//! The tunnelwatch store: events and sessions in a local data directory, as Parquet, queried
-//! with DataFusion SQL.
+//! The tunnelwatch store: events and sessions as Parquet (in a local data directory or
+//! object storage), queried with DataFusion SQL and searched with tantivy.
 //!
 //! The principal type is [`Store`]. [`Store::append`] takes the events and session snapshots
 //! of one collector batch, drops events it already has (by their [`model::EventId`]: per
@@ -21,7 +21,11 @@
 //!                                                 by time, then the table's key
 //! DATA/wal/<generation>.wal                       accepted, not yet flushed
 //! DATA/state/open_sessions.json                   sessions open at the last flush
+//! DATA/state/storage.json                         the storage root, if not DATA/tables
 //! ```
+//!
+//! With `[store] root = "s3://bucket/prefix"` the `tables/` tree lives in that bucket
+//! instead (the `storage` module); everything else stays in `DATA`.
 
 mod audit;
 mod compact;
@@ -33,6 +37,7 @@ mod retention;
 pub mod schema;
 pub mod search;
 mod segment;
+mod storage;
 mod wal;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +61,7 @@ use audit::audit_head_in;
 use health::{count_quarantined, index_missing, open_search, quarantine};
 use search::SearchIndex;
 use segment::{Segment, Watermarks};
+use storage::Storage;
 use wal::Wal;
 
 /// `[store]` configuration.
@@ -82,6 +88,15 @@ pub struct Config {
     /// recorded in `audit_log`.
     #[serde(default)]
     pub retention: BTreeMap<String, u32>,
+    /// Where the Parquet segments live, as a URL: `file:///path` or `s3://bucket/prefix`
+    /// (the `storage` module); by default `DATA/tables`. The WAL, index and state stay in
+    /// `data_dir`, which records the root for readers.
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Options of the object store (`[store.root_options]`: `aws_endpoint`, `aws_region`,
+    /// `aws_allow_http`, …; credentials preferably from the environment).
+    #[serde(default)]
+    pub root_options: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -93,6 +108,8 @@ impl Default for Config {
             query_timeout_secs: default_query_timeout_secs(),
             query_memory_bytes: default_query_memory_bytes(),
             retention: BTreeMap::new(),
+            root: None,
+            root_options: BTreeMap::new(),
         }
     }
 }
@@ -118,6 +135,15 @@ impl Config {
             ));
         }
         self.retention_policy()?;
+        if let Some(root) = &self.root
+            && root.starts_with("file:")
+            && !self.root_options.is_empty()
+        {
+            return Err(Error::Config(
+                "[store.root_options] apply to object storage (s3://…), not to a file:// root"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -194,6 +220,7 @@ pub struct StoreStats {
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
     search: Arc<SearchIndex>,
+    storage: Arc<Storage>,
     dir: PathBuf,
     retention: BTreeMap<Table, u32>,
     query_timeout: Duration,
@@ -283,7 +310,7 @@ struct Inner {
     /// The newest entry of the audit trail: its number and hash.
     audit_head: (u64, String),
     /// Segments a compaction replaced, deleted after the deadline (queries may read them).
-    replaced: Vec<(std::time::Instant, PathBuf)>,
+    replaced: Vec<(std::time::Instant, String)>,
     /// Above this many buffered rows (flushes are failing), appends are refused.
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
@@ -307,10 +334,11 @@ impl Store {
 
     /// Opens an existing data directory for reading only; never writes to it.
     pub fn open_read_only(config: &Config) -> Result<Store> {
-        let tables = config.data_dir.join("tables");
-        match std::fs::metadata(&tables) {
-            Ok(metadata) if metadata.is_dir() => {}
-            _ => return Err(Error::NotAStore(config.data_dir.clone())),
+        let is_store = ["tables", "wal"]
+            .iter()
+            .any(|sub| std::fs::metadata(config.data_dir.join(sub)).is_ok_and(|m| m.is_dir()));
+        if !is_store {
+            return Err(Error::NotAStore(config.data_dir.clone()));
         }
         Store::load(config, None)
     }
@@ -318,6 +346,12 @@ impl Store {
     fn load(config: &Config, writer: Option<(Wal, std::fs::File)>) -> Result<Store> {
         let dir = config.data_dir.clone();
         let writable = writer.is_some();
+        let storage = Arc::new(Storage::open(
+            &dir,
+            config.root.as_deref(),
+            &config.root_options,
+            writable,
+        )?);
         let (wal, lock) = match writer {
             Some((wal, lock)) => (Some(wal), Some(lock)),
             None => (None, None),
@@ -332,11 +366,10 @@ impl Store {
         let (mut quarantined_segments, quarantined_index) = count_quarantined(&dir)?;
         let mut next_segment = 0;
         for table in Table::ALL {
-            let table_dir = dir.join("tables").join(table.name());
             let mut files = Vec::new();
             let mut replaced = std::collections::HashSet::new();
-            for found in segment::list(&table_dir, writable)? {
-                match segment::read_footer(&found.path).and_then(|footer| {
+            for found in segment::list(&storage, table.name(), writable)? {
+                match segment::read_footer(&storage, &found.key).and_then(|footer| {
                     // Schema evolution: a file of another version is read if its columns
                     // fit; one whose types conflict is set aside, never misread.
                     footer
@@ -344,7 +377,7 @@ impl Store {
                         .map(|()| footer)
                         .map_err(|detail| Error::Corrupt {
                             what: "segment of an incompatible schema",
-                            path: found.path.clone(),
+                            path: storage.describe(&found.key),
                             detail,
                         })
                 }) {
@@ -353,19 +386,15 @@ impl Store {
                             table_watermarks.entry(table).or_default(),
                             &footer.watermarks,
                         );
-                        replaced.extend(
-                            footer
-                                .replaces
-                                .iter()
-                                .filter_map(|name| found.path.parent().map(|dir| dir.join(name))),
-                        );
+                        let dir = segment::dir_of(&found.key);
+                        replaced.extend(footer.replaces.iter().map(|name| format!("{dir}/{name}")));
                         files.push(found);
                     }
                     Err(error @ Error::Corrupt { .. }) => {
-                        tracing::error!(path = %found.path.display(), %error, "unreadable parquet segment");
+                        tracing::error!(key = %found.key, %error, "unreadable parquet segment");
                         quarantined_segments += 1;
                         if writable {
-                            quarantine(&dir, &found.path)?;
+                            quarantine(&dir, &storage, &found.key)?;
                         }
                     }
                     // Not the file's fault (permissions, too many open files): do not guess.
@@ -373,18 +402,11 @@ impl Store {
                 }
             }
             // Files a compaction replaced: their rows are in the replacing segment.
-            files.retain(|found| !replaced.contains(&found.path));
+            files.retain(|found| !replaced.contains(&found.key));
             if writable {
-                for path in &replaced {
-                    match std::fs::remove_file(path) {
-                        Ok(()) => {
-                            tracing::info!(path = %path.display(), "removed a segment a compaction replaced")
-                        }
-                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(error) => {
-                            return Err(Error::io("remove replaced segment", path, error));
-                        }
-                    }
+                for key in &replaced {
+                    storage.delete(key)?;
+                    tracing::debug!(key, "removed a segment a compaction replaced");
                 }
             }
             next_segment += files.len() as u64;
@@ -423,7 +445,7 @@ impl Store {
             .get(&Table::AuditLog)
             .cloned()
             .unwrap_or_default();
-        inner.audit_head = audit_head_in(&audit_segments)?;
+        inner.audit_head = audit_head_in(&storage, &audit_segments)?;
         let flushed_audit = inner.audit_head.0;
         for record in records {
             let audit: Vec<AuditEntry> = record
@@ -461,11 +483,12 @@ impl Store {
                 .get(&Table::Events)
                 .cloned()
                 .unwrap_or_default();
-            index_missing(&dir, &search, &events)?;
+            index_missing(&storage, &search, &events)?;
         }
         Ok(Store {
             inner: Arc::new(Mutex::new(inner)),
             search: Arc::new(search),
+            storage,
             retention: config.retention_policy()?,
             dir,
             query_timeout: Duration::from_secs(config.query_timeout_secs),
@@ -585,7 +608,7 @@ impl Store {
         let mut to_index = Vec::new();
         for (table, written_segment, n_rows, rows) in written {
             if let Some(rows) = rows {
-                to_index.push((written_segment.path.clone(), rows));
+                to_index.push((written_segment.key.clone(), rows));
             }
             inner
                 .segments
@@ -619,9 +642,9 @@ impl Store {
         let result = self.write_segments_into(taken, segment_base, table_watermarks, &mut written);
         if let Err(error) = result {
             for (_, written_segment, _, _) in &written {
-                let path = &written_segment.path;
-                if let Err(remove_error) = std::fs::remove_file(path) {
-                    tracing::error!(path = %path.display(), %remove_error, "cannot remove a segment of a failed flush");
+                let key = &written_segment.key;
+                if let Err(remove_error) = self.storage.delete(key) {
+                    tracing::error!(key, %remove_error, "cannot remove a segment of a failed flush");
                 }
             }
             return Err(error);
@@ -659,12 +682,12 @@ impl Store {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let table_dir = self.dir.join("tables").join(table.name());
             for (hour, rows) in segment::split_by_hour(&batch)? {
                 let stem = format!("part-{stamp:020}-{segment_base:08}-{file_idx:04}");
                 file_idx += 1;
-                let path = segment::write(
-                    &table_dir.join(segment::partition_dir(hour)?),
+                let key = segment::write(
+                    &self.storage,
+                    &format!("{}/{}", table.name(), segment::partition_dir(hour)?),
                     &stem,
                     &rows,
                     table.sort_key(),
@@ -676,7 +699,7 @@ impl Store {
                     table,
                     Segment {
                         hour: Some(hour),
-                        path,
+                        key,
                     },
                     n_rows,
                     (table == Table::Events).then_some(rows),
@@ -688,15 +711,13 @@ impl Store {
 
     fn index_flushed(
         &self,
-        segments: &[(PathBuf, datafusion::arrow::array::RecordBatch)],
+        segments: &[(String, datafusion::arrow::array::RecordBatch)],
     ) -> Result<()> {
         if segments.is_empty() {
             return Ok(());
         }
-        let tables_dir = self.dir.join("tables");
-        for (path, rows) in segments {
-            self.search
-                .index_segment(&segment::key(&tables_dir, path), std::slice::from_ref(rows))?;
+        for (key, rows) in segments {
+            self.search.index_segment(key, std::slice::from_ref(rows))?;
         }
         self.search.commit()
     }
@@ -749,8 +770,9 @@ impl Store {
             rows.extend(inner.buffer.clone());
             (inner.segments.clone(), rows, inner.table_watermarks.clone())
         };
+        let storage = self.storage.clone();
         let snapshot = tokio::task::spawn_blocking(move || {
-            query::Snapshot::take(segments, &rows, &|table, event| {
+            query::Snapshot::take(storage, segments, &rows, &|table, event| {
                 covered(&table_watermarks, table, event)
             })
         })

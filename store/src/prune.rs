@@ -28,17 +28,27 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::segment::Segment;
+use crate::storage::Storage;
 
 /// The Parquet segments of one table, pruned by time at scan.
 #[derive(Debug)]
 pub(crate) struct TimePrunedParquet {
     schema: SchemaRef,
+    storage: Arc<Storage>,
     segments: Vec<Segment>,
 }
 
 impl TimePrunedParquet {
-    pub(crate) fn new(schema: SchemaRef, segments: Vec<Segment>) -> TimePrunedParquet {
-        TimePrunedParquet { schema, segments }
+    pub(crate) fn new(
+        schema: SchemaRef,
+        storage: Arc<Storage>,
+        segments: Vec<Segment>,
+    ) -> TimePrunedParquet {
+        TimePrunedParquet {
+            schema,
+            storage,
+            segments,
+        }
     }
 
     /// The segments a scan with these filters must read.
@@ -83,7 +93,7 @@ impl TableProvider for TimePrunedParquet {
         }
         let urls = segments
             .iter()
-            .map(|segment| ListingTableUrl::parse(segment.path.to_string_lossy()))
+            .map(|segment| ListingTableUrl::parse(self.storage.scan_url(&segment.key)))
             .collect::<DfResult<Vec<_>>>()?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -116,12 +126,19 @@ pub(crate) fn time_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
                     _ => continue,
                 };
                 let Some(value) = value else { continue };
+                let value: Micros = value;
                 match op {
-                    Operator::Gt | Operator::GtEq => raise(value),
-                    Operator::Lt | Operator::LtEq => lower_to(value),
+                    // Stored times are whole microseconds: strict bounds exclude the
+                    // instant itself (`timestamp < '02:00'` does not open hour 02), and a
+                    // finer literal rounds inward only where no stored time can be lost.
+                    Operator::Gt => raise(value.floor.saturating_add(1)),
+                    Operator::GtEq if value.exact => raise(value.floor),
+                    Operator::GtEq => raise(value.floor.saturating_add(1)),
+                    Operator::Lt if value.exact => lower_to(value.floor.saturating_sub(1)),
+                    Operator::Lt | Operator::LtEq => lower_to(value.floor),
                     Operator::Eq => {
-                        raise(value);
-                        lower_to(value);
+                        raise(value.floor);
+                        lower_to(value.floor);
                     }
                     _ => {}
                 }
@@ -133,10 +150,10 @@ pub(crate) fn time_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
                 high,
             }) if is_timestamp(expr) => {
                 if let Some(low) = micros(low) {
-                    raise(low);
+                    raise(low.floor + i64::from(!low.exact));
                 }
                 if let Some(high) = micros(high) {
-                    lower_to(high);
+                    lower_to(high.floor);
                 }
             }
             _ => {}
@@ -155,17 +172,26 @@ fn is_timestamp(expr: &Expr) -> bool {
     }
 }
 
-/// A literal point in time, in microseconds (rounded outward is not needed: partition
-/// bounds are whole hours).
-fn micros(expr: &Expr) -> Option<i64> {
+/// A literal point in time in whole microseconds: rounded down, and whether that was exact.
+#[derive(Debug, Clone, Copy)]
+struct Micros {
+    floor: i64,
+    exact: bool,
+}
+
+fn micros(expr: &Expr) -> Option<Micros> {
     let Expr::Literal(value, _) = expr else {
         return None;
     };
+    let exact = |floor: Option<i64>| floor.map(|floor| Micros { floor, exact: true });
     match value {
-        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
-        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
-        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000)),
+        ScalarValue::TimestampSecond(Some(v), _) => exact(v.checked_mul(1_000_000)),
+        ScalarValue::TimestampMillisecond(Some(v), _) => exact(v.checked_mul(1_000)),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => exact(Some(*v)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(Micros {
+            floor: v.div_euclid(1_000),
+            exact: v.rem_euclid(1_000) == 0,
+        }),
         _ => None,
     }
 }

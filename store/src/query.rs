@@ -24,6 +24,7 @@ use model::{Event, Session};
 use crate::prune::TimePrunedParquet;
 use crate::schema::{self, Table};
 use crate::segment::Segment;
+use crate::storage::Storage;
 use crate::{Error, Result};
 
 /// How `tunnelwatch sql` prints results.
@@ -171,6 +172,7 @@ pub(crate) fn to_json_rows(
 
 /// What a query sees: pinned segment lists and in-memory rows, per table.
 pub(crate) struct Snapshot {
+    storage: Arc<Storage>,
     segments: BTreeMap<Table, Vec<Segment>>,
     memory: BTreeMap<Table, RecordBatch>,
 }
@@ -178,6 +180,7 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Converts the in-memory rows to Arrow (outside the store's lock).
     pub(crate) fn take(
+        storage: Arc<Storage>,
         segments: BTreeMap<Table, Vec<Segment>>,
         rows: &crate::Buffer,
         in_parquet: &dyn Fn(Table, &Event) -> bool,
@@ -201,7 +204,11 @@ impl Snapshot {
             };
             memory.insert(table, batch);
         }
-        Ok(Snapshot { segments, memory })
+        Ok(Snapshot {
+            storage,
+            segments,
+            memory,
+        })
     }
 }
 
@@ -292,6 +299,7 @@ pub(crate) async fn stream(
         .map_err(|error| Error::Internal(format!("cannot set up the query runtime: {error}")))?;
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    snapshot.storage.register(&ctx);
     for table in Table::ALL {
         register(&ctx, table, &snapshot).await?;
     }
@@ -331,7 +339,7 @@ async fn register(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Re
         Error::Internal(format!("cannot register table {name}: {error}"))
     };
     let segments = snapshot.segments.get(&table).cloned().unwrap_or_default();
-    let parquet = TimePrunedParquet::new(schema.clone(), segments);
+    let parquet = TimePrunedParquet::new(schema.clone(), snapshot.storage.clone(), segments);
     ctx.register_table(parquet_name.as_str(), Arc::new(parquet))
         .map_err(internal)?;
     let memory_batch = snapshot

@@ -2,7 +2,6 @@
 //! table's `[store.retention]` days, recording each deletion in `audit_log` first.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use model::AuditDraft;
 
@@ -59,11 +58,10 @@ impl Store {
         hour: i64,
         segments: &[Segment],
     ) -> Result<DeletedPartition> {
-        let partition = segment::partition_dir(hour)?;
-        let partition_name = segment::key(Path::new(""), &partition);
+        let partition_name = segment::partition_dir(hour)?;
         let rows: u64 = segments
             .iter()
-            .map(|found| segment::row_count(&found.path).unwrap_or(0))
+            .map(|found| segment::row_count(&self.storage, &found.key).unwrap_or(0))
             .sum();
         let start = jiff::Timestamp::from_microsecond(hour)
             .map(|timestamp| timestamp.to_string())
@@ -83,21 +81,12 @@ impl Store {
                 table.name(),
             ),
         })?;
-        let tables_dir = self.dir.join("tables");
         for found in segments {
-            match std::fs::remove_file(&found.path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(Error::io("delete", &found.path, error)),
-            }
+            self.storage.delete(&found.key)?;
         }
-        let partition_dir = tables_dir.join(table.name()).join(&partition);
         // Empty directories go too (a failure here is cosmetic).
-        if std::fs::remove_dir(&partition_dir).is_ok()
-            && let Some(date_dir) = partition_dir.parent()
-        {
-            let _ = std::fs::remove_dir(date_dir);
-        }
+        self.storage
+            .remove_empty_dirs(&format!("{}/{partition_name}", table.name()));
         {
             let mut inner = self.lock()?;
             if let Some(list) = inner.segments.get_mut(&table) {
@@ -106,8 +95,7 @@ impl Store {
         }
         if table == Table::Events {
             for found in segments {
-                self.search
-                    .forget_segment(&segment::key(&tables_dir, &found.path))?;
+                self.search.forget_segment(&found.key)?;
             }
             self.search.commit()?;
         }

@@ -111,6 +111,15 @@ impl Table {
         }
     }
 
+    /// Integer columns with few distinct values (service ports, AS numbers): these stay
+    /// dictionary-encoded in Parquet. Every other integer column and every time is
+    /// delta-encoded (see [`crate::segment`]).
+    pub(crate) const DICTIONARY_INTS: &'static [&'static str] = &[
+        "destination_port",
+        "source_as_number",
+        "destination_as_number",
+    ];
+
     pub fn schema(self) -> SchemaRef {
         match self {
             Table::Events => schema_of(EVENT_COLUMNS),

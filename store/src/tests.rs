@@ -231,7 +231,7 @@ async fn a_torn_wal_tail_is_cut_and_a_corrupt_segment_is_quarantined() {
     let mut bytes = std::fs::read(&wal_file).unwrap();
     bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
     std::fs::write(&wal_file, bytes).unwrap();
-    let corrupt = segment::list(&dir.path().join("tables/events"), false).unwrap();
+    let corrupt = segment::list_local(dir.path(), "events").unwrap();
     let corrupt = &corrupt[0].path;
     std::fs::write(corrupt, b"PAR1 this is not parquet").unwrap();
     let store = Store::open(&config(dir.path())).unwrap();
@@ -409,12 +409,7 @@ async fn a_failed_flush_leaves_nothing_behind_and_is_retried() {
     let blocker = dir.path().join("tables/sessions");
     std::fs::write(&blocker, b"in the way").unwrap();
     assert!(store.flush().is_err());
-    assert_eq!(
-        segment::list(&dir.path().join("tables/events"), false)
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(segment::list_local(dir.path(), "events").unwrap().len(), 0);
     assert_eq!(count(&store, "select count(*) from auth_events").await, 1);
     // Rows pile up while flushes fail; past the hard limit appends are refused (503).
     let mut refused = None;
@@ -452,9 +447,13 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
         .unwrap();
     store.flush().unwrap();
     drop(store);
-    let found = segment::list(&dir.path().join("tables/auth_events"), false).unwrap();
-    let partition = found[0].path.parent().unwrap().to_owned();
-    let rows = segment::read_all(&found[0].path).unwrap().remove(0);
+    let storage =
+        crate::storage::Storage::open(dir.path(), None, &Default::default(), false).unwrap();
+    let found = segment::list(&storage, "auth_events", false).unwrap();
+    let partition = segment::dir_of(&found[0].key).to_owned();
+    let rows = segment::read_all(&storage, &found[0].key)
+        .unwrap()
+        .remove(0);
 
     // An older version's file: without a column added since (optional), other rows.
     let older_schema = Arc::new(Schema::new(
@@ -477,7 +476,16 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
     let mut columns = older.columns().to_vec();
     columns[id_idx] = ids;
     older = RecordBatch::try_new(older.schema(), columns).unwrap();
-    segment::write(&partition, "part-older", &older, &["timestamp"], None, &[]).unwrap();
+    segment::write(
+        &storage,
+        &partition,
+        "part-older",
+        &older,
+        &["timestamp"],
+        None,
+        &[],
+    )
+    .unwrap();
 
     // A file whose `user_name` is a number: a conflict, never misread.
     let conflicting_schema = Arc::new(Schema::new(
@@ -505,7 +513,8 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
         })
         .collect();
     let conflicting = RecordBatch::try_new(conflicting_schema, conflicting_columns).unwrap();
-    let conflicting_path = segment::write(
+    let conflicting_key = segment::write(
+        &storage,
         &partition,
         "part-conflict",
         &conflicting,
@@ -517,7 +526,7 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
 
     let store = Store::open(&config(dir.path())).unwrap();
     assert_eq!(store.stats().unwrap().quarantined_segments, 1);
-    assert!(std::fs::metadata(&conflicting_path).is_err());
+    assert!(std::fs::metadata(storage.describe(&conflicting_key)).is_err());
     let rows = store
         .query_json(
             "select event_id, source_geo_country_iso_code as country from auth_events order by event_id",
@@ -532,7 +541,7 @@ async fn files_of_other_schema_versions_are_read_or_set_aside_with_a_reason() {
             .is_none_or(serde_json::Value::is_null)
     );
     // The reason is in the footer check, for the log.
-    let footer_error = segment::read_footer(&found[0].path)
+    let footer_error = segment::read_footer(&storage, &found[0].key)
         .unwrap()
         .check_against(&Schema::new(vec![Field::new(
             "user_name",

@@ -40,6 +40,8 @@ pub(crate) struct Wal {
     len: u64,
     /// A failed append could not be undone: refuse appends until the next generation.
     broken: bool,
+    /// The encoding buffer, reused from record to record.
+    scratch: Vec<u8>,
 }
 
 impl Wal {
@@ -63,22 +65,33 @@ impl Wal {
             file,
             len: valid_len,
             broken: false,
+            scratch: Vec::new(),
         })
     }
 
     pub(crate) fn append(&mut self, record: &WalRecord) -> Result<()> {
-        let payload = serde_json::to_vec(record)
+        // The header's place first, then the payload encoded straight behind it (no copy).
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        bytes.extend_from_slice(&[0; HEADER_BYTES]);
+        serde_json::to_writer(&mut bytes, record)
             .map_err(|error| Error::Internal(format!("cannot encode a WAL record: {error}")))?;
-        let length = u32::try_from(payload.len()).map_err(|_| {
-            Error::Internal(format!(
-                "WAL record of {} bytes is too large",
-                payload.len()
-            ))
+        let payload_len = bytes.len() - HEADER_BYTES;
+        let length = u32::try_from(payload_len).map_err(|_| {
+            Error::Internal(format!("WAL record of {payload_len} bytes is too large"))
         })?;
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
-        bytes.extend_from_slice(&length.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
+        let crc = crc32fast::hash(&bytes[HEADER_BYTES..]);
+        bytes[..4].copy_from_slice(&length.to_le_bytes());
+        bytes[4..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        let result = self.write_record(&bytes);
+        // Keep the buffer for the next record unless it grew huge.
+        if bytes.capacity() <= 16 * 1024 * 1024 {
+            self.scratch = bytes;
+        }
+        result
+    }
+
+    fn write_record(&mut self, bytes: &[u8]) -> Result<()> {
         let path = generation_path(&self.dir, self.generation);
         if self.broken {
             // Try again to cut the torn record (the disk may have room again).
@@ -96,7 +109,7 @@ impl Wal {
         }
         let written = self
             .file
-            .write_all(&bytes)
+            .write_all(bytes)
             .and_then(|()| self.file.sync_data());
         if let Err(error) = written {
             // Undo a partial record, or later records would sit behind a torn one and be cut

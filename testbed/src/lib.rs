@@ -26,6 +26,7 @@
 //! [`pki`] makes a throwaway CA and server certificate for TLS tests.
 
 pub mod pki;
+pub mod s3;
 
 use std::fmt;
 use std::fs;

@@ -10,7 +10,7 @@ fn event_at(seq: u64, at: jiff::Timestamp) -> model::Event {
 }
 
 fn files(dir: &std::path::Path, table: &str) -> Vec<std::path::PathBuf> {
-    segment::list(&dir.join("tables").join(table), false)
+    segment::list_local(dir, table)
         .unwrap()
         .into_iter()
         .map(|found| found.path)

@@ -17,18 +17,19 @@ fn bounds_come_from_timestamp_predicates_only() {
     let t = col("timestamp");
     assert_eq!(time_bounds(&[]), (None, None));
     assert_eq!(time_bounds(&[t.clone().gt_eq(ts(10))]), (Some(10), None));
-    assert_eq!(time_bounds(&[t.clone().lt(ts(20))]), (None, Some(20)));
+    // Strict bounds exclude the instant (stored times are whole microseconds).
+    assert_eq!(time_bounds(&[t.clone().lt(ts(20))]), (None, Some(19)));
     assert_eq!(
         time_bounds(&[
             t.clone().gt(ts(10)),
             t.clone().lt_eq(ts(20)),
             t.clone().gt(ts(15))
         ]),
-        (Some(15), Some(20))
+        (Some(16), Some(20))
     );
     assert_eq!(time_bounds(&[t.clone().eq(ts(7))]), (Some(7), Some(7)));
     // The literal on the left.
-    assert_eq!(time_bounds(&[ts(30).gt(t.clone())]), (None, Some(30)));
+    assert_eq!(time_bounds(&[ts(30).gt(t.clone())]), (None, Some(29)));
     assert_eq!(
         time_bounds(&[t.clone().between(ts(1), ts(2))]),
         (Some(1), Some(2))
@@ -39,6 +40,24 @@ fn bounds_come_from_timestamp_predicates_only() {
             .clone()
             .gt_eq(lit(ScalarValue::TimestampSecond(Some(3), None)))]),
         (Some(3_000_000), None)
+    );
+    // Nanoseconds between two microseconds round inward only where no stored time is lost:
+    // a row at 1 µs is < 1.5 µs and <= 1.5 µs; one at 2 µs is > and >= 1.5 µs.
+    let nanos = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+    assert_eq!(time_bounds(&[t.clone().lt(nanos(1_500))]), (None, Some(1)));
+    assert_eq!(
+        time_bounds(&[t.clone().lt_eq(nanos(1_500))]),
+        (None, Some(1))
+    );
+    assert_eq!(time_bounds(&[t.clone().gt(nanos(1_500))]), (Some(2), None));
+    assert_eq!(
+        time_bounds(&[t.clone().gt_eq(nanos(1_500))]),
+        (Some(2), None)
+    );
+    assert_eq!(time_bounds(&[t.clone().lt(nanos(2_000))]), (None, Some(1)));
+    assert_eq!(
+        time_bounds(&[t.clone().between(nanos(1_500), nanos(2_500))]),
+        (Some(2), Some(2))
     );
     // What cannot bound time: other columns, OR, NOT BETWEEN, non-literals, nulls.
     assert_eq!(time_bounds(&[col("event_start").gt(ts(10))]), (None, None));
@@ -65,7 +84,7 @@ fn a_segment_may_hold_what_overlaps_its_hour() {
     let hour = 5 * segment::HOUR_MICROS;
     let partitioned = Segment {
         hour: Some(hour),
-        path: "x".into(),
+        key: "x".into(),
     };
     assert!(partitioned.may_hold(None, None));
     assert!(partitioned.may_hold(Some(hour), Some(hour)));
@@ -74,7 +93,7 @@ fn a_segment_may_hold_what_overlaps_its_hour() {
     assert!(!partitioned.may_hold(None, Some(hour - 1)));
     let legacy = Segment {
         hour: None,
-        path: "y".into(),
+        key: "y".into(),
     };
     assert!(legacy.may_hold(Some(i64::MAX), Some(i64::MIN)));
 }
@@ -109,7 +128,7 @@ async fn a_time_predicate_reads_only_the_hours_it_needs() {
         )
         .unwrap();
     store.flush().unwrap();
-    let hours: Vec<_> = segment::list(&dir.path().join("tables/auth_events"), false)
+    let hours: Vec<_> = segment::list_local(dir.path(), "auth_events")
         .unwrap()
         .into_iter()
         .map(|found| {

@@ -76,7 +76,7 @@ async fn expired_hours_are_deleted_whole_and_each_deletion_is_audited() {
         2
     );
     // Gone from disk, empty directories too.
-    let left = segment::list(&dir.path().join("tables/auth_events"), false).unwrap();
+    let left = segment::list_local(dir.path(), "auth_events").unwrap();
     assert_eq!(left.len(), 1);
     let date_dirs = std::fs::read_dir(dir.path().join("tables/auth_events"))
         .unwrap()
@@ -157,7 +157,7 @@ async fn a_removed_audit_segment_breaks_the_chain_for_verify() {
         store.record_audit(draft(message)).unwrap();
         store.flush().unwrap();
     }
-    let files = segment::list(&dir.path().join("tables/audit_log"), false).unwrap();
+    let files = segment::list_local(dir.path(), "audit_log").unwrap();
     assert_eq!(files.len(), 3);
     drop(store);
     std::fs::remove_file(&files[1].path).unwrap();
