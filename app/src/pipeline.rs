@@ -112,21 +112,44 @@ async fn write_loop(
         tokio::select! {
             output = outputs.recv() => {
                 let Some(output) = output else { break };
+                // Group commit: whatever else is already waiting goes into the same WAL
+                // record and fsync.
+                let mut group = vec![output];
+                while group.len() < MAX_GROUP {
+                    match outputs.try_recv() {
+                        Ok(more) => group.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let mut replies = Vec::with_capacity(group.len());
+                let batches: Vec<_> = group
+                    .into_iter()
+                    .map(|output| {
+                        replies.push(output.reply);
+                        (output.events, output.sessions)
+                    })
+                    .collect();
                 let store_for_task = store.clone();
-                let appended = tokio::task::spawn_blocking(move || store_for_task.append(output.events, output.sessions))
+                let appended = tokio::task::spawn_blocking(move || store_for_task.append_group(batches))
                     .await
                     .context("store append panicked")?;
-                let answer = match appended {
-                    Ok(receipt) => Ok(IngestAck { accepted: receipt.accepted, duplicates: receipt.duplicates }),
+                match appended {
+                    Ok(receipts) => {
+                        for (reply, receipt) in replies.into_iter().zip(receipts) {
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Ok(IngestAck { accepted: receipt.accepted, duplicates: receipt.duplicates }));
+                            }
+                        }
+                    }
                     Err(error) => {
-                        tracing::error!(%error, "cannot store a batch; the sender will retry");
+                        tracing::error!(%error, n_batches = replies.len(), "cannot store batches; the senders will retry");
                         // The whole chain, so that the gateway's log says why ("No space
                         // left on device").
-                        Err(format!("cannot store the batch: {}", error_chain(&error)))
+                        let answer = format!("cannot store the batch: {}", error_chain(&error));
+                        for reply in replies.into_iter().flatten() {
+                            let _ = reply.send(Err(answer.clone()));
+                        }
                     }
-                };
-                if let Some(reply) = output.reply {
-                    let _ = reply.send(answer);
                 }
                 if store.buffered_rows().unwrap_or(0) >= max_buffered_rows {
                     flush(&store).await;
@@ -159,6 +182,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// How often small segments are merged.
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// At most this many waiting batches share one WAL record (group commit).
+const MAX_GROUP: usize = 64;
 
 async fn compact(store: &store::Store) {
     let store_for_task = store.clone();

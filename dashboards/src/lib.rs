@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(assets::index))
         .route("/assets/{name}", get(assets::asset))
         .route("/healthz", get(api::health::healthz))
+        .route("/metrics", get(api::health::metrics))
         .nest("/api/v1", api::router())
         .with_state(state)
 }

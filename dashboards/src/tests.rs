@@ -117,6 +117,18 @@ async fn console_health_and_empty_lists() {
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    let (status, body) = call(&state, get("/api/v1/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["problems"], serde_json::json!([]));
+    assert_eq!(body["store"]["quarantined_segments"], 0);
+    let (status, body) = call(&state, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("# TYPE tunnelwatch_store_quarantined_segments gauge\ntunnelwatch_store_quarantined_segments 0\n"),
+        "{text}"
+    );
     let (status, body) = call(&state, get("/api/v1/sessions")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["count"], 0);
@@ -391,4 +403,50 @@ async fn sql_streams_rows_and_refuses_what_it_must() {
     )
     .await;
     assert!(status.is_client_error());
+}
+
+#[tokio::test]
+async fn health_details_and_metrics_say_what_was_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let state = state(dir.path(), None);
+        state
+            .store
+            .append(vec![failure_event(1, "mallory")], vec![])
+            .unwrap();
+        state.store.flush().unwrap();
+    }
+    // Damage the auth_events segment while the server is down.
+    let mut stack = vec![dir.path().join("tables/auth_events")];
+    let mut damaged = 0;
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "parquet") {
+                std::fs::write(&path, b"PAR1 not really").unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 1);
+    let state = state(dir.path(), None);
+    let (status, body) = call(&state, get("/healthz")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("degraded"))
+    );
+    let (_, body) = call(&state, get("/api/v1/health")).await;
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["store"]["quarantined_segments"], 1);
+    let problem = body["problems"][0].as_str().unwrap();
+    assert!(problem.contains("DATA/quarantine/"), "{problem}");
+    let (_, body) = call(&state, get("/metrics")).await;
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("\ntunnelwatch_store_quarantined_segments 1\n"),
+        "{body}"
+    );
 }

@@ -505,28 +505,48 @@ impl Store {
     /// Stores a batch durably: after this returns `Ok`, a crash does not lose it. Events
     /// the store already has are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, sessions: Vec<Session>) -> Result<AppendReceipt> {
+        let mut receipts = self.append_group(vec![(events, sessions)])?;
+        receipts
+            .pop()
+            .ok_or_else(|| Error::Internal("a group of one gave no receipt".to_owned()))
+    }
+
+    /// Group commit: stores several batches (from different senders) with one WAL record and
+    /// one fsync, all or none, and returns a receipt per batch, in order. An event that an
+    /// earlier batch of the group already carries counts as a duplicate in the later one.
+    pub fn append_group(
+        &self,
+        batches: Vec<(Vec<Event>, Vec<Session>)>,
+    ) -> Result<Vec<AppendReceipt>> {
         let mut inner = self.lock()?;
         if inner.wal.is_none() {
             return Err(Error::ReadOnly(self.dir.clone()));
         }
-        let n_offered = events.len() as u64;
-        let mut accepted = Vec::with_capacity(events.len());
+        let mut receipts = Vec::with_capacity(batches.len());
+        let mut accepted = Vec::new();
+        let mut all_sessions = Vec::new();
         let mut positions = Watermarks::new();
-        for event in events {
-            let floor = positions
-                .get(&event.id.source)
-                .or_else(|| inner.watermarks.get(&event.id.source));
-            if floor.is_none_or(|stored| event.id.position() > *stored) {
-                bump(&mut positions, &event);
-                accepted.push(event);
+        for (events, sessions) in batches {
+            let n_offered = events.len() as u64;
+            let n_before = accepted.len();
+            for event in events {
+                let floor = positions
+                    .get(&event.id.source)
+                    .or_else(|| inner.watermarks.get(&event.id.source));
+                if floor.is_none_or(|stored| event.id.position() > *stored) {
+                    bump(&mut positions, &event);
+                    accepted.push(event);
+                }
             }
+            let n_accepted = (accepted.len() - n_before) as u64;
+            receipts.push(AppendReceipt {
+                accepted: n_accepted,
+                duplicates: n_offered - n_accepted,
+            });
+            all_sessions.extend(sessions);
         }
-        let receipt = AppendReceipt {
-            accepted: accepted.len() as u64,
-            duplicates: n_offered - accepted.len() as u64,
-        };
-        if accepted.is_empty() && sessions.is_empty() {
-            return Ok(receipt);
+        if accepted.is_empty() && all_sessions.is_empty() {
+            return Ok(receipts);
         }
         let n_buffered = inner.buffer.n_rows
             + inner
@@ -538,7 +558,7 @@ impl Store {
         }
         let record = WalRecord {
             events: accepted,
-            sessions,
+            sessions: all_sessions,
             audit: Vec::new(),
         };
         match inner.wal.as_mut() {
@@ -551,7 +571,7 @@ impl Store {
             track_open(&mut inner.open_sessions, session);
         }
         inner.buffer.push(record.events, record.sessions);
-        Ok(receipt)
+        Ok(receipts)
     }
 
     /// Rows waiting in memory (and the WAL) for the next flush.

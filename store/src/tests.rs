@@ -604,3 +604,57 @@ async fn flows_go_to_their_table_only() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_group_commit_is_one_wal_record_with_a_receipt_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    store
+        .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
+        .unwrap();
+    let receipts = store
+        .append_group(vec![
+            // One already stored, one new.
+            (
+                vec![
+                    auth_event(1, "a", Outcome::Success),
+                    auth_event(2, "b", Outcome::Success),
+                ],
+                vec![],
+            ),
+            // A retransmit of the first batch of the group, plus one more, and a session.
+            (
+                vec![
+                    auth_event(2, "b", Outcome::Success),
+                    auth_event(3, "c", Outcome::Failure),
+                ],
+                vec![session("s-1", 1, SessionState::Active)],
+            ),
+            (vec![], vec![]),
+        ])
+        .unwrap();
+    assert_eq!(
+        receipts,
+        [
+            AppendReceipt {
+                accepted: 1,
+                duplicates: 1
+            },
+            AppendReceipt {
+                accepted: 1,
+                duplicates: 1
+            },
+            AppendReceipt::default(),
+        ]
+    );
+    // Two appends, two WAL records (one fsync each), whatever the number of batches.
+    let (records, n_corrupt) = wal::read_all(&dir.path().join("wal")).unwrap();
+    assert_eq!((records.len(), n_corrupt), (2, 0));
+    assert_eq!(records[1].events.len(), 2);
+    assert_eq!(records[1].sessions.len(), 1);
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
+    assert_eq!(store.open_sessions().unwrap().len(), 1);
+}

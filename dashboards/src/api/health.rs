@@ -1,18 +1,131 @@
-//! `GET /healthz` and `GET /api/v1/stats`.
+//! `GET /healthz`, `GET /api/v1/health` (with details), `GET /metrics` and `GET /api/v1/stats`.
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 
 use crate::{ApiError, AppState};
 
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let stats = state.store.stats()?;
-    let degraded = stats.quarantined_segments > 0 || stats.corrupt_wal_records > 0;
     Ok(Json(serde_json::json!({
-        "status": if degraded { "degraded" } else { "ok" },
+        "status": status(&stats),
         "quarantined_segments": stats.quarantined_segments,
         "corrupt_wal_records": stats.corrupt_wal_records,
     })))
+}
+
+/// "degraded" when something was set aside or could not be indexed, else "ok".
+fn status(stats: &store::StoreStats) -> &'static str {
+    let degraded = stats.quarantined_segments > 0
+        || stats.corrupt_wal_records > 0
+        || stats.index_failures > 0
+        || stats.quarantined_index;
+    if degraded { "degraded" } else { "ok" }
+}
+
+/// `GET /api/v1/health`: the status with every detail behind it and what to do about it.
+pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let stats = state.store.stats()?;
+    let mut problems = Vec::new();
+    if stats.quarantined_segments > 0 {
+        problems.push(format!(
+            "{} unreadable Parquet segment(s) were moved to DATA/quarantine/ (their rows are not queried); see the server log, then `tunnelwatch store verify`",
+            stats.quarantined_segments
+        ));
+    }
+    if stats.corrupt_wal_records > 0 {
+        problems.push(format!(
+            "{} torn or corrupt write-ahead log record(s) were skipped at start (never acknowledged, so the gateways resent them)",
+            stats.corrupt_wal_records
+        ));
+    }
+    if stats.index_failures > 0 {
+        problems.push(format!(
+            "{} flushed segment(s) could not be indexed: they are searchable after a restart or `tunnelwatch store rebuild-index`",
+            stats.index_failures
+        ));
+    }
+    if stats.quarantined_index {
+        problems.push(
+            "the search index was unreadable: it was moved to DATA/quarantine/ and rebuilt from Parquet".to_owned(),
+        );
+    }
+    Ok(Json(serde_json::json!({
+        "status": status(&stats),
+        "problems": problems,
+        "store": {
+            "segments": stats.segments,
+            "buffered_events": stats.buffered_events,
+            "buffered_sessions": stats.buffered_sessions,
+            "open_sessions": stats.open_sessions,
+            "indexed_events": stats.indexed_events,
+            "quarantined_segments": stats.quarantined_segments,
+            "corrupt_wal_records": stats.corrupt_wal_records,
+            "index_failures": stats.index_failures,
+            "quarantined_index": stats.quarantined_index,
+        },
+    })))
+}
+
+/// `GET /metrics`: the same figures in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stats = state.store.stats()?;
+    let gauges: [(&str, &str, u64); 8] = [
+        (
+            "tunnelwatch_store_segments",
+            "Parquet segments in the store",
+            stats.segments as u64,
+        ),
+        (
+            "tunnelwatch_store_buffered_events",
+            "Events accepted and not yet in Parquet",
+            stats.buffered_events as u64,
+        ),
+        (
+            "tunnelwatch_store_open_sessions",
+            "VPN sessions open at the newest snapshot",
+            stats.open_sessions as u64,
+        ),
+        (
+            "tunnelwatch_store_indexed_events",
+            "Events in the full-text index",
+            stats.indexed_events,
+        ),
+        (
+            "tunnelwatch_store_quarantined_segments",
+            "Unreadable segments moved to quarantine",
+            stats.quarantined_segments as u64,
+        ),
+        (
+            "tunnelwatch_store_corrupt_wal_records",
+            "Corrupt WAL records skipped at start",
+            stats.corrupt_wal_records,
+        ),
+        (
+            "tunnelwatch_store_index_failures",
+            "Flushed segments that could not be indexed",
+            stats.index_failures,
+        ),
+        (
+            "tunnelwatch_store_quarantined_index",
+            "1 if the search index was quarantined and rebuilt",
+            u64::from(stats.quarantined_index),
+        ),
+    ];
+    let mut body = String::new();
+    for (name, help, value) in gauges {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    ))
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

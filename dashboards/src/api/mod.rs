@@ -24,6 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
             )),
         )
         .route("/stats", get(health::stats))
+        .route("/health", get(health::detail))
         .route(
             "/ingest",
             post(ingest::ingest).layer(axum::extract::DefaultBodyLimit::max(
