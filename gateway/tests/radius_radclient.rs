@@ -289,8 +289,8 @@ async fn radclient_start_interim_stop_retransmit_and_a_wrong_secret() {
         {"id":{"source":"gw1/radius@1","seq":3},"timestamp":"2023-11-14T22:16:40Z","dataset":"radius.accounting","observer":{"hostname":"gw1","product":null},"original":"Acct-Status-Type=Interim-Update User-Name=\"dave\" Acct-Session-Id=\"6\" NAS-Port=8 Acct-Output-Octets=77 Event-Timestamp=2023-11-14T22:16:40Z","body":{"type":"session","peer":{"ike_sa_id":8,"identities":{"ike_id":"dave"}},"change":"update","accounting_id":"6","counters":{"bytes_in":0,"bytes_out":77}}}
         {"id":{"source":"gw1/radius@1","seq":4},"timestamp":"2023-11-14T22:18:20Z","dataset":"radius.accounting","observer":{"hostname":"gw1","product":null},"original":"Acct-Status-Type=Start User-Name=\"mallory\\r\\nAcct-Status-Type=Stop \\x1b[31m\\xff\" Acct-Session-Id=\"9\" Event-Timestamp=2023-11-14T22:18:20Z","body":{"type":"session","peer":{"identities":{"ike_id":"mallory\r\nAcct-Status-Type=Stop \u001b[31m\\xff"}},"change":"start","accounting_id":"9"}}"#]]
     .assert_eq(&harness.spooled().await);
-    assert_eq!(
-        harness.stats.snapshot(),
+    settled(
+        &harness.stats,
         RadiusStatsSnapshot {
             datagrams: 8,
             sessions: 5,
@@ -299,8 +299,9 @@ async fn radclient_start_interim_stop_retransmit_and_a_wrong_secret() {
             bad_authenticator: 1,
             responses: 7,
             ..RadiusStatsSnapshot::default()
-        }
-    );
+        },
+    )
+    .await;
     harness.stop().await;
 }
 
@@ -311,14 +312,15 @@ async fn unknown_clients_and_oversized_datagrams_get_no_answer() {
     let start = request(1, &[(40, &1u32.to_be_bytes()), (1, b"carol")], SECRET);
     let wait = Duration::from_millis(300);
     assert_eq!(exchange(&socket, harness.addr, &start, wait).await, None);
-    assert_eq!(
-        harness.stats.snapshot(),
+    settled(
+        &harness.stats,
         RadiusStatsSnapshot {
             datagrams: 1,
             unknown_client: 1,
             ..RadiusStatsSnapshot::default()
-        }
-    );
+        },
+    )
+    .await;
     harness.stop().await;
 
     let harness = Harness::start(None, 1 << 20).await;
@@ -331,16 +333,17 @@ async fn unknown_clients_and_oversized_datagrams_get_no_answer() {
     // Answered normally afterwards.
     let answer = exchange(&socket, harness.addr, &start, Duration::from_secs(5)).await;
     assert_valid_response(&answer.unwrap(), &start, SECRET);
-    assert_eq!(
-        harness.stats.snapshot(),
+    settled(
+        &harness.stats,
         RadiusStatsSnapshot {
             datagrams: 2,
             sessions: 1,
             oversized: 1,
             responses: 1,
             ..RadiusStatsSnapshot::default()
-        }
-    );
+        },
+    )
+    .await;
     harness.stop().await;
 }
 
@@ -396,11 +399,17 @@ async fn no_answer_before_the_event_is_spooled() {
     let spooled = harness.spooled().await;
     assert_eq!(spooled.lines().count(), 1, "{spooled}");
     assert!(spooled.contains(r#""ike_id":"erin""#), "{spooled}");
-    let stats = harness.stats.snapshot();
-    assert_eq!(
-        (stats.sessions, stats.duplicates, stats.responses),
-        (1, 1, 2)
-    );
+    // The counters move just after the datagram goes out: give them a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = harness.stats.snapshot();
+        let found = (stats.sessions, stats.duplicates, stats.responses);
+        if found == (1, 1, 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     harness.stop().await;
 }
 
@@ -447,4 +456,18 @@ async fn a_burst_is_spooled_in_order_and_every_request_answered() {
     assert_eq!(session_ids, expected);
     assert_eq!(harness.stats.snapshot().sessions, 100);
     harness.stop().await;
+}
+
+/// Waits (up to 5 s) for the counters to reach `expected`: a response is counted just after
+/// it is sent, so the client may read it a moment before the counter moves.
+async fn settled(stats: &RadiusStats, expected: RadiusStatsSnapshot) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = stats.snapshot();
+        if found == expected || std::time::Instant::now() >= deadline {
+            assert_eq!(found, expected);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
