@@ -322,13 +322,31 @@ const ANALYST_QUERIES: [(&str, &str); 10] = [
 fn main() {
     #[allow(clippy::disallowed_methods)]
     let env = |name: &str| std::env::var(name).ok();
-    let n_flows: u64 = env("TW_BENCH_FLOWS")
-        .and_then(|n| n.replace('_', "").parse().ok())
-        .unwrap_or(100_000_000);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this too, without it:
+    // then a smoke run (20,000 flows in a fresh temp directory, seconds in a debug build)
+    // only checks that the benchmark works, and its numbers mean nothing.
+    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let n_flows: u64 = if smoke {
+        20_000
+    } else {
+        env("TW_BENCH_FLOWS")
+            .and_then(|n| n.replace('_', "").parse().ok())
+            .unwrap_or(100_000_000)
+    };
     let n_auth: u64 = (n_flows / 100).max(10_000);
-    let dir = PathBuf::from(
-        env("TW_BENCH_DIR").unwrap_or_else(|| "/var/tmp/tunnelwatch-bench".to_owned()),
-    );
+    let smoke_dir = smoke.then(|| tempfile::tempdir().expect("temp dir"));
+    let dir = match &smoke_dir {
+        Some(temp) => temp.path().to_owned(),
+        None => PathBuf::from(
+            env("TW_BENCH_DIR").unwrap_or_else(|| "/var/tmp/tunnelwatch-bench".to_owned()),
+        ),
+    };
+    if smoke {
+        eprintln!(
+            "smoke run (not `cargo bench`): {n_flows} flows in {}",
+            dir.display()
+        );
+    }
     let python = env("TW_BENCH_PYTHON").unwrap_or_else(|| "python3".to_owned());
     let data = dir.join(format!("data-{n_flows}"));
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
@@ -487,11 +505,15 @@ fn main() {
             .collect::<Vec<_>>(),
     )
     .expect("json");
-    let duck = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&data)
-        .arg(&queries_json)
-        .output();
+    let duck = if smoke {
+        Err(std::io::Error::other("not in a smoke run"))
+    } else {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&data)
+            .arg(&queries_json)
+            .output()
+    };
     let duck_times: Option<Vec<f64>> = match &duck {
         Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout).ok(),
         Ok(output) => {
@@ -508,6 +530,11 @@ fn main() {
     };
 
     println!();
+    if smoke {
+        println!(
+            "(smoke run: the numbers below mean nothing; use `cargo bench -p store --bench store`)"
+        );
+    }
     println!("{:<66} {:<44} {:<20} verdict", "what", "result", "target");
     for (what, result, target, verdict) in &rows {
         println!("{what:<66} {result:<44} {target:<20} {verdict}");
