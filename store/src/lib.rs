@@ -135,14 +135,14 @@ impl Config {
             ));
         }
         self.retention_policy()?;
-        if let Some(root) = &self.root
-            && root.starts_with("file:")
-            && !self.root_options.is_empty()
-        {
-            return Err(Error::Config(
-                "[store.root_options] apply to object storage (s3://…), not to a file:// root"
-                    .to_owned(),
-            ));
+        if let Some(root) = &self.root {
+            if root.starts_with("file:") && !self.root_options.is_empty() {
+                return Err(Error::Config(
+                    "[store.root_options] apply to object storage (s3://…), not to a file:// root"
+                        .to_owned(),
+                ));
+            }
+            storage::check_root(root, &self.root_options)?;
         }
         Ok(())
     }

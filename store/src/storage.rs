@@ -159,25 +159,15 @@ impl Storage {
 
     /// The storage for a root URL.
     fn for_root(root: &str, options: &BTreeMap<String, String>) -> Result<Storage> {
-        let url = url::Url::parse(root).map_err(|error| {
-            Error::Config(format!(
-                "[store] root {root:?} is not a URL ({error}); use file:///path or s3://bucket/prefix"
-            ))
-        })?;
-        match url.scheme() {
-            "file" => {
-                // Options (perhaps from AWS_* in the environment) mean nothing here;
-                // `Config::validate` refuses them in the configuration itself.
-                let dir = url.to_file_path().map_err(|()| {
-                    Error::Config(format!(
-                        "[store] root {root:?} is not a local absolute path"
-                    ))
-                })?;
-                Ok(Storage {
-                    kind: Kind::Local(dir),
-                })
-            }
-            "s3" | "s3a" => {
+        match check_root(root, options)? {
+            Checked::Local(dir) => Ok(Storage {
+                kind: Kind::Local(dir),
+            }),
+            Checked::S3 {
+                builder,
+                base,
+                prefix,
+            } => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name("tw-object-store")
@@ -186,31 +176,12 @@ impl Storage {
                     .map_err(|error| {
                         Error::Internal(format!("cannot start the object store runtime: {error}"))
                     })?;
-                // Only what the configuration says (the binary adds AWS_* from the
-                // environment): the library reads no globals.
-                let mut builder = object_store::aws::AmazonS3Builder::new()
-                    .with_url(root)
-                    .with_retry(retry_config());
-                for (key, value) in options {
-                    let config_key = key.parse().map_err(|_| {
-                        Error::Config(format!(
-                            "[store.root_options] has an unknown S3 option `{key}` (e.g. aws_endpoint, aws_region, aws_allow_http)"
-                        ))
-                    })?;
-                    builder = builder.with_config(config_key, value);
-                }
-                let store = builder
+                let store = (*builder)
                     .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
                         runtime.handle().clone(),
                     ))
                     .build()
                     .map_err(|error| Error::Config(format!("[store] root {root:?}: {error}")))?;
-                let host = url.host_str().unwrap_or_default();
-                let base = url::Url::parse(&format!("{}://{host}", url.scheme()))
-                    .map_err(|error| Error::Config(format!("[store] root {root:?}: {error}")))?;
-                let prefix = ObjectPath::from_url_path(url.path()).map_err(|error| {
-                    Error::Config(format!("[store] root {root:?} has a bad path: {error}"))
-                })?;
                 Ok(Storage {
                     kind: Kind::Remote(Box::new(Remote {
                         store: Arc::new(store),
@@ -221,9 +192,6 @@ impl Storage {
                     })),
                 })
             }
-            other => Err(Error::Config(format!(
-                "[store] root {root:?}: unsupported scheme `{other}` (use file:// or s3://)"
-            ))),
         }
     }
 
@@ -408,6 +376,71 @@ impl Storage {
         if let Kind::Remote(remote) = &self.kind {
             ctx.register_object_store(&remote.base, remote.store.clone());
         }
+    }
+}
+
+/// A root that passed [`check_root`].
+pub(crate) enum Checked {
+    Local(PathBuf),
+    S3 {
+        builder: Box<object_store::aws::AmazonS3Builder>,
+        base: url::Url,
+        prefix: ObjectPath,
+    },
+}
+
+/// Checks a root URL and its options without touching the network or starting anything
+/// (what `Config::validate`, and so `tunnelwatch check-config`, runs): the scheme, the path,
+/// every option's name, and that the S3 client can be built from them.
+pub(crate) fn check_root(root: &str, options: &BTreeMap<String, String>) -> Result<Checked> {
+    let url = url::Url::parse(root).map_err(|error| {
+        Error::Config(format!(
+            "[store] root {root:?} is not a URL ({error}); use file:///path or s3://bucket/prefix"
+        ))
+    })?;
+    match url.scheme() {
+        // Options (perhaps from AWS_* in the environment) mean nothing here;
+        // `Config::validate` refuses them in the configuration itself.
+        "file" => url.to_file_path().map(Checked::Local).map_err(|()| {
+            Error::Config(format!(
+                "[store] root {root:?} is not a local absolute path"
+            ))
+        }),
+        "s3" | "s3a" => {
+            // Only what the configuration says (the binary adds AWS_* from the
+            // environment): the library reads no globals.
+            let mut builder = object_store::aws::AmazonS3Builder::new()
+                .with_url(root)
+                .with_retry(retry_config());
+            for (key, value) in options {
+                let config_key = key.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "[store.root_options] has an unknown S3 option `{key}` (e.g. aws_endpoint, aws_region, aws_allow_http)"
+                    ))
+                })?;
+                builder = builder.with_config(config_key, value);
+            }
+            // Building the client checks the values (an endpoint that is not a URL, a
+            // bucket name missing) and sends nothing.
+            builder
+                .clone()
+                .build()
+                .map_err(|error| Error::Config(format!("[store] root {root:?}: {error}")))?;
+            let host = url.host_str().unwrap_or_default();
+            let base = url::Url::parse(&format!("{}://{host}", url.scheme()))
+                .map_err(|error| Error::Config(format!("[store] root {root:?}: {error}")))?;
+            let prefix = ObjectPath::from_url_path(url.path()).map_err(|error| {
+                Error::Config(format!("[store] root {root:?} has a bad path: {error}"))
+            })?;
+            Ok(Checked::S3 {
+                builder: Box::new(builder),
+                base,
+                prefix,
+            })
+        }
+        other => Err(Error::Config(format!(
+            "[store] root {root:?}: unsupported scheme `{other}` (use file:// or s3://)"
+        ))),
     }
 }
 
@@ -605,6 +638,38 @@ mod tests {
             message.contains("/srv/other") && message.contains(root.as_str()),
             "{message}"
         );
+    }
+
+    #[test]
+    fn check_config_catches_bad_roots_and_option_names_without_the_network() {
+        for (root, key, expected) in [
+            (
+                "s3://bucket/p",
+                "aws_regoin",
+                "unknown S3 option `aws_regoin`",
+            ),
+            ("gs://bucket/p", "", "unsupported scheme `gs`"),
+        ] {
+            let mut config = crate::Config::for_dir("/tmp/x");
+            config.root = Some(root.to_owned());
+            if !key.is_empty() {
+                config
+                    .root_options
+                    .insert(key.to_owned(), "eu-west-1".to_owned());
+            }
+            let error = config.validate().unwrap_err();
+            assert!(
+                error.to_string().contains(expected),
+                "{root} {key}: {error}"
+            );
+        }
+        let mut config = crate::Config::for_dir("/tmp/x");
+        config.root = Some("s3://bucket/p".to_owned());
+        config.root_options.insert(
+            "aws_endpoint".to_owned(),
+            "http://127.0.0.1:9000".to_owned(),
+        );
+        config.validate().unwrap();
     }
 
     #[test]
