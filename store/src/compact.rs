@@ -93,11 +93,10 @@ impl Store {
         let mut batches = Vec::new();
         let mut watermarks = Watermarks::new();
         for found in group {
-            batches.extend(segment::read_all(&self.storage, &found.key)?);
-            segment::merge(
-                &mut watermarks,
-                &segment::read_footer(&self.storage, &found.key)?.watermarks,
-            );
+            // One read per file: the rows and the footer's watermarks.
+            let (rows, footer) = segment::read_with_footer(&self.storage, &found.key)?;
+            batches.extend(rows);
+            segment::merge(&mut watermarks, &footer.watermarks);
         }
         let schema = table.schema();
         let merged: RecordBatch =

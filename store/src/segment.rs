@@ -20,7 +20,7 @@ use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UI
 use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
-use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::metadata::{KeyValue, ParquetMetaData};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 
@@ -303,6 +303,11 @@ fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
 /// Every row of a segment, decoded, after checking its bytes against the checksum in its
 /// name (what `store verify` does).
 pub(crate) fn read_all(storage: &Storage, key: &str) -> Result<Vec<RecordBatch>> {
+    read_with_footer(storage, key).map(|(batches, _)| batches)
+}
+
+/// Every row of a segment and what its footer says, from one read of the file.
+pub(crate) fn read_with_footer(storage: &Storage, key: &str) -> Result<(Vec<RecordBatch>, Footer)> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bytes = storage.get(key)?;
     check_crc(storage, key, &bytes)?;
@@ -311,12 +316,15 @@ pub(crate) fn read_all(storage: &Storage, key: &str) -> Result<Vec<RecordBatch>>
         path: storage.describe(key),
         detail,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|builder| builder.build())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|error| corrupt(error.to_string()))?;
-    reader
+    let footer = footer_of(storage, key, builder.metadata())?;
+    let batches = builder
+        .build()
+        .map_err(|error| corrupt(error.to_string()))?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|error| corrupt(error.to_string()))
+        .map_err(|error| corrupt(error.to_string()))?;
+    Ok((batches, footer))
 }
 
 /// The number of rows a segment's footer declares.
@@ -327,7 +335,11 @@ pub(crate) fn row_count(storage: &Storage, key: &str) -> Result<u64> {
 
 /// The watermarks in a segment's footer (empty for tables without them).
 pub(crate) fn read_footer(storage: &Storage, key: &str) -> Result<Footer> {
-    let metadata = storage.footer(key)?;
+    footer_of(storage, key, &storage.footer(key)?)
+}
+
+/// What the footer metadata of the segment under `key` says.
+fn footer_of(storage: &Storage, key: &str, metadata: &ParquetMetaData) -> Result<Footer> {
     let metadata = metadata.file_metadata();
     let schema = datafusion::parquet::arrow::parquet_to_arrow_schema(
         metadata.schema_descr(),
