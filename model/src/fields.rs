@@ -99,6 +99,9 @@ fields! {
     "vpn.rekey_count", "", "how many IKE rekeys the session had";
     "vpn.session_version", "", "snapshot version; the newest wins";
     "vpn.ike_sa_ids", "", "all IKE_SA unique ids of a session";
+    "vpn.tcp_flags", "connection_info.tcp_flags", "TCP flags seen in a flow, either direction, OR-ed";
+    "vpn.flow_end", "", "why a flow record was exported: `idle`, `active`, `tcp_end`, `evicted`, `forced`";
+    "vpn.session_join", "", "how a flow or API request found its session: `matched`, `late`, `unmatched`, `not_vpn`";
     "vpn.audit_prev_hash", "", "hash of the previous audit entry (tamper-evident chain)";
     "vpn.audit_hash", "", "hash of this audit entry over its fields and vpn.audit_prev_hash";
 }

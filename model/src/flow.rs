@@ -22,9 +22,72 @@ pub struct Flow {
     pub destination_bytes: u64,
     pub source_packets: u64,
     pub destination_packets: u64,
+    /// `vpn.tcp_flags`: the TCP flags seen in either direction, OR-ed (TCP flows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<u8>,
+    /// `vpn.flow_end`: why this record was exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<FlowEnd>,
+    /// `vpn.session_join`: whether the collector found the session; filled by the collector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_join: Option<SessionJoin>,
     /// `user.name` of the VPN session that owned `source.ip` then; filled by the collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+}
+
+/// `vpn.flow_end`: why a flow record was exported (IPFIX `flowEndReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowEnd {
+    /// No packet for the idle timeout.
+    Idle,
+    /// A long-lived flow: this record covers one active-timeout interval; more follow.
+    Active,
+    /// The TCP connection closed (FIN both ways, or RST).
+    TcpEnd,
+    /// Exported early because the flow table was full.
+    Evicted,
+    /// The capture ended (end of a file, shutdown).
+    Forced,
+}
+
+impl FlowEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowEnd::Idle => "idle",
+            FlowEnd::Active => "active",
+            FlowEnd::TcpEnd => "tcp_end",
+            FlowEnd::Evicted => "evicted",
+            FlowEnd::Forced => "forced",
+        }
+    }
+}
+
+/// `vpn.session_join`: how a flow or API request was joined to the VPN session behind its
+/// client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionJoin {
+    /// A session held the address at that time (within the clock-skew tolerance).
+    Matched,
+    /// It arrived before its session did and was joined when the session arrived.
+    Late,
+    /// No session held the address at that time (as far as is known yet).
+    Unmatched,
+    /// The client address is not a VPN address (outside the configured pool).
+    NotVpn,
+}
+
+impl SessionJoin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionJoin::Matched => "matched",
+            SessionJoin::Late => "late",
+            SessionJoin::Unmatched => "unmatched",
+            SessionJoin::NotVpn => "not_vpn",
+        }
+    }
 }
 
 /// One HTTP request to an API behind the VPN, from an access log.
@@ -51,7 +114,48 @@ pub struct ApiRequest {
     /// `http.request.id`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// `vpn.session_join`: whether the collector found the session; filled by the collector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_join: Option<SessionJoin>,
     /// `user.name` of the VPN session behind `client_ip`; filled by the collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+}
+
+/// Which table a [`SessionJoinUpdate`] corrects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinTarget {
+    Flows,
+    ApiRequests,
+}
+
+impl JoinTarget {
+    /// The SQL table name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinTarget::Flows => "flows",
+            JoinTarget::ApiRequests => "api_requests",
+        }
+    }
+}
+
+/// A late correction of a stored flow's or API request's session: the collector learned of
+/// the session that held the address only after the event was stored (its session's events
+/// arrived later), or a session that arrived later fits the event better (virtual IP reuse
+/// near the clock-skew tolerance). The store keeps these in `session_joins` and every query
+/// of `flows` and `api_requests` sees the newest correction of each event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionJoinUpdate {
+    pub target: JoinTarget,
+    /// `event.id` of the corrected row.
+    pub event_id: String,
+    /// `@timestamp` of the corrected row (so that the correction lands in the same hour).
+    pub timestamp: jiff::Timestamp,
+    /// The session now joined; `None` when the event no longer belongs to any.
+    pub session_id: Option<String>,
+    pub user_name: Option<String>,
+    pub join: SessionJoin,
+    /// `event.created`: when the collector decided; the newest decision wins.
+    pub decided: jiff::Timestamp,
 }

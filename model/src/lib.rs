@@ -90,6 +90,9 @@
 //! | `vpn.rekey_count` | `vpn_rekey_count` | — | how many IKE rekeys the session had |
 //! | `vpn.session_version` | `vpn_session_version` | — | snapshot version; the newest wins |
 //! | `vpn.ike_sa_ids` | `vpn_ike_sa_ids` | — | all IKE_SA unique ids of a session |
+//! | `vpn.tcp_flags` | `vpn_tcp_flags` | `connection_info.tcp_flags` | TCP flags seen in a flow, either direction, OR-ed |
+//! | `vpn.flow_end` | `vpn_flow_end` | — | why a flow record was exported: `idle`, `active`, `tcp_end`, `evicted`, `forced` |
+//! | `vpn.session_join` | `vpn_session_join` | — | how a flow or API request found its session: `matched`, `late`, `unmatched`, `not_vpn` |
 //! | `vpn.audit_prev_hash` | `vpn_audit_prev_hash` | — | hash of the previous audit entry (tamper-evident chain) |
 //! | `vpn.audit_hash` | `vpn_audit_hash` | — | hash of this audit entry over its fields and vpn.audit_prev_hash |
 //!
@@ -118,7 +121,7 @@ pub mod wire;
 
 pub use audit::{AuditDraft, AuditEntry};
 pub use event::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
-pub use flow::{ApiRequest, Flow};
+pub use flow::{ApiRequest, Flow, FlowEnd, JoinTarget, SessionJoin, SessionJoinUpdate};
 pub use geo::Geo;
 pub use session::{Session, SessionState};
 pub use vpn::{

@@ -97,6 +97,9 @@ fn flow(seq: u64, n_total: u64, rng: &mut Rng) -> Event {
             destination_bytes: 500 + rng.below(2_000_000),
             source_packets: 3 + rng.below(50),
             destination_packets: 3 + rng.below(2_000),
+            tcp_flags: Some(0x1b),
+            end_reason: Some(model::FlowEnd::TcpEnd),
+            session_join: Some(model::SessionJoin::Matched),
             user_name: Some(format!("user{user:05}")),
         }),
     }

@@ -714,7 +714,23 @@ pub const FLOW_COLUMNS: &[Column<Event>] = &[
         event
     )
     .map(|flow| flow.destination_packets))),
+    col!("vpn_tcp_flags", Int64, true, |event| int(flow_of(event)
+        .and_then(|flow| flow.tcp_flags.map(u64::from)))),
+    col!("vpn_flow_end", Utf8, true, |event| opt(flow_of(event)
+        .and_then(|flow| flow.end_reason.map(model::FlowEnd::as_str)))),
+    col!("vpn_session_join", Utf8, true, |event| opt(session_join(
+        event
+    )
+    .map(model::SessionJoin::as_str))),
 ];
+
+fn session_join(event: &Event) -> Option<model::SessionJoin> {
+    match &event.body {
+        EventBody::Flow(flow) => flow.session_join,
+        EventBody::ApiRequest(request) => request.session_join,
+        _ => None,
+    }
+}
 
 fn request_of(event: &Event) -> Option<&model::ApiRequest> {
     match &event.body {
@@ -771,6 +787,10 @@ pub const API_REQUEST_COLUMNS: &[Column<Event>] = &[
         event
     )
     .and_then(|request| request.request_id.as_deref()))),
+    col!("vpn_session_join", Utf8, true, |event| opt(session_join(
+        event
+    )
+    .map(model::SessionJoin::as_str))),
     col!("event_original", Utf8, false, |event| s(&event.original)),
 ];
 

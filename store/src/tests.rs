@@ -577,6 +577,9 @@ pub(crate) fn flow_event(seq: u64, source: &str, at: jiff::Timestamp) -> Event {
             destination_bytes: 2_000,
             source_packets: 3,
             destination_packets: 4,
+            tcp_flags: None,
+            end_reason: None,
+            session_join: None,
             user_name: None,
         }),
     }
