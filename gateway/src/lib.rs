@@ -15,6 +15,7 @@
 
 mod config;
 mod error;
+pub mod flow;
 mod fsutil;
 pub mod parse;
 pub mod radius;

@@ -15,7 +15,12 @@
 //! envelope with [`parse_syslog_envelope`] and hands the message to the parser its program
 //! name selects. The parsers that keep state between lines bound it (least recently seen
 //! entries are forgotten), so hostile input cannot grow them without limit.
+//!
+//! The API access logs ([`Format::Nginx`], [`Format::NginxJson`], [`Format::Envoy`],
+//! [`Format::Json`], module `access`) turn each request line into a [`model::ApiRequest`]
+//! event; `json` reads its keys through the [`JsonMapping`] in [`ParseOptions::json_mapping`].
 
+mod access;
 mod charon;
 mod clock;
 mod envelope;
@@ -32,11 +37,13 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use model::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
 use serde::{Deserialize, Serialize};
 
+pub use access::{DurationUnit, JsonMapping, Keys, TimestampFormat};
 pub use clock::LogClock;
 pub use syslog::{SyslogError, SyslogMessage, SyslogTimestamp, parse_syslog_envelope};
 
@@ -47,8 +54,8 @@ use message::{Message, next_part};
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The log formats tunnelwatch reads. The names (`charon`, `pluto`, `xl2tpd`, `pppd`,
-/// `radius-detail`, `syslog`) are what `--format`, `ingest FORMAT:FILE` and the gateway
-/// configuration accept.
+/// `radius-detail`, `syslog`, `nginx`, `nginx-json`, `envoy`, `json`) are what `--format`,
+/// `ingest FORMAT:FILE` and the gateway configuration accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
@@ -65,16 +72,30 @@ pub enum Format {
     /// A syslog file or stream (RFC 3164 or RFC 5424) of any of the daemons above, each message
     /// parsed by the parser its program names; other programs are ignored.
     Syslog,
+    /// nginx access log, `log_format combined` (or `common`, or Apache's), with an optional
+    /// `$request_time` and `$request_id` at the end: one API request per line.
+    Nginx,
+    /// nginx access log written by a `log_format … escape=json` whose keys are nginx's
+    /// variable names (`remote_addr`, `time_iso8601`, `request_uri`, `status`…).
+    NginxJson,
+    /// Envoy JSON access logs (Istio's and Envoy Gateway's default keys).
+    Envoy,
+    /// JSON lines with the keys given by a [`JsonMapping`] (default: ECS names).
+    Json,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 10] = [
         Format::Charon,
         Format::Pluto,
         Format::Xl2tpd,
         Format::Pppd,
         Format::RadiusDetail,
         Format::Syslog,
+        Format::Nginx,
+        Format::NginxJson,
+        Format::Envoy,
+        Format::Json,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +106,10 @@ impl Format {
             Format::Pppd => "pppd",
             Format::RadiusDetail => "radius-detail",
             Format::Syslog => "syslog",
+            Format::Nginx => "nginx",
+            Format::NginxJson => "nginx-json",
+            Format::Envoy => "envoy",
+            Format::Json => "json",
         }
     }
 
@@ -98,6 +123,9 @@ impl Format {
             Format::Pppd => "ppp.pppd",
             Format::RadiusDetail => "freeradius.detail",
             Format::Syslog => "syslog",
+            Format::Nginx | Format::NginxJson => "nginx.access",
+            Format::Envoy => "envoy.access",
+            Format::Json => "json.access",
         }
     }
 }
@@ -188,6 +216,8 @@ pub struct ParseOptions {
     pub clock: LogClock,
     /// Lines longer than this are rejected as oversized.
     pub max_line_bytes: usize,
+    /// The keys the `json` format reads (other formats ignore it).
+    pub json_mapping: Arc<JsonMapping>,
 }
 
 impl ParseOptions {
@@ -197,6 +227,7 @@ impl ParseOptions {
             hostname: None,
             clock,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            json_mapping: Arc::new(JsonMapping::default()),
         }
     }
 }
@@ -212,12 +243,15 @@ pub struct Parser {
     xl2tpd: xl2tpd::Xl2tpdParser,
     pppd: pppd::PppdParser,
     radius_detail: radius_detail::DetailParser,
+    /// The JSON access-log formats' keys (unused by the other formats).
+    json: access::json::JsonParser,
     /// The sequence number of the last line seen (for [`Parser::flush`]).
     last_seq: Option<u64>,
 }
 
 impl Parser {
     pub fn new(format: Format, options: ParseOptions) -> Parser {
+        let json = access::json::JsonParser::new(format, &options.json_mapping);
         Parser {
             format,
             options,
@@ -227,6 +261,7 @@ impl Parser {
             xl2tpd: xl2tpd::Xl2tpdParser::default(),
             pppd: pppd::PppdParser::default(),
             radius_detail: radius_detail::DetailParser::default(),
+            json,
             last_seq: None,
         }
     }
@@ -280,6 +315,11 @@ impl Parser {
                 (outcome, None)
             }
             Format::Syslog => self.parse_syslog(&text, seq, now, out),
+            Format::Nginx => (access::nginx::parse(&text, seq, now, options, out), None),
+            Format::NginxJson | Format::Envoy | Format::Json => {
+                let outcome = self.json.parse(line, &text, seq, now, options, out);
+                (outcome, None)
+            }
         };
         // A line may also have finished an earlier record (radius-detail).
         self.stats.events += (out.len() - before) as u64;

@@ -150,7 +150,7 @@ fn format_names_round_trip() {
     let error = "pluto2".parse::<Format>().unwrap_err();
     assert_eq!(
         error.to_string(),
-        "unknown log format `pluto2` (known: charon, pluto, xl2tpd, pppd, radius-detail, syslog)"
+        "unknown log format `pluto2` (known: charon, pluto, xl2tpd, pppd, radius-detail, syslog, nginx, nginx-json, envoy, json)"
     );
     let datasets: Vec<&str> = Format::ALL.iter().map(|format| format.dataset()).collect();
     assert_eq!(
@@ -161,7 +161,11 @@ fn format_names_round_trip() {
             "xl2tpd.log",
             "ppp.pppd",
             "freeradius.detail",
-            "syslog"
+            "syslog",
+            "nginx.access",
+            "nginx.access",
+            "envoy.access",
+            "json.access"
         ]
     );
 }
@@ -203,6 +207,22 @@ fn sample_line(format: Format) -> (&'static str, &'static str) {
         Format::Syslog => (
             "<86>1 2026-11-25T16:58:24Z gw pppd 3801 - [x@1 a=\"b\"] MSCHAP-v2 peer authentication succeeded for al",
             "ice",
+        ),
+        Format::Nginx => (
+            "10.99.0.7 - - [25/Nov/2026:16:58:24 +0000] \"GET /api/v1/us",
+            "ers HTTP/1.1\" 200 12 \"-\" \"curl/7.88.1\"",
+        ),
+        Format::NginxJson => (
+            "{\"time_iso8601\":\"2026-11-25T16:58:24+00:00\",\"remote_addr\":\"10.99.0.7\",\"request_method\":\"GET\",\"request_uri\":\"/api/v1/us",
+            "ers\",\"status\":\"200\",\"body_bytes_sent\":\"12\"}",
+        ),
+        Format::Envoy => (
+            "{\"start_time\":\"2026-11-25T16:58:24.310Z\",\"method\":\"GET\",\"path\":\"/api/v1/us",
+            "ers\",\"response_code\":200,\"downstream_remote_address\":\"10.99.0.7:51000\"}",
+        ),
+        Format::Json => (
+            "{\"@timestamp\":\"2026-11-25T16:58:24Z\",\"source\":{\"ip\":\"10.99.0.7\"},\"http.request.method\":\"GET\",\"url.path\":\"/api/v1/us",
+            "ers\",\"http.response.status_code\":200}",
         ),
     }
 }
@@ -398,6 +418,14 @@ fn arbitrary_line() -> impl Strategy<Value = Vec<u8>> {
         Just("\tEvent-Timestamp = \"Feb 30 2026 09:33:12 UTC\"".to_owned()),
         Just("(0) Login OK: [a/b] (from client x port 0 cli 1.2.3.4[5])".to_owned()),
         Just("09[IKE] <rw|1> ".to_owned()),
+        Just("10.99.0.7 - - [25/Nov/2026:09:33:12 +0000] ".to_owned()),
+        Just("\"GET /api/v1/x?y=1 HTTP/1.1\" 200 12 \"-\" \"curl\\x22\" 0.005 \"5f2d8e4a0c1b4f7e9a553b8c2d1e6f70\"".to_owned()),
+        Just("\"-\" 999 -1".to_owned()),
+        Just("{\"remote_addr\":\"::1\",\"request_method\":\"GET\",\"request_uri\":\"/a\",".to_owned()),
+        Just("\"status\":\"200\",\"request_time\":\"0.001\"}".to_owned()),
+        Just("{\"start_time\":\"2026-11-25T09:33:12Z\",\"method\":\"GET\",\"path\":\"/\",\"response_code\":0}".to_owned()),
+        Just("{\"http\":{\"request\":{\"method\":\"GET\"}},\"url.path\":\"/\",\"http.response.status_code\":200,".to_owned()),
+        Just("\"a\":[[[{\"a\":1,\"a\":2}]]]}".to_owned()),
         "[ -~]{0,20}",
     ];
     (

@@ -1,0 +1,342 @@
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use model::{
+    ApiRequest, Counters, Endpoint, Event, EventBody, EventId, Flow, Identities, Observer,
+    Session, SessionState,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+const VIP: &str = "10.10.0.5";
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).expect("in range")
+}
+
+fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>) -> Session {
+    Session {
+        session_id: id.to_owned(),
+        gateway: Some("gw1".to_owned()),
+        connection: Some("rw".to_owned()),
+        ike_sa_ids: vec![1],
+        identities: Identities {
+            eap_id: Some(user.to_owned()),
+            ..Identities::default()
+        },
+        method: None,
+        client: Endpoint::default(),
+        client_geo: None,
+        virtual_ip: Some(vip.parse().expect("ip")),
+        start: at(start),
+        end: end.map(at),
+        state: if end.is_some() {
+            SessionState::Closed
+        } else {
+            SessionState::Active
+        },
+        cause: None,
+        counters: Counters::default(),
+        rekey_count: 0,
+        version: 1,
+        updated: at(end.unwrap_or(start)),
+    }
+}
+
+fn flow(seq: u64, src: &str, secs: i64) -> Event {
+    Event {
+        id: EventId::new("gw1/capture", seq, 0),
+        timestamp: at(secs),
+        dataset: "tunnelwatch.flow".to_owned(),
+        observer: Observer::default(),
+        original: String::new(),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::Flow(Flow {
+            source: Endpoint::new(src.parse().expect("ip"), Some(40_000)),
+            destination: Endpoint::new("172.16.0.10".parse().expect("ip"), Some(443)),
+            transport: "tcp".to_owned(),
+            start: at(secs),
+            end: at(secs + 1),
+            source_bytes: 1,
+            destination_bytes: 1,
+            source_packets: 1,
+            destination_packets: 1,
+            tcp_flags: None,
+            end_reason: None,
+            session_join: None,
+            user_name: None,
+        }),
+    }
+}
+
+fn request(seq: u64, client: &str, secs: i64) -> Event {
+    Event {
+        id: EventId::new("api/nginx", seq, 0),
+        timestamp: at(secs),
+        dataset: "nginx.access".to_owned(),
+        observer: Observer::default(),
+        original: String::new(),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::ApiRequest(ApiRequest {
+            client_ip: Some(client.parse().expect("ip")),
+            destination: Endpoint::default(),
+            method: "GET".to_owned(),
+            host: None,
+            path: "/v1/orders".to_owned(),
+            status: 200,
+            response_bytes: None,
+            duration_us: None,
+            request_id: None,
+            session_join: None,
+            user_name: None,
+        }),
+    }
+}
+
+fn joined(event: &Event) -> (Option<&str>, Option<&str>, Option<SessionJoin>) {
+    match &event.body {
+        EventBody::Flow(flow) => (event.session_id.as_deref(), flow.user_name.as_deref(), flow.session_join),
+        EventBody::ApiRequest(request) => (
+            event.session_id.as_deref(),
+            request.user_name.as_deref(),
+            request.session_join,
+        ),
+        _ => (None, None, None),
+    }
+}
+
+#[test]
+fn a_reused_virtual_ip_joins_each_event_to_the_user_who_held_it_then() {
+    let mut joiner = Joiner::new(
+        JoinConfig::default(),
+        &[
+            session("s-alice", "alice", VIP, 0, Some(100)),
+            session("s-bob", "bob", VIP, 110, None),
+        ],
+    );
+    let mut events = vec![
+        flow(1, VIP, 50),
+        flow(2, VIP, 100),
+        flow(3, VIP, 103),
+        // Equally near both (5 s): the session that started last.
+        flow(4, VIP, 105),
+        request(5, VIP, 120),
+        request(6, "::ffff:10.10.0.5", 130),
+        // Beyond the tolerance of both.
+        flow(7, VIP, -30),
+    ];
+    joiner.join_events(&mut events);
+    let answers: Vec<_> = events.iter().map(joined).collect();
+    use SessionJoin::{Matched, Unmatched};
+    assert_eq!(
+        answers,
+        [
+            (Some("s-alice"), Some("alice"), Some(Matched)),
+            (Some("s-alice"), Some("alice"), Some(Matched)),
+            (Some("s-alice"), Some("alice"), Some(Matched)),
+            (Some("s-bob"), Some("bob"), Some(Matched)),
+            (Some("s-bob"), Some("bob"), Some(Matched)),
+            (Some("s-bob"), Some("bob"), Some(Matched)),
+            (None, None, Some(Unmatched)),
+        ]
+    );
+}
+
+#[test]
+fn addresses_outside_the_pool_are_not_looked_up_and_the_vpn_side_of_a_flow_is_used() {
+    let config = JoinConfig {
+        vpn_pool: vec!["10.10.0.0/16".parse().expect("net")],
+        ..JoinConfig::default()
+    };
+    let mut joiner = Joiner::new(config, &[session("s-alice", "alice", VIP, 0, None)]);
+    // A flow the API server opened towards the client: the client is the destination.
+    let mut reverse = flow(1, "172.16.0.10", 10);
+    if let EventBody::Flow(f) = &mut reverse.body {
+        f.destination = Endpoint::new(VIP.parse().expect("ip"), Some(5000));
+    }
+    let mut events = vec![reverse, request(2, "192.0.2.7", 10)];
+    joiner.join_events(&mut events);
+    assert_eq!(joined(&events[0]), (Some("s-alice"), Some("alice"), Some(SessionJoin::Matched)));
+    assert_eq!(joined(&events[1]), (None, None, Some(SessionJoin::NotVpn)));
+    assert_eq!(joiner.stats().not_vpn, 1);
+}
+
+#[test]
+fn an_event_before_its_session_is_joined_when_the_session_arrives() {
+    let mut joiner = Joiner::new(JoinConfig::default(), &[]);
+    let mut events = vec![request(1, VIP, 50), flow(2, VIP, 60)];
+    joiner.join_events(&mut events);
+    assert_eq!(joined(&events[0]).2, Some(SessionJoin::Unmatched));
+    let updates = joiner.update_sessions(&[session("s-alice", "alice", VIP, 40, None)], at(70));
+    let mut got: Vec<(String, JoinTarget, Option<String>, Option<String>, SessionJoin)> = updates
+        .into_iter()
+        .map(|u| (u.event_id, u.target, u.session_id, u.user_name, u.join))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("api/nginx:1".to_owned(), JoinTarget::ApiRequests, Some("s-alice".to_owned()), Some("alice".to_owned()), SessionJoin::Late),
+            ("gw1/capture:2".to_owned(), JoinTarget::Flows, Some("s-alice".to_owned()), Some("alice".to_owned()), SessionJoin::Late),
+        ]
+    );
+    // Nothing changes the second time.
+    assert!(joiner.update_sessions(&[session("s-alice", "alice", VIP, 40, None)], at(71)).is_empty());
+}
+
+#[test]
+fn pending_events_are_bounded_and_the_dropped_are_counted() {
+    let config = JoinConfig {
+        max_pending: 10,
+        ..JoinConfig::default()
+    };
+    let mut joiner = Joiner::new(config, &[]);
+    let mut events: Vec<Event> = (0..25).map(|i| request(i, VIP, 0)).collect();
+    joiner.join_events(&mut events);
+    let stats = joiner.stats();
+    assert_eq!((stats.pending, stats.pending_dropped, stats.unmatched), (10, 15, 25));
+    // A resent batch does not add them again.
+    let mut again: Vec<Event> = (15..25).map(|i| request(i, VIP, 0)).collect();
+    joiner.join_events(&mut again);
+    assert_eq!(joiner.stats().pending, 10);
+}
+
+#[test]
+fn settled_events_and_old_leases_are_forgotten() {
+    let config = JoinConfig {
+        late_join_secs: 300,
+        lease_retention_secs: 600,
+        ..JoinConfig::default()
+    };
+    let mut joiner = Joiner::new(config, &[session("s-alice", "alice", VIP, 0, Some(100))]);
+    let mut events = vec![flow(1, "10.10.0.9", 10), flow(2, VIP, 99)];
+    joiner.join_events(&mut events);
+    assert_eq!(joiner.stats().pending, 2);
+    let mut later = vec![flow(3, "10.10.0.77", 2000)];
+    joiner.join_events(&mut later);
+    let stats = joiner.stats();
+    assert_eq!((stats.pending, stats.leases), (1, 0), "{stats:?}");
+}
+
+/// One thing that arrives at the collector: a session snapshot or an event.
+#[derive(Debug, Clone)]
+enum Arrival {
+    Session(Session),
+    Event(Event),
+}
+
+/// A random world: a few virtual IPs, each handed to users one after another (with gaps,
+/// sometimes none), and events at random times.
+fn world() -> impl Strategy<Value = (Vec<Session>, Vec<(u8, i64)>)> {
+    let leases = proptest::collection::vec((0u8..3, 1i64..40, 0i64..15), 1..12);
+    let events = proptest::collection::vec((0u8..3, 0i64..400), 1..60);
+    (leases, events).prop_map(|(leases, events)| {
+        let mut next_start = [0i64; 3];
+        let mut sessions = Vec::new();
+        for (i, (vip, length, gap)) in leases.into_iter().enumerate() {
+            let start = next_start[vip as usize] + gap;
+            let end = start + length;
+            next_start[vip as usize] = end;
+            sessions.push(session(&format!("s{i:02}"), &format!("user{i}"), &format!("10.10.0.{vip}"), start, Some(end)));
+        }
+        (sessions, events)
+    })
+}
+
+/// The answer with every session known: the containing lease that started last, else the
+/// nearest within the tolerance (ties: the later start).
+fn oracle(sessions: &[Session], vip: &str, t: i64, skew: i64) -> Option<String> {
+    sessions
+        .iter()
+        .filter(|s| s.virtual_ip == vip.parse().ok())
+        .filter_map(|s| {
+            let start = s.start.as_second() - 1_800_000_000;
+            let end = s.end.map_or(i64::MAX, |e| e.as_second() - 1_800_000_000);
+            let distance = if t < start { start - t } else if t > end { t - end } else { 0 };
+            (distance <= skew).then_some((std::cmp::Reverse(distance), start, s.session_id.clone()))
+        })
+        .max()
+        .map(|(_, _, id)| id)
+}
+
+proptest! {
+    /// Whatever the arrival order within the clock-skew window (sessions open, then close;
+    /// everything displaced by up to the tolerance), every event ends up joined to the same
+    /// session as if all sessions had been known first; no event is lost or joined twice.
+    #[test]
+    fn the_join_does_not_depend_on_arrival_order_within_the_skew_window(
+        (sessions, events) in world(),
+        jitter in proptest::collection::vec(-5i64..=5, 200),
+    ) {
+        let skew = 5;
+        let mut arrivals: Vec<(i64, usize, Arrival)> = Vec::new();
+        let mut jitter = jitter.into_iter().cycle();
+        let mut order = 0;
+        let mut push = |time: i64, arrival: Arrival, jitter: &mut dyn Iterator<Item = i64>| {
+            order += 1;
+            arrivals.push((time + jitter.next().unwrap_or(0), order, arrival));
+        };
+        for s in &sessions {
+            let mut open = s.clone();
+            open.end = None;
+            open.state = SessionState::Active;
+            let start = s.start.as_second() - 1_800_000_000;
+            let end = s.end.map_or(start, |e| e.as_second() - 1_800_000_000);
+            push(start, Arrival::Session(open), &mut jitter);
+            push(end, Arrival::Session(s.clone()), &mut jitter);
+        }
+        for (seq, (vip, t)) in events.iter().enumerate() {
+            push(*t, Arrival::Event(flow(seq as u64, &format!("10.10.0.{vip}"), *t)), &mut jitter);
+        }
+        arrivals.sort_by_key(|(time, order, _)| (*time, *order));
+        // A session's close never overtakes its own opening.
+        let mut seen_open = std::collections::HashSet::new();
+        let mut fixed: Vec<Arrival> = Vec::new();
+        let mut deferred: Vec<Session> = Vec::new();
+        for (_, _, arrival) in arrivals {
+            match arrival {
+                Arrival::Session(s) if s.end.is_some() && !seen_open.contains(&s.session_id) => deferred.push(s),
+                Arrival::Session(s) => {
+                    if s.end.is_none() {
+                        seen_open.insert(s.session_id.clone());
+                        if let Some(i) = deferred.iter().position(|d| d.session_id == s.session_id) {
+                            let closed = deferred.remove(i);
+                            fixed.push(Arrival::Session(s));
+                            fixed.push(Arrival::Session(closed));
+                            continue;
+                        }
+                    }
+                    fixed.push(Arrival::Session(s));
+                }
+                event => fixed.push(event),
+            }
+        }
+        let config = JoinConfig { clock_skew_secs: skew as u64, ..JoinConfig::default() };
+        let mut joiner = Joiner::new(config, &[]);
+        let mut answers: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for arrival in fixed {
+            match arrival {
+                Arrival::Session(s) => {
+                    for update in joiner.update_sessions(&[s], at(0)) {
+                        prop_assert!(answers.contains_key(&update.event_id), "update for an unknown event");
+                        answers.insert(update.event_id, update.session_id);
+                    }
+                }
+                Arrival::Event(mut event) => {
+                    let id = event.id.to_string();
+                    joiner.join_events(std::slice::from_mut(&mut event));
+                    prop_assert!(answers.insert(id, event.session_id.clone()).is_none(), "joined twice");
+                }
+            }
+        }
+        prop_assert_eq!(answers.len(), events.len());
+        for (seq, (vip, t)) in events.iter().enumerate() {
+            let id = format!("gw1/capture:{seq}");
+            let expected = oracle(&sessions, &format!("10.10.0.{vip}"), *t, skew);
+            prop_assert_eq!(answers.get(&id).cloned().flatten(), expected, "event {} at {} on .{}", id, t, vip);
+        }
+    }
+}
