@@ -187,7 +187,11 @@ fn decimal(text: &str, scale: i32) -> Option<u64> {
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    if !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+    if !whole
+        .bytes()
+        .chain(fraction.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     // Digits beyond the 30th cannot matter for a u64 result: drop them (truncation).
@@ -308,9 +312,9 @@ fn split_target(target: &str) -> (Option<String>, String) {
 /// RFC 9110 `token` characters: what a method is made of.
 fn is_token(text: &str) -> bool {
     !text.is_empty()
-        && text.bytes().all(|byte| {
-            byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-        })
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// `GET /path?q HTTP/1.1` (or HTTP/0.9's `GET /path`) → method, host of an absolute target,

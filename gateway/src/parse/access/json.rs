@@ -209,7 +209,11 @@ impl JsonParser {
             None if !is_request => return Ok(None),
             Some(0) if !is_request => return Ok(None),
             None => {
-                let keys = self.status.iter().map(ToString::to_string).collect::<Vec<_>>();
+                let keys = self
+                    .status
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>();
                 return Err(malformed(format!("no status ({})", keys.join(", "))));
             }
             Some(status) => fields.status = status,
@@ -226,22 +230,20 @@ impl JsonParser {
                 .map_err(|reason| malformed(format!("{key}: {reason}")))?
                 .map(|(ip, _)| ip);
         }
-        if let Some((key, text)) = first(object, &self.destination_ip)? {
-            if let Some((ip, port)) =
+        if let Some((key, text)) = first(object, &self.destination_ip)?
+            && let Some((ip, port)) =
                 address_of(&text).map_err(|reason| malformed(format!("{key}: {reason}")))?
-            {
-                fields.destination = Endpoint::new(ip, port);
-            }
+        {
+            fields.destination = Endpoint::new(ip, port);
         }
         if let Some((key, text)) = first(object, &self.destination_port)? {
-            let port = text.parse::<u16>().map_err(|_| {
-                malformed(format!("{key}: {} is not a port number", shown(&text)))
-            })?;
+            let port = text
+                .parse::<u16>()
+                .map_err(|_| malformed(format!("{key}: {} is not a port number", shown(&text))))?;
             fields.destination.port = Some(port);
         }
         if let Some((key, text)) = first(object, &self.bytes)? {
-            fields.response_bytes =
-                Some(count_of(&text, &key.to_string()).map_err(malformed)?);
+            fields.response_bytes = Some(count_of(&text, &key.to_string()).map_err(malformed)?);
         }
         if let Some((key, text)) = first(object, &self.duration)? {
             fields.duration_us = Some(

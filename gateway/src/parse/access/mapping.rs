@@ -187,7 +187,11 @@ impl JsonMapping {
     pub fn describe(&self) -> String {
         format!(
             "timestamp {} ({}), client_ip {}, method {}, path {}, status {}",
-            self.timestamp, self.timestamp_format, self.client_ip, self.method, self.path,
+            self.timestamp,
+            self.timestamp_format,
+            self.client_ip,
+            self.method,
+            self.path,
             self.status
         )
     }

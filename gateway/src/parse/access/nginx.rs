@@ -125,18 +125,14 @@ fn extra(token: &str, fields: &mut Fields) -> Result<(), LineOutcome> {
         _ => (None, token),
     };
     match name {
-        Some("rt" | "request_time") => {
-            if value != "-" {
-                fields.duration_us = Some(
-                    duration_of(value, DurationUnit::Seconds)
-                        .map_err(|reason| malformed(format!("request_time: {reason}")))?,
-                );
-            }
+        Some("rt" | "request_time") if value != "-" => {
+            fields.duration_us = Some(
+                duration_of(value, DurationUnit::Seconds)
+                    .map_err(|reason| malformed(format!("request_time: {reason}")))?,
+            );
         }
-        Some("rid" | "request_id" | "req_id") => {
-            if !value.is_empty() && value != "-" {
-                fields.request_id = Some(value.to_owned());
-            }
+        Some("rid" | "request_id" | "req_id") if !value.is_empty() && value != "-" => {
+            fields.request_id = Some(value.to_owned());
         }
         Some(_) => {}
         None if fields.duration_us.is_none() && is_seconds(value) => {
@@ -204,7 +200,10 @@ pub(crate) fn time_local(text: &str) -> Option<Timestamp> {
         digits.parse().ok()
     };
     let day = number(0..2)?;
-    let month = MONTHS.iter().position(|name| text.get(3..6) == Some(*name))? + 1;
+    let month = MONTHS
+        .iter()
+        .position(|name| text.get(3..6) == Some(*name))?
+        + 1;
     let year = number(7..11)?;
     let (hour, minute, second) = (number(12..14)?, number(15..17)?, number(18..20)?);
     let sign = match bytes[21] {

@@ -252,7 +252,10 @@ fn mappings_are_checked_when_loaded() {
         "timestamp_format: `%H:%M` must contain a date and a time of day (e.g. %Y-%m-%d %H:%M:%S)"
     );
     let unknown = error(r#"{"timestamp_format": "%Y-%m-%d %H:%M:%S %!"}"#);
-    assert!(unknown.starts_with("timestamp_format: `%Y-%m-%d %H:%M:%S %!` is not"), "{unknown}");
+    assert!(
+        unknown.starts_with("timestamp_format: `%Y-%m-%d %H:%M:%S %!` is not"),
+        "{unknown}"
+    );
     assert_eq!(
         error(r#"{"path": "url..path"}"#),
         "path: `url..path` is not a key (a name, or names joined by dots)"
@@ -265,7 +268,11 @@ fn mappings_are_checked_when_loaded() {
     assert!(error(r#"{"duration_unit": "h"}"#).contains("unknown variant `h`"));
     assert!(error(r#"{"method": 3}"#).contains("a key or a list of keys"));
     // Each built-in mapping passes its own checks; a field left out keeps the default.
-    for mapping in [JsonMapping::default(), JsonMapping::nginx(), JsonMapping::envoy()] {
+    for mapping in [
+        JsonMapping::default(),
+        JsonMapping::nginx(),
+        JsonMapping::envoy(),
+    ] {
         mapping.validate().unwrap();
     }
     let mapping: JsonMapping = serde_json::from_str(r#"{"status": "code"}"#).unwrap();
@@ -285,7 +292,9 @@ fn fields_follow_the_rules() {
     assert_eq!(decimal("18446744073709551616", 0), None);
     assert_eq!(decimal("1e400", 0), None);
     assert_eq!(decimal("1e-400", 0), Some(0));
-    for bad in ["", ".", "-1", "+1", "1.2.3", "1e", "abc", "0x10", "NaN", "inf", " 1"] {
+    for bad in [
+        "", ".", "-1", "+1", "1.2.3", "1e", "abc", "0x10", "NaN", "inf", " 1",
+    ] {
         assert_eq!(decimal(bad, 6), None, "{bad:?}");
     }
     assert_eq!(status_of("000"), Ok(0));
@@ -303,17 +312,44 @@ fn fields_follow_the_rules() {
         count_of("99999999999999999999", "b").unwrap_err(),
         "b \"99999999999999999999\" is too large"
     );
-    let address = |text: &str| address_of(text).map(|found| found.map(|(ip, port)| (ip.to_string(), port)));
+    let address =
+        |text: &str| address_of(text).map(|found| found.map(|(ip, port)| (ip.to_string(), port)));
     assert_eq!(address("10.0.0.1"), Ok(Some(("10.0.0.1".to_owned(), None))));
-    assert_eq!(address("10.0.0.1:443"), Ok(Some(("10.0.0.1".to_owned(), Some(443)))));
-    assert_eq!(address("[2001:db8::1]:443"), Ok(Some(("2001:db8::1".to_owned(), Some(443)))));
-    assert_eq!(address("2001:db8::1"), Ok(Some(("2001:db8::1".to_owned(), None))));
-    assert_eq!(address("fe80::1%eth0"), Ok(Some(("fe80::1".to_owned(), None))));
-    assert_eq!(address("::ffff:10.0.0.1"), Ok(Some(("10.0.0.1".to_owned(), None))));
-    assert_eq!(address("203.0.113.1, 10.0.0.1"), Ok(Some(("10.0.0.1".to_owned(), None))));
+    assert_eq!(
+        address("10.0.0.1:443"),
+        Ok(Some(("10.0.0.1".to_owned(), Some(443))))
+    );
+    assert_eq!(
+        address("[2001:db8::1]:443"),
+        Ok(Some(("2001:db8::1".to_owned(), Some(443))))
+    );
+    assert_eq!(
+        address("2001:db8::1"),
+        Ok(Some(("2001:db8::1".to_owned(), None)))
+    );
+    assert_eq!(
+        address("fe80::1%eth0"),
+        Ok(Some(("fe80::1".to_owned(), None)))
+    );
+    assert_eq!(
+        address("::ffff:10.0.0.1"),
+        Ok(Some(("10.0.0.1".to_owned(), None)))
+    );
+    assert_eq!(
+        address("203.0.113.1, 10.0.0.1"),
+        Ok(Some(("10.0.0.1".to_owned(), None)))
+    );
     assert_eq!(address("unix:"), Ok(None));
     assert_eq!(address("/run/envoy.sock"), Ok(None));
-    for bad in ["999.1.1.1", "localhost", "10.0.0.1:99999", "[::1", "[::1]x", "1.2.3.4.5", "10.0.0.1,"] {
+    for bad in [
+        "999.1.1.1",
+        "localhost",
+        "10.0.0.1:99999",
+        "[::1",
+        "[::1]x",
+        "1.2.3.4.5",
+        "10.0.0.1,",
+    ] {
         assert!(address(bad).is_err() || bad == "10.0.0.1,", "{bad:?}");
     }
     assert_eq!(host_of("api.test:8443").as_deref(), Some("api.test"));
@@ -325,9 +361,22 @@ fn fields_follow_the_rules() {
         split_target("HTTPS://Api.Test:443?x"),
         (Some("Api.Test".to_owned()), "/".to_owned())
     );
-    assert_eq!(request_line("GET /x"), Some(("GET".to_owned(), None, "/x".to_owned())));
-    assert_eq!(request_line("GET /x y HTTP/1.1").map(|line| line.2), Some("/x y".to_owned()));
-    for garbage in ["-", "", "GARBAGE", "\u{16}\u{3}\u{1} x", "GET  HTTP/1.1", "G(T / HTTP/1.1"] {
+    assert_eq!(
+        request_line("GET /x"),
+        Some(("GET".to_owned(), None, "/x".to_owned()))
+    );
+    assert_eq!(
+        request_line("GET /x y HTTP/1.1").map(|line| line.2),
+        Some("/x y".to_owned())
+    );
+    for garbage in [
+        "-",
+        "",
+        "GARBAGE",
+        "\u{16}\u{3}\u{1} x",
+        "GET  HTTP/1.1",
+        "G(T / HTTP/1.1",
+    ] {
         assert_eq!(request_line(garbage), None, "{garbage:?}");
     }
     assert_eq!(
@@ -339,7 +388,13 @@ fn fields_follow_the_rules() {
         nginx::time_local("29/Nov/2026:19:16:58 +0530"),
         Some("2026-11-29T13:46:58Z".parse().unwrap())
     );
-    for bad in ["30/Feb/2026:00:00:00 +0000", "29/Nev/2026:19:16:58 +0000", "29/Nov/2026:25:16:58 +0000", "29/Nov/2026:19:16:58 0000", "29/Nov/2026:19:16:58"] {
+    for bad in [
+        "30/Feb/2026:00:00:00 +0000",
+        "29/Nev/2026:19:16:58 +0000",
+        "29/Nov/2026:25:16:58 +0000",
+        "29/Nov/2026:19:16:58 0000",
+        "29/Nov/2026:19:16:58",
+    ] {
         assert_eq!(nginx::time_local(bad), None, "{bad:?}");
     }
 }
@@ -348,8 +403,10 @@ fn fields_follow_the_rules() {
 /// problem, and kept.
 #[test]
 fn bad_lines_are_rejected_and_kept() {
-    let charon = b"Nov 25 08:25:08 09[IKE] <rw|1> authentication of 'alice' with pre-shared key successful";
-    let nginx_line = br#"10.99.0.7 - - [25/Nov/2026:09:41:07 +0000] "GET /x HTTP/1.1" 200 12 "-" "curl""#;
+    let charon =
+        b"Nov 25 08:25:08 09[IKE] <rw|1> authentication of 'alice' with pre-shared key successful";
+    let nginx_line =
+        br#"10.99.0.7 - - [25/Nov/2026:09:41:07 +0000] "GET /x HTTP/1.1" 200 12 "-" "curl""#;
     let cases: Vec<(Format, Vec<u8>, RejectReason, &str)> = vec![
         // A line of another format.
         (Format::Nginx, charon.to_vec(), RejectReason::Malformed, "client address: \"Nov\" is not an IP address"),
@@ -411,16 +468,23 @@ fn deep_nesting_is_rejected_without_recursing() {
     for format in [Format::NginxJson, Format::Envoy, Format::Json] {
         for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
             let depth = 1_000_000 / open.len();
-            let mut line = format!("{{\"method\":\"GET\",\"path\":\"/\",\"x\":{}", open.repeat(depth));
+            let mut line = format!(
+                "{{\"method\":\"GET\",\"path\":\"/\",\"x\":{}",
+                open.repeat(depth)
+            );
             line.push_str(&close.repeat(depth));
             line.push('}');
             let mut parser = parser(format);
             let mut events = Vec::new();
             // Over the default line limit: the parser must reject it as oversized...
             parser.parse_line(line.as_bytes(), 0, now(), &mut events);
-            assert_eq!(parser.stats().rejected.get(&RejectReason::Oversized), Some(&1));
+            assert_eq!(
+                parser.stats().rejected.get(&RejectReason::Oversized),
+                Some(&1)
+            );
             // ...and, with no limit, as too deeply nested.
-            let mut options = ParseOptions::new("gw1/deep", LogClock::new(TimeZone::UTC, None, now()));
+            let mut options =
+                ParseOptions::new("gw1/deep", LogClock::new(TimeZone::UTC, None, now()));
             options.max_line_bytes = usize::MAX;
             let (reason, message) = {
                 let (events, _) = parse_with(Parser::new(format, options), &[line.as_bytes()]);
@@ -461,14 +525,20 @@ fn control_characters_and_invalid_utf8_stay_inside_the_fields() {
     assert_eq!(json.request_id.as_deref(), Some("\u{1b}]0;x\u{7}"));
     let serialized = serde_json::to_string(&event).unwrap();
     assert!(!serialized.chars().any(char::is_control), "{serialized}");
-    assert!(serialized.contains(r"\r\nSet-Cookie:\u001b[2J"), "{serialized}");
+    assert!(
+        serialized.contains(r"\r\nSet-Cookie:\u001b[2J"),
+        "{serialized}"
+    );
     // The real nginx captures too.
     for (name, format) in FIXTURES {
         let lines = fixture_lines(name);
         let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         for event in parse(format, &lines).0 {
             let serialized = serde_json::to_string(&event).unwrap();
-            assert!(!serialized.chars().any(char::is_control), "{name}: {serialized}");
+            assert!(
+                !serialized.chars().any(char::is_control),
+                "{name}: {serialized}"
+            );
         }
     }
 }
@@ -492,7 +562,13 @@ fn every_prefix_of_every_fixture_line_is_parsed_or_kept() {
 }
 
 #[track_caller]
-fn check_prefix(parser: &mut Parser, format: Format, prefix: &[u8], seq: u64, events: &mut Vec<Event>) {
+fn check_prefix(
+    parser: &mut Parser,
+    format: Format,
+    prefix: &[u8],
+    seq: u64,
+    events: &mut Vec<Event>,
+) {
     events.clear();
     let ignored_before = parser.stats().ignored;
     parser.parse_line(prefix, seq, now(), events);
@@ -511,7 +587,10 @@ fn check_prefix(parser: &mut Parser, format: Format, prefix: &[u8], seq: u64, ev
     };
     assert_eq!(event.original, text, "{format}");
     assert!(
-        matches!(event.body, EventBody::ApiRequest(_) | EventBody::PipelineError(_)),
+        matches!(
+            event.body,
+            EventBody::ApiRequest(_) | EventBody::PipelineError(_)
+        ),
         "{format}: {event:?}"
     );
 }
