@@ -35,6 +35,10 @@ pub enum Command {
         /// Data directory to keep (default: a temporary one, removed on exit).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// A City database (.mmdb: GeoIP2, GeoLite2 or DB-IP Lite) to locate clients with;
+        /// the replayed clients then connect from public addresses.
+        #[arg(long, value_name = "PATH")]
+        geoip: Option<PathBuf>,
     },
     /// Run the server: ingest endpoint, collector, store, console and API.
     #[cfg(feature = "server")]
@@ -47,6 +51,9 @@ pub enum Command {
         /// Overrides `[store] data_dir`.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Overrides `[collector.geoip] city_db`: a City database (.mmdb).
+        #[arg(long, value_name = "PATH")]
+        geoip: Option<PathBuf>,
     },
     /// Run the agent on a VPN host: tail logs and ship events to the server.
     Gateway {
@@ -56,9 +63,10 @@ pub enum Command {
     /// Parse a log file and print normalized events as JSON lines.
     Parse {
         /// Log format: charon, pluto, xl2tpd, pppd, radius-detail or syslog (a syslog file of
-        /// any of these daemons, RFC 3164 or RFC 5424).
+        /// any of these daemons, RFC 3164 or RFC 5424); or pcap (a pcap or pcapng capture of
+        /// any interface: Ethernet, raw IP as on a TUN device, `-i any`), printed as flows.
         #[arg(long)]
-        format: gateway::parse::Format,
+        format: commands::InputFormat,
         /// The file, or `-` for standard input.
         file: PathBuf,
         /// Year of timestamps that carry none (default: the current year).
@@ -82,8 +90,11 @@ pub enum Command {
         tz: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
+        /// A City database (.mmdb: GeoIP2, GeoLite2 or DB-IP Lite) to locate clients with.
+        #[arg(long, value_name = "PATH")]
+        geoip: Option<PathBuf>,
         /// FORMAT:FILE, for example charon:/var/log/charon.log (formats: charon, pluto,
-        /// xl2tpd, pppd, radius-detail, syslog)
+        /// xl2tpd, pppd, radius-detail, syslog, and pcap for pcap/pcapng captures)
         #[arg(required = true)]
         inputs: Vec<commands::InputSpec>,
     },
@@ -214,10 +225,15 @@ async fn shutdown_signal() {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         #[cfg(feature = "server")]
-        Command::Demo { listen, data } => runtime()?.block_on(crate::demo::run(
+        Command::Demo {
+            listen,
+            data,
+            geoip,
+        } => runtime()?.block_on(crate::demo::run(
             crate::demo::DemoOptions {
                 listen,
                 data_dir: data,
+                geoip,
             },
             shutdown_signal(),
         )),
@@ -226,8 +242,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             config,
             listen,
             data,
+            geoip,
         } => {
-            let config = AppConfig::load(&config)?;
+            let mut config = AppConfig::load(&config)?;
+            if let Some(city_db) = geoip {
+                config.collector.geoip.city_db = Some(city_db);
+            }
             let mut store_config = crate::config::with_object_store_env(config.store.clone());
             if let Some(data) = data {
                 store_config.data_dir = data;
@@ -284,6 +304,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             tz,
             hostname,
         } => {
+            let format = match format {
+                commands::InputFormat::Log(format) => format,
+                commands::InputFormat::Pcap => {
+                    let report = crate::pcap::parse(&file, hostname)?;
+                    eprintln!("{}", crate::pcap::summary(&file, &report));
+                    return match report.error {
+                        Some(error) => Err(anyhow::anyhow!(error)
+                            .context(format!("{} is cut short or corrupt", file.display()))),
+                        None => Ok(()),
+                    };
+                }
+            };
             let stats = commands::parse(format, &file, &TimeOptions { year, tz }, hostname)?;
             eprintln!("{}: {stats}", file.display());
             Ok(())
@@ -294,6 +326,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             year,
             tz,
             hostname,
+            geoip,
             inputs,
         } => {
             let reports = runtime()?.block_on(commands::ingest(
@@ -301,14 +334,25 @@ fn run(command: Command) -> anyhow::Result<()> {
                 &inputs,
                 &TimeOptions { year, tz },
                 hostname,
+                geoip.as_deref(),
             ))?;
+            let mut stopped_early = Vec::new();
             for report in reports {
                 println!(
                     "{}: {}; stored {} events ({} already there)",
                     report.path.display(),
-                    report.stats,
+                    report.summary,
                     report.accepted,
                     report.duplicates
+                );
+                if let Some(error) = report.stopped_early {
+                    stopped_early.push(format!("{}: {error}", report.path.display()));
+                }
+            }
+            if !stopped_early.is_empty() {
+                anyhow::bail!(
+                    "stopped early (everything before was stored): {}",
+                    stopped_early.join("; ")
                 );
             }
             Ok(())

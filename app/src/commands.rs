@@ -74,11 +74,32 @@ pub fn parse(
     Ok(parser.stats().clone())
 }
 
+/// What `--format` and `ingest FORMAT:FILE` accept: a log format, or `pcap` (a pcap or
+/// pcapng capture, read through the gateway's flow table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Log(Format),
+    Pcap,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<InputFormat, String> {
+        if name == "pcap" {
+            return Ok(InputFormat::Pcap);
+        }
+        name.parse::<Format>().map(InputFormat::Log).map_err(|error| {
+            format!("{error}, or pcap (a pcap/pcapng capture)")
+        })
+    }
+}
+
 #[cfg(feature = "server")]
 /// One `FORMAT:FILE` argument of `ingest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputSpec {
-    pub format: Format,
+    pub format: InputFormat,
     pub path: PathBuf,
 }
 
@@ -92,9 +113,7 @@ impl std::str::FromStr for InputSpec {
                 "{spec:?} is not FORMAT:FILE (for example charon:/var/log/charon.log)"
             ));
         };
-        let format = format
-            .parse::<Format>()
-            .map_err(|error| error.to_string())?;
+        let format = format.parse::<InputFormat>()?;
         if path.is_empty() {
             return Err(format!("{spec:?} names no file after the format"));
         }
@@ -110,9 +129,12 @@ impl std::str::FromStr for InputSpec {
 #[derive(Debug, Clone)]
 pub struct IngestReport {
     pub path: PathBuf,
-    pub stats: ParseStats,
+    /// What reading the file gave (lines or frames, events, rejects).
+    pub summary: String,
     pub accepted: u64,
     pub duplicates: u64,
+    /// What stopped the file early (a cut capture), after everything before it was stored.
+    pub stopped_early: Option<String>,
 }
 
 #[cfg(feature = "server")]
@@ -122,11 +144,19 @@ pub async fn ingest(
     inputs: &[InputSpec],
     time: &TimeOptions,
     hostname: Option<String>,
+    geoip: Option<&Path>,
 ) -> anyhow::Result<Vec<IngestReport>> {
     // Check every input before storing anything, so a typo does not leave half an import.
     for input in inputs {
         std::fs::metadata(&input.path)
             .with_context(|| format!("cannot read {}", input.path.display()))?;
+    }
+    let mut collector_config = collector::Config::default();
+    if let Some(city_db) = geoip {
+        // A server lives with a database that is missing for a while; a one-off import
+        // with a database named on the command line should not.
+        collector::geoip::probe_database(city_db).context("--geoip")?;
+        collector_config.geoip.city_db = Some(city_db.to_owned());
     }
     let clock = time.clock()?;
     let store_config = crate::config::store_config_for_dir(data_dir);
@@ -136,18 +166,26 @@ pub async fn ingest(
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     let (pipeline, task) =
-        crate::pipeline::Pipeline::start(store, &store_config, &collector::Config::default())?;
+        crate::pipeline::Pipeline::start(store, &store_config, &collector_config)?;
     let mut reports = Vec::new();
     for input in inputs {
+        let format = match input.format {
+            InputFormat::Log(format) => format,
+            InputFormat::Pcap => {
+                reports.push(ingest_pcap(&pipeline, &input.path, hostname.clone()).await?);
+                continue;
+            }
+        };
         let mut options = ParseOptions::new(source_id(&input.path)?, clock.clone());
         options.hostname.clone_from(&hostname);
-        let mut parser = Parser::new(input.format, options);
+        let mut parser = Parser::new(format, options);
         let mut batch = Vec::new();
         let mut report = IngestReport {
             path: input.path.clone(),
-            stats: ParseStats::default(),
+            summary: String::new(),
             accepted: 0,
             duplicates: 0,
+            stopped_early: None,
         };
         let path = input.path.clone();
         // Parsing is blocking file IO; the pipeline is async: hand batches over a channel.
@@ -184,12 +222,56 @@ pub async fn ingest(
             report.accepted += ack.accepted;
             report.duplicates += ack.duplicates;
         }
-        report.stats = reader.await.context("the file reader panicked")??;
+        let stats = reader.await.context("the file reader panicked")??;
+        report.summary = stats.to_string();
         reports.push(report);
     }
     drop(pipeline);
     task.await.context("the pipeline panicked")??;
     Ok(reports)
+}
+
+#[cfg(feature = "server")]
+/// One capture file through the flow table and the pipeline.
+async fn ingest_pcap(
+    pipeline: &crate::pipeline::Pipeline,
+    path: &Path,
+    hostname: Option<String>,
+) -> anyhow::Result<IngestReport> {
+    let mut source = crate::pcap::source_for(path, hostname)?;
+    let path_for_reader = path.to_owned();
+    let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Vec<model::Event>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        crate::pcap::read(
+            &path_for_reader,
+            &mut source,
+            gateway::flow::FlowConfig::default(),
+            |events| {
+                batch_tx
+                    .blocking_send(events)
+                    .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
+            },
+        )
+    });
+    let mut report = IngestReport {
+        path: path.to_owned(),
+        summary: String::new(),
+        accepted: 0,
+        duplicates: 0,
+        stopped_early: None,
+    };
+    while let Some(events) = batch_rx.recv().await {
+        let ack = pipeline
+            .submit(events)
+            .await
+            .map_err(|error| anyhow::anyhow!(error))?;
+        report.accepted += ack.accepted;
+        report.duplicates += ack.duplicates;
+    }
+    let capture = reader.await.context("the capture reader panicked")??;
+    report.summary = capture.stats.to_string();
+    report.stopped_early = capture.error.map(|error| error.to_string());
+    Ok(report)
 }
 
 #[cfg(feature = "server")]
@@ -383,6 +465,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<String> {
                 }
             ));
         }
+        lines.extend(describe_geoip(&config.collector.geoip)?);
         lines.push(format!(
             "  [dashboards] listening on {}",
             config.dashboards.listen
@@ -393,10 +476,37 @@ pub fn check_config(path: &Path) -> anyhow::Result<String> {
     Ok(lines.join("\n"))
 }
 
+/// `check-config`'s lines for `[collector.geoip]`; an error if a database cannot be used.
+#[cfg(feature = "server")]
+fn describe_geoip(config: &collector::GeoIpConfig) -> anyhow::Result<Vec<String>> {
+    let databases = [("city_db", &config.city_db), ("asn_db", &config.asn_db)];
+    if databases.iter().all(|(_, path)| path.is_none()) {
+        return Ok(vec![
+            "  [collector.geoip] no databases: client locations are not looked up".to_owned(),
+        ]);
+    }
+    let mut lines = Vec::new();
+    for (key, path) in databases {
+        let Some(path) = path else { continue };
+        let info = collector::geoip::probe_database(path)
+            .with_context(|| format!("[collector.geoip] {key}"))?;
+        let built = Timestamp::from_second(i64::try_from(info.build_epoch).unwrap_or(i64::MAX))
+            .map_or_else(|_| info.build_epoch.to_string(), |at| at.strftime("%F").to_string());
+        lines.push(format!(
+            "  [collector.geoip] {key} {}: {} built {built}, IPv{}, {} bytes",
+            path.display(),
+            info.database_type,
+            info.ip_version,
+            info.size_bytes
+        ));
+    }
+    Ok(lines)
+}
+
 /// A source id for a file: the same file (by canonical path and first bytes) always gets the
 /// same one, so importing it twice stores its lines once, while a different file at the same
 /// path (rotated, rewritten) gets its own, so none of its lines are taken for duplicates.
-fn source_id(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn source_id(path: &Path) -> anyhow::Result<String> {
     if path == Path::new("-") {
         // Only `parse` reads standard input, and it stores nothing.
         return Ok("stdin".to_owned());

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod demo;
+pub mod pcap;
 #[cfg(feature = "server")]
 pub mod pipeline;
 #[cfg(feature = "server")]

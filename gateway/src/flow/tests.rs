@@ -436,6 +436,8 @@ fn real_captures_on_two_link_types_give_the_same_flows() {
     let http = |line: &&str| line.starts_with("tcp ") && line.contains(":8080 ");
     assert_eq!(lines.lines().filter(http).count(), 4, "{lines}");
     assert!(lines.lines().filter(http).all(|line| line.contains("10.99.0.5:") || line.contains("fd99::5:")), "{lines}");
+    // Each closed with FIN both ways before the capture ended.
+    assert!(lines.lines().filter(http).all(|line| line.ends_with("tcp_end")), "{lines}");
     // The 200 kB download came back to the client.
     let download = eth.iter().map(|r| r.destination_bytes).max().unwrap_or(0);
     assert!(download > 200_000, "{lines}");
