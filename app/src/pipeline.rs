@@ -122,15 +122,19 @@ async fn write_loop(
                     }
                 }
                 let mut replies = Vec::with_capacity(group.len());
+                let mut joins = Vec::new();
                 let batches: Vec<_> = group
                     .into_iter()
                     .map(|output| {
                         replies.push(output.reply);
+                        joins.extend(output.joins);
                         (output.events, output.sessions)
                     })
                     .collect();
                 let store_for_task = store.clone();
-                let appended = tokio::task::spawn_blocking(move || store_for_task.append_group(batches))
+                // Late session joins travel in the same WAL record as the batches whose
+                // sessions caused them.
+                let appended = tokio::task::spawn_blocking(move || store_for_task.append_group_with_joins(batches, joins))
                     .await
                     .context("store append panicked")?;
                 match appended {

@@ -4,14 +4,14 @@
 #
 # Usage:
 #   vpn-testbed.sh install [--syslog]
-#   vpn-testbed.sh up NAME DIR [--radius [--radius-acct-port PORT]] [--syslog]
+#   vpn-testbed.sh up NAME DIR [--radius [--radius-acct-port PORT]] [--syslog] [--pool RANGE] [--nginx]
 #   vpn-testbed.sh connect NAME DIR CLIENT CONN [--psk WRONG | --eap-password WRONG]
 #   vpn-testbed.sh disconnect NAME DIR CLIENT [--ike-only]
 #   vpn-testbed.sh terminate NAME DIR CLIENT
 #   vpn-testbed.sh kill-client NAME DIR CLIENT
 #   vpn-testbed.sh start-client NAME DIR CLIENT
 #   vpn-testbed.sh rekey NAME DIR CLIENT [--by-client]
-#   vpn-testbed.sh curl NAME DIR CLIENT
+#   vpn-testbed.sh curl NAME DIR CLIENT [PATH]
 #   vpn-testbed.sh restart-gateway NAME DIR
 #   vpn-testbed.sh down NAME DIR
 #
@@ -50,7 +50,7 @@ SCRIPT_NAME=vpn-testbed
 CHARON=/usr/lib/ipsec/charon
 PACKAGES=(strongswan-charon strongswan-swanctl strongswan-pki libcharon-extra-plugins
   libcharon-extauth-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins
-  freeradius freeradius-utils)
+  freeradius freeradius-utils nginx-light tcpdump)
 SYSLOG_PACKAGES=(rsyslog)
 
 # Addresses (documentation ranges; identical in every instance, isolated by namespaces).
@@ -466,6 +466,38 @@ start_daemon() {
   echo "$pid"
 }
 
+# nginx as the API: /v1/* answers JSON; access logs in `combined` ($DIR/api/access.log)
+# and as JSON with nginx's variable names ($DIR/api/access.json, escape=json).
+write_nginx_conf() {
+  local d=$DIR/api
+  mkdir -p "$d/tmp"
+  cat > "$d/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 64; }
+http {
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  log_format tw_json escape=json '{"time_iso8601":"\$time_iso8601","msec":"\$msec","remote_addr":"\$remote_addr","request_method":"\$request_method","request_uri":"\$request_uri","host":"\$host","server_addr":"\$server_addr","server_port":"\$server_port","status":"\$status","body_bytes_sent":"\$body_bytes_sent","request_time":"\$request_time","request_id":"\$request_id","http_user_agent":"\$http_user_agent"}';
+  server {
+    listen $API_ADDR:$API_PORT;
+    access_log $d/access.log combined;
+    access_log $d/access.json tw_json;
+    root $d/www;
+    location /v1/ {
+      default_type application/json;
+      return 200 '{"ok":true,"uri":"\$uri"}\n';
+    }
+  }
+}
+NGINX
+}
+
 start_charon() { # ROLE NS SYSLOG
   local role=$1 ns=$2 syslog=${3:-no} d=$DIR/$1
   mkdir -p "$d/run"
@@ -583,7 +615,7 @@ EOF
 cmd_up() {
   [ $# -ge 2 ] || usage
   set_instance "$1" "$2"; shift 2
-  local radius=no syslog=no acct_port=1813
+  local radius=no syslog=no acct_port=1813 nginx=no
   while [ $# -gt 0 ]; do
     case $1 in
       --radius) radius=yes ;;
@@ -593,6 +625,13 @@ cmd_up() {
         [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || die "up: --radius-acct-port needs a port number"
         acct_port=$2; shift ;;
       --syslog) syslog=yes ;;
+      --pool)
+        # e.g. 10.99.0.1-10.99.0.1: a pool of one address, so that the next client gets
+        # the address the last one released.
+        [ $# -ge 2 ] && [[ $2 =~ ^[0-9./-]+$ ]] || die "up: --pool needs an address range"
+        POOL=$2; shift ;;
+      # nginx instead of python's http.server as the API, logging `combined` and JSON.
+      --nginx) nginx=yes ;;
       *) die "up: unknown option $1" ;;
     esac
     shift
@@ -603,6 +642,7 @@ cmd_up() {
   command -v pki >/dev/null || die "pki not found: run '$0 install' first"
   if [ "$radius" = yes ]; then command -v freeradius >/dev/null || die "freeradius not found: run '$0 install'"; fi
   if [ "$syslog" = yes ]; then command -v rsyslogd >/dev/null || die "rsyslogd not found: run '$0 install --syslog'"; fi
+  if [ "$nginx" = yes ]; then [ -x /usr/sbin/nginx ] || die "nginx not found: apt-get install nginx-light"; fi
   local ns
   for ns in $(all_ns); do
     ns_exists "$ns" && die "namespace $ns already exists (instance $NAME is up? run down first)"
@@ -643,8 +683,14 @@ cmd_up() {
   # --- API server behind the gateway ---
   mkdir -p "$DIR/api/www"
   echo "tunnelwatch testbed api ($NAME)" > "$DIR/api/www/index.html"
-  start_daemon api-http "$NS_API" "$DIR/api/http.log" \
-    "$(python_bin)" -m http.server "$API_PORT" --bind "$API_ADDR" --directory "$DIR/api/www" >/dev/null
+  if [ "$nginx" = yes ]; then
+    write_nginx_conf
+    start_daemon api-nginx "$NS_API" "$DIR/api/nginx.out" \
+      /usr/sbin/nginx -e "$DIR/api/error.log" -c "$DIR/api/nginx.conf" >/dev/null
+  else
+    start_daemon api-http "$NS_API" "$DIR/api/http.log" \
+      "$(python_bin)" -m http.server "$API_PORT" --bind "$API_ADDR" --directory "$DIR/api/www" >/dev/null
+  fi
 
   # --- credentials and configs ---
   make_pki
@@ -816,9 +862,11 @@ cmd_rekey() {
 }
 
 cmd_curl() {
-  [ $# -eq 3 ] || usage
+  [ $# -eq 3 ] || [ $# -eq 4 ] || usage
   set_instance "$1" "$2"; local c=$3 cns; cns=$(client_ns "$c"); need_up
-  local url="http://$API_ADDR:$API_PORT/"
+  local path=${4:-/}
+  [[ $path =~ ^/[A-Za-z0-9/._?=\&-]*$ ]] || die "curl: PATH must start with / and be plain, got '$path'"
+  local url="http://$API_ADDR:$API_PORT$path"
   if command -v curl >/dev/null; then
     in_ns "$cns" curl -sS --fail --max-time 5 "$url"
   else

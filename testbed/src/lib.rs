@@ -51,6 +51,12 @@ pub struct Options {
     pub syslog: bool,
     /// Keep the temporary directory (configs, logs) after the testbed is torn down.
     pub keep_dir: bool,
+    /// The virtual IP pool as a range (`10.99.0.1-10.99.0.1`: one address, so that the
+    /// next client gets the address the last one released). Default `10.99.0.0/24`.
+    pub pool: Option<String>,
+    /// nginx instead of python's http.server as the API at 198.51.100.10:8080: `/v1/*`
+    /// answers JSON; see [`Testbed::api_access_log`] and [`Testbed::api_access_json`].
+    pub nginx: bool,
 }
 
 /// One of the two road-warrior clients.
@@ -323,6 +329,12 @@ impl Testbed {
         if opts.syslog {
             args.push("--syslog");
         }
+        if let Some(pool) = &opts.pool {
+            args.extend(["--pool", pool.as_str()]);
+        }
+        if opts.nginx {
+            args.push("--nginx");
+        }
         // The script tears down what it built when `up` fails; the directory stays,
         // for its logs.
         if let Err(mut err) = testbed.run(&args, &[]) {
@@ -436,8 +448,24 @@ impl Testbed {
     /// An HTTP GET from the client through the tunnel to 198.51.100.10:8080; returns
     /// the body.
     pub fn curl(&self, client: Client) -> Result<String, Error> {
-        let out = self.run(&["curl", client.as_str()], &[])?;
+        self.curl_path(client, "/")
+    }
+
+    /// An HTTP GET of `path` (plain characters only) from the client through the tunnel to
+    /// the API; returns the body.
+    pub fn curl_path(&self, client: Client, path: &str) -> Result<String, Error> {
+        let out = self.run(&["curl", client.as_str(), path], &[])?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// With [`Options::nginx`]: the API's access log in nginx's `combined` format.
+    pub fn api_access_log(&self) -> PathBuf {
+        self.dir.join("api/access.log")
+    }
+
+    /// With [`Options::nginx`]: the API's access log as JSON lines (nginx variable names).
+    pub fn api_access_json(&self) -> PathBuf {
+        self.dir.join("api/access.json")
     }
 
     /// The gateway's charon log (filelog, `ike_name = yes`):

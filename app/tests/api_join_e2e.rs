@@ -1,0 +1,148 @@
+//! "Who called which API", against real software: a strongSwan gateway with userspace ESP
+//! and two clients in network namespaces, nginx as the API behind the gateway, tcpdump on
+//! the gateway's decrypted side (kernel-libipsec's TUN `ipsec0`, bare IP frames). The pool
+//! holds one address, so bob gets the virtual IP alice released. Then the gateway's charon
+//! log, the capture and nginx's JSON access log go through `tunnelwatch ingest`, and every
+//! API call and flow must be joined to exactly the session of the user who made it, both
+//! when the sessions come first and when they come last (late joins).
+//!
+//! Needs root (network namespaces) and Debian's strongSwan, nginx and tcpdump packages; the
+//! testbed installs missing packages and fails with a clear message when it cannot.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use testbed::{Client, Credential, Options, Testbed};
+
+/// tcpdump on the gateway's `ipsec0`, stopped (and its pid reaped) when dropped.
+struct Capture(std::process::Child);
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sql(data: &Path, query: &str) -> Vec<String> {
+    let output = support::run(&["sql", "--data", data.to_str().unwrap(), "--format", "csv", query]);
+    assert!(
+        output.status.success(),
+        "sql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ingest(data: &Path, inputs: &[String]) {
+    let mut args = vec!["ingest", "--data", data.to_str().unwrap()];
+    args.extend(inputs.iter().map(String::as_str));
+    let output = support::run(&args);
+    assert!(
+        output.status.success(),
+        "ingest failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
+    let testbed = Testbed::up(Options {
+        pool: Some("10.99.0.1-10.99.0.1".to_owned()),
+        nginx: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"));
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("ipsec0.pcap");
+    let mut tcpdump = testbed.gateway_command(Path::new("/usr/bin/tcpdump"));
+    tcpdump
+        .args(["-i", "ipsec0", "-U", "-w"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let capture = Capture(tcpdump.spawn().expect("tcpdump runs in the gateway namespace"));
+    support::wait_for("tcpdump to write its file header", Duration::from_secs(10), || {
+        std::fs::metadata(&pcap).ok().filter(|m| m.len() >= 24)
+    });
+
+    assert!(testbed.connect(Client::Client1, "rw-eap", Credential::Correct).unwrap());
+    testbed.curl_path(Client::Client1, "/v1/orders?user=alice").unwrap();
+    testbed.curl_path(Client::Client1, "/v1/orders/17").unwrap();
+    testbed.disconnect(Client::Client1).unwrap();
+    // The next second: the sessions' edges are a second apart in charon's log.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(testbed.connect(Client::Client2, "rw-eap", Credential::Correct).unwrap());
+    testbed.curl_path(Client::Client2, "/v1/invoices").unwrap();
+    testbed.disconnect(Client::Client2).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(capture);
+
+    let charon = format!("charon:{}", testbed.gateway_log().display());
+    let flows = format!("pcap:{}", pcap.display());
+    let api = format!("nginx-json:{}", testbed.api_access_json().display());
+    let log = std::fs::read_to_string(testbed.gateway_log()).unwrap();
+    assert_eq!(
+        log.matches("assigning virtual IP 10.99.0.1").count(),
+        2,
+        "both clients got the one pool address:\n{log}"
+    );
+
+    // Sessions first (the usual order), and sessions last (late joins).
+    let in_order = work.path().join("in-order");
+    ingest(&in_order, &[charon.clone(), flows.clone(), api.clone()]);
+    let late = work.path().join("late");
+    ingest(&late, &[api, flows, charon]);
+
+    for data in [&in_order, &late] {
+        let calls = sql(
+            data,
+            "SELECT a.url_path, a.user_name, s.user_name, a.source_ip \
+             FROM api_requests a LEFT JOIN sessions s ON a.session_id = s.session_id \
+             ORDER BY a.timestamp, a.url_path",
+        );
+        assert_eq!(
+            calls,
+            [
+                "/v1/orders,alice,alice,10.99.0.1",
+                "/v1/orders/17,alice,alice,10.99.0.1",
+                "/v1/invoices,bob,bob,10.99.0.1",
+            ],
+            "{}",
+            data.display()
+        );
+        let flows_by_user = sql(
+            data,
+            "SELECT f.user_name, count(*), count(DISTINCT f.session_id) \
+             FROM flows f JOIN sessions s ON f.session_id = s.session_id AND f.user_name = s.user_name \
+             WHERE f.destination_port = 8080 GROUP BY f.user_name ORDER BY f.user_name",
+        );
+        assert_eq!(flows_by_user, ["alice,2,1", "bob,1,1"], "{}", data.display());
+        let unjoined = sql(
+            data,
+            "SELECT count(*) FROM flows WHERE destination_port = 8080 AND session_id IS NULL",
+        );
+        assert_eq!(unjoined, ["0"], "{}", data.display());
+    }
+    let joins = sql(
+        &late,
+        "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
+    );
+    assert_eq!(joins, ["late,3"]);
+    let joins = sql(
+        &in_order,
+        "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
+    );
+    assert_eq!(joins, ["matched,3"]);
+    testbed.down().unwrap();
+}
