@@ -6,8 +6,12 @@
 //! caller connects that output to the store, which acknowledges each batch only once it is
 //! durable; the reply travels with the output for that purpose. The collector does not depend
 //! on the store (ARCHITECTURE.md), so sessionizing is tested without Parquet.
+//!
+//! [`GeoIp`] adds where clients connect from (`source_geo` of events, `client_geo` of
+//! sessions) from the GeoIP databases of `[collector.geoip]`.
 
 mod error;
+pub mod geoip;
 mod session;
 
 use model::{Event, IngestAck, Session};
@@ -15,12 +19,17 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{Error, Result};
+pub use geoip::{GeoIp, GeoIpConfig, GeoIpStatus};
 pub use session::Sessionizer;
 
 /// `[collector]` configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// `[collector.geoip]`: where client addresses are located.
+    #[serde(default)]
+    pub geoip: GeoIpConfig,
+}
 
 /// Where the answer for a batch goes: the ingest endpoint waits on it.
 pub type Reply = oneshot::Sender<std::result::Result<IngestAck, String>>;
@@ -43,15 +52,20 @@ pub struct Output {
 
 /// Runs until `input` closes, then returns once every output was handed on.
 pub async fn run(
-    _config: &Config,
+    config: &Config,
     open_sessions: Vec<Session>,
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
     let mut sessionizer = Sessionizer::new(open_sessions);
+    let mut geoip = GeoIp::new(&config.geoip);
+    geoip.refresh().await;
     tracing::info!(n_sessions = sessionizer.n_sessions(), "collector started");
     while let Some(mut batch) = input.recv().await {
-        let sessions = sessionizer.apply(&mut batch.events);
+        geoip.refresh().await;
+        geoip.enrich_events(&mut batch.events);
+        let mut sessions = sessionizer.apply(&mut batch.events);
+        geoip.enrich_sessions(&mut sessions);
         let out = Output {
             events: batch.events,
             sessions,
