@@ -56,6 +56,8 @@ fields! {
     "source.geo.country_iso_code", "src_endpoint.location.country", "country of source.ip";
     "source.geo.country_name", "", "country name of source.ip";
     "source.geo.city_name", "src_endpoint.location.city", "city of source.ip";
+    "source.geo.location.lat", "src_endpoint.location.lat", "latitude of source.ip (approximate)";
+    "source.geo.location.lon", "src_endpoint.location.long", "longitude of source.ip (approximate)";
     "source.as.number", "src_endpoint.autonomous_system.number", "ASN of source.ip";
     "source.as.organization.name", "src_endpoint.autonomous_system.name", "AS organisation";
     "destination.ip", "dst_endpoint.ip", "the gateway address (or a flow's responder)";

@@ -47,6 +47,8 @@
 //! | `source.geo.country_iso_code` | `source_geo_country_iso_code` | `src_endpoint.location.country` | country of source.ip |
 //! | `source.geo.country_name` | `source_geo_country_name` | — | country name of source.ip |
 //! | `source.geo.city_name` | `source_geo_city_name` | `src_endpoint.location.city` | city of source.ip |
+//! | `source.geo.location.lat` | `source_geo_location_lat` | `src_endpoint.location.lat` | latitude of source.ip (approximate) |
+//! | `source.geo.location.lon` | `source_geo_location_lon` | `src_endpoint.location.long` | longitude of source.ip (approximate) |
 //! | `source.as.number` | `source_as_number` | `src_endpoint.autonomous_system.number` | ASN of source.ip |
 //! | `source.as.organization.name` | `source_as_organization_name` | `src_endpoint.autonomous_system.name` | AS organisation |
 //! | `destination.ip` | `destination_ip` | `dst_endpoint.ip` | the gateway address (or a flow's responder) |

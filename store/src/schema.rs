@@ -433,6 +433,29 @@ pub const EVENT_COLUMNS: &[Column<Event>] = &[
         event,
         |geo| opt(geo.country_iso_code.as_deref())
     )),
+    col!("source_geo_country_name", Utf8, true, |event| geo(
+        event,
+        |geo| opt(geo.country_name.as_deref())
+    )),
+    col!("source_geo_city_name", Utf8, true, |event| geo(
+        event,
+        |geo| opt(geo.city_name.as_deref())
+    )),
+    col!("source_geo_location_lat", Float64, true, |event| geo(
+        event,
+        |geo| Cell::Float(geo.lat)
+    )),
+    col!("source_geo_location_lon", Float64, true, |event| geo(
+        event,
+        |geo| Cell::Float(geo.lon)
+    )),
+    col!("source_as_number", Int64, true, |event| geo(event, |geo| {
+        int(geo.as_number.map(u64::from))
+    })),
+    col!("source_as_organization_name", Utf8, true, |event| geo(
+        event,
+        |geo| opt(geo.as_organization.as_deref())
+    )),
     col!("destination_ip", Utf8, true, |event| destination_ip(event)),
     col!("destination_port", Int64, true, |event| destination_port(
         event
@@ -505,6 +528,14 @@ pub const AUTH_COLUMNS: &[Column<Event>] = &[
     col!("source_geo_city_name", Utf8, true, |event| geo(
         event,
         |geo| opt(geo.city_name.as_deref())
+    )),
+    col!("source_geo_location_lat", Float64, true, |event| geo(
+        event,
+        |geo| Cell::Float(geo.lat)
+    )),
+    col!("source_geo_location_lon", Float64, true, |event| geo(
+        event,
+        |geo| Cell::Float(geo.lon)
     )),
     col!("source_as_number", Int64, true, |event| geo(event, |geo| {
         int(geo.as_number.map(u64::from))
@@ -601,6 +632,12 @@ pub const SESSION_COLUMNS: &[Column<Session>] = &[
         session,
         |geo| opt(geo.city_name.as_deref())
     )),
+    col!("source_geo_location_lat", Float64, true, |session| {
+        session_geo(session, |geo| Cell::Float(geo.lat))
+    }),
+    col!("source_geo_location_lon", Float64, true, |session| {
+        session_geo(session, |geo| Cell::Float(geo.lon))
+    }),
     col!("source_as_number", Int64, true, |session| session_geo(
         session,
         |geo| int(geo.as_number.map(u64::from))
