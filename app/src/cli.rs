@@ -63,8 +63,10 @@ pub enum Command {
     /// Parse a log file and print normalized events as JSON lines.
     Parse {
         /// Log format: charon, pluto, xl2tpd, pppd, radius-detail or syslog (a syslog file of
-        /// any of these daemons, RFC 3164 or RFC 5424); or pcap (a pcap or pcapng capture of
-        /// any interface: Ethernet, raw IP as on a TUN device, `-i any`), printed as flows.
+        /// any of these daemons, RFC 3164 or RFC 5424); nginx (combined), nginx-json, envoy
+        /// (JSON access logs) or json (JSON lines, keys from --json-mapping) for API requests;
+        /// or pcap (a pcap or pcapng capture of any interface: Ethernet, raw IP as on a TUN
+        /// device, `-i any`), printed as flows.
         #[arg(long)]
         format: commands::InputFormat,
         /// The file, or `-` for standard input.
@@ -78,6 +80,10 @@ pub enum Command {
         /// `observer.hostname` for lines that do not name their host.
         #[arg(long)]
         hostname: Option<String>,
+        /// For --format json: a TOML file saying which keys give which field (`method =
+        /// "http.request.method"`…; fields left out keep the ECS defaults).
+        #[arg(long, value_name = "FILE")]
+        json_mapping: Option<PathBuf>,
     },
     /// Import log files through the server's pipeline into a data directory.
     #[cfg(feature = "server")]
@@ -93,8 +99,12 @@ pub enum Command {
         /// A City database (.mmdb: GeoIP2, GeoLite2 or DB-IP Lite) to locate clients with.
         #[arg(long, value_name = "PATH")]
         geoip: Option<PathBuf>,
+        /// For json inputs: a TOML file saying which keys give which field (see `parse`).
+        #[arg(long, value_name = "FILE")]
+        json_mapping: Option<PathBuf>,
         /// FORMAT:FILE, for example charon:/var/log/charon.log (formats: charon, pluto,
-        /// xl2tpd, pppd, radius-detail, syslog, and pcap for pcap/pcapng captures)
+        /// xl2tpd, pppd, radius-detail, syslog, nginx, nginx-json, envoy, json, and pcap for
+        /// pcap/pcapng captures)
         #[arg(required = true)]
         inputs: Vec<commands::InputSpec>,
     },
@@ -303,6 +313,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             year,
             tz,
             hostname,
+            json_mapping,
         } => {
             let format = match format {
                 commands::InputFormat::Log(format) => format,
@@ -316,7 +327,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                     };
                 }
             };
-            let stats = commands::parse(format, &file, &TimeOptions { year, tz }, hostname)?;
+            let stats = commands::parse(
+                format,
+                &file,
+                &TimeOptions { year, tz },
+                hostname,
+                json_mapping.as_deref(),
+            )?;
             eprintln!("{}: {stats}", file.display());
             Ok(())
         }
@@ -327,6 +344,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             tz,
             hostname,
             geoip,
+            json_mapping,
             inputs,
         } => {
             let reports = runtime()?.block_on(commands::ingest(
@@ -335,6 +353,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 &TimeOptions { year, tz },
                 hostname,
                 geoip.as_deref(),
+                json_mapping.as_deref(),
             ))?;
             let mut stopped_early = Vec::new();
             for report in reports {

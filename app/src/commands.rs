@@ -35,15 +35,23 @@ impl TimeOptions {
 }
 
 /// `tunnelwatch parse --format F FILE`: events as JSON lines on stdout, a summary on stderr.
+/// `json_mapping`: the TOML file of `--json-mapping` (only for `--format json`).
 pub fn parse(
     format: Format,
     file: &Path,
     time: &TimeOptions,
     hostname: Option<String>,
+    json_mapping: Option<&Path>,
 ) -> anyhow::Result<ParseStats> {
+    if json_mapping.is_some() && format != Format::Json {
+        bail!("--json-mapping is read only with --format json, not --format {format}");
+    }
     let source = source_id(file)?;
     let mut options = ParseOptions::new(source, time.clock()?);
     options.hostname = hostname;
+    if let Some(path) = json_mapping {
+        options.json_mapping = std::sync::Arc::new(load_json_mapping(path)?);
+    }
     let mut parser = Parser::new(format, options);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -74,6 +82,18 @@ pub fn parse(
     Ok(parser.stats().clone())
 }
 
+/// Reads and checks the TOML file of `--json-mapping` (a [`gateway::parse::JsonMapping`]).
+pub fn load_json_mapping(path: &Path) -> anyhow::Result<gateway::parse::JsonMapping> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the json mapping {}", path.display()))?;
+    let mapping: gateway::parse::JsonMapping = toml::from_str(&text)
+        .with_context(|| format!("invalid json mapping {}", path.display()))?;
+    mapping
+        .validate()
+        .map_err(|reason| anyhow::anyhow!("invalid json mapping {}: {reason}", path.display()))?;
+    Ok(mapping)
+}
+
 /// What `--format` and `ingest FORMAT:FILE` accept: a log format, or `pcap` (a pcap or
 /// pcapng capture, read through the gateway's flow table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +109,9 @@ impl std::str::FromStr for InputFormat {
         if name == "pcap" {
             return Ok(InputFormat::Pcap);
         }
-        name.parse::<Format>().map(InputFormat::Log).map_err(|error| {
-            format!("{error}, or pcap (a pcap/pcapng capture)")
-        })
+        name.parse::<Format>()
+            .map(InputFormat::Log)
+            .map_err(|error| format!("{error}, or pcap (a pcap/pcapng capture)"))
     }
 }
 
@@ -145,12 +165,23 @@ pub async fn ingest(
     time: &TimeOptions,
     hostname: Option<String>,
     geoip: Option<&Path>,
+    json_mapping: Option<&Path>,
 ) -> anyhow::Result<Vec<IngestReport>> {
     // Check every input before storing anything, so a typo does not leave half an import.
     for input in inputs {
         std::fs::metadata(&input.path)
             .with_context(|| format!("cannot read {}", input.path.display()))?;
     }
+    let has_json = inputs
+        .iter()
+        .any(|input| input.format == InputFormat::Log(Format::Json));
+    let json_mapping = match json_mapping {
+        Some(_) if !has_json => {
+            bail!("--json-mapping is read only for json:FILE inputs, and there is none");
+        }
+        Some(path) => std::sync::Arc::new(load_json_mapping(path)?),
+        None => std::sync::Arc::new(gateway::parse::JsonMapping::default()),
+    };
     let mut collector_config = collector::Config::default();
     if let Some(city_db) = geoip {
         // A server lives with a database that is missing for a while; a one-off import
@@ -178,6 +209,7 @@ pub async fn ingest(
         };
         let mut options = ParseOptions::new(source_id(&input.path)?, clock.clone());
         options.hostname.clone_from(&hostname);
+        options.json_mapping = json_mapping.clone();
         let mut parser = Parser::new(format, options);
         let mut batch = Vec::new();
         let mut report = IngestReport {
@@ -491,7 +523,10 @@ fn describe_geoip(config: &collector::GeoIpConfig) -> anyhow::Result<Vec<String>
         let info = collector::geoip::probe_database(path)
             .with_context(|| format!("[collector.geoip] {key}"))?;
         let built = Timestamp::from_second(i64::try_from(info.build_epoch).unwrap_or(i64::MAX))
-            .map_or_else(|_| info.build_epoch.to_string(), |at| at.strftime("%F").to_string());
+            .map_or_else(
+                |_| info.build_epoch.to_string(),
+                |at| at.strftime("%F").to_string(),
+            );
         lines.push(format!(
             "  [collector.geoip] {key} {}: {} built {built}, IPv{}, {} bytes",
             path.display(),

@@ -95,6 +95,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
             path: log_path.clone(),
             name: None,
             start_at: gateway::StartAt::Beginning,
+            json_mapping: None,
         }],
         ..gateway::Config::default()
     };

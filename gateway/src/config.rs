@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::parse::{DEFAULT_MAX_LINE_BYTES, Format};
+use crate::parse::{DEFAULT_MAX_LINE_BYTES, Format, JsonMapping};
 
 /// The agent's configuration: where the logs are, where the server is, where to keep state.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,6 +65,10 @@ pub enum SourceConfig {
         /// Where to start when there is no checkpoint: the whole file (default) or only new lines.
         #[serde(default)]
         start_at: StartAt,
+        /// For `format = "json"`: which keys give which field (a table; fields left out keep
+        /// the default, ECS names). See [`JsonMapping`].
+        #[serde(default)]
+        json_mapping: Option<Box<JsonMapping>>,
     },
     /// strongSwan's VICI socket: charon's own events, reconciled with `list-sas` on every
     /// (re)connect.
@@ -121,9 +125,19 @@ impl SourceConfig {
     /// One line for humans: what the source reads, e.g. `charon log file /var/log/charon.log`.
     pub fn describe(&self) -> String {
         match self {
-            SourceConfig::File { format, path, .. } => {
-                format!("{format} log file {}", path.display())
-            }
+            SourceConfig::File {
+                format,
+                path,
+                json_mapping,
+                ..
+            } => match json_mapping {
+                Some(mapping) => format!(
+                    "{format} log file {} (json_mapping: {})",
+                    path.display(),
+                    mapping.describe()
+                ),
+                None => format!("{format} log file {}", path.display()),
+            },
             SourceConfig::Vici { socket, .. } => format!("VICI socket {}", socket.display()),
             SourceConfig::Radius { listen, .. } => {
                 format!("RADIUS accounting on UDP {listen}")
@@ -224,6 +238,25 @@ impl Config {
                     "syslog source `{}` needs `udp` or `tcp` (or both)",
                     source.name()
                 ));
+            }
+            if let SourceConfig::File {
+                format,
+                json_mapping: Some(mapping),
+                ..
+            } = source
+            {
+                if *format != Format::Json {
+                    return fail(format!(
+                        "source `{}` has a json_mapping, which only format = \"json\" reads (not \"{format}\")",
+                        source.name()
+                    ));
+                }
+                if let Err(reason) = mapping.validate() {
+                    return fail(format!(
+                        "source `{}`: json_mapping: {reason}",
+                        source.name()
+                    ));
+                }
             }
             let name = source.name();
             if !names.insert(name.clone()) {

@@ -70,13 +70,14 @@ pub async fn run(
     // Live sources start a new epoch on every run: their sequence numbers are not replayed.
     let epoch = Timestamp::now().as_microsecond();
     for source in &config.sources {
-        let (format, path, start_at) = match source {
+        let (format, path, start_at, json_mapping) = match source {
             SourceConfig::File {
                 format,
                 path,
                 start_at,
+                json_mapping,
                 ..
-            } => (format, path, start_at),
+            } => (format, path, start_at, json_mapping),
             SourceConfig::Vici { socket, .. } => {
                 fsutil::create_dir_all(&config.state_dir.join("vici"))?;
                 let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
@@ -142,6 +143,9 @@ pub async fn run(
         );
         parse_options.hostname = Some(gateway_name.to_owned());
         parse_options.max_line_bytes = config.max_line_bytes;
+        if let Some(mapping) = json_mapping {
+            parse_options.json_mapping = std::sync::Arc::new(parse::JsonMapping::clone(mapping));
+        }
         let follower = Follower {
             source_name: format!("{gateway_name}/{}", source.name()),
             path: path.clone(),
