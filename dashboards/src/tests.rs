@@ -450,3 +450,5 @@ async fn health_details_and_metrics_say_what_was_quarantined() {
         "{body}"
     );
 }
+
+mod activity;

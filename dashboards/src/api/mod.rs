@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod search;
 pub mod sessions;
 pub mod sql;
+pub mod users;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -15,6 +16,8 @@ use crate::{ApiError, AppState};
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", get(sessions::show))
+        .route("/users/{name}/activity", get(users::activity))
         .route("/auth-events", get(auth_events::list))
         .route("/search", get(search::search))
         .route(
@@ -83,7 +86,54 @@ impl Filters {
     }
 }
 
-/// A SQL string literal for a value the user supplied.
-fn sql_literal(value: &str) -> String {
+/// A SQL string literal for a value the user supplied. The store takes SQL text only (no
+/// bound parameters), so every value from a request reaches SQL through here, after its own
+/// validation (length, and for ids the characters allowed).
+pub(crate) fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A SQL timestamp literal (RFC 3339, UTC), in the form the store's partition pruning reads.
+pub(crate) fn sql_timestamp(at: jiff::Timestamp) -> String {
+    format!("'{at}'")
+}
+
+/// An optional RFC 3339 query parameter.
+pub(crate) fn timestamp(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<jiff::Timestamp>, ApiError> {
+    value
+        .map(|text| {
+            text.parse().map_err(|error| {
+                ApiError::bad_request(format!(
+                    "{name} must be an RFC 3339 time such as 2026-11-25T08:00:00Z: {error}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The one path parameter of a route, or a JSON 400 (not axum's plain-text rejection) when
+/// it is not valid UTF-8 after percent-decoding.
+pub(crate) fn path_param(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    what: &str,
+) -> Result<String, ApiError> {
+    path.map(|axum::extract::Path(value)| value)
+        .map_err(|rejection| {
+            ApiError::bad_request(format!("unreadable {what}: {}", rejection.body_text()))
+        })
+}
+
+/// Query rows as JSON objects with every one of `columns` present (the store leaves out
+/// nulls), so that each kind of object always has the same keys.
+pub(crate) fn with_nulls(
+    mut row: serde_json::Map<String, serde_json::Value>,
+    columns: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    for column in columns {
+        row.entry(*column).or_insert(serde_json::Value::Null);
+    }
+    row
 }

@@ -1,7 +1,7 @@
 //! `GET /api/v1/search?q=…&from=…&to=…&limit=…`: full-text search over every event, newest
 //! first (the query language is `store::search`'s). Each hit carries its `event_id` and
 //! `session_id`, and `links.events` / `links.session`: SQL-free ways to see the event's row
-//! and its session.
+//! and its session (with its timeline).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -23,18 +23,6 @@ pub struct SearchQuery {
     limit: Option<u32>,
 }
 
-fn timestamp(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, ApiError> {
-    value
-        .map(|text| {
-            text.parse().map_err(|error| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 time such as 2026-11-25T08:00:00Z: {error}"
-                ))
-            })
-        })
-        .transpose()
-}
-
 pub async fn search(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
@@ -46,8 +34,8 @@ pub async fn search(
         )));
     }
     let options = store::SearchOptions {
-        from: timestamp("from", query.from.as_deref())?,
-        to: timestamp("to", query.to.as_deref())?,
+        from: super::timestamp("from", query.from.as_deref())?,
+        to: super::timestamp("to", query.to.as_deref())?,
         limit: Some(super::limit(query.limit) as usize),
     };
     let store = state.store.clone();
@@ -66,7 +54,7 @@ pub async fn search(
             if let Some(session) = &hit.session_id {
                 links.insert(
                     "session".to_owned(),
-                    format!("/api/v1/sessions?session_id={}", encode(session)).into(),
+                    format!("/api/v1/sessions/{}", encode(session)).into(),
                 );
             }
             let mut value = serde_json::to_value(&hit).unwrap_or_default();
