@@ -37,6 +37,7 @@
 //! | `event.start` | `event_start` | `start_time` | start of a session or flow |
 //! | `event.end` | `event_end` | `end_time` | end of a session or flow (null while open) |
 //! | `event.duration` | `event_duration` | `duration` | length in nanoseconds (ECS unit) |
+//! | `event.created` | `event_created` | `metadata.processed_time` | when tunnelwatch made a row (a session join correction: when it was decided; the newest wins) |
 //! | `observer.hostname` | `observer_hostname` | `metadata.product.uid` | the gateway that saw it |
 //! | `observer.product` | `observer_product` | `metadata.product.name` | e.g. `strongswan` |
 //! | `user.name` | `user_name` | `user.name` | the account: EAP/XAuth identity if any, else the IKE identity |
@@ -95,6 +96,7 @@
 //! | `vpn.tcp_flags` | `vpn_tcp_flags` | `connection_info.tcp_flags` | TCP flags seen in a flow, either direction, OR-ed |
 //! | `vpn.flow_end` | `vpn_flow_end` | — | why a flow record was exported: `idle`, `active`, `tcp_end`, `evicted`, `forced` |
 //! | `vpn.session_join` | `vpn_session_join` | — | how a flow or API request found its session: `matched`, `late`, `unmatched`, `not_vpn` |
+//! | `vpn.join_table` | `vpn_join_table` | — | the table a session join correction applies to: `flows` or `api_requests` |
 //! | `vpn.audit_prev_hash` | `vpn_audit_prev_hash` | — | hash of the previous audit entry (tamper-evident chain) |
 //! | `vpn.audit_hash` | `vpn_audit_hash` | — | hash of this audit entry over its fields and vpn.audit_prev_hash |
 //!

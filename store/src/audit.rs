@@ -20,6 +20,7 @@ impl Store {
             events: Vec::new(),
             sessions: Vec::new(),
             audit: vec![entry.clone()],
+            session_joins: Vec::new(),
         };
         match inner.wal.as_mut() {
             Some(wal) => wal.append(&record)?,

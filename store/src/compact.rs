@@ -13,6 +13,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 
 use crate::segment::{self, Segment, Watermarks};
+use crate::session_joins;
 use crate::storage::Storage;
 use crate::{Error, Result, Store, Table};
 
@@ -133,6 +134,14 @@ impl Store {
                 list.retain(|found| !group.contains(found));
                 list.push(output.clone());
                 list.sort();
+            }
+            if table == Table::SessionJoins {
+                for found in group {
+                    inner.join_tables.remove(&found.key);
+                }
+                inner
+                    .join_tables
+                    .insert(output.key.clone(), session_joins::tables_in_batch(&merged));
             }
             let deadline = Instant::now() + grace;
             inner

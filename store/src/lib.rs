@@ -9,6 +9,10 @@
 //! (see [`schema::Table`]). [`Store::query`] runs SQL over Parquet and the not-yet-flushed rows
 //! together, so nothing waits for a flush to become visible.
 //!
+//! [`Store::append_group_with_joins`] also stores the collector's late session join
+//! corrections ([`model::SessionJoinUpdate`]) in the `session_joins` table; queries of `flows`
+//! and `api_requests` show the newest correction of each row (see `session_joins`).
+//!
 //! A second process may open the same directory with [`Store::open_read_only`] (that is what
 //! `tunnelwatch sql` does while a server runs): it reads the segments and the WAL and never
 //! writes.
@@ -37,15 +41,16 @@ mod retention;
 pub mod schema;
 pub mod search;
 mod segment;
+mod session_joins;
 mod storage;
 mod wal;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use model::{AuditEntry, Event, Session};
+use model::{AuditEntry, Event, Session, SessionJoinUpdate};
 use serde::Deserialize;
 
 pub use compact::CompactReport;
@@ -234,6 +239,7 @@ pub(crate) struct Buffer {
     pub(crate) events: Vec<Arc<Vec<Event>>>,
     pub(crate) sessions: Vec<Arc<Vec<Session>>>,
     pub(crate) audit: Vec<Arc<Vec<AuditEntry>>>,
+    pub(crate) joins: Vec<Arc<Vec<SessionJoinUpdate>>>,
     n_rows: usize,
 }
 
@@ -253,6 +259,17 @@ impl Buffer {
         if !entries.is_empty() {
             self.audit.push(Arc::new(entries));
         }
+    }
+
+    fn push_joins(&mut self, joins: Vec<SessionJoinUpdate>) {
+        self.n_rows += joins.len();
+        if !joins.is_empty() {
+            self.joins.push(Arc::new(joins));
+        }
+    }
+
+    pub(crate) fn all_joins(&self) -> impl Iterator<Item = &SessionJoinUpdate> {
+        self.joins.iter().flat_map(|chunk| chunk.iter())
     }
 
     pub(crate) fn all_audit(&self) -> impl Iterator<Item = &AuditEntry> {
@@ -284,6 +301,7 @@ impl Buffer {
         self.events.extend(later.events);
         self.sessions.extend(later.sessions);
         self.audit.extend(later.audit);
+        self.joins.extend(later.joins);
         self.n_rows += later.n_rows;
     }
 }
@@ -309,6 +327,9 @@ struct Inner {
     quarantined_index: bool,
     /// The newest entry of the audit trail: its number and hash.
     audit_head: (u64, String),
+    /// Per `session_joins` segment (by key), the tables its corrections apply to: a query
+    /// joins a table to its corrections only if some segment or buffered row has one.
+    join_tables: HashMap<String, BTreeSet<Table>>,
     /// Segments a compaction replaced, deleted after the deadline (queries may read them).
     replaced: Vec<(std::time::Instant, String)>,
     /// Above this many buffered rows (flushes are failing), appends are refused.
@@ -365,6 +386,7 @@ impl Store {
         // operator deals with `DATA/quarantine/`.
         let (mut quarantined_segments, quarantined_index) = count_quarantined(&dir)?;
         let mut next_segment = 0;
+        let mut join_tables = HashMap::new();
         for table in Table::ALL {
             let mut files = Vec::new();
             let mut replaced = std::collections::HashSet::new();
@@ -388,6 +410,9 @@ impl Store {
                         );
                         let dir = segment::dir_of(&found.key);
                         replaced.extend(footer.replaces.iter().map(|name| format!("{dir}/{name}")));
+                        if let Some(tables) = footer.join_tables {
+                            join_tables.insert(found.key.clone(), tables);
+                        }
                         files.push(found);
                     }
                     Err(error @ Error::Corrupt { .. }) => {
@@ -426,6 +451,7 @@ impl Store {
             index_failures: 0,
             quarantined_index,
             audit_head: (0, model::audit::GENESIS.to_owned()),
+            join_tables,
             replaced: Vec::new(),
             max_buffered_rows: config.max_buffered_rows.saturating_mul(4),
             _lock: lock,
@@ -457,6 +483,9 @@ impl Store {
                 inner.audit_head = (newest.number().unwrap_or(0), newest.hash.clone());
             }
             inner.buffer.push_audit(audit);
+            // Corrections are idempotent (the newest per event wins in every query), so one
+            // that a flush already wrote may come back without changing any result.
+            inner.buffer.push_joins(record.session_joins);
             let mut events = Vec::with_capacity(record.events.len());
             for event in record.events {
                 let missing_somewhere = Table::ALL.iter().any(|table| {
@@ -518,6 +547,18 @@ impl Store {
         &self,
         batches: Vec<(Vec<Event>, Vec<Session>)>,
     ) -> Result<Vec<AppendReceipt>> {
+        self.append_group_with_joins(batches, Vec::new())
+    }
+
+    /// [`Store::append_group`] plus late session join corrections ([`SessionJoinUpdate`]), in
+    /// the same WAL record and fsync. Corrections are not deduplicated: storing one twice
+    /// changes no query result, since `flows` and `api_requests` show the newest correction
+    /// of each event (the one decided last; equal times are ordered by session id).
+    pub fn append_group_with_joins(
+        &self,
+        batches: Vec<(Vec<Event>, Vec<Session>)>,
+        joins: Vec<SessionJoinUpdate>,
+    ) -> Result<Vec<AppendReceipt>> {
         let mut inner = self.lock()?;
         if inner.wal.is_none() {
             return Err(Error::ReadOnly(self.dir.clone()));
@@ -545,7 +586,7 @@ impl Store {
             });
             all_sessions.extend(sessions);
         }
-        if accepted.is_empty() && all_sessions.is_empty() {
+        if accepted.is_empty() && all_sessions.is_empty() && joins.is_empty() {
             return Ok(receipts);
         }
         let n_buffered = inner.buffer.n_rows
@@ -560,6 +601,7 @@ impl Store {
             events: accepted,
             sessions: all_sessions,
             audit: Vec::new(),
+            session_joins: joins,
         };
         match inner.wal.as_mut() {
             Some(wal) => wal.append(&record)?,
@@ -571,6 +613,7 @@ impl Store {
             track_open(&mut inner.open_sessions, session);
         }
         inner.buffer.push(record.events, record.sessions);
+        inner.buffer.push_joins(record.session_joins);
         Ok(receipts)
     }
 
@@ -627,8 +670,15 @@ impl Store {
         let mut report = FlushReport::default();
         let mut to_index = Vec::new();
         for (table, written_segment, n_rows, rows) in written {
-            if let Some(rows) = rows {
-                to_index.push((written_segment.key.clone(), rows));
+            match (table, rows) {
+                (Table::Events, Some(rows)) => to_index.push((written_segment.key.clone(), rows)),
+                (Table::SessionJoins, Some(rows)) => {
+                    inner.join_tables.insert(
+                        written_segment.key.clone(),
+                        session_joins::tables_in_batch(&rows),
+                    );
+                }
+                _ => {}
             }
             inner
                 .segments
@@ -690,6 +740,8 @@ impl Store {
                 schema::sessions_batch(&taken.all_sessions().collect::<Vec<_>>())?
             } else if table == Table::AuditLog {
                 schema::audit_batch(&taken.all_audit().collect::<Vec<_>>())?
+            } else if table == Table::SessionJoins {
+                schema::session_joins_batch(&taken.all_joins().collect::<Vec<_>>())?
             } else if table.from_events() {
                 let rows: Vec<&Event> = taken
                     .all_events()
@@ -722,7 +774,7 @@ impl Store {
                         key,
                     },
                     n_rows,
-                    (table == Table::Events).then_some(rows),
+                    matches!(table, Table::Events | Table::SessionJoins).then_some(rows),
                 ));
             }
         }
@@ -783,16 +835,29 @@ impl Store {
     /// Starts one read-only SQL statement and returns its rows as they are computed (see
     /// [`QueryStream`]); errors in the statement come back here, before any row.
     pub async fn query_stream(&self, sql: &str) -> Result<QueryStream> {
-        let (segments, rows, table_watermarks) = {
+        let (segments, rows, table_watermarks, corrected) = {
             let inner = self.lock()?;
             // Rows being flushed were taken from the buffer: they come first.
             let mut rows = inner.flushing.clone().unwrap_or_default();
             rows.extend(inner.buffer.clone());
-            (inner.segments.clone(), rows, inner.table_watermarks.clone())
+            let corrected = session_joins::tables_in_segments(
+                inner
+                    .segments
+                    .get(&Table::SessionJoins)
+                    .into_iter()
+                    .flatten(),
+                &inner.join_tables,
+            );
+            (
+                inner.segments.clone(),
+                rows,
+                inner.table_watermarks.clone(),
+                corrected,
+            )
         };
         let storage = self.storage.clone();
         let snapshot = tokio::task::spawn_blocking(move || {
-            query::Snapshot::take(storage, segments, &rows, &|table, event| {
+            query::Snapshot::take(storage, segments, &rows, corrected, &|table, event| {
                 covered(&table_watermarks, table, event)
             })
         })
@@ -812,7 +877,7 @@ impl Store {
 }
 
 /// A segment a flush wrote: its table, where, how many rows, and (for `events`) the rows to
-/// index.
+/// index or (for `session_joins`) the rows whose tables to note.
 type Written = (
     Table,
     Segment,

@@ -3,11 +3,13 @@
 //! Every query runs in a fresh `SessionContext` over a consistent snapshot: the Parquet
 //! segments that existed when the query started (a pinned file list, so a concurrent flush
 //! cannot make rows appear twice) plus the rows still in memory. Each table the user sees is a
-//! view over both; `sessions` keeps only the newest snapshot of each session. User SQL may
-//! only read: DDL, DML and `SET`-style statements are refused, so `COPY … TO` or
-//! `CREATE EXTERNAL TABLE` cannot touch the file system.
+//! view over both; `sessions` keeps only the newest snapshot of each session, and `flows` and
+//! `api_requests` show the newest session join correction of each row, if the snapshot holds
+//! any (see [`crate::session_joins`]). User SQL may only read: DDL, DML and `SET`-style
+//! statements are refused, so `COPY … TO` or `CREATE EXTERNAL TABLE` cannot touch the file
+//! system.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use model::{Event, Session};
 use crate::prune::TimePrunedParquet;
 use crate::schema::{self, Table};
 use crate::segment::Segment;
+use crate::session_joins;
 use crate::storage::Storage;
 use crate::{Error, Result};
 
@@ -175,14 +178,18 @@ pub(crate) struct Snapshot {
     storage: Arc<Storage>,
     segments: BTreeMap<Table, Vec<Segment>>,
     memory: BTreeMap<Table, RecordBatch>,
+    /// The tables with session join corrections (in segments or memory).
+    corrected: BTreeSet<Table>,
 }
 
 impl Snapshot {
-    /// Converts the in-memory rows to Arrow (outside the store's lock).
+    /// Converts the in-memory rows to Arrow (outside the store's lock); `corrected` names the
+    /// tables the `session_joins` segments among `segments` correct.
     pub(crate) fn take(
         storage: Arc<Storage>,
         segments: BTreeMap<Table, Vec<Segment>>,
         rows: &crate::Buffer,
+        mut corrected: BTreeSet<Table>,
         in_parquet: &dyn Fn(Table, &Event) -> bool,
     ) -> Result<Snapshot> {
         let all_events: Vec<&Event> = rows.all_events().collect();
@@ -194,6 +201,10 @@ impl Snapshot {
                 schema::sessions_batch(&all_sessions)?
             } else if table == Table::AuditLog {
                 schema::audit_batch(&all_audit)?
+            } else if table == Table::SessionJoins {
+                let batch = schema::session_joins_batch(&rows.all_joins().collect::<Vec<_>>())?;
+                corrected.extend(session_joins::tables_in_batch(&batch));
+                batch
             } else {
                 let rows: Vec<&Event> = all_events
                     .iter()
@@ -208,6 +219,7 @@ impl Snapshot {
             storage,
             segments,
             memory,
+            corrected,
         })
     }
 }
@@ -300,8 +312,13 @@ pub(crate) async fn stream(
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     snapshot.storage.register(&ctx);
+    // The sources of every table first: a view may read another table's (`flows` those of
+    // `session_joins`).
     for table in Table::ALL {
-        register(&ctx, table, &snapshot).await?;
+        register_sources(&ctx, table, &snapshot)?;
+    }
+    for table in Table::ALL {
+        create_view(&ctx, table, &snapshot).await?;
     }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -330,38 +347,64 @@ pub(crate) async fn stream(
     }
 }
 
-async fn register(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Result<()> {
-    let name = table.name();
+fn parquet_name(table: Table) -> String {
+    format!("_tw_{}_parquet", table.name())
+}
+
+fn memory_name(table: Table) -> String {
+    format!("_tw_{}_memory", table.name())
+}
+
+/// `SELECT` of a table's rows: its Parquet segments and its rows in memory.
+fn union_of(table: Table) -> String {
+    let columns = table.column_names().join(", ");
+    format!(
+        "SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}",
+        parquet_name(table),
+        memory_name(table)
+    )
+}
+
+fn internal(table: Table) -> impl Fn(datafusion::error::DataFusionError) -> Error {
+    move |error| Error::Internal(format!("cannot register table {}: {error}", table.name()))
+}
+
+/// Registers the Parquet segments and the in-memory rows of `table` (under internal names).
+fn register_sources(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Result<()> {
     let schema = table.schema();
-    let parquet_name = format!("_tw_{name}_parquet");
-    let memory_name = format!("_tw_{name}_memory");
-    let internal = |error: datafusion::error::DataFusionError| {
-        Error::Internal(format!("cannot register table {name}: {error}"))
-    };
+    let parquet_name = parquet_name(table);
+    let memory_name = memory_name(table);
+    let internal = internal(table);
     let segments = snapshot.segments.get(&table).cloned().unwrap_or_default();
     let parquet = TimePrunedParquet::new(schema.clone(), snapshot.storage.clone(), segments);
     ctx.register_table(parquet_name.as_str(), Arc::new(parquet))
-        .map_err(internal)?;
+        .map_err(&internal)?;
     let memory_batch = snapshot
         .memory
         .get(&table)
         .cloned()
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-    let memory = MemTable::try_new(schema.clone(), vec![vec![memory_batch]]).map_err(internal)?;
+    let memory = MemTable::try_new(schema.clone(), vec![vec![memory_batch]]).map_err(&internal)?;
     ctx.register_table(memory_name.as_str(), Arc::new(memory))
-        .map_err(internal)?;
+        .map_err(&internal)?;
+    Ok(())
+}
+
+/// Creates the view users query as `table`.
+async fn create_view(ctx: &SessionContext, table: Table, snapshot: &Snapshot) -> Result<()> {
+    let name = table.name();
     let columns = table.column_names().join(", ");
-    let union = format!(
-        "SELECT {columns} FROM {parquet_name} UNION ALL SELECT {columns} FROM {memory_name}"
-    );
-    let definition = if table == Table::Sessions {
+    let union = union_of(table);
+    let definition = if snapshot.corrected.contains(&table) {
+        session_joins::corrected_view(table, &union, &union_of(Table::SessionJoins))
+    } else if table == Table::Sessions {
         format!(
             "CREATE VIEW {name} AS SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY session_id ORDER BY vpn_session_version DESC) AS _tw_rank FROM ({union})) WHERE _tw_rank = 1"
         )
     } else {
         format!("CREATE VIEW {name} AS {union}")
     };
-    ctx.sql(&definition).await.map_err(internal)?;
+    ctx.sql(&definition).await.map_err(internal(table))?;
     Ok(())
 }
 

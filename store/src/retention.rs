@@ -92,6 +92,9 @@ impl Store {
             if let Some(list) = inner.segments.get_mut(&table) {
                 list.retain(|found| !segments.contains(found));
             }
+            for found in segments {
+                inner.join_tables.remove(&found.key);
+            }
         }
         if table == Table::Events {
             for found in segments {

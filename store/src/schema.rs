@@ -63,10 +63,11 @@ pub enum Table {
     ApiRequests,
     Alerts,
     AuditLog,
+    SessionJoins,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Events,
         Table::AuthEvents,
         Table::Sessions,
@@ -74,6 +75,7 @@ impl Table {
         Table::ApiRequests,
         Table::Alerts,
         Table::AuditLog,
+        Table::SessionJoins,
     ];
 
     /// The name SQL uses.
@@ -86,6 +88,7 @@ impl Table {
             Table::ApiRequests => "api_requests",
             Table::Alerts => "alerts",
             Table::AuditLog => "audit_log",
+            Table::SessionJoins => "session_joins",
         }
     }
 
@@ -108,6 +111,7 @@ impl Table {
             Table::ApiRequests => &["timestamp", "source_ip"],
             Table::Alerts => &["timestamp", "rule_id"],
             Table::AuditLog => &["timestamp"],
+            Table::SessionJoins => &["timestamp", "event_id"],
         }
     }
 
@@ -129,6 +133,7 @@ impl Table {
             Table::ApiRequests => schema_of(API_REQUEST_COLUMNS),
             Table::Alerts => schema_of(ALERT_COLUMNS),
             Table::AuditLog => schema_of(AUDIT_COLUMNS),
+            Table::SessionJoins => schema_of(SESSION_JOIN_COLUMNS),
         }
     }
 
@@ -141,7 +146,7 @@ impl Table {
             Table::AuthEvents => matches!(event.body, EventBody::Auth(_)),
             Table::Flows => matches!(event.body, EventBody::Flow(_)),
             Table::ApiRequests => matches!(event.body, EventBody::ApiRequest(_)),
-            Table::Sessions | Table::Alerts | Table::AuditLog => false,
+            Table::Sessions | Table::Alerts | Table::AuditLog | Table::SessionJoins => false,
         }
     }
 
@@ -152,7 +157,7 @@ impl Table {
             Table::AuthEvents => to_batch(AUTH_COLUMNS, events),
             Table::Flows => to_batch(FLOW_COLUMNS, events),
             Table::ApiRequests => to_batch(API_REQUEST_COLUMNS, events),
-            Table::Sessions | Table::Alerts | Table::AuditLog => {
+            Table::Sessions | Table::Alerts | Table::AuditLog | Table::SessionJoins => {
                 Ok(RecordBatch::new_empty(self.schema()))
             }
         }
@@ -171,6 +176,7 @@ impl Table {
             Table::ApiRequests => names(API_REQUEST_COLUMNS),
             Table::Alerts => names(ALERT_COLUMNS),
             Table::AuditLog => names(AUDIT_COLUMNS),
+            Table::SessionJoins => names(SESSION_JOIN_COLUMNS),
         }
     }
 }
@@ -751,10 +757,13 @@ pub const FLOW_COLUMNS: &[Column<Event>] = &[
         event
     )
     .map(|flow| flow.destination_packets))),
-    col!("vpn_tcp_flags", Int64, true, |event| int(flow_of(event)
-        .and_then(|flow| flow.tcp_flags.map(u64::from)))),
+    col!("vpn_tcp_flags", Int64, true, |event| int(
+        flow_of(event).and_then(|flow| flow.tcp_flags.map(u64::from))
+    )),
     col!("vpn_flow_end", Utf8, true, |event| opt(flow_of(event)
-        .and_then(|flow| flow.end_reason.map(model::FlowEnd::as_str)))),
+        .and_then(|flow| flow
+            .end_reason
+            .map(model::FlowEnd::as_str)))),
     col!("vpn_session_join", Utf8, true, |event| opt(session_join(
         event
     )
@@ -834,6 +843,37 @@ pub const API_REQUEST_COLUMNS: &[Column<Event>] = &[
 /// Tables whose rows no part of tunnelwatch produces yet: the schema exists so that SQL and
 /// dashboards can rely on the table, and it holds no rows.
 pub enum NoRows {}
+
+/// `session_joins`: late corrections of the session a flow or API request was joined to
+/// ([`model::SessionJoinUpdate`]). A row lands in the hour of the row it corrects; the views
+/// of `flows` and `api_requests` show the newest correction of each event (see
+/// [`crate::session_joins`]).
+pub const SESSION_JOIN_COLUMNS: &[Column<model::SessionJoinUpdate>] = &[
+    col!("timestamp", Timestamp, false, |update| Cell::Ts(Some(
+        update.timestamp
+    ))),
+    col!("event_id", Utf8, false, |update| s(&update.event_id)),
+    col!("vpn_join_table", Utf8, false, |update| s(update
+        .target
+        .as_str())),
+    col!("session_id", Utf8, true, |update| opt(update
+        .session_id
+        .as_deref())),
+    col!("user_name", Utf8, true, |update| opt(update
+        .user_name
+        .as_deref())),
+    col!("vpn_session_join", Utf8, false, |update| s(update
+        .join
+        .as_str())),
+    col!("event_created", Timestamp, false, |update| Cell::Ts(Some(
+        update.decided
+    ))),
+];
+
+/// Session join corrections as one record batch.
+pub fn session_joins_batch(updates: &[&model::SessionJoinUpdate]) -> Result<RecordBatch> {
+    to_batch(SESSION_JOIN_COLUMNS, updates)
+}
 
 /// `alerts`: alerts raised by rules (filled by the alerting engine).
 pub const ALERT_COLUMNS: &[Column<NoRows>] = &[
@@ -965,7 +1005,8 @@ mod tests {
                 "flows",
                 "api_requests",
                 "alerts",
-                "audit_log"
+                "audit_log",
+                "session_joins"
             ]
         );
         for required in ["source_ip", "user_name", "event_outcome", "session_id"] {

@@ -41,6 +41,9 @@ pub(crate) struct Footer {
     pub(crate) replaces: Vec<String>,
     /// The Arrow schema of the file's columns.
     pub(crate) schema: datafusion::arrow::datatypes::Schema,
+    /// For a `session_joins` segment, the tables its corrections may apply to (from the
+    /// column statistics of `vpn_join_table`).
+    pub(crate) join_tables: Option<std::collections::BTreeSet<crate::Table>>,
 }
 
 impl Footer {
@@ -339,8 +342,8 @@ pub(crate) fn read_footer(storage: &Storage, key: &str) -> Result<Footer> {
 }
 
 /// What the footer metadata of the segment under `key` says.
-fn footer_of(storage: &Storage, key: &str, metadata: &ParquetMetaData) -> Result<Footer> {
-    let metadata = metadata.file_metadata();
+fn footer_of(storage: &Storage, key: &str, parquet: &ParquetMetaData) -> Result<Footer> {
+    let metadata = parquet.file_metadata();
     let schema = datafusion::parquet::arrow::parquet_to_arrow_schema(
         metadata.schema_descr(),
         metadata.key_value_metadata(),
@@ -350,10 +353,12 @@ fn footer_of(storage: &Storage, key: &str, metadata: &ParquetMetaData) -> Result
         path: storage.describe(key),
         detail: error.to_string(),
     })?;
+    let join_tables = crate::session_joins::tables_in_footer(parquet);
     let mut footer = Footer {
         watermarks: Watermarks::new(),
         replaces: Vec::new(),
         schema,
+        join_tables,
     };
     for pair in metadata.key_value_metadata().into_iter().flatten() {
         let corrupt = |detail: String| Error::Corrupt {

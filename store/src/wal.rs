@@ -29,6 +29,9 @@ pub struct WalRecord {
     /// Entries of the audit trail (absent in records from before it existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<model::AuditEntry>,
+    /// Late session join corrections (absent in records from before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_joins: Vec<model::SessionJoinUpdate>,
 }
 
 #[derive(Debug)]
