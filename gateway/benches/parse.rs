@@ -5,6 +5,9 @@
 //! - `syslog/parse_lines`: the syslog fixtures (RFC 3164 and 5424 envelopes of charon,
 //!   pluto, xl2tpd, pppd, radiusd);
 //! - `radius-detail/parse_lines`: FreeRADIUS `detail` files;
+//! - `nginx/parse_lines` and `nginx-json/parse_lines`: the real nginx access logs of
+//!   testdata/access (`combined` with and without `$request_time "$request_id"`, and
+//!   `escape=json`; hostile lines included) into API request events;
 //! - `radius-accounting/decode_verify_map`: a real Accounting-Request (sent by FreeRADIUS's
 //!   radclient) checked against its shared secret, decoded and mapped to an event, as the
 //!   RADIUS receiver does per datagram.
@@ -115,6 +118,18 @@ fn bench(c: &mut Criterion) {
         "radius-detail",
         Format::RadiusDetail,
         &lines_of("radius-detail", |_| true),
+    );
+    bench_lines(
+        c,
+        "nginx",
+        Format::Nginx,
+        &lines_of("access", |name| name.starts_with("nginx-combined")),
+    );
+    bench_lines(
+        c,
+        "nginx-json",
+        Format::NginxJson,
+        &lines_of("access", |name| name == "nginx-json.log"),
     );
     bench_radius(c);
 }

@@ -286,11 +286,17 @@ fn host_of(text: &str) -> Option<String> {
 /// A request target → its host (absolute form only) and its path (without query or
 /// fragment). `*` (`OPTIONS *`) stays `*`.
 fn split_target(target: &str) -> (Option<String>, String) {
-    let lower_prefix = target.get(..8).map(str::to_ascii_lowercase);
-    let scheme_len = match lower_prefix.as_deref() {
-        Some(prefix) if prefix.starts_with("http://") => Some(7),
-        Some(prefix) if prefix.starts_with("https://") => Some(8),
-        _ => None,
+    let has_prefix = |prefix: &str| {
+        target
+            .get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    };
+    let scheme_len = if has_prefix("http://") {
+        Some(7)
+    } else if has_prefix("https://") {
+        Some(8)
+    } else {
+        None
     };
     let (host, rest) = match scheme_len {
         Some(len) => {

@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use model::Event;
 
+use super::super::text::ShortStr;
 use super::super::{Format, LineOutcome, ParseOptions};
 use super::{
     AccessOrigin, Fields, address_of, bad_timestamp, count_of, duration_of, malformed, push,
@@ -64,10 +65,10 @@ fn read(text: &str) -> Result<(Timestamp, Fields), LineOutcome> {
         .map(|(ip, _)| ip);
     // `- $remote_user [`: the user may be anything nginx did not escape, spaces included.
     let (_, rest) = rest
-        .split_once(" [")
+        .split_once_short(" [")
         .ok_or_else(|| malformed("no [time] after the client address".to_owned()))?;
     let (time, rest) = rest
-        .split_once("] ")
+        .split_once_short("] ")
         .ok_or_else(|| malformed("the [time] is not closed".to_owned()))?;
     let timestamp = time_local(time).ok_or_else(|| bad_timestamp(time))?;
     let mut cursor = Cursor { rest };
