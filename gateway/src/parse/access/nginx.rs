@@ -63,14 +63,7 @@ fn read(text: &str) -> Result<(Timestamp, Fields), LineOutcome> {
     fields.client_ip = address_of(address)
         .map_err(|reason| malformed(format!("client address: {reason}")))?
         .map(|(ip, _)| ip);
-    // `- $remote_user [`: the user may be anything nginx did not escape, spaces included.
-    let (_, rest) = rest
-        .split_once_short(" [")
-        .ok_or_else(|| malformed("no [time] after the client address".to_owned()))?;
-    let (time, rest) = rest
-        .split_once_short("] ")
-        .ok_or_else(|| malformed("the [time] is not closed".to_owned()))?;
-    let timestamp = time_local(time).ok_or_else(|| bad_timestamp(time))?;
+    let (timestamp, rest) = time_field(rest)?;
     let mut cursor = Cursor { rest };
     let request = cursor
         .quoted()
@@ -115,6 +108,34 @@ fn read(text: &str) -> Result<(Timestamp, Fields), LineOutcome> {
         extra(token, &mut fields)?;
     }
     Ok((timestamp, fields))
+}
+
+/// `- $remote_user [$time_local] ` → the time and what follows it. nginx does not escape
+/// spaces or brackets in the user name (it comes from the client's Basic credentials), so
+/// the time is the first ` [` that a well-formed `$time_local` and `] ` follow.
+fn time_field(rest: &str) -> Result<(Timestamp, &str), LineOutcome> {
+    const LEN: usize = "29/Nov/2026:19:16:58 +0000".len();
+    let mut from = 0;
+    let mut first = None;
+    while let Some(at) = rest[from..].find_short(" [").map(|at| from + at) {
+        let time_at = at + 2;
+        first.get_or_insert(time_at);
+        if let Some(time) = rest.get(time_at..time_at + LEN)
+            && rest[time_at + LEN..].starts_with("] ")
+            && let Some(timestamp) = time_local(time)
+        {
+            return Ok((timestamp, &rest[time_at + LEN + 2..]));
+        }
+        from = time_at;
+    }
+    // No well-formed time: say what is wrong with the first candidate.
+    let Some(time_at) = first else {
+        return Err(malformed("no [time] after the client address".to_owned()));
+    };
+    match rest[time_at..].split_once_short("] ") {
+        Some((time, _)) => Err(bad_timestamp(time)),
+        None => Err(malformed("the [time] is not closed".to_owned())),
+    }
 }
 
 /// One extra field after the user agent (see the module docs).

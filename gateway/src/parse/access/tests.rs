@@ -144,7 +144,7 @@ fn nginx_lines() {
 10.99.0.8 - - [25/Nov/2026:09:41:09 +0000] "OPTIONS * HTTP/1.1" 204 0 "-" "-" rt=1.500 rid=abc-1 uct="0.000"
 ::ffff:10.99.0.9 - - [25/Nov/2026:09:41:10 +0000] "-" 400 0 "-" "-"
 10.99.0.9 - - [25/Nov/2026:09:41:11 +0000] "GET /api/v1/ping HTTP/1.0" 200 -
-unix: - - [25/Nov/2026:09:41:12 +0000] "GET /a\x22b\x5C\x1B[31m HTTP/1.1" 000 0 "-" "\"apache\" \\ escaped"
+unix: - a [b] c [25/Nov/2026:09:41:12 +0000] "GET /a\x22b\x5C\x1B[31m HTTP/1.1" 000 0 "-" "\"apache\" \\ escaped"
 "#,
         expect![[r#"
             {"body":{"client_ip":"10.99.0.7","destination":{"ip":null,"port":null},"method":"GET","path":"/api/v1/users/42","response_bytes":1532,"status":200,"type":"api_request"},"dataset":"nginx.access","id":{"seq":0,"source":"gw1/nginx"},"observer":{"hostname":"gw1","product":"nginx"},"timestamp":"2026-11-25T08:41:07Z"}
