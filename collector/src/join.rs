@@ -26,6 +26,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 use model::{Event, EventBody, JoinTarget, Session, SessionJoin, SessionJoinUpdate};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// `[collector.join]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -100,7 +101,10 @@ struct Lease {
 #[derive(Debug, Clone)]
 struct Pending {
     at: i64,
-    event_id: Arc<str>,
+    /// The event's id, formatted only if a correction is sent.
+    source: Arc<str>,
+    seq: u64,
+    part: u16,
     target: JoinTarget,
     timestamp: Timestamp,
     /// The session it is joined to now, if any.
@@ -109,21 +113,108 @@ struct Pending {
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Everything about one address: its leases (sorted by start) and the events on it that a
+/// late session could still change, in arrival order. One hash lookup per event.
+#[derive(Debug, Default)]
+struct Address {
+    /// Most addresses have had one session lately: keep it inline (one cache miss less).
+    leases: SmallVec<[Lease; 1]>,
+    /// Matched events a late session could still take (they wait a few tolerances).
+    tentative: VecDeque<Pending>,
+    /// Events that found no session (they wait `late_join_secs`).
+    unmatched: VecDeque<Pending>,
+}
+
+impl Address {
+    fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.tentative.is_empty() && self.unmatched.is_empty()
+    }
+
+    /// Forgets pending events older than the thresholds (from the front: arrival order is
+    /// close to time order; a straggler behind a newer entry waits for its turn). Returns
+    /// how many were forgotten.
+    fn forget_settled(&mut self, tentative_before: i64, unmatched_before: i64) -> (usize, usize) {
+        let mut forgotten = (0, 0);
+        while self
+            .tentative
+            .front()
+            .is_some_and(|p| p.at < tentative_before)
+        {
+            self.tentative.pop_front();
+            forgotten.0 += 1;
+        }
+        while self
+            .unmatched
+            .front()
+            .is_some_and(|p| p.at < unmatched_before)
+        {
+            self.unmatched.pop_front();
+            forgotten.1 += 1;
+        }
+        forgotten
+    }
+
+    /// The lease at `at`: the containing one that started last, else the nearest within
+    /// the tolerance `skew` (ties: the one that started last).
+    fn lookup(&self, skew: i64, at: i64) -> Option<&Lease> {
+        let list = &self.leases[..];
+        // Leases starting after `at + skew` cannot qualify.
+        let upto = list.partition_point(|lease| lease.start.saturating_sub(skew) <= at);
+        let mut best: Option<(&Lease, i64)> = None;
+        for lease in list[..upto].iter().rev() {
+            let distance = if at < lease.start {
+                lease.start - at
+            } else if at > lease.end {
+                at - lease.end
+            } else {
+                0
+            };
+            if distance > skew {
+                continue;
+            }
+            // Walking backwards: a later start was seen first and wins ties.
+            if best.is_none_or(|(_, best_distance)| distance < best_distance) {
+                best = Some((lease, distance));
+            }
+            if distance == 0 {
+                break;
+            }
+        }
+        best.map(|(lease, _)| lease)
+    }
+
+    /// Whether a session still to come could change the answer `current` for `at`.
+    fn may_change(&self, skew: i64, at: i64, current: Option<&Lease>) -> bool {
+        let Some(lease) = current else {
+            return true;
+        };
+        // Deep inside a closed lease, nothing can take the event away; near its edges, or in
+        // an open lease (whose end is still to come), a later session might.
+        lease.end == i64::MAX
+            || at < lease.start.saturating_add(skew)
+            || at > lease.end.saturating_sub(skew)
+    }
+}
+
+/// How often (event time) all addresses are swept, and leases expired.
+const SWEEP_NS: i64 = 10_000_000_000;
+const LEASE_SWEEP_NS: i64 = 60_000_000_000;
+
 /// The interval join. See the module docs.
 #[derive(Debug)]
 pub struct Joiner {
     config: JoinConfig,
     skew_ns: i64,
-    leases: Map<IpAddr, Vec<Lease>>,
+    addresses: Map<IpAddr, Address>,
     /// Where each session's lease is, to move or update it.
     lease_of: Map<Arc<str>, IpAddr>,
-    pending: Map<IpAddr, Vec<Pending>>,
-    /// Insertion order of pending events, for the bound.
-    pending_order: VecDeque<(IpAddr, Arc<str>)>,
-    n_pending: usize,
+    n_tentative: usize,
+    n_unmatched: usize,
     /// The newest event time seen.
     high_water: i64,
     last_sweep: i64,
+    last_lease_sweep: i64,
+    last_source: Option<Arc<str>>,
     stats: JoinStats,
 }
 
@@ -134,13 +225,14 @@ impl Joiner {
         let mut joiner = Joiner {
             config,
             skew_ns,
-            leases: Map::default(),
+            addresses: Map::default(),
             lease_of: Map::default(),
-            pending: Map::default(),
-            pending_order: VecDeque::new(),
-            n_pending: 0,
+            n_tentative: 0,
+            n_unmatched: 0,
             high_water: i64::MIN,
             last_sweep: i64::MIN,
+            last_lease_sweep: i64::MIN,
+            last_source: None,
             stats: JoinStats::default(),
         };
         joiner.update_sessions(sessions, Timestamp::UNIX_EPOCH);
@@ -149,24 +241,27 @@ impl Joiner {
 
     pub fn stats(&self) -> JoinStats {
         let mut stats = self.stats.clone();
-        stats.pending = self.n_pending as u64;
+        stats.pending = (self.n_tentative + self.n_unmatched) as u64;
         stats.leases = self.lease_of.len() as u64;
         stats
     }
 
     /// Takes in new session snapshots; returns corrections for pending events whose answer
     /// changed. `decided` stamps the corrections (the newest one wins in the store).
-    pub fn update_sessions(&mut self, sessions: &[Session], decided: Timestamp) -> Vec<SessionJoinUpdate> {
+    pub fn update_sessions(
+        &mut self,
+        sessions: &[Session],
+        decided: Timestamp,
+    ) -> Vec<SessionJoinUpdate> {
         let mut touched: Vec<IpAddr> = Vec::new();
         for session in sessions {
             let session_id: Arc<str> = Arc::from(session.session_id.as_str());
             // Remove the old lease of this session (its address or times may have changed).
             if let Some(old_ip) = self.lease_of.remove(&session_id) {
-                if let Some(list) = self.leases.get_mut(&old_ip) {
-                    list.retain(|lease| lease.session_id != session_id);
-                    if list.is_empty() {
-                        self.leases.remove(&old_ip);
-                    }
+                if let Some(address) = self.addresses.get_mut(&old_ip) {
+                    address
+                        .leases
+                        .retain(|lease| lease.session_id != session_id);
                 }
                 touched.push(old_ip);
             }
@@ -181,8 +276,9 @@ impl Joiner {
                 session_id: session_id.clone(),
                 user_name: session.user_name().map(Arc::from),
             };
-            let list = self.leases.entry(ip).or_default();
-            let at = list.partition_point(|other| (other.start, &*other.session_id) < (start, &*session_id));
+            let list = &mut self.addresses.entry(ip).or_default().leases;
+            let at = list
+                .partition_point(|other| (other.start, &*other.session_id) < (start, &*session_id));
             list.insert(at, lease);
             self.lease_of.insert(session_id, ip);
             touched.push(ip);
@@ -213,35 +309,20 @@ impl Joiner {
                 _ => continue,
             };
             self.high_water = self.high_water.max(at);
-            let (ip, join, lease) = self.decide(candidates, at);
-            let (session_id, user_name) = match lease {
-                Some(lease) => (
-                    Some(lease.session_id.to_string()),
-                    lease.user_name.as_deref().map(str::to_owned),
-                ),
-                None => (None, None),
-            };
+            let (join, lease) = self.join_one(candidates, at, &event.id, target, event.timestamp);
             match join {
                 SessionJoin::Matched => self.stats.matched += 1,
                 SessionJoin::Unmatched => self.stats.unmatched += 1,
                 SessionJoin::NotVpn => self.stats.not_vpn += 1,
                 SessionJoin::Late => {}
             }
-            if let Some(ip) = ip
-                && join != SessionJoin::NotVpn
-                && self.may_change(ip, at, session_id.as_deref())
-            {
-                self.remember(
-                    ip,
-                    Pending {
-                        at,
-                        event_id: Arc::from(event.id.to_string()),
-                        target,
-                        timestamp: event.timestamp,
-                        current: session_id.as_deref().map(Arc::from),
-                    },
-                );
-            }
+            let (session_id, user_name) = match lease {
+                Some((session_id, user_name)) => (
+                    Some(session_id.to_string()),
+                    user_name.as_deref().map(str::to_owned),
+                ),
+                None => (None, None),
+            };
             event.session_id = session_id;
             match &mut event.body {
                 EventBody::Flow(flow) => {
@@ -258,118 +339,142 @@ impl Joiner {
         self.sweep();
     }
 
-    /// Which address of the event to join on, and the answer.
-    fn decide(&self, candidates: [Option<IpAddr>; 2], at: i64) -> (Option<IpAddr>, SessionJoin, Option<&Lease>) {
-        let pool = &self.config.vpn_pool;
+    /// Decides one event: which of its addresses is the VPN's, the lease, and whether to
+    /// remember it for a late join.
+    fn join_one(
+        &mut self,
+        candidates: [Option<IpAddr>; 2],
+        at: i64,
+        id: &model::EventId,
+        target: JoinTarget,
+        timestamp: Timestamp,
+    ) -> (SessionJoin, Option<(Arc<str>, Option<Arc<str>>)>) {
+        let skew = self.skew_ns;
         let mut first_vpn = None;
+        let mut found = None;
         for ip in candidates.into_iter().flatten() {
             let ip = canonical(ip);
+            let pool = &self.config.vpn_pool;
             if !pool.is_empty() && !pool.iter().any(|net| net.contains(&ip)) {
                 continue;
             }
             first_vpn.get_or_insert(ip);
-            if let Some(lease) = self.lookup(ip, at) {
-                return (Some(ip), SessionJoin::Matched, Some(lease));
-            }
-        }
-        match first_vpn {
-            Some(ip) => (Some(ip), SessionJoin::Unmatched, None),
-            None => (None, SessionJoin::NotVpn, None),
-        }
-    }
-
-    /// The lease of `ip` at `at`: the containing one that started last, else the nearest
-    /// within the tolerance (ties: the one that started last).
-    fn lookup(&self, ip: IpAddr, at: i64) -> Option<&Lease> {
-        let list = self.leases.get(&ip)?;
-        let skew = self.skew_ns;
-        // Leases starting after `at + skew` cannot qualify.
-        let upto = list.partition_point(|lease| lease.start.saturating_sub(skew) <= at);
-        let mut best: Option<(&Lease, i64)> = None;
-        for lease in list[..upto].iter().rev() {
-            let distance = if at < lease.start {
-                lease.start - at
-            } else if at > lease.end {
-                at - lease.end
-            } else {
-                0
-            };
-            if distance > skew {
-                continue;
-            }
-            // Walking backwards: a later start was seen first and wins ties.
-            if best.is_none_or(|(_, best_distance)| distance < best_distance) {
-                best = Some((lease, distance));
-            }
-            if distance == 0 {
+            if let Some(address) = self.addresses.get(&ip)
+                && let Some(lease) = address.lookup(skew, at)
+            {
+                found = Some((ip, lease.session_id.clone(), lease.user_name.clone()));
                 break;
             }
         }
-        best.map(|(lease, _)| lease)
+        let (ip, join, lease) = match found {
+            Some((ip, session_id, user_name)) => {
+                (ip, SessionJoin::Matched, Some((session_id, user_name)))
+            }
+            None => match first_vpn {
+                Some(ip) => (ip, SessionJoin::Unmatched, None),
+                None => return (SessionJoin::NotVpn, None),
+            },
+        };
+        let source = self.interned_source(&id.source);
+        let address = self.addresses.entry(ip).or_default();
+        let current = lease.as_ref().and_then(|(session_id, _)| {
+            address
+                .leases
+                .iter()
+                .find(|lease| lease.session_id == *session_id)
+        });
+        if address.may_change(skew, at, current) {
+            let pending = Pending {
+                at,
+                source,
+                seq: id.seq,
+                part: id.part,
+                target,
+                timestamp,
+                current: lease.as_ref().map(|(session_id, _)| session_id.clone()),
+            };
+            if pending.current.is_some() {
+                address.tentative.push_back(pending);
+                self.n_tentative += 1;
+            } else {
+                address.unmatched.push_back(pending);
+                self.n_unmatched += 1;
+            }
+            // Keep a busy address's queues short as it goes (the periodic sweep does the
+            // rest; looking at the front of every queue on every event costs a cache miss).
+            if address.tentative.len() + address.unmatched.len() < 16 {
+                if self.n_tentative + self.n_unmatched > self.config.max_pending {
+                    self.shed();
+                }
+                return (join, lease);
+            }
+            let (tentative, unmatched) = address.forget_settled(
+                self.high_water.saturating_sub(4 * skew),
+                self.high_water
+                    .saturating_sub(secs(self.config.late_join_secs)),
+            );
+            self.n_tentative -= tentative;
+            self.n_unmatched -= unmatched;
+            if self.n_tentative + self.n_unmatched > self.config.max_pending {
+                self.shed();
+            }
+        }
+        (join, lease)
     }
 
-    /// Whether a session still to come could change the answer for `ip` at `at`.
-    fn may_change(&self, ip: IpAddr, at: i64, current: Option<&str>) -> bool {
-        let Some(current) = current else {
-            return true;
-        };
-        let Some(lease) = self
-            .leases
-            .get(&ip)
-            .and_then(|list| list.iter().find(|lease| &*lease.session_id == current))
-        else {
-            return true;
-        };
-        // Deep inside a closed lease, nothing can take the event away; near its edges, or in
-        // an open lease (whose end is still to come), a later session might.
-        lease.end == i64::MAX
-            || at < lease.start.saturating_add(self.skew_ns)
-            || at > lease.end.saturating_sub(self.skew_ns)
+    /// The source name as a shared string: consecutive events share their source.
+    fn interned_source(&mut self, source: &str) -> Arc<str> {
+        match &self.last_source {
+            Some(last) if &**last == source => last.clone(),
+            _ => {
+                let interned: Arc<str> = Arc::from(source);
+                self.last_source = Some(interned.clone());
+                interned
+            }
+        }
     }
 
-    fn remember(&mut self, ip: IpAddr, pending: Pending) {
-        let list = self.pending.entry(ip).or_default();
-        // A resent batch: the event is pending already.
-        if let Some(existing) = list.iter_mut().find(|p| p.event_id == pending.event_id) {
-            existing.current = pending.current;
+    /// Over `max_pending`: forget what is settled everywhere, then the older half of what
+    /// still waits (counted).
+    fn shed(&mut self) {
+        self.sweep_addresses(false);
+        if self.n_tentative + self.n_unmatched <= self.config.max_pending {
             return;
         }
-        self.pending_order.push_back((ip, pending.event_id.clone()));
-        list.push(pending);
-        self.n_pending += 1;
-        while self.n_pending > self.config.max_pending {
-            let Some((ip, event_id)) = self.pending_order.pop_front() else {
-                break;
-            };
-            if self.forget(ip, &event_id) {
-                self.stats.pending_dropped += 1;
+        let mut dropped = 0;
+        for address in self.addresses.values_mut() {
+            for queue in [&mut address.tentative, &mut address.unmatched] {
+                let n = queue.len().div_ceil(2);
+                queue.drain(..n);
+                dropped += n;
             }
         }
+        self.stats.pending_dropped += dropped as u64;
+        self.recount();
     }
 
-    fn forget(&mut self, ip: IpAddr, event_id: &str) -> bool {
-        let Some(list) = self.pending.get_mut(&ip) else {
-            return false;
-        };
-        let before = list.len();
-        list.retain(|p| &*p.event_id != event_id);
-        let removed = before != list.len();
-        if list.is_empty() {
-            self.pending.remove(&ip);
-        }
-        if removed {
-            self.n_pending -= 1;
-        }
-        removed
+    fn recount(&mut self) {
+        self.n_tentative = self.addresses.values().map(|a| a.tentative.len()).sum();
+        self.n_unmatched = self.addresses.values().map(|a| a.unmatched.len()).sum();
     }
 
     /// Looks the pending events of `ip` up again; changed answers become updates.
     fn rejoin(&mut self, ip: IpAddr, decided: Timestamp, updates: &mut Vec<SessionJoinUpdate>) {
-        let Some(mut list) = self.pending.remove(&ip) else {
+        let skew = self.skew_ns;
+        let Some(address) = self.addresses.get_mut(&ip) else {
             return;
         };
-        for pending in &mut list {
-            let lease = self.lookup(ip, pending.at);
+        let Address {
+            leases,
+            tentative,
+            unmatched,
+        } = address;
+        let lookup = Address {
+            leases: std::mem::take(leases),
+            ..Address::default()
+        };
+        for pending in tentative.iter_mut().chain(unmatched.iter_mut()) {
+            let lease = lookup.lookup(skew, pending.at);
             let now = lease.map(|lease| lease.session_id.clone());
             if now == pending.current {
                 continue;
@@ -377,7 +482,8 @@ impl Joiner {
             let user_name = lease.and_then(|lease| lease.user_name.as_deref().map(str::to_owned));
             updates.push(SessionJoinUpdate {
                 target: pending.target,
-                event_id: pending.event_id.to_string(),
+                event_id: model::EventId::new(&*pending.source, pending.seq, pending.part)
+                    .to_string(),
                 timestamp: pending.timestamp,
                 session_id: now.as_deref().map(str::to_owned),
                 user_name,
@@ -391,55 +497,56 @@ impl Joiner {
             self.stats.late_updates += 1;
             pending.current = now;
         }
-        self.pending.insert(ip, list);
+        *leases = lookup.leases;
+        if address.is_empty() {
+            self.addresses.remove(&ip);
+        }
     }
 
-    /// Forgets what no late session can change any more, and leases long ended. Runs at most
-    /// once per second of event time.
+    /// Every `SWEEP_NS` of event time: forgets what no late session can change any more on
+    /// every address; every `LEASE_SWEEP_NS` also leases long ended.
     fn sweep(&mut self) {
-        if self.high_water < self.last_sweep.saturating_add(1_000_000_000) {
+        if self.high_water < self.last_sweep.saturating_add(SWEEP_NS) {
             return;
         }
         self.last_sweep = self.high_water;
+        let leases_too = self.high_water >= self.last_lease_sweep.saturating_add(LEASE_SWEEP_NS);
+        if leases_too {
+            self.last_lease_sweep = self.high_water;
+        }
+        self.sweep_addresses(leases_too);
+    }
+
+    fn sweep_addresses(&mut self, leases_too: bool) {
         // A session that could still change a matched event's answer starts within the
         // tolerance of it and arrives (like everything) at most the tolerance late, while the
         // newest event may itself be early by the tolerance: four tolerances cover it.
-        let settled = self.high_water.saturating_sub(4 * self.skew_ns);
-        let expired = self.high_water.saturating_sub(secs(self.config.late_join_secs));
-        let mut n_removed = 0;
-        self.pending.retain(|_, list| {
-            let before = list.len();
-            list.retain(|p| {
-                if p.current.is_some() {
-                    p.at >= settled
-                } else {
-                    p.at >= expired
-                }
-            });
-            n_removed += before - list.len();
-            !list.is_empty()
-        });
-        self.n_pending -= n_removed;
-        if n_removed > 0 {
-            let pending = &self.pending;
-            self.pending_order.retain(|(ip, event_id)| {
-                pending
-                    .get(ip)
-                    .is_some_and(|list| list.iter().any(|p| &p.event_id == event_id))
-            });
-        }
-        let horizon = self.high_water.saturating_sub(secs(self.config.lease_retention_secs));
+        let tentative_before = self.high_water.saturating_sub(4 * self.skew_ns);
+        let unmatched_before = self
+            .high_water
+            .saturating_sub(secs(self.config.late_join_secs));
+        let horizon = self
+            .high_water
+            .saturating_sub(secs(self.config.lease_retention_secs));
         let lease_of = &mut self.lease_of;
-        self.leases.retain(|_, list| {
-            list.retain(|lease| {
-                let keep = lease.end >= horizon;
-                if !keep {
-                    lease_of.remove(&lease.session_id);
-                }
-                keep
-            });
-            !list.is_empty()
+        let (mut n_tentative, mut n_unmatched) = (0, 0);
+        self.addresses.retain(|_, address| {
+            let (tentative, unmatched) = address.forget_settled(tentative_before, unmatched_before);
+            n_tentative += tentative;
+            n_unmatched += unmatched;
+            if leases_too {
+                address.leases.retain(|lease| {
+                    let keep = lease.end >= horizon;
+                    if !keep {
+                        lease_of.remove(&lease.session_id);
+                    }
+                    keep
+                });
+            }
+            !address.is_empty()
         });
+        self.n_tentative -= n_tentative;
+        self.n_unmatched -= n_unmatched;
     }
 }
 

@@ -12,14 +12,16 @@
 
 mod error;
 pub mod geoip;
+mod join;
 mod session;
 
-use model::{Event, IngestAck, Session};
+use model::{Event, IngestAck, Session, SessionJoinUpdate};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{Error, Result};
 pub use geoip::{GeoIp, GeoIpConfig, GeoIpStatus};
+pub use join::{JoinConfig, JoinStats, Joiner};
 pub use session::Sessionizer;
 
 /// `[collector]` configuration.
@@ -29,6 +31,9 @@ pub struct Config {
     /// `[collector.geoip]`: where client addresses are located.
     #[serde(default)]
     pub geoip: GeoIpConfig,
+    /// `[collector.join]`: how flows and API requests find their session.
+    #[serde(default)]
+    pub join: JoinConfig,
 }
 
 /// Where the answer for a batch goes: the ingest endpoint waits on it.
@@ -47,6 +52,8 @@ pub struct Output {
     pub events: Vec<Event>,
     /// New snapshots of the sessions the batch changed.
     pub sessions: Vec<Session>,
+    /// Corrections of flows and API requests stored earlier, whose session arrived now.
+    pub joins: Vec<SessionJoinUpdate>,
     pub reply: Option<Reply>,
 }
 
@@ -57,6 +64,7 @@ pub async fn run(
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
+    let mut joiner = Joiner::new(config.join.clone(), &open_sessions);
     let mut sessionizer = Sessionizer::new(open_sessions);
     let mut geoip = GeoIp::new(&config.geoip);
     geoip.refresh().await;
@@ -66,9 +74,13 @@ pub async fn run(
         geoip.enrich_events(&mut batch.events);
         let mut sessions = sessionizer.apply(&mut batch.events);
         geoip.enrich_sessions(&mut sessions);
+        // Sessions first: a flow may come in the same batch as the session it belongs to.
+        let joins = joiner.update_sessions(&sessions, jiff::Timestamp::now());
+        joiner.join_events(&mut batch.events);
         let out = Output {
             events: batch.events,
             sessions,
+            joins,
             reply: batch.reply,
         };
         if output.send(out).await.is_err() {
