@@ -56,7 +56,23 @@ const USERS: &[&str] = &[
 pub struct DemoOptions {
     pub listen: String,
     pub data_dir: Option<PathBuf>,
+    /// A City database; the replayed clients then connect from [`PUBLIC_CLIENTS`].
+    pub geoip: Option<PathBuf>,
 }
+
+/// Public addresses for the replayed clients when a GeoIP database is given: ones MaxMind's
+/// test databases (`collector/testdata/geoip`) place, so that
+/// `--geoip collector/testdata/geoip/GeoIP2-City-Test.mmdb` shows locations too.
+const PUBLIC_CLIENTS: &[&str] = &[
+    "81.2.69.142",
+    "89.160.20.128",
+    "216.160.83.58",
+    "2.125.160.217",
+    "175.16.199.10",
+    "81.2.69.170",
+    "89.160.20.115",
+    "214.78.120.5",
+];
 
 pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (data_dir, _temp) = match &options.data_dir {
@@ -72,9 +88,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let listener = crate::server::bind(&options.listen).await?;
     let mut store_config = store::Config::for_dir(&data_dir);
     store_config.flush_interval_secs = 2;
+    let mut collector_config = collector::Config::default();
+    collector_config.geoip.city_db.clone_from(&options.geoip);
     let settings = ServerSettings {
         store: store_config,
-        collector: collector::Config::default(),
+        collector: collector_config,
         ingest_token: None,
         tls: None,
     };
@@ -106,7 +124,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         })
         .await
     });
-    let replay_task = tokio::spawn(replay(log_path.clone()));
+    let replay_task = tokio::spawn(replay(log_path.clone(), options.geoip.is_some()));
 
     let url = format!("http://{}", server.addr);
     let banner = [
@@ -161,8 +179,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
 }
 
 /// Writes the backlog, then a scenario every few seconds, forever.
-async fn replay(log_path: PathBuf) -> anyhow::Result<()> {
-    let mut replayer = Replayer::default();
+async fn replay(log_path: PathBuf, public_clients: bool) -> anyhow::Result<()> {
+    let mut replayer = Replayer {
+        public_clients,
+        ..Replayer::default()
+    };
     let now = Timestamp::now();
     // The backlog: every scenario once, over the last 30 minutes. The first three
     // successful logins stay connected.
@@ -199,6 +220,8 @@ fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
 #[derive(Debug, Default)]
 struct Replayer {
     n_replays: u64,
+    /// Clients from [`PUBLIC_CLIENTS`] rather than documentation addresses.
+    public_clients: bool,
 }
 
 impl Replayer {
@@ -207,8 +230,15 @@ impl Replayer {
         let replay = self.n_replays;
         let user_a = USERS[(replay as usize * 3) % USERS.len()];
         let user_b = USERS[(replay as usize * 3 + 1) % USERS.len()];
-        let client_a = format!("203.0.113.{}", 10 + (replay * 7) % 200);
-        let client_b = format!("198.51.100.{}", 20 + (replay * 11) % 200);
+        let (client_a, client_b) = if self.public_clients {
+            let pick = |idx: u64| PUBLIC_CLIENTS[(idx % PUBLIC_CLIENTS.len() as u64) as usize];
+            (pick(replay * 2).to_owned(), pick(replay * 2 + 1).to_owned())
+        } else {
+            (
+                format!("203.0.113.{}", 10 + (replay * 7) % 200),
+                format!("198.51.100.{}", 20 + (replay * 11) % 200),
+            )
+        };
         let id_offset = replay * 100;
         let lines: Vec<&str> = scenario
             .text

@@ -1,0 +1,258 @@
+//! `--geoip` on `ingest`, and `check-config` with `[collector.geoip]`: real charon captures
+//! whose client addresses are moved from the documentation range (which no database
+//! places) to public ones, a City database generated for those, and the stored rows carry
+//! country, city, coordinates and AS.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use mmdb_writer::ipnet::IpNet;
+use mmdb_writer::{Value, Writer};
+use support::run;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/testdata/charon")
+        .join(name)
+}
+
+fn sql_csv(data: &Path, query: &str) -> String {
+    let output = run(&[
+        "sql",
+        query,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        output.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A GeoIP2-Enterprise-shaped record: the place, and the AS under `traits`.
+fn record(iso: &str, country: &str, city: &str, lat: f64, lon: f64, asn: u32, org: &str) -> Value {
+    let names = |en: &str| Value::map([("en", Value::from(en)), ("de", Value::from("-"))]);
+    Value::map([
+        ("city", Value::map([("names", names(city))])),
+        (
+            "country",
+            Value::map([("iso_code", Value::from(iso)), ("names", names(country))]),
+        ),
+        (
+            "location",
+            Value::map([
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        ),
+        (
+            "traits",
+            Value::map([
+                ("autonomous_system_number", Value::from(asn)),
+                ("autonomous_system_organization", Value::from(org)),
+            ]),
+        ),
+    ])
+}
+
+fn city_database(path: &Path) {
+    let mut writer = Writer::new("GeoIP2-Enterprise");
+    writer
+        .insert_value(
+            "45.67.89.0/24".parse::<IpNet>().unwrap(),
+            record(
+                "DE",
+                "Germany",
+                "Hamburg",
+                53.55,
+                9.99,
+                64_500,
+                "Example Transit",
+            ),
+        )
+        .unwrap();
+    writer
+        .insert_value(
+            "81.2.69.0/24".parse::<IpNet>().unwrap(),
+            record(
+                "GB",
+                "United Kingdom",
+                "London",
+                51.5142,
+                -0.0931,
+                64_501,
+                "Example Access",
+            ),
+        )
+        .unwrap();
+    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
+}
+
+/// A capture with client 192.0.2.11 → 45.67.89.10 and 192.0.2.12 → 81.2.69.142 (the
+/// gateway, 192.0.2.1, stays).
+fn moved_capture(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(fixture(name)).unwrap();
+    let moved = text
+        .replace("192.0.2.11", "45.67.89.10")
+        .replace("192.0.2.12", "81.2.69.142");
+    let path = dir.join(name);
+    std::fs::write(&path, moved).unwrap();
+    format!("charon:{}", path.display())
+}
+
+#[test]
+fn ingest_with_geoip_stores_country_city_and_as() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("city.mmdb");
+    city_database(&database);
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "ingest".to_owned(),
+        "--data".to_owned(),
+        data.to_str().unwrap().to_owned(),
+        "--year".to_owned(),
+        "2025".to_owned(),
+        "--geoip".to_owned(),
+        database.to_str().unwrap().to_owned(),
+    ];
+    for name in ["psk-ok.log", "eap-mschapv2-ok.log", "psk-wrong.log"] {
+        args.push(moved_capture(dir.path(), name));
+    }
+    // One capture as it was: documentation addresses are located nowhere.
+    args.push(format!("charon:{}", fixture("cert-ok.log").display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert_eq!(
+        sql_csv(
+            &data,
+            "select source_ip, event_outcome, source_geo_country_iso_code, source_geo_country_name, \
+             source_geo_city_name, source_geo_location_lat, source_geo_location_lon, source_as_number, \
+             source_as_organization_name from auth_events order by source_ip, event_outcome"
+        ),
+        "source_ip,event_outcome,source_geo_country_iso_code,source_geo_country_name,source_geo_city_name,\
+         source_geo_location_lat,source_geo_location_lon,source_as_number,source_as_organization_name\n\
+         192.0.2.11,success,,,,,,,\n\
+         45.67.89.10,success,DE,Germany,Hamburg,53.55,9.99,64500,Example Transit\n\
+         81.2.69.142,failure,GB,United Kingdom,London,51.5142,-0.0931,64501,Example Access\n\
+         81.2.69.142,success,GB,United Kingdom,London,51.5142,-0.0931,64501,Example Access\n"
+    );
+    assert_eq!(
+        sql_csv(
+            &data,
+            "select source_ip, user_name, source_geo_country_iso_code, source_geo_city_name, \
+             source_geo_location_lat, source_as_number, source_as_organization_name \
+             from sessions order by source_ip"
+        ),
+        "source_ip,user_name,source_geo_country_iso_code,source_geo_city_name,source_geo_location_lat,\
+         source_as_number,source_as_organization_name\n\
+         192.0.2.11,client1@cert.vpn.test,,,,,\n\
+         45.67.89.10,client1@psk.vpn.test,DE,Hamburg,53.55,64500,Example Transit\n\
+         81.2.69.142,bob,GB,London,51.5142,64501,Example Access\n"
+    );
+    // Every event that names a located client carries its place; the rest none.
+    assert_eq!(
+        sql_csv(
+            &data,
+            "select source_geo_city_name, count(*) > 0 as some from events \
+             where source_ip is not null group by 1 order by 1"
+        ),
+        "source_geo_city_name,some\nHamburg,true\nLondon,true\n,true\n"
+    );
+    assert_eq!(
+        sql_csv(
+            &data,
+            "select count(*) as n from events where source_ip in ('45.67.89.10', '81.2.69.142') \
+             and source_geo_city_name is null"
+        ),
+        "n\n0\n"
+    );
+}
+
+#[test]
+fn geoip_paths_are_checked_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("city.mmdb");
+    city_database(&database);
+
+    // ingest: a database named on the command line must be usable.
+    let missing = dir.path().join("missing.mmdb");
+    let output = run(&[
+        "ingest",
+        "--data",
+        dir.path().join("data").to_str().unwrap(),
+        "--geoip",
+        missing.to_str().unwrap(),
+        &format!("charon:{}", fixture("psk-ok.log").display()),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--geoip") && stderr.contains("cannot read geoip database"),
+        "{stderr}"
+    );
+
+    // check-config names the databases it found …
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[collector.geoip]\ncity_db = {:?}\nasn_db = {:?}\ncache_size = 1000\nreload_check_secs = 10\n",
+            database.display(),
+            database.display()
+        ),
+    )
+    .unwrap();
+    let output = run(&["check-config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "[collector.geoip] city_db {}: GeoIP2-Enterprise built",
+            database.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[collector.geoip] asn_db"), "{stdout}");
+
+    // … and fails clearly on one it cannot use.
+    let garbage = dir.path().join("garbage.mmdb");
+    std::fs::write(&garbage, b"not a database").unwrap();
+    for (path, needle) in [
+        (&missing, "cannot read geoip database"),
+        (&garbage, "could not find MaxMind DB metadata"),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[collector.geoip]\ncity_db = {:?}\n", path.display()),
+        )
+        .unwrap();
+        let output = run(&["check-config", config.to_str().unwrap()]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("[collector.geoip] city_db") && stderr.contains(needle),
+            "{stderr}"
+        );
+    }
+    std::fs::write(&config, "[collector.geoip]\ncity_path = \"/x\"\n").unwrap();
+    let output = run(&["check-config", config.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `city_path`"));
+}
