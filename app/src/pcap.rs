@@ -31,11 +31,18 @@ pub fn read(
     config: FlowConfig,
     sink: impl FnMut(Vec<Event>) -> anyhow::Result<()>,
 ) -> anyhow::Result<CaptureReport> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !file.metadata().is_ok_and(|metadata| metadata.is_file()) {
         anyhow::bail!("{} is not a regular file", path.display());
     }
-    gateway::flow::read_capture(BufReader::with_capacity(1 << 20, file), config, source, BATCH, sink)
+    gateway::flow::read_capture(
+        BufReader::with_capacity(1 << 20, file),
+        config,
+        source,
+        BATCH,
+        sink,
+    )
 }
 
 /// `tunnelwatch parse --format pcap FILE`: flow events as JSON lines on stdout.

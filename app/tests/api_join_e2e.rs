@@ -30,7 +30,14 @@ impl Drop for Capture {
 }
 
 fn sql(data: &Path, query: &str) -> Vec<String> {
-    let output = support::run(&["sql", "--data", data.to_str().unwrap(), "--format", "csv", query]);
+    let output = support::run(&[
+        "sql",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+        query,
+    ]);
     assert!(
         output.status.success(),
         "sql failed: {}",
@@ -71,18 +78,34 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
         .arg(&pcap)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let capture = Capture(tcpdump.spawn().expect("tcpdump runs in the gateway namespace"));
-    support::wait_for("tcpdump to write its file header", Duration::from_secs(10), || {
-        std::fs::metadata(&pcap).ok().filter(|m| m.len() >= 24)
-    });
+    let capture = Capture(
+        tcpdump
+            .spawn()
+            .expect("tcpdump runs in the gateway namespace"),
+    );
+    support::wait_for(
+        "tcpdump to write its file header",
+        Duration::from_secs(10),
+        || std::fs::metadata(&pcap).ok().filter(|m| m.len() >= 24),
+    );
 
-    assert!(testbed.connect(Client::Client1, "rw-eap", Credential::Correct).unwrap());
-    testbed.curl_path(Client::Client1, "/v1/orders?user=alice").unwrap();
+    assert!(
+        testbed
+            .connect(Client::Client1, "rw-eap", Credential::Correct)
+            .unwrap()
+    );
+    testbed
+        .curl_path(Client::Client1, "/v1/orders?user=alice")
+        .unwrap();
     testbed.curl_path(Client::Client1, "/v1/orders/17").unwrap();
     testbed.disconnect(Client::Client1).unwrap();
     // The next second: the sessions' edges are a second apart in charon's log.
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(testbed.connect(Client::Client2, "rw-eap", Credential::Correct).unwrap());
+    assert!(
+        testbed
+            .connect(Client::Client2, "rw-eap", Credential::Correct)
+            .unwrap()
+    );
     testbed.curl_path(Client::Client2, "/v1/invoices").unwrap();
     testbed.disconnect(Client::Client2).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -127,7 +150,12 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
              FROM flows f JOIN sessions s ON f.session_id = s.session_id AND f.user_name = s.user_name \
              WHERE f.destination_port = 8080 GROUP BY f.user_name ORDER BY f.user_name",
         );
-        assert_eq!(flows_by_user, ["alice,2,1", "bob,1,1"], "{}", data.display());
+        assert_eq!(
+            flows_by_user,
+            ["alice,2,1", "bob,1,1"],
+            "{}",
+            data.display()
+        );
         let unjoined = sql(
             data,
             "SELECT count(*) FROM flows WHERE destination_port = 8080 AND session_id IS NULL",

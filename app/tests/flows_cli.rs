@@ -9,11 +9,16 @@ fn binary() -> &'static str {
 }
 
 fn testdata(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary()).args(args).output().expect("run tunnelwatch");
+    let output = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run tunnelwatch");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -27,23 +32,36 @@ fn a_capture_is_parsed_into_flows_and_ingested_once() {
     let pcap = pcap.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["parse", "--format", "pcap", pcap, "--hostname", "gw1"]);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("92 frames: 90 packets (214478 bytes) in 14 flows"), "{stderr}");
+    assert!(
+        stderr.contains("92 frames: 90 packets (214478 bytes) in 14 flows"),
+        "{stderr}"
+    );
     let flows: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON event per line"))
         .collect();
     assert_eq!(flows.len(), 14);
-    assert!(flows.iter().all(|flow| flow["observer"]["hostname"] == "gw1"));
+    assert!(
+        flows
+            .iter()
+            .all(|flow| flow["observer"]["hostname"] == "gw1")
+    );
 
     let data = tempfile::tempdir().expect("tempdir");
     let data = data.path().to_str().expect("utf-8 path");
     let spec = format!("pcap:{pcap}");
     let (ok, stdout, stderr) = run(&["ingest", "--data", data, &spec]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("stored 14 events (0 already there)"), "{stdout}");
+    assert!(
+        stdout.contains("stored 14 events (0 already there)"),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) = run(&["ingest", "--data", data, &spec]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("stored 0 events (14 already there)"), "{stdout}");
+    assert!(
+        stdout.contains("stored 0 events (14 already there)"),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) = run(&[
         "sql",
         "--data",
@@ -76,15 +94,25 @@ fn a_cut_or_foreign_capture_is_a_clear_error_and_keeps_what_came_before() {
     let cut = cut.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["parse", "--format", "pcap", cut]);
     assert!(!ok);
-    assert!(stderr.contains("the capture ends in the middle of a record at byte"), "{stderr}");
-    assert_eq!(stdout.lines().count(), 10, "the flows before the cut are printed");
+    assert!(
+        stderr.contains("the capture ends in the middle of a record at byte"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        10,
+        "the flows before the cut are printed"
+    );
 
     let data = dir.path().join("data");
     let data = data.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["ingest", "--data", data, &format!("pcap:{cut}")]);
     assert!(!ok);
     assert!(stdout.contains("stored 10 events"), "{stdout}");
-    assert!(stderr.contains("stopped early (everything before was stored)"), "{stderr}");
+    assert!(
+        stderr.contains("stopped early (everything before was stored)"),
+        "{stderr}"
+    );
 
     let log = testdata("gateway/testdata/charon/cert-ok.log");
     let log = log.to_str().expect("utf-8 path");
@@ -93,5 +121,62 @@ fn a_cut_or_foreign_capture_is_a_clear_error_and_keeps_what_came_before() {
     assert!(stderr.contains("not a pcap or pcapng file"), "{stderr}");
     let (ok, _, stderr) = run(&["parse", "--format", "pcapng", log]);
     assert!(!ok);
-    assert!(stderr.contains("or pcap (a pcap/pcapng capture)"), "{stderr}");
+    assert!(
+        stderr.contains("or pcap (a pcap/pcapng capture)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_describes_capture_sources_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, source: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[gateway]\nserver_url = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n\n[[gateway.sources]]\n{source}\n",
+                dir.path().join("state").display()
+            ),
+        )
+        .expect("write config");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
+    let good = write(
+        "good.toml",
+        "type = \"capture\"\ninterface = \"ipsec0\"\nvpn_pool = [\"10.99.0.0/24\"]\napi_subnets = [\"198.51.100.0/24\"]\nidle_timeout_secs = 10",
+    );
+    let (ok, stdout, stderr) = run(&["check-config", &good]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("flows captured on ipsec0 (VPN pool: 10.99.0.0/24; APIs: 198.51.100.0/24)"),
+        "{stdout}"
+    );
+    for (name, source, error) in [
+        (
+            "timeouts.toml",
+            "type = \"capture\"\ninterface = \"ipsec0\"\nidle_timeout_secs = 60\nactive_timeout_secs = 10",
+            "active_timeout_secs (10) must not be shorter than idle_timeout_secs (60)",
+        ),
+        (
+            "iface.toml",
+            "type = \"capture\"\ninterface = \"../../etc\"",
+            "is not an interface name",
+        ),
+        (
+            "pool.toml",
+            "type = \"capture\"\ninterface = \"ipsec0\"\nvpn_pool = [\"10.99.0.0/33\"]",
+            "`10.99.0.0/33` is not a network",
+        ),
+        (
+            "typo.toml",
+            "type = \"capture\"\ninterface = \"ipsec0\"\nidle_timout_secs = 5",
+            "idle_timout_secs",
+        ),
+    ] {
+        let path = write(name, source);
+        let (ok, _, stderr) = run(&["check-config", &path]);
+        assert!(!ok, "{name} was accepted");
+        assert!(stderr.contains(error), "{name}: {stderr}");
+    }
 }

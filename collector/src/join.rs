@@ -113,6 +113,9 @@ struct Pending {
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The session an event joined: its id and user name.
+type Joined = (Arc<str>, Option<Arc<str>>);
+
 /// Everything about one address: its leases (sorted by start) and the events on it that a
 /// late session could still change, in arrival order. One hash lookup per event.
 #[derive(Debug, Default)]
@@ -348,7 +351,7 @@ impl Joiner {
         id: &model::EventId,
         target: JoinTarget,
         timestamp: Timestamp,
-    ) -> (SessionJoin, Option<(Arc<str>, Option<Arc<str>>)>) {
+    ) -> (SessionJoin, Option<Joined>) {
         let skew = self.skew_ns;
         let mut first_vpn = None;
         let mut found = None;

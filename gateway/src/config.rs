@@ -111,6 +111,61 @@ pub enum SourceConfig {
         #[serde(default)]
         name: Option<String>,
     },
+    /// Flows captured live on an interface (AF_PACKET through pnet): the VPN's decrypted
+    /// side, e.g. kernel-libipsec's `ipsec0` or the inside NIC. Needs CAP_NET_RAW.
+    Capture {
+        interface: String,
+        /// `ethernet` or `raw`; default: raw for interfaces without a MAC address or
+        /// point-to-point ones (TUN), Ethernet otherwise.
+        #[serde(default)]
+        link: Option<crate::flow::decode::LinkType>,
+        /// Keep only flows to or from these networks (the virtual IP pool). Empty: all.
+        #[serde(default, deserialize_with = "networks")]
+        vpn_pool: Vec<ipnet::IpNet>,
+        /// Keep only flows to or from these networks (the APIs). Empty: all.
+        #[serde(default, deserialize_with = "networks")]
+        api_subnets: Vec<ipnet::IpNet>,
+        #[serde(default = "default_idle_timeout_secs")]
+        idle_timeout_secs: u64,
+        #[serde(default = "default_active_timeout_secs")]
+        active_timeout_secs: u64,
+        #[serde(default = "default_max_flows")]
+        max_flows: usize,
+        /// Source id suffix; defaults to `capture-<interface>`.
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+/// Networks in CIDR notation; a bad one is named in the error.
+fn networks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a network (write it like 10.99.0.0/24 or 2001:db8::/64)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    crate::flow::FlowConfig::default().idle_timeout_secs
+}
+
+fn default_active_timeout_secs() -> u64 {
+    crate::flow::FlowConfig::default().active_timeout_secs
+}
+
+fn default_max_flows() -> usize {
+    crate::flow::FlowConfig::default().max_flows
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -152,6 +207,50 @@ impl SourceConfig {
                 }
                 format!("syslog server on {}", parts.join(" and "))
             }
+            SourceConfig::Capture {
+                interface,
+                vpn_pool,
+                api_subnets,
+                ..
+            } => {
+                let nets = |nets: &[ipnet::IpNet]| {
+                    if nets.is_empty() {
+                        "any".to_owned()
+                    } else {
+                        nets.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                };
+                format!(
+                    "flows captured on {interface} (VPN pool: {}; APIs: {})",
+                    nets(vpn_pool),
+                    nets(api_subnets)
+                )
+            }
+        }
+    }
+
+    /// The flow table settings of a `capture` source.
+    pub fn flow_config(&self) -> Option<crate::flow::FlowConfig> {
+        match self {
+            SourceConfig::Capture {
+                vpn_pool,
+                api_subnets,
+                idle_timeout_secs,
+                active_timeout_secs,
+                max_flows,
+                ..
+            } => Some(crate::flow::FlowConfig {
+                idle_timeout_secs: *idle_timeout_secs,
+                active_timeout_secs: *active_timeout_secs,
+                max_flows: *max_flows,
+                vpn_pool: vpn_pool.clone(),
+                api_subnets: api_subnets.clone(),
+                ..crate::flow::FlowConfig::default()
+            }),
+            _ => None,
         }
     }
 
@@ -168,6 +267,11 @@ impl SourceConfig {
             SourceConfig::Radius { name, .. } => {
                 name.clone().unwrap_or_else(|| "radius".to_owned())
             }
+            SourceConfig::Capture {
+                name, interface, ..
+            } => name
+                .clone()
+                .unwrap_or_else(|| format!("capture-{interface}")),
         }
     }
 }
@@ -257,6 +361,18 @@ impl Config {
                         source.name()
                     ));
                 }
+            }
+            if let Some(flow) = source.flow_config()
+                && let Err(reason) = flow.validate()
+            {
+                return fail(format!("capture source `{}`: {reason}", source.name()));
+            }
+            if let SourceConfig::Capture { interface, .. } = source
+                && (interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']))
+            {
+                return fail(format!(
+                    "capture source: `{interface}` is not an interface name (1 to 15 characters, no `/` or spaces)"
+                ));
             }
             let name = source.name();
             if !names.insert(name.clone()) {

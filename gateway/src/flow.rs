@@ -14,6 +14,7 @@
 //! table is bounded (`max_flows`): when full, the least recently seen flows are exported
 //! early (counted as evicted), never dropped.
 
+pub mod capture;
 pub mod decode;
 pub mod pcap;
 
@@ -141,7 +142,11 @@ impl std::fmt::Display for FlowStats {
             write!(f, ", {} unmatched fragments", self.fragments_unmatched)?;
         }
         if self.flows_evicted > 0 {
-            write!(f, ", {} flows exported early (table full)", self.flows_evicted)?;
+            write!(
+                f,
+                ", {} flows exported early (table full)",
+                self.flows_evicted
+            )?;
         }
         Ok(())
     }
@@ -505,7 +510,9 @@ impl FlowTable {
         };
         let side = usize::from(!from_low);
         let flags = packet.tcp_flags;
-        let is_syn = packet.protocol == proto::TCP && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
+        let is_syn = packet.protocol == proto::TCP
+            && flags & tcp_flags::SYN != 0
+            && flags & tcp_flags::ACK == 0;
         if let Some(state) = self.flows.get_mut(&key) {
             let closed = state.rst || (state.fin[0] && state.fin[1]);
             if !(is_syn && closed) {
@@ -529,7 +536,8 @@ impl FlowTable {
         if self.flows.len() >= self.config.max_flows {
             self.evict(out);
         }
-        let low_is_source = sender_opened.unwrap_or_else(|| sender_opened_flow(&packet)) == from_low;
+        let low_is_source =
+            sender_opened.unwrap_or_else(|| sender_opened_flow(&packet)) == from_low;
         let mut state = FlowState {
             low_is_source,
             start_ns: timestamp_ns,
@@ -667,7 +675,7 @@ fn sender_opened_flow(packet: &Packet) -> bool {
         packet.tcp_flags & tcp_flags::ACK == 0
     } else if has_ports(packet.protocol) {
         let well_known = |port: u16| port != 0 && port < 1024;
-        !(well_known(packet.src_port) && !well_known(packet.dst_port))
+        !well_known(packet.src_port) || well_known(packet.dst_port)
     } else {
         true
     }

@@ -111,6 +111,36 @@ pub async fn run(
                 tasks.spawn(receiver.run(sink, stop_rx.clone()));
                 continue;
             }
+            SourceConfig::Capture {
+                interface, link, ..
+            } => {
+                let options = flow::capture::CaptureOptions {
+                    interface: interface.clone(),
+                    link: *link,
+                    read_buffer_bytes: 256 * 1024,
+                    queue_batches: 256,
+                    socket_buffer_bytes: 32 * 1024 * 1024,
+                };
+                let flow_config = source.flow_config().unwrap_or_default();
+                let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
+                let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
+                let observer = model::Observer {
+                    hostname: Some(gateway_name.to_owned()),
+                    product: Some("tunnelwatch".to_owned()),
+                };
+                let (capture, packets) = flow::capture::Capture::start(&options)
+                    .map_err(|error| Error::Config(error.to_string()))?;
+                tracing::info!(source = %source.name(), interface = %interface, link = %capture.link, "capturing flows");
+                tasks.spawn(flow::capture::run_flows(
+                    capture,
+                    packets,
+                    flow_config,
+                    observer,
+                    sink,
+                    stop_rx.clone(),
+                ));
+                continue;
+            }
             SourceConfig::Syslog {
                 udp,
                 tcp,

@@ -91,7 +91,9 @@ impl<R: Read> PcapReader<R> {
             last_timestamp_ns: 0,
         };
         match magic {
-            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => this.pcap_header(magic, false)?,
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => {
+                this.pcap_header(magic, false)?
+            }
             [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => this.pcap_header(magic, true)?,
             [0x0a, 0x0d, 0x0d, 0x0a] => this.section_header()?,
             other => return Err(PcapError::NotPcap(other)),
@@ -105,7 +107,8 @@ impl<R: Read> PcapReader<R> {
         let mut rest = [0u8; 20];
         self.read_exact(&mut rest)?;
         let link_value = u32_at(&rest, 16, swapped);
-        let link = LinkType::from_pcap(link_value).ok_or(PcapError::UnsupportedLinkType(link_value))?;
+        let link =
+            LinkType::from_pcap(link_value).ok_or(PcapError::UnsupportedLinkType(link_value))?;
         self.container = Container::Pcap {
             swapped,
             nanos,
@@ -139,7 +142,7 @@ impl<R: Read> PcapReader<R> {
 
     /// Reads `total - already` more bytes of a block into the buffer, checking the length.
     fn block_body(&mut self, total: usize, already: usize, start: u64) -> Result<&[u8], PcapError> {
-        if total < already + 4 || total % 4 != 0 || total > MAX_BLOCK_BYTES {
+        if total < already + 4 || !total.is_multiple_of(4) || total > MAX_BLOCK_BYTES {
             return Err(PcapError::Corrupt {
                 offset: start,
                 reason: format!("pcapng block length {total} is impossible"),
@@ -314,7 +317,11 @@ impl<R: Read> PcapReader<R> {
         while filled < buf.len() {
             match self.reader.read(&mut buf[filled..]) {
                 Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(PcapError::Truncated { offset: self.offset }),
+                Ok(0) => {
+                    return Err(PcapError::Truncated {
+                        offset: self.offset,
+                    });
+                }
                 Ok(n) => filled += n,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
@@ -390,7 +397,11 @@ fn parse_interface(body: &[u8], swapped: bool) -> Interface {
     interface
 }
 
-fn read_exact_or_truncated<R: Read>(reader: &mut R, buf: &mut [u8], offset: u64) -> Result<(), PcapError> {
+fn read_exact_or_truncated<R: Read>(
+    reader: &mut R,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<(), PcapError> {
     match reader.read_exact(buf) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {

@@ -18,7 +18,18 @@ fn ip(text: &str) -> IpAddr {
 fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
     let total = 20 + payload.len();
     let mut header = vec![
-        0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, protocol, 0, 0,
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+        64,
+        protocol,
+        0,
+        0,
     ];
     header.extend_from_slice(&src);
     header.extend_from_slice(&dst);
@@ -67,7 +78,12 @@ fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn client_syn() -> Vec<u8> {
-    ipv4([10, 10, 0, 5], [172, 16, 0, 10], 6, &tcp(40000, 443, 0x02, b""))
+    ipv4(
+        [10, 10, 0, 5],
+        [172, 16, 0, 10],
+        6,
+        &tcp(40000, 443, 0x02, b""),
+    )
 }
 
 // ---- decoding ----
@@ -75,11 +91,15 @@ fn client_syn() -> Vec<u8> {
 #[test]
 fn every_link_type_yields_the_same_packet() {
     let datagram = client_syn();
-    let mut vlan = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00];
+    let mut vlan = vec![
+        2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00,
+    ];
     vlan.extend_from_slice(&datagram);
     let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
     sll.extend_from_slice(&datagram);
-    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut sll2 = vec![
+        0x08, 0x00, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     sll2.extend_from_slice(&datagram);
     let mut null = 2u32.to_le_bytes().to_vec();
     null.extend_from_slice(&datagram);
@@ -118,11 +138,13 @@ fn ipv6_extension_headers_are_walked_to_the_transport() {
     // A first fragment carries the ports; a later one does not.
     let mut first = vec![6, 0, 0, 1, 0, 0, 0, 42];
     first.extend_from_slice(&tcp(50000, 8443, 0x18, b"x"));
-    let packet = decode(LinkType::RawIp, &ipv6("fd00::5", "fd00::1", 44, &first), 0).expect("first");
+    let packet =
+        decode(LinkType::RawIp, &ipv6("fd00::5", "fd00::1", 44, &first), 0).expect("first");
     assert_eq!(packet.fragment, Fragment::First { id: 42 });
     assert_eq!(packet.dst_port, 8443);
     let later = [6, 0, 0x05, 0x00, 0, 0, 0, 42, 1, 2, 3, 4];
-    let packet = decode(LinkType::RawIp, &ipv6("fd00::5", "fd00::1", 44, &later), 0).expect("later");
+    let packet =
+        decode(LinkType::RawIp, &ipv6("fd00::5", "fd00::1", 44, &later), 0).expect("later");
     assert_eq!(packet.fragment, Fragment::Later { id: 42 });
     assert_eq!(packet.dst_port, 0);
 }
@@ -130,10 +152,16 @@ fn ipv6_extension_headers_are_walked_to_the_transport() {
 #[test]
 fn lengths_come_from_the_ip_header_not_the_capture() {
     // A GRO super-frame of 60,000 bytes of which a 4096-byte buffer held the start.
-    let mut datagram = ipv4([10, 10, 0, 5], [172, 16, 0, 10], 6, &tcp(40000, 443, 0x10, &[0; 4000]));
+    let mut datagram = ipv4(
+        [10, 10, 0, 5],
+        [172, 16, 0, 10],
+        6,
+        &tcp(40000, 443, 0x10, &[0; 4000]),
+    );
     datagram[2..4].copy_from_slice(&60_000u16.to_be_bytes());
     let frame = ethernet(0x0800, &datagram);
-    let packet = decode(LinkType::Ethernet, &frame[..4096.min(frame.len())], 60_014).expect("decodes");
+    let packet =
+        decode(LinkType::Ethernet, &frame[..4096.min(frame.len())], 60_014).expect("decodes");
     assert_eq!(packet.ip_len, 60_000);
     // TSO: a length field of 0 means "as long as the frame".
     datagram[2..4].copy_from_slice(&[0, 0]);
@@ -142,26 +170,52 @@ fn lengths_come_from_the_ip_header_not_the_capture() {
     // Ethernet padding after a short datagram is not counted.
     let mut padded = ethernet(0x0800, &client_syn());
     padded.extend_from_slice(&[0; 6]);
-    assert_eq!(decode(LinkType::Ethernet, &padded, padded.len()).expect("decodes").ip_len, 40);
+    assert_eq!(
+        decode(LinkType::Ethernet, &padded, padded.len())
+            .expect("decodes")
+            .ip_len,
+        40
+    );
 }
 
 #[test]
 fn bad_frames_are_classified() {
     let arp = ethernet(0x0806, &[0; 28]);
-    assert_eq!(decode(LinkType::Ethernet, &arp, 42), Err(DecodeError::NotIp));
-    assert_eq!(decode(LinkType::Ethernet, &arp[..10], 10), Err(DecodeError::Truncated));
+    assert_eq!(
+        decode(LinkType::Ethernet, &arp, 42),
+        Err(DecodeError::NotIp)
+    );
+    assert_eq!(
+        decode(LinkType::Ethernet, &arp[..10], 10),
+        Err(DecodeError::Truncated)
+    );
     let syn = client_syn();
-    assert_eq!(decode(LinkType::RawIp, &syn[..19], 19), Err(DecodeError::Truncated));
+    assert_eq!(
+        decode(LinkType::RawIp, &syn[..19], 19),
+        Err(DecodeError::Truncated)
+    );
     let mut bad_ihl = syn.clone();
     bad_ihl[0] = 0x43;
-    assert_eq!(decode(LinkType::RawIp, &bad_ihl, 40), Err(DecodeError::Malformed));
+    assert_eq!(
+        decode(LinkType::RawIp, &bad_ihl, 40),
+        Err(DecodeError::Malformed)
+    );
     let mut bad_len = syn.clone();
     bad_len[2..4].copy_from_slice(&10u16.to_be_bytes());
-    assert_eq!(decode(LinkType::RawIp, &bad_len, 40), Err(DecodeError::Malformed));
+    assert_eq!(
+        decode(LinkType::RawIp, &bad_len, 40),
+        Err(DecodeError::Malformed)
+    );
     // IPv4 ethertype, IPv6 inside.
     let lying = ethernet(0x0800, &ipv6("fd00::1", "fd00::2", 59, b""));
-    assert_eq!(decode(LinkType::Ethernet, &lying, lying.len()), Err(DecodeError::Malformed));
-    assert_eq!(decode(LinkType::RawIp, &[0x00, 1, 2], 3), Err(DecodeError::Malformed));
+    assert_eq!(
+        decode(LinkType::Ethernet, &lying, lying.len()),
+        Err(DecodeError::Malformed)
+    );
+    assert_eq!(
+        decode(LinkType::RawIp, &[0x00, 1, 2], 3),
+        Err(DecodeError::Malformed)
+    );
     assert_eq!(decode(LinkType::RawIp, &[], 0), Err(DecodeError::Truncated));
     // A transport header cut short still counts the datagram, without ports.
     let cut = &syn[..22];
@@ -248,7 +302,10 @@ fn a_tcp_connection_is_one_flow_oriented_from_its_syn() {
 fn a_flow_seen_mid_stream_is_oriented_by_its_ports() {
     let (records, _) = run(
         FlowConfig::default(),
-        &[(0, packet("172.16.0.10", 443, "10.10.0.5", 40000, 0x10, 1500))],
+        &[(
+            0,
+            packet("172.16.0.10", 443, "10.10.0.5", 40000, 0x10, 1500),
+        )],
     );
     assert_eq!(records[0].source, (ip("10.10.0.5"), 40000));
     assert_eq!(records[0].destination_bytes, 1500);
@@ -264,8 +321,9 @@ fn timeouts_export_idle_long_lived_and_reused_flows() {
         ..FlowConfig::default()
     };
     // A packet every 5 s for 100 s: partial records every 30 s, counters add up.
-    let mut packets: Vec<(i64, decode::Packet)> =
-        (0..=20).map(|i| (i * 5 * SEC, packet(c, 50000, s, 8443, 0x10, 100))).collect();
+    let mut packets: Vec<(i64, decode::Packet)> = (0..=20)
+        .map(|i| (i * 5 * SEC, packet(c, 50000, s, 8443, 0x10, 100)))
+        .collect();
     // Then silence, and the same 5-tuple reused by a new connection after a RST.
     packets.push((101 * SEC, packet(c, 50001, s, 8443, 0x04, 40)));
     packets.push((101 * SEC + 1, packet(c, 50001, s, 8443, 0x02, 60)));
@@ -274,14 +332,22 @@ fn timeouts_export_idle_long_lived_and_reused_flows() {
     let long: Vec<&FlowRecord> = records.iter().filter(|r| r.source.1 == 50000).collect();
     assert_eq!(
         long.iter().map(|r| r.end).collect::<Vec<_>>(),
-        [FlowEnd::Active, FlowEnd::Active, FlowEnd::Active, FlowEnd::Idle]
+        [
+            FlowEnd::Active,
+            FlowEnd::Active,
+            FlowEnd::Active,
+            FlowEnd::Idle
+        ]
     );
     assert_eq!(long.iter().map(|r| r.source_packets).sum::<u64>(), 21);
     let reused: Vec<&FlowRecord> = records.iter().filter(|r| r.source.1 == 50001).collect();
     assert_eq!(reused.len(), 2, "{reused:?}");
     assert_eq!(reused[0].end, FlowEnd::TcpEnd);
     assert_eq!(reused[1].source_bytes, 60);
-    let bytes: u64 = records.iter().map(|r| r.source_bytes + r.destination_bytes).sum();
+    let bytes: u64 = records
+        .iter()
+        .map(|r| r.source_bytes + r.destination_bytes)
+        .sum();
     assert_eq!(bytes, stats.bytes);
 }
 
@@ -292,7 +358,12 @@ fn a_full_table_exports_early_and_counts_it() {
         ..FlowConfig::default()
     };
     let packets: Vec<(i64, decode::Packet)> = (0..100)
-        .map(|i| (i, packet("10.10.0.5", 10_000 + i as u16, "172.16.0.10", 443, 0x02, 60)))
+        .map(|i| {
+            (
+                i,
+                packet("10.10.0.5", 10_000 + i as u16, "172.16.0.10", 443, 0x02, 60),
+            )
+        })
         .collect();
     let (records, stats) = run(config, &packets);
     assert_eq!(records.len(), 100);
@@ -346,21 +417,36 @@ fn icmp_echo_and_reply_are_one_flow() {
     request.protocol = 1;
     let mut reply = packet("172.16.0.10", 0, "10.10.0.5", 0, 0, 84);
     reply.protocol = 1;
-    let (records, _) = run(FlowConfig::default(), &[(0, reply), (1, request), (2, reply)]);
+    let (records, _) = run(
+        FlowConfig::default(),
+        &[(0, reply), (1, request), (2, reply)],
+    );
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].source.0, ip("10.10.0.5"));
-    assert_eq!((records[0].source_packets, records[0].destination_packets), (1, 2));
+    assert_eq!(
+        (records[0].source_packets, records[0].destination_packets),
+        (1, 2)
+    );
 }
 
 fn arbitrary_packet() -> impl Strategy<Value = (i64, decode::Packet)> {
-    (0i64..300, 0u8..4, 0u8..4, 0u16..3, any::<u8>(), 20u32..2000).prop_map(|(t, a, b, port, flags, len)| {
-        let mut p = packet(&format!("10.10.0.{a}"), 1000 + port, &format!("172.16.0.{b}"), 443, flags, len);
-        if a % 2 == 1 {
-            std::mem::swap(&mut p.src, &mut p.dst);
-            std::mem::swap(&mut p.src_port, &mut p.dst_port);
-        }
-        (t * SEC / 3, p)
-    })
+    (0i64..300, 0u8..4, 0u8..4, 0u16..3, any::<u8>(), 20u32..2000).prop_map(
+        |(t, a, b, port, flags, len)| {
+            let mut p = packet(
+                &format!("10.10.0.{a}"),
+                1000 + port,
+                &format!("172.16.0.{b}"),
+                443,
+                flags,
+                len,
+            );
+            if a % 2 == 1 {
+                std::mem::swap(&mut p.src, &mut p.dst);
+                std::mem::swap(&mut p.src_port, &mut p.dst_port);
+            }
+            (t * SEC / 3, p)
+        },
+    )
 }
 
 proptest! {
@@ -396,7 +482,13 @@ fn flows_of(file: &[u8]) -> (Vec<FlowRecord>, FlowStats) {
     let mut table = FlowTable::new(FlowConfig::default());
     let mut out = Vec::new();
     while let Some(frame) = reader.next_frame().expect("frame") {
-        table.observe_frame(frame.link, frame.data, frame.wire_len, frame.timestamp_ns, &mut out);
+        table.observe_frame(
+            frame.link,
+            frame.data,
+            frame.wire_len,
+            frame.timestamp_ns,
+            &mut out,
+        );
     }
     table.drain(&mut out);
     (out, table.stats().clone())
@@ -435,27 +527,64 @@ fn real_captures_on_two_link_types_give_the_same_flows() {
     // Three HTTP connections over IPv4 and one over IPv6, from the client to port 8080.
     let http = |line: &&str| line.starts_with("tcp ") && line.contains(":8080 ");
     assert_eq!(lines.lines().filter(http).count(), 4, "{lines}");
-    assert!(lines.lines().filter(http).all(|line| line.contains("10.99.0.5:") || line.contains("fd99::5:")), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .filter(http)
+            .all(|line| line.contains("10.99.0.5:") || line.contains("fd99::5:")),
+        "{lines}"
+    );
     // Each closed with FIN both ways before the capture ended.
-    assert!(lines.lines().filter(http).all(|line| line.ends_with("tcp_end")), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .filter(http)
+            .all(|line| line.ends_with("tcp_end")),
+        "{lines}"
+    );
     // The 200 kB download came back to the client.
     let download = eth.iter().map(|r| r.destination_bytes).max().unwrap_or(0);
     assert!(download > 200_000, "{lines}");
-    assert!(lines.contains("udp 10.99.0.5:40001 -> 10.99.0.10:5353 1/1 pkts"), "{lines}");
+    assert!(
+        lines.contains("udp 10.99.0.5:40001 -> 10.99.0.10:5353 1/1 pkts"),
+        "{lines}"
+    );
     assert!(lines.contains("icmp 10.99.0.5:"), "{lines}");
     // The fragmented ping (4000 bytes of payload) is one flow with all of its bytes.
     assert_eq!(eth_stats.fragments_unmatched, 0);
-    assert!(eth.iter().any(|r| r.protocol == 1 && r.source_bytes >= 4028), "{lines}");
+    assert!(
+        eth.iter()
+            .any(|r| r.protocol == 1 && r.source_bytes >= 4028),
+        "{lines}"
+    );
     assert_eq!(eth_stats.packets, any_stats.packets);
     assert_eq!(eth_stats.bytes, any_stats.bytes);
-    assert_eq!(eth_stats.frames, eth_stats.packets + eth_stats.n_decode_errors() + eth_stats.unsupported_link + eth_stats.filtered);
+    assert_eq!(
+        eth_stats.frames,
+        eth_stats.packets
+            + eth_stats.n_decode_errors()
+            + eth_stats.unsupported_link
+            + eth_stats.filtered
+    );
 }
 
 /// Writes the frames of a pcap file as pcapng (section, interface with nanosecond
 /// resolution, enhanced packet blocks), in the given byte order, per the pcapng draft.
 fn to_pcapng(pcap: &[u8], big_endian: bool) -> Vec<u8> {
-    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let block = |out: &mut Vec<u8>, kind: u32, body: &[u8]| {
         let total = 12 + body.len().div_ceil(4) * 4;
         out.extend_from_slice(&u32b(kind));
@@ -511,9 +640,16 @@ fn pcapng_in_either_byte_order_gives_the_same_flows() {
 
 #[test]
 fn bad_capture_files_give_clear_errors() {
-    let error = PcapReader::new(Cursor::new(b"GET / HTTP/1.1\r\n".as_slice())).expect_err("not pcap");
-    assert!(error.to_string().contains("not a pcap or pcapng file"), "{error}");
-    assert!(matches!(PcapReader::new(Cursor::new(&ETH_PCAP[..10])), Err(PcapError::Truncated { .. })));
+    let error =
+        PcapReader::new(Cursor::new(b"GET / HTTP/1.1\r\n".as_slice())).expect_err("not pcap");
+    assert!(
+        error.to_string().contains("not a pcap or pcapng file"),
+        "{error}"
+    );
+    assert!(matches!(
+        PcapReader::new(Cursor::new(&ETH_PCAP[..10])),
+        Err(PcapError::Truncated { .. })
+    ));
     let mut unsupported = ETH_PCAP[..24].to_vec();
     unsupported[20..24].copy_from_slice(&147u32.to_le_bytes());
     let error = PcapReader::new(Cursor::new(unsupported)).expect_err("link type 147");
@@ -525,7 +661,10 @@ fn bad_capture_files_give_clear_errors() {
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     let mut reader = PcapReader::new(Cursor::new(huge)).expect("header");
     let error = reader.next_frame().expect_err("corrupt");
-    assert!(error.to_string().contains("corrupt capture at byte 24"), "{error}");
+    assert!(
+        error.to_string().contains("corrupt capture at byte 24"),
+        "{error}"
+    );
 }
 
 proptest! {
