@@ -78,6 +78,10 @@ impl AppConfig {
         #[cfg(feature = "server")]
         {
             self.store.validate().context("[store]")?;
+            self.collector
+                .join
+                .validate()
+                .map_err(|reason| anyhow::anyhow!("[collector.join] {reason}"))?;
             if self
                 .dashboards
                 .listen
@@ -233,6 +237,16 @@ mod tests {
         check_error(
             "[dashboards]\nlisten = \"localhost\"\n",
             &["not an address with a port"],
+        );
+        #[cfg(feature = "server")]
+        check_error(
+            "[collector.join]\nclock_skew_secs = 7200\n",
+            &["[collector.join]", "more than an hour"],
+        );
+        #[cfg(feature = "server")]
+        check_error(
+            "[collector.join]\nvpn_pool = [\"10.99.0.0/33\"]\n",
+            &["vpn_pool", "line 2"],
         );
         check_error("[store\n", &["line 1"]);
         check_error("[gateway]\nname = \"\u{1b}[31m\n", &["line"]);

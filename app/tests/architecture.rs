@@ -297,3 +297,32 @@ fn every_library_crate_has_one_error_type_with_a_kind() {
         );
     }
 }
+
+#[test]
+fn the_only_unsafe_code_is_the_capture_socket() {
+    for krate in [
+        "model",
+        "gateway",
+        "collector",
+        "store",
+        "alerting",
+        "playbooks",
+        "dashboards",
+        "app",
+    ] {
+        for (path, text) in sources(krate) {
+            // Two libc calls pnet does not make for us: opening the AF_PACKET socket (to keep
+            // its descriptor) and PACKET_STATISTICS/socket options on it.
+            if path.ends_with("gateway/src/flow/capture/sys.rs") {
+                continue;
+            }
+            for forbidden in ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"] {
+                assert!(
+                    !text.contains(forbidden),
+                    "{} has `{forbidden}`: the workspace denies unsafe code outside gateway::flow::capture::sys",
+                    path.display()
+                );
+            }
+        }
+    }
+}
