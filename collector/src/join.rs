@@ -200,7 +200,7 @@ impl Address {
 }
 
 /// How often (event time) all addresses are swept, and leases expired.
-const SWEEP_NS: i64 = 10_000_000_000;
+const SWEEP_NS: i64 = 60_000_000_000;
 const LEASE_SWEEP_NS: i64 = 60_000_000_000;
 
 /// The interval join. See the module docs.
@@ -321,7 +321,7 @@ impl Joiner {
             }
             let (session_id, user_name) = match lease {
                 Some((session_id, user_name)) => (
-                    Some(session_id.to_string()),
+                    Some(String::from(&*session_id)),
                     user_name.as_deref().map(str::to_owned),
                 ),
                 None => (None, None),
@@ -343,7 +343,7 @@ impl Joiner {
     }
 
     /// Decides one event: which of its addresses is the VPN's, the lease, and whether to
-    /// remember it for a late join.
+    /// remember it for a late join. One hash lookup when the address has a session.
     fn join_one(
         &mut self,
         candidates: [Option<IpAddr>; 2],
@@ -353,8 +353,18 @@ impl Joiner {
         timestamp: Timestamp,
     ) -> (SessionJoin, Option<Joined>) {
         let skew = self.skew_ns;
+        let source = self.interned_source(&id.source);
+        let pending = |current: Option<Arc<str>>| Pending {
+            at,
+            source,
+            seq: id.seq,
+            part: id.part,
+            target,
+            timestamp,
+            current,
+        };
         let mut first_vpn = None;
-        let mut found = None;
+        let mut matched = None;
         for ip in candidates.into_iter().flatten() {
             let ip = canonical(ip);
             let pool = &self.config.vpn_pool;
@@ -362,55 +372,39 @@ impl Joiner {
                 continue;
             }
             first_vpn.get_or_insert(ip);
-            if let Some(address) = self.addresses.get(&ip)
+            if let Some(address) = self.addresses.get_mut(&ip)
                 && let Some(lease) = address.lookup(skew, at)
             {
-                found = Some((ip, lease.session_id.clone(), lease.user_name.clone()));
+                let joined: Joined = (lease.session_id.clone(), lease.user_name.clone());
+                let wait = address.may_change(skew, at, Some(lease));
+                matched = Some((ip, joined, wait));
                 break;
             }
         }
-        let (ip, join, lease) = match found {
-            Some((ip, session_id, user_name)) => {
-                (ip, SessionJoin::Matched, Some((session_id, user_name)))
-            }
+        let (ip, join, joined, wait) = match matched {
+            Some((ip, joined, wait)) => (ip, SessionJoin::Matched, Some(joined), wait),
             None => match first_vpn {
-                Some(ip) => (ip, SessionJoin::Unmatched, None),
+                Some(ip) => (ip, SessionJoin::Unmatched, None, true),
                 None => return (SessionJoin::NotVpn, None),
             },
         };
-        let source = self.interned_source(&id.source);
+        if !wait {
+            return (join, joined);
+        }
         let address = self.addresses.entry(ip).or_default();
-        let current = lease.as_ref().and_then(|(session_id, _)| {
-            address
-                .leases
-                .iter()
-                .find(|lease| lease.session_id == *session_id)
-        });
-        if address.may_change(skew, at, current) {
-            let pending = Pending {
-                at,
-                source,
-                seq: id.seq,
-                part: id.part,
-                target,
-                timestamp,
-                current: lease.as_ref().map(|(session_id, _)| session_id.clone()),
-            };
-            if pending.current.is_some() {
-                address.tentative.push_back(pending);
+        match &joined {
+            Some((session_id, _)) => {
+                address.tentative.push_back(pending(Some(session_id.clone())));
                 self.n_tentative += 1;
-            } else {
-                address.unmatched.push_back(pending);
+            }
+            None => {
+                address.unmatched.push_back(pending(None));
                 self.n_unmatched += 1;
             }
-            // Keep a busy address's queues short as it goes (the periodic sweep does the
-            // rest; looking at the front of every queue on every event costs a cache miss).
-            if address.tentative.len() + address.unmatched.len() < 16 {
-                if self.n_tentative + self.n_unmatched > self.config.max_pending {
-                    self.shed();
-                }
-                return (join, lease);
-            }
+        }
+        // Keep a busy address's queues short as it goes (the periodic sweep does the rest;
+        // looking at the front of every queue on every event costs a cache miss).
+        if address.tentative.len() + address.unmatched.len() >= 16 {
             let (tentative, unmatched) = address.forget_settled(
                 self.high_water.saturating_sub(4 * skew),
                 self.high_water
@@ -418,11 +412,11 @@ impl Joiner {
             );
             self.n_tentative -= tentative;
             self.n_unmatched -= unmatched;
-            if self.n_tentative + self.n_unmatched > self.config.max_pending {
-                self.shed();
-            }
         }
-        (join, lease)
+        if self.n_tentative + self.n_unmatched > self.config.max_pending {
+            self.shed();
+        }
+        (join, joined)
     }
 
     /// The source name as a shared string: consecutive events share their source.
