@@ -394,7 +394,9 @@ impl Joiner {
         let address = self.addresses.entry(ip).or_default();
         match &joined {
             Some((session_id, _)) => {
-                address.tentative.push_back(pending(Some(session_id.clone())));
+                address
+                    .tentative
+                    .push_back(pending(Some(session_id.clone())));
                 self.n_tentative += 1;
             }
             None => {

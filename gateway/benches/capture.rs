@@ -22,7 +22,11 @@ const SECS: &str = "TW_CAPTURE_BENCH_SECS";
 
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("iproute2");
-    assert!(status.success(), "ip {} failed (the capture benchmark needs root)", args.join(" "));
+    assert!(
+        status.success(),
+        "ip {} failed (the capture benchmark needs root)",
+        args.join(" ")
+    );
 }
 
 /// User and system CPU time of this process.
@@ -51,7 +55,9 @@ fn send(secs: u64) {
         .split(':')
         .map(|byte| u8::from_str_radix(byte, 16).unwrap())
         .collect();
-    let Ok(Channel::Ethernet(mut tx, _rx)) = datalink::channel(&interface, datalink::Config::default()) else {
+    let Ok(Channel::Ethernet(mut tx, _rx)) =
+        datalink::channel(&interface, datalink::Config::default())
+    else {
         panic!("no AF_PACKET channel on tw-bench-a");
     };
     let mut frame = Vec::with_capacity(60);
@@ -59,8 +65,13 @@ fn send(secs: u64) {
     frame.extend_from_slice(&source_mac);
     frame.extend_from_slice(&[0x08, 0x00]);
     // IPv4, 20-byte header, total 46 bytes (18 bytes of UDP payload), TTL 64, UDP.
-    let mut header = [0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 79, 0, 1, 10, 79, 0, 2];
-    let mut sum: u32 = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let mut header = [
+        0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 79, 0, 1, 10, 79, 0, 2,
+    ];
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -126,7 +137,10 @@ fn capture(secs: u64, namespace_a: &str) {
         }
     }
     let output = sender.wait_with_output().unwrap();
-    let sent: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    let sent: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     capture.stop();
     while let Ok(batch) = packets.try_recv() {
         observed += batch.len() as u64;
@@ -142,24 +156,66 @@ fn capture(secs: u64, namespace_a: &str) {
     let udp_flows = records.iter().filter(|r| r.protocol == 17).count();
     println!("| measure | value | target | verdict |");
     println!("|---|---|---|---|");
-    println!("| offered (one sender core, AF_PACKET, 60-byte UDP frames) | {:.0} packets/s | | |", sent as f64 / secs as f64);
-    println!("| captured frames | {} of {} sent | all | {} |", snapshot.frames, sent, if snapshot.frames >= sent { "ok" } else { "lost some" });
-    println!("| kernel drops (PACKET_STATISTICS) | {} | 0 | {} |", snapshot.kernel_drops, if snapshot.kernel_drops == 0 { "met" } else { "NOT met" });
-    println!("| channel drops | {} | 0 | {} |", snapshot.channel_drops, if snapshot.channel_drops == 0 { "met" } else { "NOT met" });
+    println!(
+        "| offered (one sender core, AF_PACKET, 60-byte UDP frames) | {:.0} packets/s | | |",
+        sent as f64 / secs as f64
+    );
+    println!(
+        "| captured frames | {} of {} sent | all | {} |",
+        snapshot.frames,
+        sent,
+        if snapshot.frames >= sent {
+            "ok"
+        } else {
+            "lost some"
+        }
+    );
+    println!(
+        "| kernel drops (PACKET_STATISTICS) | {} | 0 | {} |",
+        snapshot.kernel_drops,
+        if snapshot.kernel_drops == 0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "| channel drops | {} | 0 | {} |",
+        snapshot.channel_drops,
+        if snapshot.channel_drops == 0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
     println!(
         "| packets per CPU-second of the capturing process (pnet per-packet receive + decode + flow table) | {:.0} (wall {:.1} s, CPU {:.1} s) | ≥ 1,000,000 per core | {} |",
         per_cpu,
         wall.as_secs_f64(),
         cpu.as_secs_f64(),
-        if per_cpu >= 1_000_000.0 { "met" } else { "NOT met" }
+        if per_cpu >= 1_000_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
-    println!("| UDP flows | {udp_flows} | 1,000 | {} |", if udp_flows == 1_000 { "ok" } else { "check" });
+    println!(
+        "| UDP flows | {udp_flows} | 1,000 | {} |",
+        if udp_flows == 1_000 { "ok" } else { "check" }
+    );
 }
 
 fn main() {
-    let secs: u64 = std::env::var(SECS).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        if std::env::args().any(|arg| arg == "--bench") { 5 } else { 1 }
-    });
+    let secs: u64 = std::env::var(SECS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            if std::env::args().any(|arg| arg == "--bench") {
+                5
+            } else {
+                1
+            }
+        });
     match std::env::var(ROLE).as_deref() {
         Ok("send") => return send(secs),
         Ok(namespace_a) if namespace_a.starts_with("capture:") => {
@@ -168,7 +224,9 @@ fn main() {
         _ => {}
     }
     if !std::env::args().any(|arg| arg == "--bench") {
-        println!("(smoke run: the numbers below mean nothing; use `cargo bench -p gateway --bench capture`)");
+        println!(
+            "(smoke run: the numbers below mean nothing; use `cargo bench -p gateway --bench capture`)"
+        );
     }
     let a = format!("tw-bench-a{}", std::process::id());
     let b = format!("tw-bench-b{}", std::process::id());
@@ -183,7 +241,20 @@ fn main() {
     let _cleanup = Cleanup(vec![a.clone(), b.clone()]);
     ip(&["netns", "add", &a]);
     ip(&["netns", "add", &b]);
-    ip(&["-n", &a, "link", "add", "tw-bench-a", "type", "veth", "peer", "name", "tw-bench-b", "netns", &b]);
+    ip(&[
+        "-n",
+        &a,
+        "link",
+        "add",
+        "tw-bench-a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tw-bench-b",
+        "netns",
+        &b,
+    ]);
     ip(&["-n", &a, "addr", "add", "10.79.0.1/24", "dev", "tw-bench-a"]);
     ip(&["-n", &b, "addr", "add", "10.79.0.2/24", "dev", "tw-bench-b"]);
     for (ns, dev) in [(&a, "tw-bench-a"), (&b, "tw-bench-b")] {
