@@ -43,6 +43,13 @@ fn cpu_time() -> Duration {
 
 /// Sends prebuilt Ethernet/IPv4/UDP frames through pnet's AF_PACKET sender (no socket or
 /// routing work per packet), cycling over 1,000 source ports.
+/// The benchmark's own roles and settings travel in the environment between its processes
+/// (a benchmark is not library code: the rule that only `app` reads it is about the crates).
+#[allow(clippy::disallowed_methods)]
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 fn send(secs: u64) {
     use pnet::datalink::{self, Channel};
     let interface = datalink::interfaces()
@@ -50,7 +57,7 @@ fn send(secs: u64) {
         .find(|interface| interface.name == "tw-bench-a")
         .unwrap();
     let source_mac = interface.mac.unwrap().octets();
-    let dest_mac: Vec<u8> = std::env::var("TW_CAPTURE_BENCH_MAC")
+    let dest_mac: Vec<u8> = env("TW_CAPTURE_BENCH_MAC")
         .unwrap()
         .split(':')
         .map(|byte| u8::from_str_radix(byte, 16).unwrap())
@@ -206,19 +213,16 @@ fn capture(secs: u64, namespace_a: &str) {
 }
 
 fn main() {
-    let secs: u64 = std::env::var(SECS)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            if std::env::args().any(|arg| arg == "--bench") {
-                5
-            } else {
-                1
-            }
-        });
-    match std::env::var(ROLE).as_deref() {
-        Ok("send") => return send(secs),
-        Ok(namespace_a) if namespace_a.starts_with("capture:") => {
+    let secs: u64 = env(SECS).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        if std::env::args().any(|arg| arg == "--bench") {
+            5
+        } else {
+            1
+        }
+    });
+    match env(ROLE).as_deref() {
+        Some("send") => return send(secs),
+        Some(namespace_a) if namespace_a.starts_with("capture:") => {
             return capture(secs, &namespace_a["capture:".len()..]);
         }
         _ => {}

@@ -89,7 +89,8 @@ pub struct Config {
     #[serde(default = "default_query_memory_bytes")]
     pub query_memory_bytes: usize,
     /// Days to keep each table (`[store.retention]`, e.g. `flows = 90`); tables not named are
-    /// kept forever. Whole hour partitions older than this are deleted, each deletion
+    /// kept forever, except `session_joins`, which follows the later of `flows` and
+    /// `api_requests` when both are named. Whole hour partitions older than this are deleted, each deletion
     /// recorded in `audit_log`.
     #[serde(default)]
     pub retention: BTreeMap<String, u32>,
@@ -168,6 +169,14 @@ impl Config {
                 )));
             }
             policy.insert(table, *days);
+        }
+        // Late join corrections matter as long as the rows they correct: unless named, they
+        // go with the later of `flows` and `api_requests` (kept forever if either is).
+        if !policy.contains_key(&Table::SessionJoins)
+            && let (Some(&flows), Some(&requests)) =
+                (policy.get(&Table::Flows), policy.get(&Table::ApiRequests))
+        {
+            policy.insert(Table::SessionJoins, flows.max(requests));
         }
         Ok(policy)
     }

@@ -178,13 +178,7 @@ fn an_event_before_its_session_is_joined_when_the_session_arrives() {
     joiner.join_events(&mut events);
     assert_eq!(joined(&events[0]).2, Some(SessionJoin::Unmatched));
     let updates = joiner.update_sessions(&[session("s-alice", "alice", VIP, 40, None)], at(70));
-    let mut got: Vec<(
-        String,
-        JoinTarget,
-        Option<String>,
-        Option<String>,
-        SessionJoin,
-    )> = updates
+    let mut got: Vec<_> = updates
         .into_iter()
         .map(|u| (u.event_id, u.target, u.session_id, u.user_name, u.join))
         .collect();

@@ -191,3 +191,22 @@ fn retention_settings_are_checked() {
     let reader = Store::open_read_only(&keeping(dir.path(), &[("flows", 1)])).unwrap();
     assert!(reader.apply_retention(jiff::Timestamp::now()).is_err());
 }
+
+#[test]
+fn late_join_corrections_follow_the_rows_they_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        |settings: &[(&str, u32)]| keeping(dir.path(), settings).retention_policy().unwrap();
+    assert_eq!(
+        policy(&[("flows", 30), ("api_requests", 90)]).get(&Table::SessionJoins),
+        Some(&90)
+    );
+    // Either table kept forever: so are its corrections.
+    assert_eq!(policy(&[("flows", 30)]).get(&Table::SessionJoins), None);
+    // Named: as named.
+    assert_eq!(
+        policy(&[("flows", 30), ("api_requests", 90), ("session_joins", 7)])
+            .get(&Table::SessionJoins),
+        Some(&7)
+    );
+}
