@@ -6,6 +6,11 @@
 //! timestamps, unique IKE_SA ids and varied users and addresses, first a backlog covering the
 //! last half hour, then a new scenario every few seconds. Some users stay connected, so the
 //! console shows active sessions next to closed ones and failures.
+//!
+//! Every replay hands out its own virtual IPs from a pool of 50 × 3 addresses, so addresses
+//! come back to other users after a while, as in a real pool. Whoever gets one calls the API
+//! behind the VPN: the replayer writes those calls to an nginx JSON access log that the agent
+//! tails too, and the collector joins each call to the session that held the address.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,19 +107,29 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     std::fs::create_dir_all(&demo_dir)
         .with_context(|| format!("cannot create {}", demo_dir.display()))?;
     let log_path = demo_dir.join("charon.log");
+    let api_log_path = demo_dir.join("api-access.json");
     let gateway_config = gateway::Config {
         name: Some("demo-gw".to_owned()),
         server_url: format!("http://{}", server.addr),
         state_dir: demo_dir.join("gateway-state"),
         batch_max_wait_ms: 200,
         poll_interval_ms: 200,
-        sources: vec![gateway::SourceConfig::File {
-            format: gateway::parse::Format::Charon,
-            path: log_path.clone(),
-            name: None,
-            start_at: gateway::StartAt::Beginning,
-            json_mapping: None,
-        }],
+        sources: vec![
+            gateway::SourceConfig::File {
+                format: gateway::parse::Format::Charon,
+                path: log_path.clone(),
+                name: None,
+                start_at: gateway::StartAt::Beginning,
+                json_mapping: None,
+            },
+            gateway::SourceConfig::File {
+                format: gateway::parse::Format::NginxJson,
+                path: api_log_path.clone(),
+                name: Some("api".to_owned()),
+                start_at: gateway::StartAt::Beginning,
+                json_mapping: None,
+            },
+        ],
         ..gateway::Config::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -124,7 +139,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         })
         .await
     });
-    let replay_task = tokio::spawn(replay(log_path.clone(), options.geoip.is_some()));
+    let replay_task = tokio::spawn(replay(
+        log_path.clone(),
+        api_log_path.clone(),
+        options.geoip.is_some(),
+    ));
 
     let url = format!("http://{}", server.addr);
     let banner = [
@@ -144,6 +163,10 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         format!(
             "  log fed:  {} (real strongSwan lines, replayed)",
             log_path.display()
+        ),
+        format!(
+            "  API log:  {} (nginx JSON: the calls the VPN users make)",
+            api_log_path.display()
         ),
         format!(
             "  try:      {} sql \"select user_name, event_outcome, source_ip from auth_events\" --data {}",
@@ -179,7 +202,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
 }
 
 /// Writes the backlog, then a scenario every few seconds, forever.
-async fn replay(log_path: PathBuf, public_clients: bool) -> anyhow::Result<()> {
+async fn replay(
+    log_path: PathBuf,
+    api_log_path: PathBuf,
+    public_clients: bool,
+) -> anyhow::Result<()> {
     let mut replayer = Replayer {
         public_clients,
         ..Replayer::default()
@@ -188,20 +215,48 @@ async fn replay(log_path: PathBuf, public_clients: bool) -> anyhow::Result<()> {
     // The backlog: every scenario once, over the last 30 minutes. The first three
     // successful logins stay connected.
     let mut lines = Vec::new();
+    let mut api_lines = Vec::new();
     for (scenario_idx, scenario) in SCENARIOS.iter().enumerate() {
         let start = now - SignedDuration::from_secs(1800 - 150 * scenario_idx as i64);
         let keep_open = scenario_idx < 4;
         lines.extend(replayer.render(scenario, start, keep_open));
+        api_lines.extend(replayer.api_calls(now));
     }
     append_lines(&log_path, &lines)?;
+    append_lines(&api_log_path, &api_lines)?;
     let mut scenario_idx = 0usize;
     loop {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let scenario = &SCENARIOS[scenario_idx % SCENARIOS.len()];
         let lines = replayer.render(scenario, Timestamp::now(), false);
         append_lines(&log_path, &lines)?;
+        let api_lines = replayer.api_calls(Timestamp::now() + SignedDuration::from_secs(60));
+        if !api_lines.is_empty() {
+            append_lines(&api_log_path, &api_lines)?;
+        }
         scenario_idx += 1;
     }
+}
+
+/// The API behind the demo's VPN.
+const API_CALLS: &[(&str, &str, u16)] = &[
+    ("GET", "/v1/orders", 200),
+    ("GET", "/v1/orders/{n}", 200),
+    ("POST", "/v1/payments", 201),
+    ("GET", "/v1/customers/{n}/invoices", 200),
+    ("GET", "/v1/reports/export", 403),
+    ("PUT", "/v1/orders/{n}", 200),
+    ("GET", "/v1/orders/{n}", 404),
+    ("DELETE", "/v1/orders/{n}", 204),
+];
+
+/// A virtual IP held from `from` to `to` (the end of its capture, or a while for users who
+/// stay connected).
+#[derive(Debug, Clone)]
+struct DemoLease {
+    ip: String,
+    from: Timestamp,
+    to: Timestamp,
 }
 
 fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
@@ -220,6 +275,8 @@ fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
 #[derive(Debug, Default)]
 struct Replayer {
     n_replays: u64,
+    /// Virtual IPs handed out by the last `render`, for `api_calls`.
+    leases: Vec<DemoLease>,
     /// Clients from [`PUBLIC_CLIENTS`] rather than documentation addresses.
     public_clients: bool,
 }
@@ -240,6 +297,9 @@ impl Replayer {
             )
         };
         let id_offset = replay * 100;
+        // Each replay's addresses come from its own slot of a 50-slot pool.
+        let pool_prefix = format!("10.99.{}.", 1 + replay % 50);
+        self.leases.clear();
         let lines: Vec<&str> = scenario
             .text
             .lines()
@@ -274,8 +334,28 @@ impl Replayer {
                 .replace("'carol'", &format!("'{user_a}'"))
                 .replace("'dave'", &format!("'{user_b}'"))
                 .replace("192.0.2.11", &client_a)
-                .replace("192.0.2.12", &client_b);
+                .replace("192.0.2.12", &client_b)
+                .replace("10.99.0.", &pool_prefix);
+            let at = start + SignedDuration::from_secs(offset);
+            if let Some(rest) = body.split("assigning virtual IP ").nth(1)
+                && let Some(ip) = rest.split_whitespace().next()
+            {
+                self.leases.push(DemoLease {
+                    ip: ip.to_owned(),
+                    from: at,
+                    to: at,
+                });
+            }
+            for lease in &mut self.leases {
+                lease.to = at;
+            }
             out.push(format!("{stamp} {body}"));
+        }
+        if keep_open {
+            // Still connected: calls go on for a while.
+            for lease in &mut self.leases {
+                lease.to = lease.to + SignedDuration::from_secs(600);
+            }
         }
         tracing::debug!(
             scenario = scenario.name,
@@ -284,6 +364,56 @@ impl Replayer {
             "replayed a capture"
         );
         out
+    }
+
+    /// nginx JSON access-log lines of the calls the last rendered scenario's users made, no
+    /// later than `until`: a few per user, spread over the time they held their address.
+    fn api_calls(&self, until: Timestamp) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (lease_idx, lease) in self.leases.iter().enumerate() {
+            let to = lease.to.min(until);
+            let span = (to - lease.from).as_secs();
+            if span < 2 {
+                continue;
+            }
+            let n = 3 + (self.n_replays as usize + lease_idx) % 4;
+            for call in 0..n {
+                let at = lease.from
+                    + SignedDuration::from_secs(1 + (span - 1) * call as i64 / n as i64)
+                    + SignedDuration::from_millis(137 * call as i64 % 1000);
+                let pick = (self.n_replays as usize * 5 + lease_idx * 3 + call) % API_CALLS.len();
+                let (method, path, status) = API_CALLS[pick];
+                let path = path.replace(
+                    "{n}",
+                    &(1000 + (self.n_replays * 37 + call as u64) % 9000).to_string(),
+                );
+                let bytes = if status < 300 {
+                    200 + (pick * 517) % 4000
+                } else {
+                    0
+                };
+                let request_time = 0.004 + 0.011 * (call % 5) as f64;
+                lines.push(
+                    serde_json::json!({
+                        "time_iso8601": at.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+                        "msec": format!("{}.{:03}", at.as_second(), at.subsec_millisecond()),
+                        "remote_addr": lease.ip,
+                        "request_method": method,
+                        "request_uri": path,
+                        "host": "api.internal.example",
+                        "server_addr": "198.51.100.10",
+                        "server_port": "443",
+                        "status": status.to_string(),
+                        "body_bytes_sent": bytes.to_string(),
+                        "request_time": format!("{request_time:.3}"),
+                        "request_id": format!("{:032x}", (self.n_replays << 32) | (lease_idx as u64) << 16 | call as u64),
+                        "http_user_agent": "orders-client/2.4",
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        lines
     }
 }
 
@@ -376,5 +506,46 @@ mod tests {
         }
         let open = replayer.render(&SCENARIOS[0], start, true);
         assert!(open.iter().all(|line| !line.contains("went offline")));
+    }
+
+    #[test]
+    fn users_call_the_api_from_the_address_they_hold() {
+        let mut replayer = Replayer::default();
+        let start: Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let lines = replayer.render(&SCENARIOS[0], start, true);
+        let vip = lines
+            .iter()
+            .find_map(|line| line.split("assigning virtual IP ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned();
+        assert!(vip.starts_with("10.99.2."), "{vip}");
+        let calls = replayer.api_calls(start + SignedDuration::from_secs(300));
+        assert!(calls.len() >= 3, "{calls:?}");
+        let mut parser = gateway::parse::Parser::new(
+            gateway::parse::Format::NginxJson,
+            gateway::parse::ParseOptions::new(
+                "demo/api",
+                gateway::parse::LogClock::new(jiff::tz::TimeZone::UTC, None, start),
+            ),
+        );
+        let mut events = Vec::new();
+        for (seq, call) in calls.iter().enumerate() {
+            parser.parse_line(call.as_bytes(), seq as u64, start, &mut events);
+        }
+        assert_eq!(events.len(), calls.len());
+        for event in &events {
+            let model::EventBody::ApiRequest(request) = &event.body else {
+                panic!("{event:?}");
+            };
+            assert_eq!(
+                request.client_ip.map(|ip| ip.to_string()),
+                Some(vip.clone())
+            );
+            assert!(
+                event.timestamp > start
+                    && event.timestamp <= start + SignedDuration::from_secs(300)
+            );
+        }
     }
 }
