@@ -150,12 +150,25 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
              FROM flows f JOIN sessions s ON f.session_id = s.session_id AND f.user_name = s.user_name \
              WHERE f.destination_port = 8080 GROUP BY f.user_name ORDER BY f.user_name",
         );
-        assert_eq!(
-            flows_by_user,
-            ["alice,2,1", "bob,1,1"],
-            "{}",
-            data.display()
-        );
+        let dump = || {
+            let sessions = sql(
+                data,
+                "SELECT session_id, user_name, vpn_virtual_ip, event_start, event_end FROM sessions ORDER BY event_start",
+            );
+            let flows = sql(
+                data,
+                "SELECT event_start, event_end, source_ip, source_port, destination_port, session_id, user_name, vpn_session_join FROM flows ORDER BY event_start",
+            );
+            let corrections = sql(data, "SELECT * FROM session_joins");
+            format!(
+                "{}\nsessions:\n{}\nflows:\n{}\ncorrections:\n{}",
+                data.display(),
+                sessions.join("\n"),
+                flows.join("\n"),
+                corrections.join("\n")
+            )
+        };
+        assert_eq!(flows_by_user, ["alice,2,1", "bob,1,1"], "{}", dump());
         let unjoined = sql(
             data,
             "SELECT count(*) FROM flows WHERE destination_port = 8080 AND session_id IS NULL",

@@ -272,7 +272,10 @@ impl Joiner {
                 continue;
             };
             let start = nanos(session.start);
-            let end = session.end.map_or(i64::MAX, nanos).max(start);
+            let end = session
+                .end
+                .map_or(i64::MAX, end_of_logged_second)
+                .max(start);
             let lease = Lease {
                 start,
                 end,
@@ -546,6 +549,19 @@ impl Joiner {
         });
         self.n_tentative -= n_tentative;
         self.n_unmatched -= n_unmatched;
+    }
+}
+
+/// A session end as a log line states it: most VPN logs (charon's, syslog's) have whole
+/// seconds, so `09:33:16` means some time before `09:33:17`. An end without a fraction holds
+/// until the end of its second; otherwise an event in the last fraction of that second
+/// would be nearer to the next user's session, whose start is rounded down the same way.
+fn end_of_logged_second(end: Timestamp) -> i64 {
+    let at = nanos(end);
+    if end.subsec_nanosecond() == 0 {
+        at.saturating_add(999_999_999)
+    } else {
+        at
     }
 }
 

@@ -125,7 +125,7 @@ fn a_reused_virtual_ip_joins_each_event_to_the_user_who_held_it_then() {
         flow(1, VIP, 50),
         flow(2, VIP, 100),
         flow(3, VIP, 103),
-        // Equally near both (5 s): the session that started last.
+        // Nearer to alice's last second (ended "at 100", so before 101) than to bob's start.
         flow(4, VIP, 105),
         request(5, VIP, 120),
         request(6, "::ffff:10.10.0.5", 130),
@@ -141,12 +141,33 @@ fn a_reused_virtual_ip_joins_each_event_to_the_user_who_held_it_then() {
             (Some("s-alice"), Some("alice"), Some(Matched)),
             (Some("s-alice"), Some("alice"), Some(Matched)),
             (Some("s-alice"), Some("alice"), Some(Matched)),
-            (Some("s-bob"), Some("bob"), Some(Matched)),
+            (Some("s-alice"), Some("alice"), Some(Matched)),
             (Some("s-bob"), Some("bob"), Some(Matched)),
             (Some("s-bob"), Some("bob"), Some(Matched)),
             (None, None, Some(Unmatched)),
         ]
     );
+}
+
+#[test]
+fn a_session_logged_in_whole_seconds_holds_its_address_to_the_end_of_its_last_second() {
+    // charon logs whole seconds: alice's session "ended at 100" ended before 101; bob's
+    // "started at 101" started at or after 101.
+    let mut joiner = Joiner::new(
+        JoinConfig::default(),
+        &[
+            session("s-alice", "alice", VIP, 0, Some(100)),
+            session("s-bob", "bob", VIP, 101, None),
+        ],
+    );
+    let mut late_in_alices_last_second = flow(1, VIP, 100);
+    if let EventBody::Flow(f) = &mut late_in_alices_last_second.body {
+        f.start = at(100) + jiff::SignedDuration::from_millis(900);
+    }
+    let mut events = vec![late_in_alices_last_second, flow(2, VIP, 101)];
+    joiner.join_events(&mut events);
+    assert_eq!(joined(&events[0]).1, Some("alice"));
+    assert_eq!(joined(&events[1]).1, Some("bob"));
 }
 
 #[test]
@@ -288,8 +309,13 @@ fn oracle(sessions: &[Session], vip: &str, t: i64, skew: i64) -> Option<String> 
         .iter()
         .filter(|s| s.virtual_ip == vip.parse().ok())
         .filter_map(|s| {
-            let start = s.start.as_second() - 1_800_000_000;
-            let end = s.end.map_or(i64::MAX, |e| e.as_second() - 1_800_000_000);
+            // In nanoseconds; an end in whole seconds holds to the end of that second.
+            const NS: i64 = 1_000_000_000;
+            let t = t * NS;
+            let start = (s.start.as_second() - 1_800_000_000) * NS;
+            let end = s
+                .end
+                .map_or(i64::MAX, |e| (e.as_second() - 1_800_000_000) * NS + NS - 1);
             let distance = if t < start {
                 start - t
             } else if t > end {
@@ -297,7 +323,11 @@ fn oracle(sessions: &[Session], vip: &str, t: i64, skew: i64) -> Option<String> 
             } else {
                 0
             };
-            (distance <= skew).then_some((std::cmp::Reverse(distance), start, s.session_id.clone()))
+            (distance <= skew * NS).then_some((
+                std::cmp::Reverse(distance),
+                start,
+                s.session_id.clone(),
+            ))
         })
         .max()
         .map(|(_, _, id)| id)
