@@ -354,7 +354,7 @@ impl Replayer {
         if keep_open {
             // Still connected: calls go on for a while.
             for lease in &mut self.leases {
-                lease.to = lease.to + SignedDuration::from_secs(600);
+                lease.to += SignedDuration::from_secs(600);
             }
         }
         tracing::debug!(
