@@ -128,12 +128,8 @@ pub async fn run(
                     hostname: Some(gateway_name.to_owned()),
                     product: Some("tunnelwatch".to_owned()),
                 };
-                let (capture, packets) = flow::capture::Capture::start(&options)
-                    .map_err(|error| Error::Config(error.to_string()))?;
-                tracing::info!(source = %source.name(), interface = %interface, link = %capture.link, "capturing flows");
-                tasks.spawn(flow::capture::run_flows(
-                    capture,
-                    packets,
+                tasks.spawn(flow::capture::run_source(
+                    options,
                     flow_config,
                     observer,
                     sink,

@@ -228,3 +228,38 @@ while True:
     udp[6:8] = b"\0\0"
     os.write(fd, bytes(header) + bytes(udp))
 "#;
+
+/// An interface that is not there yet is waited for (kernel-libipsec creates `ipsec0` only
+/// when charon starts), and the wait ends cleanly when the agent stops.
+#[tokio::test]
+async fn a_missing_interface_is_waited_for_until_the_agent_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = gateway::spool::Spool::open(&dir.path().join("spool"), 64 * 1024 * 1024).unwrap();
+    let shared = gateway::sink::SharedSpool::new(spool);
+    let sink = gateway::sink::Sink::new(shared, "gw/capture-nope0@1".to_owned(), 0, 100);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let source = tokio::spawn(gateway::flow::capture::run_source(
+        CaptureOptions {
+            interface: "tw-nope0".to_owned(),
+            link: None,
+            read_buffer_bytes: 65_536,
+            queue_batches: 16,
+            socket_buffer_bytes: 1 << 20,
+        },
+        FlowConfig::default(),
+        model::Observer::default(),
+        sink,
+        stop_rx,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !source.is_finished(),
+        "a missing interface must not stop the agent"
+    );
+    stop_tx.send(true).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), source)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}

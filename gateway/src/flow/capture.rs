@@ -289,6 +289,38 @@ fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }
 
+/// A `capture` source: opens the interface and runs [`run_flows`]. An interface that does
+/// not exist yet (kernel-libipsec creates `ipsec0` when charon starts) is waited for, with one
+/// warning; any other failure to open it (no CAP_NET_RAW) stops the agent with the reason.
+pub async fn run_source(
+    options: CaptureOptions,
+    config: super::FlowConfig,
+    observer: model::Observer,
+    sink: crate::sink::Sink,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> crate::Result<()> {
+    let mut warned = false;
+    loop {
+        match Capture::start(&options) {
+            Ok((capture, packets)) => {
+                tracing::info!(source = %sink.source_id(), interface = %options.interface, link = %capture.link, "capturing flows");
+                return run_flows(capture, packets, config, observer, sink, stop).await;
+            }
+            Err(error @ CaptureError::NoInterface(..)) => {
+                if !warned {
+                    tracing::warn!(source = %sink.source_id(), %error, "waiting for the interface to appear (checked every 5 s)");
+                    warned = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
+            Err(error) => return Err(crate::Error::Config(error.to_string())),
+        }
+    }
+}
+
 /// The flow task of a live capture: packets in, flows out to the spool. Expires flows
 /// every second (wall time), logs the capture's counters every minute (a warning when the
 /// kernel or the channel dropped packets), and exports every flow at shutdown.
