@@ -68,8 +68,18 @@ impl Setup {
         }
         let gateway_log =
             std::fs::read_to_string(self.work.path().join("gateway.log")).unwrap_or_default();
+        let sessions = sql_csv(
+            &data,
+            "select session_id, user_name, vpn_ike_sa_ids, vpn_virtual_ip, event_start, event_end, vpn_state, vpn_terminate_cause from sessions order by event_start",
+        )
+        .unwrap_or_default();
+        let accounting = sql_csv(
+            &data,
+            "select timestamp, event_action, vpn_ike_sa_id, vpn_accounting_id, session_id from events where event_dataset = 'radius.accounting' order by timestamp",
+        )
+        .unwrap_or_default();
         panic!(
-            "{query}\nexpected:\n{expected}\ngot:\n{last}\ngateway log (tail):\n{}",
+            "{query}\nexpected:\n{expected}\ngot:\n{last}\nsessions:\n{sessions}\naccounting:\n{accounting}\ngateway log (tail):\n{}",
             gateway_log
                 .lines()
                 .rev()
