@@ -187,3 +187,131 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
     assert_eq!(joins, ["matched,3"]);
     testbed.down().unwrap();
 }
+
+/// The same story live: the real `tunnelwatch gateway` in the gateway's namespace tails the
+/// charon log and nginx's JSON log and captures flows on `ipsec0` itself (the decrypted side
+/// of kernel-libipsec), shipping to the real server; the flows and calls of each user come out
+/// joined to that user's session.
+#[test]
+fn the_live_capture_on_ipsec0_joins_each_users_flows_to_their_session() {
+    let testbed = Testbed::up(Options {
+        pool: Some("10.99.0.1-10.99.0.1".to_owned()),
+        nginx: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"));
+    let work = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = format!(
+        r#"
+[gateway]
+name = "gw-live"
+server_url = "http://127.0.0.1:{port}"
+state_dir = "{state}"
+poll_interval_ms = 100
+batch_max_wait_ms = 100
+
+[[gateway.sources]]
+type = "file"
+format = "charon"
+path = "{charon}"
+
+[[gateway.sources]]
+type = "file"
+format = "nginx-json"
+path = "{api}"
+name = "api"
+
+[[gateway.sources]]
+type = "capture"
+interface = "ipsec0"
+vpn_pool = ["10.99.0.0/24"]
+api_subnets = ["198.51.100.0/24"]
+idle_timeout_secs = 2
+active_timeout_secs = 30
+
+[store]
+data_dir = "{data}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+"#,
+        state = work.path().join("gateway-state").display(),
+        charon = testbed.gateway_log().display(),
+        api = testbed.api_access_json().display(),
+        data = work.path().join("data").display(),
+    );
+    let config_path = work.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_arg = config_path.to_str().unwrap();
+    let binary = Path::new(support::binary());
+    let mut server = testbed.gateway_command(binary);
+    server.args(["server", "--config", config_arg]);
+    let server = support::Daemon::spawn_command("server", server, &work.path().join("server.log"));
+    let mut gateway = testbed.gateway_command(binary);
+    gateway.args(["gateway", "--config", config_arg]);
+    let gateway =
+        support::Daemon::spawn_command("gateway", gateway, &work.path().join("gateway.log"));
+    support::wait_for(
+        "the gateway to capture on ipsec0",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(work.path().join("gateway.log"))
+                .ok()
+                .filter(|log| log.contains("capturing flows"))
+        },
+    );
+
+    assert!(
+        testbed
+            .connect(Client::Client1, "rw-eap", Credential::Correct)
+            .unwrap()
+    );
+    testbed
+        .curl_path(Client::Client1, "/v1/orders?user=alice")
+        .unwrap();
+    testbed.curl_path(Client::Client1, "/v1/orders/17").unwrap();
+    testbed.disconnect(Client::Client1).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(
+        testbed
+            .connect(Client::Client2, "rw-eap", Credential::Correct)
+            .unwrap()
+    );
+    testbed.curl_path(Client::Client2, "/v1/invoices").unwrap();
+    testbed.disconnect(Client::Client2).unwrap();
+
+    let data = work.path().join("data");
+    let flows = "SELECT f.user_name, count(*), count(DISTINCT f.session_id), min(f.destination_bytes) > 0 \
+                 FROM flows f JOIN sessions s ON f.session_id = s.session_id AND f.user_name = s.user_name \
+                 WHERE f.destination_port = 8080 GROUP BY f.user_name ORDER BY f.user_name";
+    let calls = "SELECT a.url_path, a.user_name, s.user_name FROM api_requests a \
+                 LEFT JOIN sessions s ON a.session_id = s.session_id ORDER BY a.timestamp, a.url_path";
+    let mut last = (Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while std::time::Instant::now() < deadline {
+        last = (sql(&data, flows), sql(&data, calls));
+        if last.0 == ["alice,2,1,true", "bob,1,1,true"] && last.1.len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        last.0,
+        ["alice,2,1,true", "bob,1,1,true"],
+        "flows captured live on ipsec0\ngateway log:\n{}",
+        std::fs::read_to_string(work.path().join("gateway.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        last.1,
+        [
+            "/v1/orders,alice,alice",
+            "/v1/orders/17,alice,alice",
+            "/v1/invoices,bob,bob",
+        ]
+    );
+    gateway.stop();
+    server.stop();
+    testbed.down().unwrap();
+}
