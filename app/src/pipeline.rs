@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     batches: mpsc::Sender<collector::Batch>,
+    geoip: collector::geoip::StatusHandle,
 }
 
 impl Pipeline {
@@ -31,8 +32,11 @@ impl Pipeline {
         let (batch_tx, batch_rx) = mpsc::channel::<collector::Batch>(64);
         let (output_tx, output_rx) = mpsc::channel::<collector::Output>(64);
         let collector_config = collector_config.clone();
+        let geoip = collector::GeoIp::new(&collector_config.geoip);
+        let geoip_status = geoip.status_handle();
         let collector_task = tokio::spawn(async move {
-            collector::run(&collector_config, open_sessions, batch_rx, output_tx).await
+            collector::run_with_geoip(&collector_config, geoip, open_sessions, batch_rx, output_tx)
+                .await
         });
         let flush_interval = Duration::from_secs(store_config.flush_interval_secs);
         let max_buffered_rows = store_config.max_buffered_rows;
@@ -49,7 +53,13 @@ impl Pipeline {
             collected.context("the collector failed")?;
             Ok(())
         });
-        Ok((Pipeline { batches: batch_tx }, task))
+        Ok((
+            Pipeline {
+                batches: batch_tx,
+                geoip: geoip_status,
+            },
+            task,
+        ))
     }
 
     /// Submits events and waits until they are durable.
@@ -65,6 +75,17 @@ impl Pipeline {
         reply_rx
             .await
             .map_err(|_| "the server is shutting down".to_owned())?
+    }
+}
+
+/// The collector's part of `/api/v1/health`: the GeoIP databases.
+impl dashboards::HealthSource for Pipeline {
+    fn problems(&self) -> Vec<String> {
+        self.geoip.get().problems()
+    }
+
+    fn detail(&self) -> serde_json::Value {
+        serde_json::json!({ "geoip": self.geoip.get() })
     }
 }
 

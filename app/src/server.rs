@@ -50,8 +50,9 @@ impl RunningServer {
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;
         let state = dashboards::AppState {
             store: store.clone(),
-            ingest: std::sync::Arc::new(pipeline),
+            ingest: std::sync::Arc::new(pipeline.clone()),
             ingest_token: settings.ingest_token,
+            collector: Some(std::sync::Arc::new(pipeline)),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let tls = settings.tls.clone();

@@ -9,6 +9,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::{Value, Writer};
@@ -255,4 +256,58 @@ fn geoip_paths_are_checked_and_reported() {
     std::fs::write(&config, "[collector.geoip]\ncity_path = \"/x\"\n").unwrap();
     let output = run(&["check-config", config.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `city_path`"));
+}
+
+/// A server lives with a broken database (lookups say "unknown"), and says so in its health:
+/// `/healthz` is "degraded" and `/api/v1/health` names the database and what is wrong.
+#[test]
+fn a_broken_database_shows_in_the_servers_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../collector/testdata/geoip/GeoIP2-City-Test.mmdb"),
+    )
+    .unwrap();
+    let broken = dir.path().join("city.mmdb");
+    std::fs::write(&broken, &whole[..whole.len() / 2]).unwrap();
+    let port = support::free_port();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"{}\"\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let server = support::Daemon::spawn(
+        "server",
+        &[
+            "server",
+            "--config",
+            config.to_str().unwrap(),
+            "--geoip",
+            broken.to_str().unwrap(),
+        ],
+        &dir.path().join("server.log"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let health = support::wait_for(
+        "the health to name the database",
+        Duration::from_secs(20),
+        || {
+            let health = support::get_json(&format!("{base}/api/v1/health"))?;
+            (health["collector"]["geoip"]["city"]["state"] == "unusable").then_some(health)
+        },
+    );
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    let problems = health["problems"].to_string();
+    assert!(problems.contains("geoip city database"), "{health:#}");
+    assert_eq!(
+        health["collector"]["geoip"]["asn"]["state"], "not_configured",
+        "{health:#}"
+    );
+    let healthz = support::get_json(&format!("{base}/healthz")).unwrap();
+    assert_eq!(healthz["status"], "degraded", "{healthz:#}");
+    server.stop();
 }

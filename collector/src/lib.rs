@@ -61,12 +61,30 @@ pub struct Output {
 pub async fn run(
     config: &Config,
     open_sessions: Vec<Session>,
+    input: mpsc::Receiver<Batch>,
+    output: mpsc::Sender<Output>,
+) -> Result<()> {
+    run_with_geoip(
+        config,
+        GeoIp::new(&config.geoip),
+        open_sessions,
+        input,
+        output,
+    )
+    .await
+}
+
+/// [`run`] with a [`GeoIp`] the caller made, so that it can keep its
+/// [`GeoIp::status_handle`] (for the health endpoint).
+pub async fn run_with_geoip(
+    config: &Config,
+    mut geoip: GeoIp,
+    open_sessions: Vec<Session>,
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
     let mut joiner = Joiner::new(config.join.clone(), &open_sessions);
     let mut sessionizer = Sessionizer::new(open_sessions);
-    let mut geoip = GeoIp::new(&config.geoip);
     geoip.refresh().await;
     tracing::info!(n_sessions = sessionizer.n_sessions(), "collector started");
     while let Some(mut batch) = input.recv().await {

@@ -81,6 +81,16 @@ pub struct AppState {
     pub ingest: Arc<dyn Ingest>,
     /// The bearer token of the ingest endpoint, if one is required.
     pub ingest_token: Option<String>,
+    /// The rest of the server's say in `/api/v1/health` (the collector's GeoIP databases).
+    pub collector: Option<Arc<dyn HealthSource>>,
+}
+
+/// What a part of the server other than the store reports to `/api/v1/health`.
+pub trait HealthSource: Send + Sync {
+    /// One sentence per problem, saying what to do; any problem makes the status "degraded".
+    fn problems(&self) -> Vec<String>;
+    /// Details, shown under `collector`.
+    fn detail(&self) -> serde_json::Value;
 }
 
 /// The whole HTTP surface.

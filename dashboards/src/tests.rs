@@ -39,6 +39,7 @@ pub(crate) fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
         store: store.clone(),
         ingest: Arc::new(DirectIngest(store)),
         ingest_token: token.map(str::to_owned),
+        collector: None,
     }
 }
 
@@ -300,6 +301,7 @@ async fn sql_streams_rows_and_refuses_what_it_must() {
         store: store.clone(),
         ingest: Arc::new(DirectIngest(store.clone())),
         ingest_token: None,
+        collector: None,
     };
     store
         .append(

@@ -216,6 +216,7 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
         store,
         ingest: Arc::new(NoIngest),
         ingest_token: None,
+        collector: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -8,8 +8,12 @@ use crate::{ApiError, AppState};
 
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let stats = state.store.stats()?;
+    let collector_problems = state
+        .collector
+        .as_ref()
+        .map_or(0, |collector| collector.problems().len());
     Ok(Json(serde_json::json!({
-        "status": status(&stats),
+        "status": if collector_problems > 0 { "degraded" } else { status(&stats) },
         "quarantined_segments": stats.quarantined_segments,
         "corrupt_wal_records": stats.corrupt_wal_records,
     })))
@@ -51,9 +55,20 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
             "the search index was unreadable: it was moved to DATA/quarantine/ and rebuilt from Parquet".to_owned(),
         );
     }
+    let collector = state.collector.as_ref().map(|collector| {
+        problems.extend(collector.problems());
+        collector.detail()
+    });
+    let store_status = status(&stats);
+    let status = if problems.is_empty() {
+        store_status
+    } else {
+        "degraded"
+    };
     Ok(Json(serde_json::json!({
-        "status": status(&stats),
+        "status": status,
         "problems": problems,
+        "collector": collector,
         "store": {
             "segments": stats.segments,
             "buffered_events": stats.buffered_events,
