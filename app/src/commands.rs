@@ -246,14 +246,7 @@ pub async fn ingest(
             }
             Ok(parser.stats().clone())
         });
-        while let Some(events) = batch_rx.recv().await {
-            let ack = pipeline
-                .submit(events)
-                .await
-                .map_err(|error| anyhow::anyhow!(error))?;
-            report.accepted += ack.accepted;
-            report.duplicates += ack.duplicates;
-        }
+        submit_all(&pipeline, &mut batch_rx, &mut report).await?;
         let stats = reader.await.context("the file reader panicked")??;
         report.summary = stats.to_string();
         reports.push(report);
@@ -261,6 +254,24 @@ pub async fn ingest(
     drop(pipeline);
     task.await.context("the pipeline panicked")??;
     Ok(reports)
+}
+
+#[cfg(feature = "server")]
+/// Submits every batch a file reader hands over, counting what was stored.
+async fn submit_all(
+    pipeline: &crate::pipeline::Pipeline,
+    batches: &mut tokio::sync::mpsc::Receiver<Vec<model::Event>>,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    while let Some(events) = batches.recv().await {
+        let ack = pipeline
+            .submit(events)
+            .await
+            .map_err(|error| anyhow::anyhow!(error))?;
+        report.accepted += ack.accepted;
+        report.duplicates += ack.duplicates;
+    }
+    Ok(())
 }
 
 #[cfg(feature = "server")]
@@ -292,14 +303,7 @@ async fn ingest_pcap(
         duplicates: 0,
         stopped_early: None,
     };
-    while let Some(events) = batch_rx.recv().await {
-        let ack = pipeline
-            .submit(events)
-            .await
-            .map_err(|error| anyhow::anyhow!(error))?;
-        report.accepted += ack.accepted;
-        report.duplicates += ack.duplicates;
-    }
+    submit_all(pipeline, &mut batch_rx, &mut report).await?;
     let capture = reader.await.context("the capture reader panicked")??;
     report.summary = capture.stats.to_string();
     report.stopped_early = capture.error.map(|error| error.to_string());

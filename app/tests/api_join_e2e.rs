@@ -62,33 +62,19 @@ fn ingest(data: &Path, inputs: &[String]) {
     );
 }
 
-#[test]
-fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
-    let testbed = Testbed::up(Options {
+/// A testbed whose pool holds one address, with nginx as the API.
+fn one_address_pool_with_nginx() -> Testbed {
+    Testbed::up(Options {
         pool: Some("10.99.0.1-10.99.0.1".to_owned()),
         nginx: true,
         ..Options::default()
     })
-    .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"));
-    let work = tempfile::tempdir().unwrap();
-    let pcap = work.path().join("ipsec0.pcap");
-    let mut tcpdump = testbed.gateway_command(Path::new("/usr/bin/tcpdump"));
-    tcpdump
-        .args(["-i", "ipsec0", "-U", "-w"])
-        .arg(&pcap)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let capture = Capture(
-        tcpdump
-            .spawn()
-            .expect("tcpdump runs in the gateway namespace"),
-    );
-    support::wait_for(
-        "tcpdump to write its file header",
-        Duration::from_secs(10),
-        || std::fs::metadata(&pcap).ok().filter(|m| m.len() >= 24),
-    );
+    .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"))
+}
 
+/// alice logs in, makes two calls and leaves; a second later bob gets her address and makes
+/// one call.
+fn alice_then_bob_call_the_api(testbed: &Testbed) {
     assert!(
         testbed
             .connect(Client::Client1, "rw-eap", Credential::Correct)
@@ -108,6 +94,31 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
     );
     testbed.curl_path(Client::Client2, "/v1/invoices").unwrap();
     testbed.disconnect(Client::Client2).unwrap();
+}
+
+#[test]
+fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
+    let testbed = one_address_pool_with_nginx();
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("ipsec0.pcap");
+    let mut tcpdump = testbed.gateway_command(Path::new("/usr/bin/tcpdump"));
+    tcpdump
+        .args(["-i", "ipsec0", "-U", "-w"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let capture = Capture(
+        tcpdump
+            .spawn()
+            .expect("tcpdump runs in the gateway namespace"),
+    );
+    support::wait_for(
+        "tcpdump to write its file header",
+        Duration::from_secs(10),
+        || std::fs::metadata(&pcap).ok().filter(|m| m.len() >= 24),
+    );
+
+    alice_then_bob_call_the_api(&testbed);
     std::thread::sleep(Duration::from_millis(500));
     drop(capture);
 
@@ -194,12 +205,7 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
 /// joined to that user's session.
 #[test]
 fn the_live_capture_on_ipsec0_joins_each_users_flows_to_their_session() {
-    let testbed = Testbed::up(Options {
-        pool: Some("10.99.0.1-10.99.0.1".to_owned()),
-        nginx: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"));
+    let testbed = one_address_pool_with_nginx();
     let work = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let config = format!(
@@ -263,24 +269,7 @@ listen = "127.0.0.1:{port}"
         },
     );
 
-    assert!(
-        testbed
-            .connect(Client::Client1, "rw-eap", Credential::Correct)
-            .unwrap()
-    );
-    testbed
-        .curl_path(Client::Client1, "/v1/orders?user=alice")
-        .unwrap();
-    testbed.curl_path(Client::Client1, "/v1/orders/17").unwrap();
-    testbed.disconnect(Client::Client1).unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
-    assert!(
-        testbed
-            .connect(Client::Client2, "rw-eap", Credential::Correct)
-            .unwrap()
-    );
-    testbed.curl_path(Client::Client2, "/v1/invoices").unwrap();
-    testbed.disconnect(Client::Client2).unwrap();
+    alice_then_bob_call_the_api(&testbed);
 
     let data = work.path().join("data");
     let flows = "SELECT f.user_name, count(*), count(DISTINCT f.session_id), min(f.destination_bytes) > 0 \

@@ -329,9 +329,11 @@ pub async fn run_flows(
     mut packets: PacketBatches,
     config: super::FlowConfig,
     observer: model::Observer,
-    mut sink: crate::sink::Sink,
+    sink: crate::sink::Sink,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> crate::Result<()> {
+    // The flow source numbers the events; the sink only spools them.
+    let mut source = super::FlowSource::new(sink.source_id(), observer, sink.next_seq());
     let mut table = super::FlowTable::new(config);
     let mut records = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -358,15 +360,8 @@ pub async fn run_flows(
             _ = stop.changed() => break,
         }
         if !records.is_empty() {
-            let first = sink.reserve(records.len() as u64);
-            let source_id = sink.source_id().to_owned();
-            let events: Vec<model::Event> = records
-                .drain(..)
-                .enumerate()
-                .map(|(i, record)| {
-                    record.to_event(&source_id, first + i as u64, &observer, super::DATASET)
-                })
-                .collect();
+            let events = source.events(&records);
+            records.clear();
             if !sink.append(events, &mut stop).await? {
                 break;
             }
@@ -380,13 +375,7 @@ pub async fn run_flows(
         }
     }
     table.drain(&mut last);
-    let first = sink.reserve(last.len() as u64);
-    let source_id = sink.source_id().to_owned();
-    let events: Vec<model::Event> = last
-        .iter()
-        .enumerate()
-        .map(|(i, record)| record.to_event(&source_id, first + i as u64, &observer, super::DATASET))
-        .collect();
+    let events = source.events(&last);
     let n_final = events.len();
     // At shutdown: if the spool is full, these cannot wait for room.
     let (_, mut stopped) = tokio::sync::watch::channel(true);

@@ -95,7 +95,11 @@ impl<R: Read> PcapReader<R> {
                 this.pcap_header(magic, false)?
             }
             [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => this.pcap_header(magic, true)?,
-            [0x0a, 0x0d, 0x0d, 0x0a] => this.section_header()?,
+            [0x0a, 0x0d, 0x0d, 0x0a] => {
+                let mut length = [0u8; 4];
+                this.read_exact(&mut length)?;
+                this.section_header(length, 0)?;
+            }
             other => return Err(PcapError::NotPcap(other)),
         }
         Ok(this)
@@ -117,12 +121,13 @@ impl<R: Read> PcapReader<R> {
         Ok(())
     }
 
-    /// Reads the rest of a section header block (the block type was read).
-    fn section_header(&mut self) -> Result<(), PcapError> {
-        let start = self.offset - 4;
-        let mut head = [0u8; 8];
-        self.read_exact(&mut head)?;
-        let swapped = match [head[4], head[5], head[6], head[7]] {
+    /// Reads the rest of a section header block, given its length field (the block type and
+    /// the length were read, the byte-order magic is next): its magic sets the byte order
+    /// from here on, and a new section starts a new list of interfaces.
+    fn section_header(&mut self, length: [u8; 4], start: u64) -> Result<(), PcapError> {
+        let mut magic = [0u8; 4];
+        self.read_exact(&mut magic)?;
+        let swapped = match magic {
             [0x4d, 0x3c, 0x2b, 0x1a] => false,
             [0x1a, 0x2b, 0x3c, 0x4d] => true,
             _ => {
@@ -132,10 +137,9 @@ impl<R: Read> PcapReader<R> {
                 });
             }
         };
-        let total = u32_at(&head, 0, swapped) as usize;
+        let total = u32_at(&length, 0, swapped) as usize;
         self.block_body(total, 12, start)?;
         self.container = Container::PcapNg { swapped };
-        // A new section starts a new list of interfaces.
         self.interfaces.clear();
         Ok(())
     }
@@ -219,23 +223,7 @@ impl<R: Read> PcapReader<R> {
                 return Ok(None);
             }
             if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
-                // A new section: its header decides the byte order from here on.
-                let mut magic = [0u8; 4];
-                self.read_exact(&mut magic)?;
-                let swapped = match magic {
-                    [0x4d, 0x3c, 0x2b, 0x1a] => false,
-                    [0x1a, 0x2b, 0x3c, 0x4d] => true,
-                    _ => {
-                        return Err(PcapError::Corrupt {
-                            offset: start,
-                            reason: "pcapng section header has no byte-order magic".to_owned(),
-                        });
-                    }
-                };
-                let total = u32_at(&head, 4, swapped) as usize;
-                self.block_body(total, 12, start)?;
-                self.container = Container::PcapNg { swapped };
-                self.interfaces.clear();
+                self.section_header([head[4], head[5], head[6], head[7]], start)?;
                 continue;
             }
             let Container::PcapNg { swapped } = self.container else {
