@@ -26,17 +26,23 @@ impl Pipeline {
         store_config: &store::Config,
         collector_config: &collector::Config,
     ) -> anyhow::Result<(Pipeline, JoinHandle<anyhow::Result<()>>)> {
-        let open_sessions = store
-            .open_sessions()
-            .context("cannot read the open sessions")?;
+        let known_sessions = store
+            .recent_sessions()
+            .context("cannot read the sessions kept for a restart")?;
         let (batch_tx, batch_rx) = mpsc::channel::<collector::Batch>(64);
         let (output_tx, output_rx) = mpsc::channel::<collector::Output>(64);
         let collector_config = collector_config.clone();
         let geoip = collector::GeoIp::new(&collector_config.geoip);
         let geoip_status = geoip.status_handle();
         let collector_task = tokio::spawn(async move {
-            collector::run_with_geoip(&collector_config, geoip, open_sessions, batch_rx, output_tx)
-                .await
+            collector::run_with_geoip(
+                &collector_config,
+                geoip,
+                known_sessions,
+                batch_rx,
+                output_tx,
+            )
+            .await
         });
         let flush_interval = Duration::from_secs(store_config.flush_interval_secs);
         let max_buffered_rows = store_config.max_buffered_rows;

@@ -4,9 +4,12 @@
 //! holds one address, so bob gets the virtual IP alice released. Then the gateway's charon
 //! log, the capture and nginx's JSON access log go through `tunnelwatch ingest`, and every
 //! API call and flow must be joined to exactly the session of the user who made it, both
-//! when the sessions come first and when they come last (late joins).
+//! when the sessions come first and when they come last (late joins). Live, the real gateway
+//! captures on `ipsec0` and ships to the real server, and headless Chromium (in the gateway's
+//! namespace) renders each user's session page: their own calls and flows, no one else's.
 //!
-//! Needs root (network namespaces) and Debian's strongSwan, nginx and tcpdump packages; the
+//! Needs root (network namespaces) and Debian's strongSwan, nginx, tcpdump and chromium
+//! packages; the
 //! testbed installs missing packages and fails with a clear message when it cannot.
 
 #![cfg(feature = "server")]
@@ -300,6 +303,47 @@ listen = "127.0.0.1:{port}"
             "/v1/invoices,bob,bob",
         ]
     );
+
+    // The console's session page, in a real browser, shows each user's own calls and flows.
+    let session_of = |user: &str| {
+        let ids = sql(
+            &data,
+            &format!("SELECT session_id FROM sessions WHERE user_name = '{user}'"),
+        );
+        assert_eq!(ids.len(), 1, "{user}: {ids:?}");
+        ids[0].clone()
+    };
+    for (user, own, others) in [
+        (
+            "alice",
+            &["/v1/orders<", "/v1/orders/17<"][..],
+            "/v1/invoices",
+        ),
+        ("bob", &["/v1/invoices<"][..], "/v1/orders"),
+    ] {
+        let url = format!("http://127.0.0.1:{port}/#/sessions/{}", session_of(user));
+        let mut chromium = testbed.gateway_command(Path::new(testbed::chromium::binary()));
+        chromium.args(testbed::chromium::dump_dom_args(
+            &work.path().join(format!("profile-{user}")),
+            &url,
+        ));
+        let dom = testbed::chromium::dom_of(chromium);
+        let facts = testbed::chromium::element(&dom, "session-facts");
+        assert!(facts.contains(user), "{user}: {facts}");
+        assert!(facts.contains("10.99.0.1"), "{user}: {facts}");
+        let timeline = testbed::chromium::element(&dom, "timeline");
+        for path in own {
+            assert!(timeline.contains(path), "{user}: no {path} in\n{timeline}");
+        }
+        assert!(
+            timeline.contains(">flow<"),
+            "{user}: no flow in\n{timeline}"
+        );
+        assert!(
+            !timeline.contains(others),
+            "{user}: another user's call in\n{timeline}"
+        );
+    }
     gateway.stop();
     server.stop();
     testbed.down().unwrap();

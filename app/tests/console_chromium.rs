@@ -10,24 +10,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::{Daemon, get_json, wait_for};
 
 #[test]
 fn the_console_renders_sessions_and_failures() {
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|name| {
-            Command::new(name)
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("chromium is not installed (scripts/test.sh installs Debian's chromium package)")
-        });
+    // Fails, saying how to install it, when there is no browser.
+    testbed::chromium::binary();
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/testdata/charon");
@@ -78,24 +68,7 @@ fn the_console_renders_sessions_and_failures() {
         get_json(&format!("{base}/healthz"))
     });
 
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", work.path().join("profile").display()),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            &format!("{base}/"),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&output.stdout);
+    let dom = testbed::chromium::rendered(&work.path().join("profile"), &format!("{base}/"));
     assert!(
         dom.contains("client1@psk.vpn.test"),
         "no session user in the rendered page:\n{dom}"

@@ -70,7 +70,7 @@ impl Setup {
             std::fs::read_to_string(self.work.path().join("gateway.log")).unwrap_or_default();
         let sessions = sql_csv(
             &data,
-            "select session_id, user_name, vpn_ike_sa_ids, vpn_virtual_ip, event_start, event_end, vpn_state, vpn_terminate_cause from sessions order by event_start",
+            "select session_id, user_name, vpn_ike_sa_ids, vpn_virtual_ip, event_start, event_end, vpn_state, vpn_terminate_cause, vpn_accounting_id from sessions order by event_start",
         )
         .unwrap_or_default();
         let accounting = sql_csv(
@@ -255,6 +255,18 @@ fn every_vpn_event_reaches_the_store_exactly_once() {
     setup.wait_for_rows(
         "select event_action, count(*) as n from events where event_dataset = 'radius.accounting' group by 1 order by 1",
         "event_action,n\nsession-start,8\nsession-stop,8\n",
+    );
+    // Accounting folds into the sessions the VPN's events built, whichever came first: one
+    // row per session (the counts above), each with its Acct-Session-Id, and every
+    // accounting event carries its session's id.
+    setup.wait_for_rows(
+        "select count(*) as n, count(distinct vpn_accounting_id) as accounting_ids from sessions",
+        "n,accounting_ids\n8,8\n",
+    );
+    setup.wait_for_rows(
+        "select count(*) as unjoined from events e left join sessions s on e.session_id = s.session_id \
+         where e.event_dataset = 'radius.accounting' and s.session_id is null",
+        "unjoined\n0\n",
     );
     drop(gateway);
 }

@@ -54,6 +54,7 @@ fn session(id: u32, ip: u32, start: i64, end: Option<i64>) -> Session {
         cause: None,
         counters: Counters::default(),
         rekey_count: 0,
+        accounting_id: None,
         version: 1,
         updated: at(start, 0),
     }

@@ -60,14 +60,14 @@ pub struct Output {
 /// Runs until `input` closes, then returns once every output was handed on.
 pub async fn run(
     config: &Config,
-    open_sessions: Vec<Session>,
+    known_sessions: Vec<Session>,
     input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
     run_with_geoip(
         config,
         GeoIp::new(&config.geoip),
-        open_sessions,
+        known_sessions,
         input,
         output,
     )
@@ -79,12 +79,12 @@ pub async fn run(
 pub async fn run_with_geoip(
     config: &Config,
     mut geoip: GeoIp,
-    open_sessions: Vec<Session>,
+    known_sessions: Vec<Session>,
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
-    let mut joiner = Joiner::new(config.join.clone(), &open_sessions);
-    let mut sessionizer = Sessionizer::new(open_sessions);
+    let mut joiner = Joiner::new(config.join.clone(), &known_sessions);
+    let mut sessionizer = Sessionizer::new(known_sessions);
     geoip.refresh().await;
     tracing::info!(n_sessions = sessionizer.n_sessions(), "collector started");
     while let Some(mut batch) = input.recv().await {

@@ -5,11 +5,21 @@
 //! session. Every event that belongs to a session gets its `session_id`, including the
 //! successful auth that preceded the establishment.
 //!
+//! Several sources report the same session, and a session is one row whatever reports it:
+//! RADIUS accounting (Start, Interim-Update, Stop) and pppd's own session lines fold into the
+//! session the VPN's events built, found by the Acct-Session-Id, the IKE_SA id (strongSwan's
+//! NAS-Port), or the virtual IP it held at that time, in any order of arrival. A candidate
+//! that contradicts the accounting (another virtual IP, no user name in common: pppd's
+//! NAS-Port is the PPP unit, not an IKE_SA) is not its session. What only accounting or pppd
+//! reports (L2TP/PPP behind RADIUS) becomes a session of its own, keyed by the
+//! Acct-Session-Id or the PPP address. Counters are the larger of the CHILD_SA sum and
+//! accounting's totals; the VPN's terminate cause wins over accounting's.
+//!
 //! The sessionizer is pure and idempotent: applying an event twice (a batch the store could
 //! not take and that came again) leaves the same sessions, because every change sets a value
 //! rather than adding to one (byte counters are kept per CHILD_SA and summed).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -21,6 +31,9 @@ use model::{
 /// How long a closed session stays in memory (in event time) for late events such as the
 /// lease release that follows a delete.
 const CLOSED_GRACE_SECS: i64 = 10 * 60;
+/// How far accounting's times may be from the VPN's for the same session (RADIUS timestamps
+/// are the NAS's clock or the receive time minus Acct-Delay-Time).
+const ACCOUNTING_SLACK_SECS: i64 = 120;
 /// Key of the counters a session had when it was restored after a restart.
 const RESTORED_BASELINE: u64 = u64::MAX;
 /// How long an IKE_SA may stay half-open (in event time) before it is forgotten.
@@ -32,6 +45,11 @@ const PENDING_TTL_SECS: i64 = 60 * 60;
 enum SaRef {
     Id(u64),
     Client(IpAddr),
+    /// A session only accounting names (pppd behind RADIUS, a NAS without IKE_SA ids): a
+    /// hash of its Acct-Session-Id.
+    Accounting(u64),
+    /// A session only pppd's log names: the PPP link's (virtual) address.
+    VirtualIp(IpAddr),
 }
 
 type SaKey = (Option<String>, SaRef);
@@ -52,6 +70,12 @@ struct Pending {
 struct Tracked {
     /// Counters per CHILD_SA id, summed into the session's counters.
     child_counters: BTreeMap<u64, Counters>,
+    /// The newest totals RADIUS accounting reported; the session shows, per counter, the
+    /// larger of these and the CHILD_SA sum (both count the same traffic).
+    accounting: Option<Counters>,
+    /// Made by accounting and not (yet) seen by the VPN's own events: an IKE_SA connecting
+    /// with its id is this session's own, not a sign that the daemon restarted.
+    accounting_only: bool,
 }
 
 /// Folds events into sessions.
@@ -59,27 +83,48 @@ struct Tracked {
 pub struct Sessionizer {
     sessions: HashMap<String, (Session, Tracked)>,
     by_sa: HashMap<SaKey, String>,
+    /// RADIUS Acct-Session-Id (per gateway) to session: kept across rekeys.
+    by_accounting: HashMap<(Option<String>, String), String>,
     pending: HashMap<SaKey, Pending>,
     /// The newest event time seen, for eviction.
     high_water: Option<Timestamp>,
 }
 
 impl Sessionizer {
-    /// Starts from the sessions that were open when the process last stopped.
-    pub fn new(open_sessions: Vec<Session>) -> Sessionizer {
+    /// Starts from the sessions the store kept when the process last stopped: the open ones,
+    /// which go on, and recently closed ones, which late and resent events (a RADIUS Stop, a
+    /// lease release, accounting a gateway sends again) still find instead of starting a
+    /// session of their own.
+    pub fn new(known_sessions: Vec<Session>) -> Sessionizer {
         let mut sessionizer = Sessionizer::default();
-        for session in open_sessions {
+        for session in known_sessions {
             for ike_sa_id in &session.ike_sa_ids {
                 sessionizer.by_sa.insert(
                     (session.gateway.clone(), SaRef::Id(*ike_sa_id)),
                     session.session_id.clone(),
                 );
             }
+            if let Some(accounting_id) = &session.accounting_id {
+                sessionizer.by_accounting.insert(
+                    (session.gateway.clone(), accounting_id.clone()),
+                    session.session_id.clone(),
+                );
+                if session.ike_sa_ids.is_empty() {
+                    let hash = model::hash::fnv1a(accounting_id.as_bytes());
+                    sessionizer.by_sa.insert(
+                        (session.gateway.clone(), SaRef::Accounting(hash)),
+                        session.session_id.clone(),
+                    );
+                }
+            }
             // The counters so far stay as a baseline that later CHILD_SAs add to.
             let mut tracked = Tracked::default();
             tracked
                 .child_counters
                 .insert(RESTORED_BASELINE, session.counters);
+            // Only accounting knows it if no authentication of the VPN's own was seen.
+            tracked.accounting_only = session.accounting_id.is_some() && session.method.is_none();
+            sessionizer.high_water = sessionizer.high_water.max(Some(session.updated));
             sessionizer
                 .sessions
                 .insert(session.session_id.clone(), (session, tracked));
@@ -145,12 +190,31 @@ impl Sessionizer {
                 let key = sa_key(&gateway, &ike.peer)?;
                 match ike.change {
                     SaChange::Connecting => {
+                        // Accounting (which can arrive first, even complete) already made
+                        // this IKE_SA's session: it is not a new one.
+                        let made_by_accounting = self
+                            .by_sa
+                            .get(&key)
+                            .and_then(|session_id| self.sessions.get(session_id))
+                            .is_some_and(|(session, tracked)| {
+                                tracked.accounting_only
+                                    && session.end.is_none_or(|end| timestamp <= end)
+                                    && timestamp
+                                        >= session.start - jiff::SignedDuration::from_secs(60)
+                            });
+                        if made_by_accounting {
+                            return None;
+                        }
                         // A new IKE_SA with the id of a session that is still open: the daemon
                         // restarted (it counts ids from 1 again) without saying goodbye to
                         // that session, which therefore ended by now.
                         let stale = match key.1 {
-                            SaRef::Id(_) => self.open_session_of_key(&key).cloned(),
-                            SaRef::Client(_) => None,
+                            SaRef::Id(_) => self.open_session_of_key(&key).cloned().filter(|id| {
+                                self.sessions
+                                    .get(id)
+                                    .is_some_and(|(_, tracked)| !tracked.accounting_only)
+                            }),
+                            SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => None,
                         };
                         if let Some(stale_id) = &stale
                             && let Some((session, _)) = self.sessions.get_mut(stale_id)
@@ -217,7 +281,10 @@ impl Sessionizer {
                 let (session, tracked) = self.sessions.get_mut(&session_id)?;
                 if let (Some(child_id), Some(counters)) = (child.child_sa_id, child.counters) {
                     tracked.child_counters.insert(child_id, counters);
-                    session.counters = sum_counters(tracked.child_counters.values());
+                    session.counters = larger(
+                        sum_counters(tracked.child_counters.values()),
+                        tracked.accounting,
+                    );
                     session.updated = session.updated.max(timestamp);
                     return Some(session_id);
                 }
@@ -245,12 +312,179 @@ impl Sessionizer {
                 }
                 None
             }
-            EventBody::Session(_)
-            | EventBody::L2tp(_)
+            EventBody::Session(accounting) => {
+                let session_id = self.account(&gateway, accounting, timestamp)?;
+                event.session_id = Some(session_id.clone());
+                Some(session_id)
+            }
+            EventBody::L2tp(_)
             | EventBody::Flow(_)
             | EventBody::ApiRequest(_)
             | EventBody::PipelineError(_) => None,
         }
+    }
+
+    /// RADIUS accounting (Start, Interim-Update, Stop) for a session: folded into the session
+    /// the VPN's own events built when there is one (same gateway and IKE_SA id, strongSwan's
+    /// NAS-Port; else the open session holding the framed address), so a session is one row
+    /// whichever sources report it. Otherwise accounting makes the session itself (pppd/L2TP
+    /// behind RADIUS), and the VPN's events, if they come later, join it by the same key.
+    fn account(
+        &mut self,
+        gateway: &Option<String>,
+        accounting: &model::SessionEvent,
+        timestamp: Timestamp,
+    ) -> Option<String> {
+        let by_accounting_id = accounting
+            .accounting_id
+            .as_ref()
+            .map(|accounting_id| (gateway.clone(), accounting_id.clone()));
+        // A key of the accounting's own: its Acct-Session-Id, else (pppd's log) the PPP
+        // link's address, unique among the gateway's open sessions.
+        let own_key = match (&accounting.accounting_id, accounting.virtual_ip) {
+            (Some(accounting_id), _) => Some((
+                gateway.clone(),
+                SaRef::Accounting(model::hash::fnv1a(accounting_id.as_bytes())),
+            )),
+            (None, Some(ip)) => Some((gateway.clone(), SaRef::VirtualIp(ip))),
+            (None, None) => None,
+        };
+        // A session is this accounting's unless it contradicts it, or the accounting starts
+        // after it ended (IKE_SA ids restart with the daemon; addresses go back to the pool).
+        let fits = |session_id: &String| {
+            self.sessions.get(session_id).is_some_and(|(session, _)| {
+                agrees(session, accounting)
+                    && !(accounting.change == model::SessionChange::Start
+                        && session.end.is_some_and(|end| end < timestamp))
+            })
+        };
+        // NAS-Port is the IKE_SA's unique id for strongSwan; pppd's RADIUS plugin puts the
+        // PPP unit there, which may equal an unrelated IKE_SA's id: `fits` tells them apart.
+        let id_key = accounting
+            .peer
+            .ike_sa_id
+            .map(|id| (gateway.clone(), SaRef::Id(id)));
+        let by_id = id_key.as_ref().and_then(|key| self.by_sa.get(key)).cloned();
+        let existing = by_accounting_id
+            .as_ref()
+            .and_then(|id| self.by_accounting.get(id).cloned())
+            .filter(|session_id| fits(session_id))
+            .or_else(|| by_id.clone().filter(|session_id| fits(session_id)))
+            .or_else(|| {
+                own_key
+                    .as_ref()
+                    .and_then(|key| self.by_sa.get(key).cloned())
+                    .filter(|session_id| fits(session_id))
+            })
+            .or_else(|| {
+                // The session holding the framed address at that time: an open one, or one
+                // that ended after it (the VPN said so first), or moments before it for an
+                // update or a stop.
+                let ip = accounting.virtual_ip?;
+                let session_id = self.session_by_virtual_ip(gateway, ip)?;
+                let (session, _) = self.sessions.get(&session_id)?;
+                let slack = jiff::SignedDuration::from_secs(ACCOUNTING_SLACK_SECS);
+                let after = match accounting.change {
+                    model::SessionChange::Start => jiff::SignedDuration::ZERO,
+                    _ => slack,
+                };
+                let covers = session.state.is_open()
+                    || (timestamp >= session.start - slack
+                        && session.end.is_some_and(|end| timestamp <= end + after));
+                (covers && agrees(session, accounting)).then_some(session_id)
+            });
+        // The key a new session is found by: the IKE_SA id unless another session holds it
+        // now (one that ended before is a daemon restart's reuse: the id is free again).
+        let id_free = by_id.as_ref().is_none_or(|session_id| {
+            self.sessions
+                .get(session_id)
+                .is_none_or(|(session, _)| session.end.is_some_and(|end| end < timestamp))
+        });
+        let key = match (id_key, own_key) {
+            (Some(id_key), _) if id_free => id_key,
+            (_, Some(own_key)) => own_key,
+            (Some(id_key), None) => id_key,
+            (None, None) => sa_key(gateway, &accounting.peer)?,
+        };
+        let session_id = match existing {
+            Some(session_id) => session_id,
+            None => {
+                // Accounting counts from the session's start.
+                let start = accounting
+                    .duration_secs
+                    .and_then(|secs| i64::try_from(secs).ok())
+                    .map_or(timestamp, |secs| {
+                        timestamp
+                            .checked_sub(jiff::SignedDuration::from_secs(secs))
+                            .unwrap_or(timestamp)
+                    });
+                let session_id = session_id_for(&key, start);
+                let session = Session {
+                    session_id: session_id.clone(),
+                    gateway: gateway.clone(),
+                    connection: accounting.peer.connection.clone(),
+                    ike_sa_ids: match key.1 {
+                        SaRef::Id(id) => vec![id],
+                        _ => Vec::new(),
+                    },
+                    identities: accounting.peer.identities.clone(),
+                    method: None,
+                    client: accounting.peer.client,
+                    client_geo: None,
+                    virtual_ip: accounting.virtual_ip,
+                    start,
+                    end: None,
+                    state: SessionState::Active,
+                    cause: None,
+                    counters: Counters::default(),
+                    rekey_count: 0,
+                    version: self
+                        .sessions
+                        .get(&session_id)
+                        .map_or(0, |(previous, _)| previous.version),
+                    updated: timestamp,
+                    accounting_id: None,
+                };
+                let tracked = Tracked {
+                    accounting_only: true,
+                    ..Tracked::default()
+                };
+                self.sessions.insert(session_id.clone(), (session, tracked));
+                self.by_sa.insert(key.clone(), session_id.clone());
+                session_id
+            }
+        };
+        self.by_sa.entry(key).or_insert_with(|| session_id.clone());
+        if let Some(by_accounting_id) = by_accounting_id {
+            self.by_accounting
+                .entry(by_accounting_id)
+                .or_insert_with(|| session_id.clone());
+        }
+        let (session, tracked) = self.sessions.get_mut(&session_id)?;
+        if session.accounting_id.is_none() {
+            session.accounting_id.clone_from(&accounting.accounting_id);
+        }
+        session.identities.merge_from(&accounting.peer.identities);
+        session.virtual_ip = session.virtual_ip.or(accounting.virtual_ip);
+        if session.client.ip.is_none() {
+            session.client = accounting.peer.client;
+        }
+        if let Some(counters) = accounting.counters {
+            tracked.accounting = Some(counters);
+            session.counters = larger(
+                sum_counters(tracked.child_counters.values()),
+                tracked.accounting,
+            );
+        }
+        if accounting.change == model::SessionChange::Stop {
+            session.cause = session.cause.or(accounting.cause);
+            if session.state.is_open() {
+                session.state = SessionState::Closed;
+            }
+            session.end = Some(session.end.map_or(timestamp, |end| end.min(timestamp)));
+        }
+        session.updated = session.updated.max(timestamp);
+        Some(session_id)
     }
 
     fn open_session_of_key(&self, key: &SaKey) -> Option<&String> {
@@ -269,7 +503,25 @@ impl Sessionizer {
                 .get(session_id)
                 .is_some_and(|(session, _)| session.end.is_some_and(|end| end < timestamp));
             if !reused {
-                return session_id.clone();
+                let session_id = session_id.clone();
+                // Accounting may have made it first: add what the VPN knows.
+                let pending = self.pending.remove(&key);
+                if let Some((session, tracked)) = self.sessions.get_mut(&session_id) {
+                    tracked.accounting_only = false;
+                    session.identities.merge_from(&peer.identities);
+                    if session.connection.is_none() {
+                        session.connection.clone_from(&peer.connection);
+                    }
+                    if session.client.ip.is_none() {
+                        session.client = peer.client;
+                    }
+                    if let Some(pending) = pending {
+                        session.identities.merge_from(&pending.identities);
+                        session.method = session.method.or(pending.method);
+                        session.virtual_ip = session.virtual_ip.or(pending.virtual_ip);
+                    }
+                }
+                return session_id;
             }
             self.by_sa.remove(&key);
         }
@@ -294,7 +546,7 @@ impl Sessionizer {
             connection: peer.connection.clone().or(pending.connection),
             ike_sa_ids: match key.1 {
                 SaRef::Id(id) => vec![id],
-                SaRef::Client(_) => Vec::new(),
+                SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => Vec::new(),
             },
             identities,
             method: pending.method,
@@ -313,6 +565,7 @@ impl Sessionizer {
             rekey_count: 0,
             version: 0,
             updated: timestamp,
+            accounting_id: None,
         };
         // Re-establishing an id this sessionizer already had (a replay): versions go on.
         if let Some((previous, _)) = self.sessions.get(&session_id) {
@@ -348,7 +601,7 @@ impl Sessionizer {
             return;
         };
         let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
-        let evicted: Vec<String> = self
+        let evicted: HashSet<String> = self
             .sessions
             .values()
             .filter(|(session, _)| {
@@ -363,6 +616,8 @@ impl Sessionizer {
                 self.sessions.remove(session_id);
             }
             self.by_sa
+                .retain(|_, session_id| !evicted.contains(session_id));
+            self.by_accounting
                 .retain(|_, session_id| !evicted.contains(session_id));
         }
         let pending_before = high_water.as_second() - PENDING_TTL_SECS;
@@ -416,6 +671,42 @@ fn sa_key(gateway: &Option<String>, peer: &Peer) -> Option<SaKey> {
     Some((gateway.clone(), sa))
 }
 
+/// Whether accounting can be about this session: the same virtual IP when both know one,
+/// else a user name the session knows (or no names to compare).
+fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
+    if let (Some(ours), Some(theirs)) = (session.virtual_ip, accounting.virtual_ip) {
+        return ours == theirs;
+    }
+    let theirs = &accounting.peer.identities;
+    let names = |ids: &Identities| [ids.ike_id.clone(), ids.eap_id.clone(), ids.xauth_id.clone()];
+    let ours = names(&session.identities);
+    let theirs = names(theirs);
+    let known = |all: &[Option<String>; 3]| all.iter().any(Option::is_some);
+    !known(&ours)
+        || !known(&theirs)
+        || theirs
+            .iter()
+            .flatten()
+            .any(|name| ours.iter().flatten().any(|our| our == name))
+}
+
+/// Per counter, the larger of the CHILD_SA sum and accounting's totals.
+fn larger(children: Counters, accounting: Option<Counters>) -> Counters {
+    let Some(accounting) = accounting else {
+        return children;
+    };
+    let max = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Counters {
+        bytes_in: children.bytes_in.max(accounting.bytes_in),
+        bytes_out: children.bytes_out.max(accounting.bytes_out),
+        packets_in: max(children.packets_in, accounting.packets_in),
+        packets_out: max(children.packets_out, accounting.packets_out),
+    }
+}
+
 fn sum_counters<'a>(all: impl Iterator<Item = &'a Counters>) -> Counters {
     let mut total = Counters::default();
     for counters in all {
@@ -443,6 +734,8 @@ fn session_id_for(key: &SaKey, first_seen: Timestamp) -> String {
     match key.1 {
         SaRef::Id(id) => bytes.extend_from_slice(format!("id:{id}").as_bytes()),
         SaRef::Client(ip) => bytes.extend_from_slice(format!("client:{ip}").as_bytes()),
+        SaRef::Accounting(hash) => bytes.extend_from_slice(format!("acct:{hash:016x}").as_bytes()),
+        SaRef::VirtualIp(ip) => bytes.extend_from_slice(format!("vip:{ip}").as_bytes()),
     }
     bytes.push(0);
     bytes.extend_from_slice(&first_seen.as_microsecond().to_le_bytes());

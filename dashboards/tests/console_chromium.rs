@@ -11,8 +11,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::Arc;
+
+use testbed::chromium::{element, rendered};
 
 use model::{
     ApiRequest, Auth, AuthMethod, Counters, Endpoint, Event, EventBody, EventId, Flow, FlowEnd,
@@ -152,63 +153,14 @@ fn session() -> Session {
         cause: None,
         counters: Counters::default(),
         rekey_count: 0,
+        accounting_id: None,
         version: 1,
         updated: at(0),
     }
 }
 
-fn chromium() -> &'static str {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|name| {
-            Command::new(name)
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("chromium is not installed (scripts/test.sh installs Debian's chromium package)")
-        })
-}
-
-/// The DOM of `url` once its scripts ran.
-fn rendered(chromium: &str, profile: &std::path::Path, url: &str) -> String {
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", profile.display()),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The text of the element with this id (its serialised inner HTML, up to its end tag).
-fn element<'a>(dom: &'a str, id: &str) -> &'a str {
-    let start = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
-    let rest = &dom[start..];
-    let end = rest
-        .find("</table>")
-        .or_else(|| rest.find("</dl>"))
-        .unwrap_or(rest.len());
-    &rest[..end]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
-    let chromium = chromium();
     let work = tempfile::tempdir().unwrap();
     let store = store::Store::open(&store::Config::for_dir(work.path().join("data"))).unwrap();
     store.append(events(), vec![session()]).unwrap();
@@ -231,9 +183,9 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
     let overview_url = format!("{base}/");
     let (session_dom, user_dom, overview_dom) = tokio::task::spawn_blocking(move || {
         (
-            rendered(chromium, &profile, &session_url),
-            rendered(chromium, &profile, &users_url),
-            rendered(chromium, &profile, &overview_url),
+            rendered(&profile, &session_url),
+            rendered(&profile, &users_url),
+            rendered(&profile, &overview_url),
         )
     })
     .await

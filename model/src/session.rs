@@ -66,6 +66,9 @@ pub struct Session {
     pub counters: Counters,
     /// `vpn.rekey_count`
     pub rekey_count: u32,
+    /// `vpn.accounting_id`: the RADIUS Acct-Session-Id, when accounting reported the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting_id: Option<String>,
     /// `vpn.session_version`
     pub version: u64,
     /// When the newest event folded into this snapshot happened.

@@ -24,7 +24,8 @@
 //!                                                 flushed rows of that hour (UTC), sorted
 //!                                                 by time, then the table's key
 //! DATA/wal/<generation>.wal                       accepted, not yet flushed
-//! DATA/state/open_sessions.json                   sessions open at the last flush
+//! DATA/state/sessions.json                        sessions open at the last flush, and
+//!                                                 recently closed ones (`recent_sessions`)
 //! DATA/state/storage.json                         the storage root, if not DATA/tables
 //! ```
 //!
@@ -37,6 +38,7 @@ mod error;
 mod health;
 mod prune;
 mod query;
+mod recent_sessions;
 mod retention;
 pub mod schema;
 pub mod search;
@@ -57,6 +59,7 @@ pub use compact::CompactReport;
 pub use error::{Error, ErrorKind, Result};
 pub use health::VerifyReport;
 pub use query::{OutputFormat, QueryResult, QueryStream, render_batch};
+pub use recent_sessions::RECENTLY_CLOSED_SECS;
 pub use retention::DeletedPartition;
 pub use schema::Table;
 pub use search::{Hit, SearchOptions, SearchResult};
@@ -64,6 +67,7 @@ pub use wal::WalRecord;
 
 use audit::audit_head_in;
 use health::{count_quarantined, index_missing, open_search, quarantine};
+use recent_sessions::RecentSessions;
 use search::SearchIndex;
 use segment::{Segment, Watermarks};
 use storage::Storage;
@@ -325,7 +329,7 @@ struct Inner {
     /// Highest stored position per source (Parquet or WAL).
     watermarks: Watermarks,
     segments: BTreeMap<Table, Vec<Segment>>,
-    open_sessions: HashMap<String, Session>,
+    recent_sessions: RecentSessions,
     /// Per table, the highest event position per source in its Parquet segments: a table
     /// never takes an event at or below it.
     table_watermarks: BTreeMap<Table, Watermarks>,
@@ -452,7 +456,7 @@ impl Store {
             flushing: None,
             watermarks: Watermarks::new(),
             segments,
-            open_sessions: load_open_sessions(&dir)?,
+            recent_sessions: RecentSessions::load(&dir)?,
             table_watermarks: table_watermarks.clone(),
             next_segment,
             corrupt_wal_records: 0,
@@ -507,7 +511,7 @@ impl Store {
                 }
             }
             for session in &record.sessions {
-                track_open(&mut inner.open_sessions, session);
+                inner.recent_sessions.track(session);
             }
             inner.buffer.push(events, record.sessions);
         }
@@ -619,7 +623,7 @@ impl Store {
         // Durable now: only from here on does a resend count as a duplicate.
         segment::merge(&mut inner.watermarks, &positions);
         for session in &record.sessions {
-            track_open(&mut inner.open_sessions, session);
+            inner.recent_sessions.track(session);
         }
         inner.buffer.push(record.events, record.sessions);
         inner.buffer.push_joins(record.session_joins);
@@ -696,7 +700,8 @@ impl Store {
                 .push(written_segment);
             *report.rows.entry(table.name()).or_default() += n_rows;
         }
-        store_open_sessions(&self.dir, &inner.open_sessions)?;
+        inner.recent_sessions.prune();
+        inner.recent_sessions.store(&self.dir)?;
         if let Some(wal) = inner.wal.as_ref() {
             wal.remove(&old_generations)?;
         }
@@ -815,10 +820,14 @@ impl Store {
 
     /// The sessions that were open at the newest snapshot (for the collector after a restart).
     pub fn open_sessions(&self) -> Result<Vec<Session>> {
-        let inner = self.lock()?;
-        let mut sessions: Vec<Session> = inner.open_sessions.values().cloned().collect();
-        sessions.sort_by_key(|session| session.start);
-        Ok(sessions)
+        Ok(self.lock()?.recent_sessions.open())
+    }
+
+    /// The open sessions and the ones closed shortly before the newest session change (see
+    /// [`RECENTLY_CLOSED_SECS`]): what the collector starts from after a restart, so that
+    /// late and resent events still find their session.
+    pub fn recent_sessions(&self) -> Result<Vec<Session>> {
+        Ok(self.lock()?.recent_sessions.all())
     }
 
     pub fn stats(&self) -> Result<StoreStats> {
@@ -827,7 +836,7 @@ impl Store {
             buffered_events: inner.buffer.n_events(),
             buffered_sessions: inner.buffer.n_sessions(),
             segments: inner.segments.values().map(Vec::len).sum(),
-            open_sessions: inner.open_sessions.len(),
+            open_sessions: inner.recent_sessions.n_open(),
             corrupt_wal_records: inner.corrupt_wal_records,
             quarantined_segments: inner.quarantined_segments,
             indexed_events: self.search.num_docs(),
@@ -915,54 +924,6 @@ fn bump(watermarks: &mut Watermarks, event: &Event) {
             watermarks.insert(event.id.source.clone(), position);
         }
     }
-}
-
-fn track_open(open: &mut HashMap<String, Session>, session: &Session) {
-    let newer = open
-        .get(&session.session_id)
-        .is_none_or(|known| session.version >= known.version);
-    if !newer {
-        return;
-    }
-    if session.state.is_open() {
-        open.insert(session.session_id.clone(), session.clone());
-    } else {
-        open.remove(&session.session_id);
-    }
-}
-
-fn load_open_sessions(dir: &Path) -> Result<HashMap<String, Session>> {
-    let path = dir.join("state").join("open_sessions.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let sessions: Vec<Session> =
-                serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
-                    what: "open sessions file",
-                    path: path.clone(),
-                    detail: error.to_string(),
-                })?;
-            Ok(sessions
-                .into_iter()
-                .map(|session| (session.session_id.clone(), session))
-                .collect())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
-        Err(error) => Err(Error::io("read", &path, error)),
-    }
-}
-
-fn store_open_sessions(dir: &Path, open: &HashMap<String, Session>) -> Result<()> {
-    let path = dir.join("state").join("open_sessions.json");
-    let tmp = path.with_extension("json.tmp");
-    let sessions: Vec<&Session> = open.values().collect();
-    let bytes = serde_json::to_vec(&sessions)
-        .map_err(|error| Error::Internal(format!("cannot encode open sessions: {error}")))?;
-    std::fs::write(&tmp, bytes).map_err(|error| Error::io("write", &tmp, error))?;
-    let file = std::fs::File::open(&tmp).map_err(|error| Error::io("open", &tmp, error))?;
-    file.sync_all()
-        .map_err(|error| Error::io("fsync", &tmp, error))?;
-    std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))?;
-    wal::sync_dir(&dir.join("state"))
 }
 
 /// Takes the data directory's lock file, or says which process holds it.

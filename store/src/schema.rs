@@ -689,6 +689,9 @@ pub const SESSION_COLUMNS: &[Column<Session>] = &[
     col!("destination_packets", Int64, true, |session| int(session
         .counters
         .packets_out)),
+    col!("vpn_accounting_id", Utf8, true, |session| opt(session
+        .accounting_id
+        .as_deref())),
     col!("vpn_rekey_count", Int64, false, |session| int(Some(
         u64::from(session.rekey_count)
     ))),

@@ -64,6 +64,7 @@ fn session(id: &str, version: u64, state: SessionState) -> Session {
             packets_out: None,
         },
         rekey_count: 0,
+        accounting_id: None,
         version,
         updated: jiff::Timestamp::from_second(1_795_000_000 + version as i64).unwrap(),
     }
@@ -375,6 +376,82 @@ async fn open_sessions_survive_a_restart() {
         .map(|session| session.session_id)
         .collect();
     assert_eq!(open, ["s-1"]);
+}
+
+#[tokio::test]
+async fn recently_closed_sessions_survive_a_restart_and_old_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let at = |second: i64| jiff::Timestamp::from_second(1_795_000_000 + second).unwrap();
+    let closed = |id: &str, end: i64| {
+        let mut closed = session(id, 1, SessionState::Closed);
+        closed.end = Some(at(end));
+        closed.updated = at(end);
+        closed
+    };
+    let mut open = session("open", 1, SessionState::Active);
+    open.updated = at(2_000);
+    store
+        .append(
+            vec![],
+            vec![
+                open,
+                // Closed 1,000 s before the newest change: long enough ago to forget.
+                closed("long-ago", 1_000),
+                // Within the window: kept for late and resent events.
+                closed("recent", 2_000 - crate::RECENTLY_CLOSED_SECS + 1),
+            ],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    let ids = |sessions: Vec<Session>| -> Vec<String> {
+        sessions
+            .into_iter()
+            .map(|session| session.session_id)
+            .collect()
+    };
+    assert_eq!(ids(store.open_sessions().unwrap()), ["open"]);
+    let mut recent = ids(store.recent_sessions().unwrap());
+    recent.sort();
+    assert_eq!(recent, ["open", "recent"]);
+    assert_eq!(store.stats().unwrap().open_sessions, 1);
+}
+
+#[test]
+fn the_open_sessions_file_of_an_earlier_version_is_read_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(&config(dir.path())).unwrap());
+    let state = dir.path().join("state");
+    let old = vec![session("s-1", 3, SessionState::Active)];
+    std::fs::write(
+        state.join("open_sessions.json"),
+        serde_json::to_vec(&old).unwrap(),
+    )
+    .unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.open_sessions().unwrap(), old);
+    store
+        .append(vec![], vec![session("s-2", 1, SessionState::Active)])
+        .unwrap();
+    store.flush().unwrap();
+    assert!(std::fs::metadata(state.join("open_sessions.json")).is_err());
+    assert!(std::fs::metadata(state.join("sessions.json")).is_ok());
+}
+
+#[test]
+fn a_corrupt_sessions_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(&config(dir.path())).unwrap());
+    std::fs::write(
+        dir.path().join("state/sessions.json"),
+        b"[{\"session_id\": ",
+    )
+    .unwrap();
+    let error = Store::open(&config(dir.path())).unwrap_err().to_string();
+    assert!(error.contains("sessions state file"), "{error}");
+    assert!(error.contains("sessions.json"), "{error}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@
 //!
 //! [`pki`] makes a throwaway CA and server certificate for TLS tests.
 
+pub mod chromium;
 pub mod pki;
 pub mod s3;
 
@@ -177,9 +178,16 @@ const EXIT_AUTH_FAILED: i32 = 3;
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static INSTALLED: Mutex<bool> = Mutex::new(false);
 
-/// The path of `scripts/vpn-testbed.sh`.
+/// The path of `scripts/vpn-testbed.sh`: beside the crate whose tests run (cargo sets
+/// `CARGO_MANIFEST_DIR` for them; every crate is a top-level folder of the workspace), else
+/// where this crate was built. Cargo reuses a build of this crate made in another checkout of
+/// the same workspace (its fingerprints are relative), so the build-time path may be gone.
 pub fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/vpn-testbed.sh")
+    const SCRIPT: &str = "scripts/vpn-testbed.sh";
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(|dir| Path::new(&dir).join("../testbed").join(SCRIPT))
+        .filter(|path| std::fs::metadata(path).is_ok())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(SCRIPT))
 }
 
 fn base36(mut n: u64) -> String {

@@ -310,3 +310,434 @@ fn restored_sessions_keep_their_byte_counts() {
         (1100, 2200)
     );
 }
+
+/// RADIUS accounting as strongSwan's eap-radius sends it: NAS-Port is the IKE_SA's unique id.
+fn accounting(
+    seq: u64,
+    second: i64,
+    ike_sa_id: Option<u64>,
+    accounting_id: &str,
+    change: model::SessionChange,
+    bytes: Option<(u64, u64)>,
+) -> Event {
+    let mut accounting = event(
+        seq,
+        second,
+        EventBody::Session(model::SessionEvent {
+            peer: Peer {
+                connection: None,
+                ike_sa_id,
+                client: Endpoint::new("192.0.2.11".parse().unwrap(), Some(4500)),
+                server: Endpoint::default(),
+                identities: Identities {
+                    ike_id: Some("alice".to_owned()),
+                    ..Identities::default()
+                },
+            },
+            change,
+            virtual_ip: Some("10.99.0.1".parse().unwrap()),
+            accounting_id: Some(accounting_id.to_owned()),
+            counters: bytes.map(|(bytes_in, bytes_out)| Counters {
+                bytes_in,
+                bytes_out,
+                packets_in: Some(10),
+                packets_out: Some(20),
+            }),
+            duration_secs: Some(u64::try_from(second.max(1) - 1).unwrap()),
+            cause: (change == model::SessionChange::Stop).then_some(TerminateCause::UserRequest),
+        }),
+    );
+    accounting.id = EventId::new("gw1/radius", seq, 0);
+    accounting.dataset = "radius.accounting".to_owned();
+    accounting
+}
+
+#[test]
+fn accounting_and_the_vpn_report_one_session_in_either_order() {
+    use model::SessionChange::{Start, Stop};
+    let vpn = scenario();
+    let radius = [
+        accounting(101, 1, Some(1), "acct-1", Start, None),
+        // After the rekey charon keeps the Acct-Session-Id; the Stop names the new IKE_SA.
+        accounting(102, 91, Some(3), "acct-1", Stop, Some((5_000, 9_000))),
+    ];
+    for radius_first in [false, true] {
+        let mut sessionizer = Sessionizer::new(Vec::new());
+        let mut events: Vec<Event> = if radius_first {
+            radius.iter().chain(vpn.iter()).cloned().collect()
+        } else {
+            vpn.iter().chain(radius.iter()).cloned().collect()
+        };
+        let sessions = final_sessions(&sessionizer.apply(&mut events));
+        assert_eq!(
+            sessions.len(),
+            1,
+            "radius first: {radius_first}: {sessions:#?}"
+        );
+        let session = sessions.values().next().unwrap();
+        assert_eq!(session.accounting_id.as_deref(), Some("acct-1"));
+        assert_eq!(session.ike_sa_ids, [1, 3], "radius first: {radius_first}");
+        assert_eq!(session.virtual_ip, "10.99.0.1".parse().ok());
+        assert_eq!(session.state, SessionState::Closed);
+        // The VPN's cause wins; accounting fills only what is missing.
+        assert_eq!(session.cause, Some(TerminateCause::UserRequest));
+        // Accounting's totals are larger than the CHILD_SAs the log showed: they count too.
+        assert_eq!(
+            (session.counters.bytes_in, session.counters.bytes_out),
+            (5_000, 9_000)
+        );
+        assert_eq!(session.user_name(), Some("alice"));
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.dataset == "radius.accounting")
+                .all(|e| e.session_id.as_deref() == Some(session.session_id.as_str())),
+            "accounting events carry the session id"
+        );
+    }
+}
+
+#[test]
+fn accounting_alone_makes_a_session_from_start_to_stop() {
+    use model::SessionChange::{Start, Stop, Update};
+    // A NAS without IKE_SA ids (pppd behind RADIUS): the Acct-Session-Id is the key.
+    let mut events = vec![
+        accounting(1, 100, None, "ppp-7", Start, None),
+        accounting(2, 160, None, "ppp-7", Update, Some((100, 200))),
+        accounting(3, 220, None, "ppp-7", Stop, Some((300, 400))),
+    ];
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let snapshots = sessionizer.apply(&mut events);
+    let sessions = final_sessions(&snapshots);
+    assert_eq!(sessions.len(), 1, "{sessions:#?}");
+    let session = sessions.values().next().unwrap();
+    assert!(session.ike_sa_ids.is_empty());
+    assert_eq!(
+        session.start,
+        Timestamp::from_second(1_795_000_100).unwrap() - jiff::SignedDuration::from_secs(99)
+    );
+    assert_eq!(
+        session.end,
+        Some(Timestamp::from_second(1_795_000_220).unwrap())
+    );
+    assert_eq!(session.state, SessionState::Closed);
+    assert_eq!(session.cause, Some(TerminateCause::UserRequest));
+    assert_eq!(
+        (session.counters.bytes_in, session.counters.bytes_out),
+        (300, 400)
+    );
+    // Replayed: the same session, nothing new.
+    let mut again = events.clone();
+    let replayed = final_sessions(&sessionizer.apply(&mut again));
+    assert_eq!(
+        replayed.keys().collect::<Vec<_>>(),
+        sessions.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(replayed.values().next().unwrap().counters, session.counters);
+}
+
+#[test]
+fn accounting_resent_after_a_restart_finds_the_session_that_closed_before_it() {
+    use model::SessionChange::{Start, Stop};
+    let mut events: Vec<Event> = scenario()
+        .into_iter()
+        .chain([
+            accounting(101, 1, Some(1), "acct-1", Start, None),
+            accounting(102, 91, Some(3), "acct-1", Stop, Some((5_000, 9_000))),
+        ])
+        .collect();
+    let mut first = Sessionizer::new(Vec::new());
+    let before = final_sessions(&first.apply(&mut events));
+    assert_eq!(before.len(), 1);
+    let closed = before.values().next().unwrap().clone();
+    assert_eq!(closed.state, SessionState::Closed);
+
+    // What the store kept for the restart: the session closed moments ago.
+    let mut restarted = Sessionizer::new(vec![closed.clone()]);
+    // The gateway sends its RADIUS accounting again (and a resend of the log's tail).
+    let mut resent: Vec<Event> = events
+        .iter()
+        .filter(|event| event.dataset == "radius.accounting")
+        .cloned()
+        .collect();
+    let after = final_sessions(&restarted.apply(&mut resent));
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        [&closed.session_id],
+        "no second session: {after:#?}"
+    );
+    let session = &after[&closed.session_id];
+    assert_eq!(session.state, SessionState::Closed);
+    assert_eq!(session.end, closed.end);
+    assert_eq!(
+        (session.counters.bytes_in, session.counters.bytes_out),
+        (5_000, 9_000)
+    );
+    assert!(
+        resent
+            .iter()
+            .all(|event| event.session_id.as_deref() == Some(closed.session_id.as_str()))
+    );
+}
+
+#[test]
+fn an_accounting_only_session_restored_after_a_restart_takes_its_stop() {
+    use model::SessionChange::{Start, Stop};
+    let mut first = Sessionizer::new(Vec::new());
+    let mut start = vec![accounting(1, 100, None, "ppp-9", Start, None)];
+    let open = final_sessions(&first.apply(&mut start));
+    let open: Vec<Session> = open.into_values().collect();
+    let mut restarted = Sessionizer::new(open.clone());
+    let mut stop = vec![accounting(2, 200, None, "ppp-9", Stop, Some((1, 2)))];
+    let after = final_sessions(&restarted.apply(&mut stop));
+    assert_eq!(after.len(), 1);
+    let session = &after[&open[0].session_id];
+    assert_eq!(session.state, SessionState::Closed);
+    assert_eq!(session.start, open[0].start);
+}
+
+/// The events the gateway's pppd parser makes of a real log (its golden file).
+fn pppd_fixture(name: &str) -> Vec<Event> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/testdata/pppd")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            // The golden files leave out the original line.
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["original"] = serde_json::Value::from(line);
+            serde_json::from_value(value).unwrap()
+        })
+        .collect()
+}
+
+/// User, virtual IP, state, cause, bytes in.
+type Summary<'a> = (
+    Option<&'a str>,
+    Option<IpAddr>,
+    SessionState,
+    Option<TerminateCause>,
+    u64,
+);
+
+#[test]
+fn pppd_alone_makes_one_session_per_link() {
+    let mut events = pppd_fixture("pap-and-failures.expected");
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let mut summary: Vec<Summary<'_>> = sessions
+        .values()
+        .map(|session| {
+            (
+                session.user_name(),
+                session.virtual_ip,
+                session.state,
+                session.cause,
+                session.counters.bytes_in,
+            )
+        })
+        .collect();
+    summary.sort_by_key(|row| row.0.map(str::to_owned));
+    // Two PPP links came up; bob's and mallory's failed logins made none.
+    assert_eq!(
+        summary,
+        [
+            (
+                Some("carol"),
+                "192.168.42.11".parse().ok(),
+                SessionState::Closed,
+                Some(TerminateCause::AdminReset),
+                78
+            ),
+            (
+                Some("dave.example.net"),
+                "172.17.3.1".parse().ok(),
+                SessionState::Closed,
+                Some(TerminateCause::LostService),
+                3400
+            ),
+        ]
+    );
+}
+
+#[test]
+fn pppd_and_its_radius_accounting_are_one_session_beside_the_ipsec_transport_sa() {
+    use model::SessionChange::{Start, Stop};
+    // L2TP/IPsec: charon's transport-mode IKE_SA (unique id 1, no virtual IP, the client's
+    // PSK identity) carries the L2TP tunnel; pppd's RADIUS plugin reports the PPP session
+    // with NAS-Port 1 (the PPP unit, ppp1), which is not that IKE_SA.
+    let gateway_event = |mut event: Event| {
+        event.observer.hostname = Some("gw".to_owned());
+        event
+    };
+    let transport = peer(1, "198.51.100.23", "198.51.100.23");
+    let events = vec![
+        gateway_event(event(
+            1,
+            0,
+            ike(transport.clone(), SaChange::Connecting, None, None),
+        )),
+        gateway_event(event(2, 0, auth(transport.clone(), Outcome::Success))),
+        gateway_event(event(
+            3,
+            1,
+            ike(transport, SaChange::Established, None, None),
+        )),
+    ];
+    let ppp = pppd_fixture("l2tp-lns-mschapv2.expected");
+    let (start, stop) = (ppp[0].timestamp, ppp[ppp.len() - 1].timestamp);
+    let to_seconds = |at: Timestamp| at.as_second() - 1_795_000_000;
+    let radius = |seq, at, change, bytes| {
+        let mut event = gateway_event(accounting(
+            seq,
+            to_seconds(at),
+            Some(1),
+            "5F3A2B1C00000001",
+            change,
+            bytes,
+        ));
+        if let EventBody::Session(session) = &mut event.body {
+            session.virtual_ip = "192.168.42.10".parse().ok();
+            session.duration_secs = (change == Stop).then_some(1998);
+        }
+        event
+    };
+    let accounting_events = [
+        radius(101, start, Start, None),
+        radius(102, stop, Stop, Some((1_048_576, 6_291_456))),
+    ];
+    for radius_first in [false, true] {
+        let mut events = events.clone();
+        if radius_first {
+            events.extend(accounting_events.iter().cloned());
+            events.extend(ppp.iter().cloned());
+        } else {
+            events.extend(ppp.iter().cloned());
+            events.extend(accounting_events.iter().cloned());
+        }
+        let mut sessionizer = Sessionizer::new(Vec::new());
+        let sessions = final_sessions(&sessionizer.apply(&mut events));
+        check_l2tp_sessions(&sessions, radius_first);
+    }
+}
+
+fn check_l2tp_sessions(sessions: &BTreeMap<String, Session>, radius_first: bool) {
+    assert_eq!(
+        sessions.len(),
+        2,
+        "radius first: {radius_first}: {sessions:#?}"
+    );
+    let ipsec = sessions
+        .values()
+        .find(|session| session.ike_sa_ids == [1])
+        .expect("the IKE_SA's own session");
+    assert!(ipsec.state.is_open());
+    assert_eq!(ipsec.accounting_id, None);
+    assert_eq!(ipsec.virtual_ip, None);
+    let ppp = sessions
+        .values()
+        .find(|session| session.ike_sa_ids.is_empty())
+        .expect("the PPP session");
+    assert_eq!(ppp.user_name(), Some("alice"));
+    assert_eq!(ppp.accounting_id.as_deref(), Some("5F3A2B1C00000001"));
+    assert_eq!(ppp.virtual_ip, "192.168.42.10".parse().ok());
+    assert_eq!(ppp.state, SessionState::Closed);
+    assert_eq!(ppp.counters.bytes_in, 1_048_576);
+}
+
+#[test]
+fn a_ppp_address_handed_out_again_is_a_new_session() {
+    let mut first = pppd_fixture("l2tp-lns-mschapv2.expected");
+    let last = first[first.len() - 1].timestamp;
+    // The same link again an hour later: the pool gives the same address.
+    let mut second = first.clone();
+    for event in &mut second {
+        event.timestamp += jiff::SignedDuration::from_hours(1);
+        event.id = EventId::new("gw1/pppd", event.id.seq + 1_000, event.id.part);
+    }
+    assert!(second[0].timestamp > last);
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let mut sessions = final_sessions(&sessionizer.apply(&mut first));
+    sessions.extend(final_sessions(&sessionizer.apply(&mut second)));
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    assert!(
+        sessions
+            .values()
+            .all(|session| session.state == SessionState::Closed)
+    );
+}
+
+#[test]
+fn accounting_first_for_an_ike_sa_id_reused_after_a_charon_restart_is_one_new_session() {
+    use model::SessionChange::{Start, Stop};
+    let carol = peer(1, "carol", "192.0.2.13");
+    let dave = peer(1, "dave", "192.0.2.14");
+    let with_vip = |mut event: Event, ip: &str| {
+        if let EventBody::Session(session) = &mut event.body {
+            session.virtual_ip = ip.parse().ok();
+            session.peer.identities.ike_id = Some("dave".to_owned());
+        }
+        event
+    };
+    let mut events = vec![
+        event(1, 0, ike(carol.clone(), SaChange::Connecting, None, None)),
+        event(2, 0, vip(carol.clone(), "10.99.0.1", LeaseChange::Assigned)),
+        event(3, 0, ike(carol.clone(), SaChange::Established, None, None)),
+        event(
+            4,
+            10,
+            ike(
+                carol,
+                SaChange::Deleted,
+                Some(TerminateCause::UserRequest),
+                None,
+            ),
+        ),
+        // charon restarted: dave gets IKE_SA 1 and the same address. RADIUS is faster
+        // than the log.
+        with_vip(
+            accounting(101, 20, Some(1), "1795990054-1", Start, None),
+            "10.99.0.1",
+        ),
+        event(5, 20, ike(dave.clone(), SaChange::Connecting, None, None)),
+        event(6, 20, vip(dave.clone(), "10.99.0.1", LeaseChange::Assigned)),
+        event(7, 20, ike(dave.clone(), SaChange::Established, None, None)),
+        event(
+            8,
+            30,
+            ike(
+                dave,
+                SaChange::Deleted,
+                Some(TerminateCause::UserRequest),
+                None,
+            ),
+        ),
+        with_vip(
+            accounting(102, 30, Some(1), "1795990054-1", Stop, Some((1, 2))),
+            "10.99.0.1",
+        ),
+    ];
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let mut users: Vec<(Option<&str>, Vec<u64>, Option<&str>)> = sessions
+        .values()
+        .map(|session| {
+            (
+                session.user_name(),
+                session.ike_sa_ids.clone(),
+                session.accounting_id.as_deref(),
+            )
+        })
+        .collect();
+    users.sort();
+    assert_eq!(
+        users,
+        [
+            (Some("carol"), vec![1], None),
+            (Some("dave"), vec![1], Some("1795990054-1")),
+        ]
+    );
+}

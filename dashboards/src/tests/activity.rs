@@ -188,6 +188,7 @@ fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>, versio
             packets_out: None,
         },
         rekey_count: u32::try_from(version).unwrap() - 1,
+        accounting_id: None,
         version,
         updated: at(start + version as i64),
     }

@@ -1,0 +1,127 @@
+//! The sessions a collector needs again after a restart: every open one, and the ones that
+//! closed in the last [`RECENTLY_CLOSED_SECS`] of event time. Late events still find those:
+//! the RADIUS Stop or lease release that follows a delete, accounting a gateway resends, a
+//! flow that ended just before its session. Kept in `DATA/state/sessions.json`, rewritten at
+//! every flush.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use model::Session;
+
+use crate::error::{Error, Result};
+use crate::wal;
+
+/// How long (in event time, before the newest session change) a closed session is kept for
+/// a restart. At least the collector's own grace for closed sessions (ten minutes).
+pub const RECENTLY_CLOSED_SECS: i64 = 15 * 60;
+
+const FILE: &str = "sessions.json";
+/// What data directories of earlier versions hold: the open sessions only.
+const OLD_FILE: &str = "open_sessions.json";
+
+#[derive(Debug, Default)]
+pub(crate) struct RecentSessions {
+    by_id: HashMap<String, Session>,
+}
+
+impl RecentSessions {
+    pub(crate) fn load(dir: &Path) -> Result<RecentSessions> {
+        let state = dir.join("state");
+        for name in [FILE, OLD_FILE] {
+            let path = state.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let sessions: Vec<Session> =
+                        serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
+                            what: "sessions state file",
+                            path: path.clone(),
+                            detail: error.to_string(),
+                        })?;
+                    let mut recent = RecentSessions::default();
+                    for session in &sessions {
+                        recent.track(session);
+                    }
+                    return Ok(recent);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("read", &path, error)),
+            }
+        }
+        Ok(RecentSessions::default())
+    }
+
+    /// Takes a session snapshot unless a newer version of it is known.
+    pub(crate) fn track(&mut self, session: &Session) {
+        let newer = self
+            .by_id
+            .get(&session.session_id)
+            .is_none_or(|known| session.version >= known.version);
+        if newer {
+            self.by_id
+                .insert(session.session_id.clone(), session.clone());
+        }
+    }
+
+    /// Forgets the sessions that closed long enough before the newest change.
+    pub(crate) fn prune(&mut self) {
+        let Some(newest) = self.by_id.values().map(|session| session.updated).max() else {
+            return;
+        };
+        let before = newest.as_second().saturating_sub(RECENTLY_CLOSED_SECS);
+        self.by_id.retain(|_, session| {
+            session.state.is_open() || session.end.is_none_or(|end| end.as_second() >= before)
+        });
+    }
+
+    /// Writes the state file (atomically: a temporary file, fsync, rename) and removes the
+    /// older version's file.
+    pub(crate) fn store(&self, dir: &Path) -> Result<()> {
+        let state = dir.join("state");
+        let path = state.join(FILE);
+        let tmp = path.with_extension("json.tmp");
+        let sessions: Vec<&Session> = self.by_id.values().collect();
+        let bytes = serde_json::to_vec(&sessions)
+            .map_err(|error| Error::Internal(format!("cannot encode the sessions: {error}")))?;
+        std::fs::write(&tmp, bytes).map_err(|error| Error::io("write", &tmp, error))?;
+        let file = std::fs::File::open(&tmp).map_err(|error| Error::io("open", &tmp, error))?;
+        file.sync_all()
+            .map_err(|error| Error::io("fsync", &tmp, error))?;
+        std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))?;
+        let old = state.join(OLD_FILE);
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("remove", &old, error)),
+        }
+        wal::sync_dir(&state)
+    }
+
+    /// Open sessions, oldest first.
+    pub(crate) fn open(&self) -> Vec<Session> {
+        self.sorted(|session| session.state.is_open())
+    }
+
+    /// Open and recently closed sessions, oldest first.
+    pub(crate) fn all(&self) -> Vec<Session> {
+        self.sorted(|_| true)
+    }
+
+    pub(crate) fn n_open(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|session| session.state.is_open())
+            .count()
+    }
+
+    fn sorted(&self, keep: impl Fn(&Session) -> bool) -> Vec<Session> {
+        let mut sessions: Vec<Session> = self
+            .by_id
+            .values()
+            .filter(|session| keep(session))
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| (a.start, &a.session_id).cmp(&(b.start, &b.session_id)));
+        sessions
+    }
+}
