@@ -34,15 +34,26 @@ impl Pipeline {
         let collector_config = collector_config.clone();
         let geoip = collector::GeoIp::new(&collector_config.geoip);
         let geoip_status = geoip.status_handle();
+        let store_for_restart = store.clone();
         let collector_task = tokio::spawn(async move {
-            collector::run_with_geoip(
-                &collector_config,
-                geoip,
-                known_sessions,
-                batch_rx,
-                output_tx,
-            )
-            .await
+            let join = &collector_config.join;
+            let join = store_for_restart
+                .join_restart(
+                    Duration::from_secs(join.lease_retention_secs),
+                    Duration::from_secs(join.late_join_secs),
+                )
+                .await
+                .unwrap_or_else(|error| {
+                    // The join starts without them: late events for sessions before the
+                    // restart stay unmatched (marked so), nothing is lost.
+                    tracing::error!(%error, "cannot read the join's leases and unmatched events back");
+                    model::JoinRestart::default()
+                });
+            let restart = collector::Restart {
+                sessions: known_sessions,
+                join,
+            };
+            collector::run_with_geoip(&collector_config, geoip, restart, batch_rx, output_tx).await
         });
         let flush_interval = Duration::from_secs(store_config.flush_interval_secs);
         let max_buffered_rows = store_config.max_buffered_rows;

@@ -4,7 +4,8 @@
 //! holds one address, so bob gets the virtual IP alice released. Then the gateway's charon
 //! log, the capture and nginx's JSON access log go through `tunnelwatch ingest`, and every
 //! API call and flow must be joined to exactly the session of the user who made it, both
-//! when the sessions come first and when they come last (late joins). Live, the real gateway
+//! when the sessions come first, when they come last (late joins), and when they come in a
+//! later process (the join reads the unmatched rows back from the store). Live, the real gateway
 //! captures on `ipsec0` and ships to the real server, and headless Chromium (in the gateway's
 //! namespace) renders each user's session page: their own calls and flows, no one else's.
 //!
@@ -139,9 +140,14 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
     let in_order = work.path().join("in-order");
     ingest(&in_order, &[charon.clone(), flows.clone(), api.clone()]);
     let late = work.path().join("late");
-    ingest(&late, &[api, flows, charon]);
+    ingest(&late, &[api.clone(), flows.clone(), charon.clone()]);
+    // The sessions come in another process, after a restart: the join takes the stored
+    // unmatched calls and flows back from the store.
+    let restarted = work.path().join("restarted");
+    ingest(&restarted, &[api, flows]);
+    ingest(&restarted, &[charon]);
 
-    for data in [&in_order, &late] {
+    for data in [&in_order, &late, &restarted] {
         let calls = sql(
             data,
             "SELECT a.url_path, a.user_name, s.user_name, a.source_ip \
@@ -191,6 +197,11 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
     }
     let joins = sql(
         &late,
+        "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
+    );
+    assert_eq!(joins, ["late,3"]);
+    let joins = sql(
+        &restarted,
         "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
     );
     assert_eq!(joins, ["late,3"]);

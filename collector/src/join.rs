@@ -87,6 +87,9 @@ pub struct JoinStats {
     pub pending: u64,
     /// Leases (sessions with a virtual IP) known now.
     pub leases: u64,
+    /// Stored unmatched events not taken back at a restart: an unreadable event id, or no
+    /// address in the VPN pool (the pool changed).
+    pub restore_skipped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -268,27 +271,113 @@ impl Joiner {
                 }
                 touched.push(old_ip);
             }
-            let Some(ip) = session.virtual_ip.map(canonical) else {
+            let Some(ip) = session.virtual_ip else {
                 continue;
             };
-            let start = nanos(session.start);
-            let end = session
-                .end
-                .map_or(i64::MAX, end_of_logged_second)
-                .max(start);
-            let lease = Lease {
-                start,
-                end,
-                session_id: session_id.clone(),
-                user_name: session.user_name().map(Arc::from),
+            let user_name = session.user_name().map(Arc::from);
+            touched.push(self.insert_lease(session_id, user_name, ip, session.start, session.end));
+        }
+        self.rejoin_all(touched, decided)
+    }
+
+    /// After a restart: the leases and the unmatched events the store kept (see
+    /// [`model::JoinRestart`]), so that late events still find sessions that ended before the
+    /// restart, and sessions that arrive after it still claim the events stored before. Leases
+    /// of sessions this joiner already knows (it started with them) are left alone. Returns
+    /// the corrections due already: an unmatched event a restored lease covers.
+    pub fn restore(
+        &mut self,
+        restart: model::JoinRestart,
+        decided: Timestamp,
+    ) -> Vec<SessionJoinUpdate> {
+        let mut touched: Vec<IpAddr> = Vec::new();
+        for lease in restart.leases {
+            let session_id: Arc<str> = Arc::from(lease.session_id.as_str());
+            if self.lease_of.contains_key(&session_id) {
+                continue;
+            }
+            let user_name = lease.user_name.as_deref().map(Arc::from);
+            touched.push(self.insert_lease(
+                session_id,
+                user_name,
+                lease.virtual_ip,
+                lease.start,
+                lease.end,
+            ));
+        }
+        for stored in restart.unmatched {
+            let Some(id) = model::EventId::parse(&stored.event_id) else {
+                self.stats.restore_skipped += 1;
+                continue;
             };
-            let list = &mut self.addresses.entry(ip).or_default().leases;
-            let at = list
-                .partition_point(|other| (other.start, &*other.session_id) < (start, &*session_id));
-            list.insert(at, lease);
-            self.lease_of.insert(session_id, ip);
+            let pool = &self.config.vpn_pool;
+            let Some(ip) = stored
+                .addresses
+                .into_iter()
+                .flatten()
+                .map(canonical)
+                .find(|ip| pool.is_empty() || pool.iter().any(|net| net.contains(ip)))
+            else {
+                self.stats.restore_skipped += 1;
+                continue;
+            };
+            let at = nanos(stored.at);
+            self.high_water = self.high_water.max(at);
+            let source = self.interned_source(&id.source);
+            self.addresses
+                .entry(ip)
+                .or_default()
+                .unmatched
+                .push_back(Pending {
+                    at,
+                    source,
+                    seq: id.seq,
+                    part: id.part,
+                    target: stored.target,
+                    timestamp: stored.timestamp,
+                    current: None,
+                });
+            self.n_unmatched += 1;
             touched.push(ip);
         }
+        let updates = self.rejoin_all(touched, decided);
+        if self.n_tentative + self.n_unmatched > self.config.max_pending {
+            self.shed();
+        }
+        updates
+    }
+
+    /// Adds a session's lease of `ip`; returns the (canonical) address.
+    fn insert_lease(
+        &mut self,
+        session_id: Arc<str>,
+        user_name: Option<Arc<str>>,
+        ip: IpAddr,
+        start: Timestamp,
+        end: Option<Timestamp>,
+    ) -> IpAddr {
+        let ip = canonical(ip);
+        let start = nanos(start);
+        let end = end.map_or(i64::MAX, end_of_logged_second).max(start);
+        let lease = Lease {
+            start,
+            end,
+            session_id: session_id.clone(),
+            user_name,
+        };
+        let list = &mut self.addresses.entry(ip).or_default().leases;
+        let at =
+            list.partition_point(|other| (other.start, &*other.session_id) < (start, &*session_id));
+        list.insert(at, lease);
+        self.lease_of.insert(session_id, ip);
+        ip
+    }
+
+    fn rejoin_all(
+        &mut self,
+        mut touched: Vec<IpAddr>,
+        decided: Timestamp,
+    ) -> Vec<SessionJoinUpdate> {
         touched.sort();
         touched.dedup();
         let mut updates = Vec::new();

@@ -57,21 +57,24 @@ pub struct Output {
     pub reply: Option<Reply>,
 }
 
+/// What the collector starts from after a restart, read back from the store.
+#[derive(Debug, Clone, Default)]
+pub struct Restart {
+    /// Open and recently closed sessions (the store's `recent_sessions`).
+    pub sessions: Vec<Session>,
+    /// Leases of sessions ended within `lease_retention_secs` and the unmatched flows and API
+    /// requests of the last `late_join_secs` (the store's `join_restart`).
+    pub join: model::JoinRestart,
+}
+
 /// Runs until `input` closes, then returns once every output was handed on.
 pub async fn run(
     config: &Config,
-    known_sessions: Vec<Session>,
+    restart: Restart,
     input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
-    run_with_geoip(
-        config,
-        GeoIp::new(&config.geoip),
-        known_sessions,
-        input,
-        output,
-    )
-    .await
+    run_with_geoip(config, GeoIp::new(&config.geoip), restart, input, output).await
 }
 
 /// [`run`] with a [`GeoIp`] the caller made, so that it can keep its
@@ -79,14 +82,35 @@ pub async fn run(
 pub async fn run_with_geoip(
     config: &Config,
     mut geoip: GeoIp,
-    known_sessions: Vec<Session>,
+    restart: Restart,
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
-    let mut joiner = Joiner::new(config.join.clone(), &known_sessions);
-    let mut sessionizer = Sessionizer::new(known_sessions);
+    let mut joiner = Joiner::new(config.join.clone(), &restart.sessions);
+    let (n_leases, n_unmatched) = (restart.join.leases.len(), restart.join.unmatched.len());
+    // Corrections a crash kept from being stored go out first.
+    let joins = joiner.restore(restart.join, jiff::Timestamp::now());
+    let mut sessionizer = Sessionizer::new(restart.sessions);
     geoip.refresh().await;
-    tracing::info!(n_sessions = sessionizer.n_sessions(), "collector started");
+    tracing::info!(
+        n_sessions = sessionizer.n_sessions(),
+        n_leases,
+        n_unmatched,
+        n_corrections = joins.len(),
+        restore_skipped = joiner.stats().restore_skipped,
+        "collector started"
+    );
+    if !joins.is_empty() {
+        let out = Output {
+            events: Vec::new(),
+            sessions: Vec::new(),
+            joins,
+            reply: None,
+        };
+        if output.send(out).await.is_err() {
+            return Err(Error::OutputClosed);
+        }
+    }
     while let Some(mut batch) = input.recv().await {
         geoip.refresh().await;
         geoip.enrich_events(&mut batch.events);

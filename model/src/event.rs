@@ -44,6 +44,22 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// Reads what [`Display`](fmt::Display) wrote (`source:seq` or `source:seq.part`); the
+    /// source may itself hold colons.
+    pub fn parse(text: &str) -> Option<EventId> {
+        let (source, position) = text.rsplit_once(':')?;
+        let (seq, part) = match position.split_once('.') {
+            Some((seq, part)) => (seq, part.parse().ok()?),
+            None => (position, 0),
+        };
+        if source.is_empty() || (part == 0 && position.contains('.')) {
+            return None;
+        }
+        Some(EventId::new(source, seq.parse().ok()?, part))
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.part == 0 {
@@ -209,4 +225,38 @@ pub struct PipelineError {
     pub message: String,
     /// Length of the original input in bytes (the stored original may be truncated).
     pub original_len: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventId;
+
+    #[test]
+    fn an_event_id_reads_back_what_it_wrote() {
+        for id in [
+            EventId::new("gw1/charon", 17, 0),
+            EventId::new("gw1/pcap:ipsec0", 3, 2),
+            EventId::new("a:b:c", u64::MAX, u16::MAX),
+        ] {
+            assert_eq!(EventId::parse(&id.to_string()), Some(id));
+        }
+    }
+
+    #[test]
+    fn malformed_event_ids_are_refused() {
+        for text in [
+            "",
+            "no-position",
+            ":17",
+            "gw1/charon:",
+            "gw1/charon:x",
+            "gw1/charon:17.",
+            "gw1/charon:17.0",
+            "gw1/charon:17.70000",
+            "gw1/charon:-1",
+            "gw1/charon:18446744073709551616",
+        ] {
+            assert_eq!(EventId::parse(text), None, "{text:?}");
+        }
+    }
 }

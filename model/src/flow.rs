@@ -159,3 +159,38 @@ pub struct SessionJoinUpdate {
     /// `event.created`: when the collector decided; the newest decision wins.
     pub decided: jiff::Timestamp,
 }
+
+/// What the join needs again after a restart, read back from the store: the leases of the
+/// sessions that ended recently enough for late events, and the flows and API requests stored
+/// as unmatched that their session may still arrive for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinRestart {
+    pub leases: Vec<StoredLease>,
+    pub unmatched: Vec<StoredUnmatched>,
+}
+
+/// A session's hold on a virtual IP, as the `sessions` table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLease {
+    pub session_id: String,
+    pub user_name: Option<String>,
+    pub virtual_ip: std::net::IpAddr,
+    pub start: jiff::Timestamp,
+    /// `None` while the session is open.
+    pub end: Option<jiff::Timestamp>,
+}
+
+/// A flow or API request stored without a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUnmatched {
+    pub target: JoinTarget,
+    /// `event.id` as stored (`source:seq` or `source:seq.part`).
+    pub event_id: String,
+    /// `@timestamp` of the row (a correction lands in its hour).
+    pub timestamp: jiff::Timestamp,
+    /// The time it is joined at: a flow's start, an API request's time.
+    pub at: jiff::Timestamp,
+    /// The addresses that may be a virtual IP: a flow's source and destination, an API
+    /// request's client.
+    pub addresses: [Option<std::net::IpAddr>; 2],
+}

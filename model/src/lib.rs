@@ -125,7 +125,10 @@ pub mod wire;
 
 pub use audit::{AuditDraft, AuditEntry};
 pub use event::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
-pub use flow::{ApiRequest, Flow, FlowEnd, JoinTarget, SessionJoin, SessionJoinUpdate};
+pub use flow::{
+    ApiRequest, Flow, FlowEnd, JoinRestart, JoinTarget, SessionJoin, SessionJoinUpdate,
+    StoredLease, StoredUnmatched,
+};
 pub use geo::Geo;
 pub use session::{Session, SessionState};
 pub use vpn::{

@@ -36,6 +36,7 @@ mod audit;
 mod compact;
 mod error;
 mod health;
+mod join_restart;
 mod prune;
 mod query;
 mod recent_sessions;

@@ -39,7 +39,7 @@ pub(crate) fn auth_event(seq: u64, user: &str, outcome: Outcome) -> Event {
     }
 }
 
-fn session(id: &str, version: u64, state: SessionState) -> Session {
+pub(crate) fn session(id: &str, version: u64, state: SessionState) -> Session {
     Session {
         session_id: id.to_owned(),
         gateway: Some("gw1".to_owned()),

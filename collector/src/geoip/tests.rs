@@ -760,8 +760,9 @@ async fn the_collector_sets_source_geo_and_client_geo() {
     };
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(4);
     let (output_tx, mut output_rx) = tokio::sync::mpsc::channel(4);
-    let collector =
-        tokio::spawn(async move { crate::run(&config, Vec::new(), batch_rx, output_tx).await });
+    let collector = tokio::spawn(async move {
+        crate::run(&config, crate::Restart::default(), batch_rx, output_tx).await
+    });
     let preset = Geo {
         country_iso_code: Some("FR".to_owned()),
         ..Geo::default()

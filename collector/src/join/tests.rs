@@ -412,3 +412,96 @@ proptest! {
         }
     }
 }
+
+fn stored_flow(seq: u64, src: &str, secs: i64) -> model::StoredUnmatched {
+    model::StoredUnmatched {
+        target: JoinTarget::Flows,
+        event_id: EventId::new("gw1/capture", seq, 0).to_string(),
+        timestamp: at(secs),
+        at: at(secs),
+        addresses: [src.parse().ok(), "172.16.0.10".parse().ok()],
+    }
+}
+
+#[test]
+fn after_a_restart_stored_unmatched_events_are_claimed_by_their_late_session() {
+    let config = JoinConfig {
+        vpn_pool: vec!["10.10.0.0/16".parse().expect("net")],
+        ..JoinConfig::default()
+    };
+    let mut joiner = Joiner::new(config, &[]);
+    let restart = model::JoinRestart {
+        leases: Vec::new(),
+        unmatched: vec![
+            stored_flow(1, VIP, 100),
+            // A stored id that does not read, and a row outside the pool: counted, skipped.
+            model::StoredUnmatched {
+                event_id: "garbage".to_owned(),
+                ..stored_flow(2, VIP, 100)
+            },
+            model::StoredUnmatched {
+                addresses: ["192.0.2.1".parse().ok(), None],
+                ..stored_flow(3, VIP, 100)
+            },
+        ],
+    };
+    assert!(joiner.restore(restart, at(500)).is_empty());
+    assert_eq!(joiner.stats().restore_skipped, 2);
+    assert_eq!(joiner.stats().pending, 1);
+    let updates =
+        joiner.update_sessions(&[session("s-late", "alice", VIP, 90, Some(200))], at(600));
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].event_id, "gw1/capture:1");
+    assert_eq!(updates[0].session_id.as_deref(), Some("s-late"));
+    assert_eq!(updates[0].user_name.as_deref(), Some("alice"));
+    assert_eq!(updates[0].join, SessionJoin::Late);
+    assert_eq!(updates[0].timestamp, at(100));
+}
+
+#[test]
+fn restored_leases_join_late_events_and_settle_what_a_crash_left_unmatched() {
+    let open = session("s-open", "bob", "10.10.0.9", 0, None);
+    let mut joiner = Joiner::new(JoinConfig::default(), std::slice::from_ref(&open));
+    let restart = model::JoinRestart {
+        leases: vec![
+            model::StoredLease {
+                session_id: "s-ended".to_owned(),
+                user_name: Some("alice".to_owned()),
+                virtual_ip: VIP.parse().expect("ip"),
+                start: at(0),
+                end: Some(at(100)),
+            },
+            // Known already (the joiner started with it): the newer snapshot stays.
+            model::StoredLease {
+                session_id: "s-open".to_owned(),
+                user_name: Some("mallory".to_owned()),
+                virtual_ip: "10.10.0.99".parse().expect("ip"),
+                start: at(0),
+                end: Some(at(1)),
+            },
+        ],
+        // Stored unmatched, although the ended session covers it: its correction was lost.
+        unmatched: vec![stored_flow(7, VIP, 50)],
+    };
+    let updates = joiner.restore(restart, at(1_000));
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].session_id.as_deref(), Some("s-ended"));
+    assert_eq!(updates[0].event_id, "gw1/capture:7");
+
+    let mut events = vec![flow(8, VIP, 60), flow(9, "10.10.0.9", 60)];
+    joiner.join_events(&mut events);
+    let joined: Vec<(Option<&str>, Option<SessionJoin>)> = events
+        .iter()
+        .map(|event| match &event.body {
+            EventBody::Flow(flow) => (event.session_id.as_deref(), flow.session_join),
+            _ => (None, None),
+        })
+        .collect();
+    assert_eq!(
+        joined,
+        [
+            (Some("s-ended"), Some(SessionJoin::Matched)),
+            (Some("s-open"), Some(SessionJoin::Matched)),
+        ]
+    );
+}

@@ -1,6 +1,6 @@
 use model::{
     ApiRequest, Endpoint, Event, EventBody, EventId, JoinTarget, Observer, SessionJoin,
-    SessionJoinUpdate,
+    SessionJoinUpdate, SessionState,
 };
 use serde_json::{Value, json};
 
@@ -516,4 +516,114 @@ fn the_tables_a_segment_corrects_come_from_its_statistics() {
         segment::read_footer(&storage, &flows).unwrap().join_tables,
         None
     );
+}
+
+#[tokio::test]
+async fn a_restart_reads_back_the_leases_and_the_still_unmatched_events_of_the_windows() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let session = |id: &str, vip: &str, start: i64, end: Option<i64>| {
+        let mut session = crate::tests::session(
+            id,
+            1,
+            end.map_or(SessionState::Active, |_| SessionState::Closed),
+        );
+        session.virtual_ip = vip.parse().ok();
+        session.start = at(start);
+        session.end = end.map(at);
+        session.updated = at(end.unwrap_or(start));
+        session
+    };
+    let (old_flow, flow, joined_later, request) = (
+        unmatched_flow(1, 0),
+        unmatched_flow(2, 9_000),
+        unmatched_flow(3, 9_100),
+        api_request(4, 9_200),
+    );
+    store
+        .append(
+            vec![
+                old_flow,
+                flow.clone(),
+                joined_later.clone(),
+                request.clone(),
+            ],
+            vec![
+                // Ended before the lease retention (counted back from the newest session).
+                session("s-gone", "10.99.0.1", 0, Some(10)),
+                session("s-ended", "10.99.0.2", 5_000, Some(8_000)),
+                session("s-open", "10.99.0.3", 10_000, None),
+            ],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store_corrections(
+        &store,
+        vec![correction(&joined_later, Some("s-open"), 9_300)],
+    );
+
+    let restart = store
+        .join_restart(Duration::from_secs(3_600), Duration::from_secs(3_600))
+        .await
+        .unwrap();
+    let mut leases: Vec<(String, String, Option<i64>)> = restart
+        .leases
+        .iter()
+        .map(|lease| {
+            (
+                lease.session_id.clone(),
+                lease.virtual_ip.to_string(),
+                lease.end.map(|end| end.as_second() - BASE),
+            )
+        })
+        .collect();
+    leases.sort();
+    assert_eq!(
+        leases,
+        [
+            ("s-ended".to_owned(), "10.99.0.2".to_owned(), Some(8_000)),
+            ("s-open".to_owned(), "10.99.0.3".to_owned(), None),
+        ]
+    );
+    let mut unmatched: Vec<(JoinTarget, String, i64)> = restart
+        .unmatched
+        .iter()
+        .map(|stored| {
+            (
+                stored.target,
+                stored.event_id.clone(),
+                stored.at.as_second() - BASE,
+            )
+        })
+        .collect();
+    unmatched.sort_by_key(|row| row.1.clone());
+    // The old flow is past the late-join window; the corrected one is not unmatched.
+    assert_eq!(
+        unmatched,
+        [
+            (JoinTarget::Flows, flow.id.to_string(), 9_000),
+            (JoinTarget::ApiRequests, request.id.to_string(), 9_200),
+        ]
+    );
+    assert!(
+        restart
+            .unmatched
+            .iter()
+            .all(|stored| stored.addresses[0] == "10.99.0.7".parse().ok())
+    );
+}
+
+#[tokio::test]
+async fn an_empty_store_restarts_with_nothing_to_take_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let restart = store
+        .join_restart(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(restart, model::JoinRestart::default());
 }
