@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 pub struct Pipeline {
     batches: mpsc::Sender<collector::Batch>,
     geoip: collector::geoip::StatusHandle,
+    stats: collector::StatsHandle,
 }
 
 impl Pipeline {
@@ -34,6 +35,8 @@ impl Pipeline {
         let collector_config = collector_config.clone();
         let geoip = collector::GeoIp::new(&collector_config.geoip);
         let geoip_status = geoip.status_handle();
+        let stats = collector::StatsHandle::default();
+        let stats_for_task = stats.clone();
         let store_for_restart = store.clone();
         let collector_task = tokio::spawn(async move {
             let join = &collector_config.join;
@@ -53,7 +56,15 @@ impl Pipeline {
                 sessions: known_sessions,
                 join,
             };
-            collector::run_with_geoip(&collector_config, geoip, restart, batch_rx, output_tx).await
+            collector::run_with_geoip(
+                &collector_config,
+                geoip,
+                restart,
+                stats_for_task,
+                batch_rx,
+                output_tx,
+            )
+            .await
         });
         let flush_interval = Duration::from_secs(store_config.flush_interval_secs);
         let max_buffered_rows = store_config.max_buffered_rows;
@@ -74,6 +85,7 @@ impl Pipeline {
             Pipeline {
                 batches: batch_tx,
                 geoip: geoip_status,
+                stats,
             },
             task,
         ))
@@ -95,14 +107,99 @@ impl Pipeline {
     }
 }
 
-/// The collector's part of `/api/v1/health`: the GeoIP databases.
+/// The collector's part of `/api/v1/health` and `/metrics`: the GeoIP databases, the join
+/// and the sessions.
 impl dashboards::HealthSource for Pipeline {
     fn problems(&self) -> Vec<String> {
         self.geoip.get().problems()
     }
 
     fn detail(&self) -> serde_json::Value {
-        serde_json::json!({ "geoip": self.geoip.get() })
+        let stats = self.stats.get();
+        serde_json::json!({
+            "geoip": self.geoip.get(),
+            "join": stats.join,
+            "sessions": stats.sessions,
+        })
+    }
+
+    fn metrics(&self) -> Vec<dashboards::Metric> {
+        use dashboards::MetricKind::{Counter, Gauge};
+        let collector::CollectorStats { join, sessions } = self.stats.get();
+        let metric = |name, help, kind, value| dashboards::Metric {
+            name,
+            help,
+            kind,
+            value,
+        };
+        vec![
+            metric(
+                "tunnelwatch_join_matched_total",
+                "Flows and API requests joined to a session when they arrived",
+                Counter,
+                join.matched,
+            ),
+            metric(
+                "tunnelwatch_join_unmatched_total",
+                "Flows and API requests no session held the address for when they arrived",
+                Counter,
+                join.unmatched,
+            ),
+            metric(
+                "tunnelwatch_join_not_vpn_total",
+                "Flows and API requests from outside the VPN pool",
+                Counter,
+                join.not_vpn,
+            ),
+            metric(
+                "tunnelwatch_join_late_updates_total",
+                "Corrections of stored flows and API requests (late sessions)",
+                Counter,
+                join.late_updates,
+            ),
+            metric(
+                "tunnelwatch_join_pending_dropped_total",
+                "Events forgotten for a late join because max_pending was reached",
+                Counter,
+                join.pending_dropped,
+            ),
+            metric(
+                "tunnelwatch_join_restore_skipped_total",
+                "Stored unmatched events not taken back at start (unreadable, outside the pool)",
+                Counter,
+                join.restore_skipped,
+            ),
+            metric(
+                "tunnelwatch_join_pending",
+                "Events waiting for a late session",
+                Gauge,
+                join.pending,
+            ),
+            metric(
+                "tunnelwatch_join_leases",
+                "Virtual IP leases the join knows",
+                Gauge,
+                join.leases,
+            ),
+            metric(
+                "tunnelwatch_sessions_orphan_events_total",
+                "Events about a session never seen to begin (stored without a session)",
+                Counter,
+                sessions.orphan_events,
+            ),
+            metric(
+                "tunnelwatch_sessions_repeated_ends_total",
+                "Session ends said again (a second delete or accounting Stop, or a resend)",
+                Counter,
+                sessions.repeated_ends,
+            ),
+            metric(
+                "tunnelwatch_sessions_in_memory",
+                "Sessions the collector holds (open, and closed ones kept for late events)",
+                Gauge,
+                sessions.sessions,
+            ),
+        ]
     }
 }
 

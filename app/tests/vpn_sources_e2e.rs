@@ -268,5 +268,27 @@ fn every_vpn_event_reaches_the_store_exactly_once() {
          where e.event_dataset = 'radius.accounting' and s.session_id is null",
         "unjoined\n0\n",
     );
+    // The collector's figures reach /metrics: the sessions it holds (restored after the
+    // restart, then the new ones), and the bad-input counters, present even when zero.
+    // (The server listens in the gateway's namespace.)
+    let metrics = wait_for("the collector's metrics", Duration::from_secs(10), || {
+        let mut curl = testbed.gateway_command(Path::new("curl"));
+        curl.args(["-sf", "http://127.0.0.1:18080/metrics"]);
+        let output = curl.output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.contains("\ntunnelwatch_sessions_in_memory ")
+            .then_some(text)
+    });
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(value("tunnelwatch_sessions_in_memory") >= 1, "{metrics}");
+    value("tunnelwatch_sessions_orphan_events_total");
+    value("tunnelwatch_sessions_repeated_ends_total");
+    value("tunnelwatch_join_unmatched_total");
     drop(gateway);
 }

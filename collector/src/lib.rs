@@ -15,6 +15,8 @@ pub mod geoip;
 mod join;
 mod session;
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use model::{Event, IngestAck, Session, SessionJoinUpdate};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::{Error, Result};
 pub use geoip::{GeoIp, GeoIpConfig, GeoIpStatus};
 pub use join::{JoinConfig, JoinStats, Joiner};
-pub use session::Sessionizer;
+pub use session::{SessionStats, Sessionizer};
 
 /// `[collector]` configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -57,6 +59,31 @@ pub struct Output {
     pub reply: Option<Reply>,
 }
 
+/// What the collector counted, for metrics: the join's and the sessionizer's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CollectorStats {
+    pub join: JoinStats,
+    pub sessions: SessionStats,
+}
+
+/// A shared view of [`CollectorStats`] that stays current (after every batch) while the
+/// collector runs in its task.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle(Arc<RwLock<CollectorStats>>);
+
+impl StatsHandle {
+    pub fn get(&self) -> CollectorStats {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, stats: CollectorStats) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = stats;
+    }
+}
+
 /// What the collector starts from after a restart, read back from the store.
 #[derive(Debug, Clone, Default)]
 pub struct Restart {
@@ -74,15 +101,24 @@ pub async fn run(
     input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
-    run_with_geoip(config, GeoIp::new(&config.geoip), restart, input, output).await
+    run_with_geoip(
+        config,
+        GeoIp::new(&config.geoip),
+        restart,
+        StatsHandle::default(),
+        input,
+        output,
+    )
+    .await
 }
 
 /// [`run`] with a [`GeoIp`] the caller made, so that it can keep its
-/// [`GeoIp::status_handle`] (for the health endpoint).
+/// [`GeoIp::status_handle`], and a [`StatsHandle`] it keeps too (for the health endpoints).
 pub async fn run_with_geoip(
     config: &Config,
     mut geoip: GeoIp,
     restart: Restart,
+    stats: StatsHandle,
     mut input: mpsc::Receiver<Batch>,
     output: mpsc::Sender<Output>,
 ) -> Result<()> {
@@ -100,6 +136,10 @@ pub async fn run_with_geoip(
         restore_skipped = joiner.stats().restore_skipped,
         "collector started"
     );
+    stats.set(CollectorStats {
+        join: joiner.stats(),
+        sessions: sessionizer.stats(),
+    });
     if !joins.is_empty() {
         let out = Output {
             events: Vec::new(),
@@ -119,6 +159,10 @@ pub async fn run_with_geoip(
         // Sessions first: a flow may come in the same batch as the session it belongs to.
         let joins = joiner.update_sessions(&sessions, jiff::Timestamp::now());
         joiner.join_events(&mut batch.events);
+        stats.set(CollectorStats {
+            join: joiner.stats(),
+            sessions: sessionizer.stats(),
+        });
         let out = Output {
             events: batch.events,
             sessions,

@@ -76,6 +76,23 @@ struct Tracked {
     /// Made by accounting and not (yet) seen by the VPN's own events: an IKE_SA connecting
     /// with its id is this session's own, not a sign that the daemon restarted.
     accounting_only: bool,
+    /// Accounting said Stop (a second one is a repeat; the VPN's own end is not).
+    accounting_stopped: bool,
+    /// The VPN's events said the last IKE_SA went (deleted or lost).
+    vpn_ended: bool,
+}
+
+/// What the sessionizer counted, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionStats {
+    /// Events about a session never seen to begin (an IKE_SA deleted, lost or rekeyed, a
+    /// CHILD_SA, a lease, accounting that no session or key fits): stored, without a session.
+    pub orphan_events: u64,
+    /// Ends of a session that had ended already (an IKE_SA deleted twice, a second
+    /// accounting Stop, or a resend).
+    pub repeated_ends: u64,
+    /// Sessions in memory (open, and closed ones kept for late events).
+    pub sessions: u64,
 }
 
 /// Folds events into sessions.
@@ -88,6 +105,7 @@ pub struct Sessionizer {
     pending: HashMap<SaKey, Pending>,
     /// The newest event time seen, for eviction.
     high_water: Option<Timestamp>,
+    stats: SessionStats,
 }
 
 impl Sessionizer {
@@ -137,6 +155,13 @@ impl Sessionizer {
         self.sessions.len()
     }
 
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            sessions: self.sessions.len() as u64,
+            ..self.stats.clone()
+        }
+    }
+
     /// Applies events in order, stamping each with its session id; returns a snapshot of
     /// every session that changed, each once.
     pub fn apply(&mut self, events: &mut [Event]) -> Vec<Session> {
@@ -152,6 +177,9 @@ impl Sessionizer {
                 && !changed.contains(&session_id)
             {
                 changed.push(session_id);
+            }
+            if event.session_id.is_none() && about_a_session(&event.body) {
+                self.stats.orphan_events += 1;
             }
         }
         let mut snapshots = Vec::with_capacity(changed.len());
@@ -255,13 +283,17 @@ impl Sessionizer {
                             return None;
                         };
                         event.session_id = Some(session_id.clone());
-                        let (session, _) = self.sessions.get_mut(&session_id)?;
+                        let (session, tracked) = self.sessions.get_mut(&session_id)?;
                         // Deleting an IKE_SA that a rekey replaced does not end the session.
                         if let SaRef::Id(id) = key.1
                             && session.ike_sa_ids.last() != Some(&id)
                         {
                             return None;
                         }
+                        if tracked.vpn_ended {
+                            self.stats.repeated_ends += 1;
+                        }
+                        tracked.vpn_ended = true;
                         if ike.change == SaChange::Lost {
                             session.state = SessionState::Lost;
                             session.cause = Some(ike.cause.unwrap_or(TerminateCause::LostService));
@@ -477,6 +509,10 @@ impl Sessionizer {
             );
         }
         if accounting.change == model::SessionChange::Stop {
+            if tracked.accounting_stopped {
+                self.stats.repeated_ends += 1;
+            }
+            tracked.accounting_stopped = true;
             session.cause = session.cause.or(accounting.cause);
             if session.state.is_open() {
                 session.state = SessionState::Closed;
@@ -669,6 +705,23 @@ fn sa_key(gateway: &Option<String>, peer: &Peer) -> Option<SaKey> {
         (None, None) => return None,
     };
     Some((gateway.clone(), sa))
+}
+
+/// Whether the event is about a session that must already exist (not a login or an IKE_SA
+/// coming up, which start one).
+fn about_a_session(body: &EventBody) -> bool {
+    match body {
+        EventBody::IkeSa(ike) => matches!(
+            ike.change,
+            SaChange::Rekeyed | SaChange::Deleted | SaChange::Lost
+        ),
+        EventBody::ChildSa(_) | EventBody::VirtualIp(_) | EventBody::Session(_) => true,
+        EventBody::Auth(_)
+        | EventBody::L2tp(_)
+        | EventBody::Flow(_)
+        | EventBody::ApiRequest(_)
+        | EventBody::PipelineError(_) => false,
+    }
 }
 
 /// Whether accounting can be about this session: the same virtual IP when both know one,

@@ -91,6 +91,36 @@ pub trait HealthSource: Send + Sync {
     fn problems(&self) -> Vec<String>;
     /// Details, shown under `collector`.
     fn detail(&self) -> serde_json::Value;
+    /// Figures for `/metrics`, after the store's.
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+}
+
+/// One Prometheus metric of a [`HealthSource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    /// `tunnelwatch_…`, in Prometheus' name syntax.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// `counter` (only grows while the process runs) or `gauge`.
+    pub kind: MetricKind,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
 }
 
 /// The whole HTTP surface.

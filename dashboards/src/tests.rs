@@ -454,3 +454,67 @@ async fn health_details_and_metrics_say_what_was_quarantined() {
 }
 
 mod activity;
+
+/// A stand-in for the collector's report (the app's `Pipeline` is the real one, checked end
+/// to end in app/tests/vpn_sources_e2e.rs).
+struct FixedCollector;
+
+impl crate::HealthSource for FixedCollector {
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn detail(&self) -> serde_json::Value {
+        serde_json::json!({ "join": { "matched": 7 } })
+    }
+
+    fn metrics(&self) -> Vec<crate::Metric> {
+        vec![
+            crate::Metric {
+                name: "tunnelwatch_join_matched_total",
+                help: "Joined",
+                kind: crate::MetricKind::Counter,
+                value: 7,
+            },
+            crate::Metric {
+                name: "tunnelwatch_join_pending",
+                help: "Waiting",
+                kind: crate::MetricKind::Gauge,
+                value: 2,
+            },
+        ]
+    }
+}
+
+#[tokio::test]
+async fn metrics_add_the_collectors_figures_after_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = state(dir.path(), None);
+    let (_, body) = call(&state, get("/metrics")).await;
+    assert!(
+        !body.as_str().unwrap().contains("tunnelwatch_join"),
+        "{body}"
+    );
+    state.collector = Some(Arc::new(FixedCollector));
+    let (status, body) = call(&state, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains(
+            "# HELP tunnelwatch_join_matched_total Joined\n\
+             # TYPE tunnelwatch_join_matched_total counter\n\
+             tunnelwatch_join_matched_total 7\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE tunnelwatch_join_pending gauge\ntunnelwatch_join_pending 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.find("tunnelwatch_store_segments") < text.find("tunnelwatch_join_matched_total"),
+        "{text}"
+    );
+    let (_, body) = call(&state, get("/api/v1/health")).await;
+    assert_eq!(body["collector"]["join"]["matched"], 7);
+}

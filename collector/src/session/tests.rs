@@ -741,3 +741,40 @@ fn accounting_first_for_an_ike_sa_id_reused_after_a_charon_restart_is_one_new_se
         ]
     );
 }
+
+#[test]
+fn events_of_sessions_never_started_and_repeated_ends_are_counted() {
+    use model::SessionChange::{Start, Stop};
+    let ghost = peer(42, "ghost", "192.0.2.42");
+    let mut events = vec![
+        // Nothing began these: kept without a session, counted.
+        event(1, 0, ike(ghost.clone(), SaChange::Deleted, None, None)),
+        event(2, 0, child_closed(ghost, 1, 10, 20)),
+        // A failed login and an IKE_SA coming up are no orphans.
+        event(
+            3,
+            0,
+            auth(peer(43, "mallory", "192.0.2.43"), Outcome::Failure),
+        ),
+    ];
+    // A whole session, its end said twice by the VPN and twice by accounting.
+    let mut scenario = scenario();
+    let end = scenario
+        .iter()
+        .rev()
+        .find(|e| matches!(&e.body, EventBody::IkeSa(ike) if ike.change == SaChange::Deleted))
+        .cloned()
+        .unwrap();
+    scenario.push(end);
+    scenario.push(accounting(101, 1, Some(1), "acct-1", Start, None));
+    scenario.push(accounting(102, 91, Some(3), "acct-1", Stop, Some((1, 2))));
+    scenario.push(accounting(103, 92, Some(3), "acct-1", Stop, Some((1, 2))));
+    events.extend(scenario);
+    let mut sessionizer = Sessionizer::new(Vec::new());
+    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    assert_eq!(sessions.len(), 1);
+    let stats = sessionizer.stats();
+    assert_eq!(stats.orphan_events, 2, "{stats:?}");
+    assert_eq!(stats.repeated_ends, 2, "{stats:?}");
+    assert_eq!(stats.sessions, 1);
+}

@@ -134,6 +134,23 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
         ));
     }
+    for metric in state
+        .collector
+        .as_ref()
+        .map(|collector| collector.metrics())
+        .unwrap_or_default()
+    {
+        let crate::Metric {
+            name,
+            help,
+            kind,
+            value,
+        } = metric;
+        let kind = kind.as_str();
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
