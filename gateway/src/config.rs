@@ -119,6 +119,10 @@ pub enum SourceConfig {
         /// point-to-point ones (TUN), Ethernet otherwise.
         #[serde(default)]
         link: Option<crate::flow::decode::LinkType>,
+        /// How frames get from the kernel: `tpacket_v3` (a ring of blocks mapped into the
+        /// agent, one wakeup per block; the default) or `pnet` (one system call per frame).
+        #[serde(default)]
+        ring: crate::flow::capture::CaptureRing,
         /// Keep only flows to or from these networks (the virtual IP pool). Empty: all.
         #[serde(default, deserialize_with = "networks")]
         vpn_pool: Vec<ipnet::IpNet>,
@@ -209,6 +213,7 @@ impl SourceConfig {
             }
             SourceConfig::Capture {
                 interface,
+                ring,
                 vpn_pool,
                 api_subnets,
                 ..
@@ -223,8 +228,12 @@ impl SourceConfig {
                             .join(", ")
                     }
                 };
+                let reader = match ring {
+                    crate::flow::capture::CaptureRing::TpacketV3 => "a TPACKET_V3 ring",
+                    crate::flow::capture::CaptureRing::Pnet => "pnet, one system call per frame",
+                };
                 format!(
-                    "flows captured on {interface} (VPN pool: {}; APIs: {})",
+                    "flows captured on {interface} (VPN pool: {}; APIs: {}) through {reader}",
                     nets(vpn_pool),
                     nets(api_subnets)
                 )

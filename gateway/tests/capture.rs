@@ -1,9 +1,14 @@
-//! Live capture against the real kernel: AF_PACKET through pnet on loopback (Ethernet
-//! framing, 64 KiB frames: far beyond pnet's default 4096-byte buffer) and on a TUN device
-//! (bare IP frames, like kernel-libipsec's `ipsec0`), inside a network namespace this test
-//! creates. The flows must carry exactly the packets and bytes that were sent.
+//! Live capture against the real kernel, through both ways of reading frames (the TPACKET_V3
+//! ring, the default, and pnet), inside network namespaces each test creates:
+//! - loopback (Ethernet framing, 64 KiB frames: far beyond pnet's default 4096-byte buffer)
+//!   and a TUN device (bare IP frames, like kernel-libipsec's `ipsec0`);
+//! - a veth pair carrying IPv6 BIG TCP, frames of about 192 KiB (GRO/GSO super-frames whose
+//!   IPv6 header carries no length): counted whole, and still counted right (the cut counted)
+//!   by a ring whose blocks are too small for them.
 //!
-//! Needs root (network namespaces, AF_PACKET). The test re-runs itself inside the namespace.
+//! The flows must carry exactly the packets and bytes that were sent.
+//!
+//! Needs root (network namespaces, AF_PACKET). Each test re-runs itself inside its namespace.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -12,10 +17,11 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use gateway::flow::capture::{Capture, CaptureOptions};
-use gateway::flow::decode::LinkType;
+use gateway::flow::capture::{Capture, CaptureOptions, CaptureRing, CaptureSnapshot};
+use gateway::flow::decode::{LinkType, Packet};
 use gateway::flow::{FlowConfig, FlowRecord, FlowTable};
 
+/// Set (to a role) when a test runs inside its namespace.
 const INNER: &str = "TW_CAPTURE_INNER";
 const TUN: &str = "tw-tun0";
 
@@ -33,61 +39,82 @@ fn ip(args: &[&str]) {
 
 struct Namespace(String);
 
+impl Namespace {
+    /// A new namespace with its loopback up, named uniquely for this process and `tag`.
+    fn new(tag: &str) -> Namespace {
+        let ns = Namespace(format!("tw-{tag}-{}", std::process::id()));
+        ip(&["netns", "add", &ns.0]);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn rerun(&self, test: &str, role: &str) -> Command {
+        rerun_in(&self.0, test, role)
+    }
+}
+
+/// This test binary, running only `test`, inside `namespace` with `role` in [`INNER`].
+fn rerun_in(namespace: &str, test: &str, role: &str) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", namespace])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(INNER, role);
+    command
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
+/// The role this run of the test has: `None` outside the namespaces.
+#[allow(clippy::disallowed_methods)]
+fn role() -> Option<String> {
+    std::env::var(INNER).ok()
+}
+
 #[test]
-fn live_capture_counts_loopback_and_tun_traffic_exactly() {
-    if std::env::var_os(INNER).is_some() {
-        inside_the_namespace();
+fn the_ring_counts_loopback_and_tun_traffic_exactly() {
+    loopback_and_tun(
+        "the_ring_counts_loopback_and_tun_traffic_exactly",
+        CaptureRing::TpacketV3,
+    );
+}
+
+#[test]
+fn pnet_is_still_selectable_and_counts_loopback_and_tun_traffic_exactly() {
+    loopback_and_tun(
+        "pnet_is_still_selectable_and_counts_loopback_and_tun_traffic_exactly",
+        CaptureRing::Pnet,
+    );
+}
+
+fn loopback_and_tun(test: &str, ring: CaptureRing) {
+    if role().is_some() {
+        inside_the_namespace(ring);
         return;
     }
-    let ns = Namespace(format!("tw-cap-{}", std::process::id()));
-    ip(&["netns", "add", &ns.0]);
-    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    let ns = Namespace::new(&format!("cap-{ring}"));
     ip(&["-n", &ns.0, "tuntap", "add", "dev", TUN, "mode", "tun"]);
     ip(&["-n", &ns.0, "addr", "add", "10.78.0.1/24", "dev", TUN]);
     ip(&["-n", &ns.0, "link", "set", TUN, "up"]);
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "live_capture_counts_loopback_and_tun_traffic_exactly",
-            "--nocapture",
-        ])
-        .env(INNER, "1")
-        .status()
-        .unwrap();
+    let status = ns.rerun(test, "capture").status().unwrap();
     assert!(
         status.success(),
         "the capture test inside the namespace failed"
     );
 }
 
-fn capture(
-    interface: &str,
-) -> (
-    Capture,
-    tokio::sync::mpsc::Receiver<Vec<(i64, gateway::flow::decode::Packet)>>,
-) {
-    Capture::start(&CaptureOptions {
-        interface: interface.to_owned(),
-        link: None,
-        read_buffer_bytes: 256 * 1024,
-        queue_batches: 1024,
-        socket_buffer_bytes: 32 * 1024 * 1024,
-    })
-    .unwrap_or_else(|error| panic!("{error}"))
+type Batches = tokio::sync::mpsc::Receiver<Vec<(i64, Packet)>>;
+
+fn capture(options: CaptureOptions) -> (Capture, Batches) {
+    Capture::start(&options).unwrap_or_else(|error| panic!("{error}"))
 }
 
-fn flows_of(
-    capture: Capture,
-    mut packets: tokio::sync::mpsc::Receiver<Vec<(i64, gateway::flow::decode::Packet)>>,
-) -> (Vec<FlowRecord>, gateway::flow::capture::CaptureSnapshot) {
+fn flows_of(capture: Capture, mut packets: Batches) -> (Vec<FlowRecord>, CaptureSnapshot) {
     let counters = std::sync::Arc::clone(&capture.counters);
     capture.stop();
     let mut table = FlowTable::new(FlowConfig::default());
@@ -101,10 +128,15 @@ fn flows_of(
     (records, counters.snapshot())
 }
 
-fn inside_the_namespace() {
-    let (lo, lo_packets) = capture("lo");
+fn inside_the_namespace(ring: CaptureRing) {
+    let options = |interface: &str| CaptureOptions {
+        ring,
+        ..CaptureOptions::new(interface)
+    };
+    let (lo, lo_packets) = capture(options("lo"));
     assert_eq!(lo.link, LinkType::Ethernet);
-    let (tun, tun_packets) = capture(TUN);
+    assert_eq!(lo.ring, ring);
+    let (tun, tun_packets) = capture(options(TUN));
     assert_eq!(
         tun.link,
         LinkType::RawIp,
@@ -158,9 +190,10 @@ fn inside_the_namespace() {
     std::thread::sleep(Duration::from_millis(400));
 
     let (records, counters) = flows_of(lo, lo_packets);
-    eprintln!("lo: {counters:?}");
+    eprintln!("lo ({ring}): {counters:?}");
     assert_eq!(counters.kernel_drops, 0, "{counters:?}");
     assert_eq!(counters.channel_drops, 0, "{counters:?}");
+    assert_eq!((counters.cut, counters.unreadable), (0, 0), "{counters:?}");
     let tcp: Vec<&FlowRecord> = records
         .iter()
         .filter(|r| {
@@ -191,7 +224,7 @@ fn inside_the_namespace() {
     );
 
     let (records, counters) = flows_of(tun, tun_packets);
-    eprintln!("{TUN}: {counters:?}");
+    eprintln!("{TUN} ({ring}): {counters:?}");
     let udp: Vec<&FlowRecord> = records.iter().filter(|r| r.protocol == 17).collect();
     assert_eq!(udp.len(), 1, "{records:?}");
     assert_eq!((udp[0].source_packets, udp[0].destination_packets), (3, 3));
@@ -239,13 +272,7 @@ async fn a_missing_interface_is_waited_for_until_the_agent_stops() {
     let sink = gateway::sink::Sink::new(shared, "gw/capture-nope0@1".to_owned(), 0, 100);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let source = tokio::spawn(gateway::flow::capture::run_source(
-        CaptureOptions {
-            interface: "tw-nope0".to_owned(),
-            link: None,
-            read_buffer_bytes: 65_536,
-            queue_batches: 16,
-            socket_buffer_bytes: 1 << 20,
-        },
+        CaptureOptions::new("tw-nope0"),
         FlowConfig::default(),
         model::Observer::default(),
         sink,
@@ -262,4 +289,158 @@ async fn a_missing_interface_is_waited_for_until_the_agent_stops() {
         .unwrap()
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
+}
+
+const BIG_TEST: &str = "frames_beyond_64_kib_on_a_veth_are_counted_whole_or_counted_as_cut";
+/// IPv6 BIG TCP: the sender's veth may hand on TCP super-frames of up to this many bytes.
+const GSO_MAX: &str = "196608";
+const BIG_PAYLOAD: usize = 24_000_000;
+
+/// A veth pair between two namespaces; the sender's side sends IPv6 BIG TCP frames of about
+/// 192 KiB (the IPv6 header's length field is 0: only the frame's length tells). Three
+/// captures watch the same connection on the receiving side: the ring as the gateway runs it
+/// (frames whole), a ring whose 64 KiB blocks are too small for the frames (cut, counted, and
+/// still counted whole from their wire length), and pnet (256 KiB reads). All three give the
+/// same flow, with every byte.
+#[test]
+fn frames_beyond_64_kib_on_a_veth_are_counted_whole_or_counted_as_cut() {
+    match role().as_deref() {
+        Some(role) if role.starts_with("send:") => return send_big(&role["send:".len()..]),
+        Some(role) if role.starts_with("receive:") => {
+            return receive_big(&role["receive:".len()..]);
+        }
+        _ => {}
+    }
+    let sender = Namespace::new("big-s");
+    let receiver = Namespace::new("big-r");
+    ip(&[
+        "-n",
+        &sender.0,
+        "link",
+        "add",
+        "tw-big-s",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tw-big-r",
+        "netns",
+        &receiver.0,
+    ]);
+    ip(&[
+        "-n",
+        &sender.0,
+        "link",
+        "set",
+        "tw-big-s",
+        "gso_max_size",
+        GSO_MAX,
+    ]);
+    ip(&[
+        "-n",
+        &receiver.0,
+        "link",
+        "set",
+        "tw-big-r",
+        "gro_max_size",
+        GSO_MAX,
+    ]);
+    for (ns, dev, address) in [
+        (&sender, "tw-big-s", "fd00:7a::1/64"),
+        (&receiver, "tw-big-r", "fd00:7a::2/64"),
+    ] {
+        ip(&["-n", &ns.0, "addr", "add", address, "dev", dev, "nodad"]);
+        ip(&["-n", &ns.0, "link", "set", dev, "up"]);
+    }
+    let status = receiver
+        .rerun(BIG_TEST, &format!("receive:{}", sender.0))
+        .status()
+        .unwrap();
+    assert!(status.success(), "the receiving side failed");
+}
+
+fn send_big(to: &str) {
+    let mut stream = TcpStream::connect(to).unwrap();
+    stream.write_all(&vec![7u8; BIG_PAYLOAD]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+}
+
+fn receive_big(sender_ns: &str) {
+    let whole = capture(CaptureOptions::new("tw-big-r"));
+    let cut = capture(CaptureOptions {
+        ring_block_bytes: 64 * 1024,
+        ring_blocks: 1024,
+        ..CaptureOptions::new("tw-big-r")
+    });
+    let pnet = capture(CaptureOptions {
+        ring: CaptureRing::Pnet,
+        ..CaptureOptions::new("tw-big-r")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let listener = TcpListener::bind("[fd00:7a::2]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut sender = rerun_in(sender_ns, BIG_TEST, &format!("send:[fd00:7a::2]:{port}"))
+        .spawn()
+        .unwrap();
+    let (mut stream, peer) = listener.accept().unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    drop(stream);
+    assert!(sender.wait().unwrap().success(), "the sender failed");
+    assert_eq!(received.len(), BIG_PAYLOAD);
+    std::thread::sleep(Duration::from_millis(400));
+
+    let mut seen = Vec::new();
+    for (name, (capture, packets)) in [("whole", whole), ("cut", cut), ("pnet", pnet)] {
+        let (records, counters) = flows_of(capture, packets);
+        eprintln!("{name}: {counters:?}");
+        assert_eq!(counters.kernel_drops, 0, "{name}: {counters:?}");
+        assert_eq!(counters.channel_drops, 0, "{name}: {counters:?}");
+        assert_eq!(counters.unreadable, 0, "{name}: {counters:?}");
+        let tcp: Vec<&FlowRecord> = records
+            .iter()
+            .filter(|r| r.protocol == 6 && r.source.1 == peer.port())
+            .collect();
+        assert_eq!(tcp.len(), 1, "{name}: {records:?}");
+        let flow = tcp[0].clone();
+        assert_eq!(flow.destination.1, port);
+        // Every data segment carries 72 bytes of headers (IPv6, TCP with timestamps); the
+        // SYN 80.
+        let packets = flow.source_packets;
+        assert!(
+            (BIG_PAYLOAD as u64 + 72 * packets..=BIG_PAYLOAD as u64 + 80 * packets)
+                .contains(&flow.source_bytes),
+            "{name}: {flow:?}"
+        );
+        assert!(
+            flow.source_bytes / packets > 65_536,
+            "{name}: frames of BIG TCP beyond 64 KiB on average: {flow:?}"
+        );
+        match name {
+            "cut" => assert!(counters.cut > 0, "{counters:?}"),
+            _ => assert_eq!(counters.cut, 0, "{name}: {counters:?}"),
+        }
+        seen.push((name, flow));
+    }
+    let (_, first) = &seen[0];
+    for (name, flow) in &seen[1..] {
+        assert_eq!(
+            (
+                flow.source_packets,
+                flow.source_bytes,
+                flow.destination_packets,
+                flow.destination_bytes
+            ),
+            (
+                first.source_packets,
+                first.source_bytes,
+                first.destination_packets,
+                first.destination_bytes
+            ),
+            "{name} and whole disagree"
+        );
+    }
 }
