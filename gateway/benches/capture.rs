@@ -3,22 +3,32 @@
 //! pnet (one `poll` + `recvfrom` per frame).
 //!
 //! `cargo bench -p gateway --bench capture` (root: it creates two network namespaces joined
-//! by a veth pair, re-runs itself in each, and deletes them). A sender process in one
-//! namespace sends 60-byte Ethernet/IPv4/UDP frames from 1,000 source ports, prebuilt, with
-//! `sendmmsg(2)` on an AF_PACKET socket (1,000 frames per system call) for five seconds, as
-//! fast as one core allows or paced to a given rate; this process captures them on the other
-//! end of the pair. Each run reports the offered rate, what was captured, what the kernel and
-//! the channel dropped, and the CPU time of the capture thread (read, decode, batch) and of
-//! the whole capturing process (plus the flow table), with packets per CPU-second of each:
-//! the per-core capacity. A backend that drops at the full rate is run again at lower paced
-//! rates until one drops nothing. Under `cargo test` (no `--bench`) it is a one-second smoke
-//! run of each backend at full rate.
+//! by a veth pair, re-runs itself in each, and deletes them). The captured pair is
+//! `tw-bench-a` → `tw-bench-b`; this process captures on `tw-bench-b`. The traffic is
+//! 60-byte Ethernet/IPv4/UDP frames from 1,000 source ports, made in the other namespace:
+//! two sender processes (one per core) write them, prebuilt, with `sendmmsg(2)` on an
+//! AF_PACKET socket (1,000 frames per system call) into a second veth pair, `tw-gen-a` →
+//! `tw-gen-b`, whose ingress filter (tc `mirred`) sends each frame on into `tw-bench-a`
+//! [`COPIES`] times, the way pktgen's `clone_skb` repeats a frame (this kernel has no pktgen).
+//! Two cores could not offer a million frames per second otherwise: on this VM a frame costs
+//! the kernel about two microseconds from `sendmmsg` through the veth to the capture tap
+//! (about 500,000 frames per second per core with nobody capturing), a repeated copy a
+//! fraction of that.
+//!
+//! Each run sends for five seconds, as fast as the senders go or paced, and reports the
+//! frames that arrived on `tw-bench-b` (its `rx_packets`: the offered rate), what was
+//! captured, what the kernel and the channel dropped, and the CPU time of the capture thread
+//! (read, decode, batch) and of the whole capturing process (plus the flow table), with
+//! packets per CPU-second of each: the per-core capacity of the capture path. A reader that
+//! drops at the full rate is run again at lower paced rates until one drops nothing. Under
+//! `cargo test` (no `--bench`) it is a one-second smoke run of each reader at full rate.
 //!
 //! The frames are addressed to another host's MAC address, so the receiving kernel drops them
 //! right after the capture taps (as a gateway's inside NIC would see traffic it forwards)
 //! instead of running each through UDP and ICMP: that work is not the capture's, and on two
-//! cores it would be taken from the sender. The kernel's copy into the ring or the socket
-//! happens in the sender's softirq, on its core, for both backends alike.
+//! cores it would be taken from the senders. The kernel's copy into the ring or the socket
+//! buffer happens in the senders' softirq, on their cores, for both readers alike: it is in
+//! neither CPU figure of the capturing process.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::print_stderr)]
 
@@ -33,6 +43,11 @@ const ROLE: &str = "TW_CAPTURE_BENCH_ROLE";
 const SECS: &str = "TW_CAPTURE_BENCH_SECS";
 const RATE: &str = "TW_CAPTURE_BENCH_RATE";
 const RING: &str = "TW_CAPTURE_BENCH_RING";
+/// How many times the generator pair's tc filter repeats each frame into `tw-bench-a` (32
+/// actions is the most a filter takes).
+const COPIES: u64 = 32;
+/// Sender processes, one per core: the kernel's work for a frame happens on its sender's core.
+const SENDERS: u64 = 2;
 /// Paced rates tried, highest first, when the full rate drops packets.
 const PACED_RATES: [u64; 6] = [1_500_000, 1_000_000, 500_000, 250_000, 200_000, 100_000];
 
@@ -43,6 +58,14 @@ fn ip(args: &[&str]) {
         "ip {} failed (the capture benchmark needs root)",
         args.join(" ")
     );
+}
+
+fn tc(args: &[&str]) {
+    let status = Command::new("tc")
+        .args(args)
+        .status()
+        .expect("iproute2's tc");
+    assert!(status.success(), "tc {} failed", args.join(" "));
 }
 
 /// The benchmark's own roles and settings travel in the environment between its processes
@@ -68,16 +91,26 @@ fn process_cpu() -> Duration {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
-/// CPU time of this process's capture thread (named `capture-<interface>`, cut to 15 bytes).
+/// CPU time of the calling thread.
+fn main_thread_cpu() -> Duration {
+    stat_cpu(&std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default())
+}
+
+/// CPU time of this process's capture thread, named `capture-<interface>` (cut to the 15
+/// bytes a thread name keeps; the benchmark's own binary is named `capture-<hash>`).
 fn capture_thread_cpu() -> Duration {
+    let name = &"capture-tw-bench-b"[..15];
     let mut total = Duration::ZERO;
+    let mut n_threads = 0;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("capture-") {
+        if comm.trim_end() == name {
+            n_threads += 1;
             total +=
                 stat_cpu(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default());
         }
     }
+    assert_eq!(n_threads, 1, "one capture thread named {name}");
     total
 }
 
@@ -108,15 +141,16 @@ fn frame(dest_mac: [u8; 6], source_mac: [u8; 6], port: u16) -> Vec<u8> {
 }
 
 /// Sends 1,000 prebuilt frames (one per source port) over and over with `sendmmsg(2)` on an
-/// AF_PACKET socket bound to `tw-bench-a` (protocol 0: it receives nothing, not even its own
-/// frames), unpaced or at `rate` packets per second. pnet binds the socket; rustix sends.
+/// AF_PACKET socket bound to `tw-gen-a` (protocol 0: it receives nothing, not even its own
+/// frames), unpaced or at `rate` frames per second (each becomes [`COPIES`] on the captured
+/// pair). pnet binds the socket; rustix sends. Prints how many it sent.
 fn send(secs: u64, rate: u64) {
     use pnet::datalink::{self, Channel, ChannelType};
     use rustix::net::{AddressFamily, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketFlags};
 
     let interface = datalink::interfaces()
         .into_iter()
-        .find(|interface| interface.name == "tw-bench-a")
+        .find(|interface| interface.name == "tw-gen-a")
         .unwrap();
     let source_mac = interface.mac.unwrap().octets();
     // Another host on the link: the receiver drops the frames after its capture taps.
@@ -136,7 +170,7 @@ fn send(secs: u64, rate: u64) {
         ..datalink::Config::default()
     };
     let Ok(Channel::Ethernet(_tx, _rx)) = datalink::channel(&interface, config) else {
-        panic!("cannot bind an AF_PACKET socket to tw-bench-a");
+        panic!("cannot bind an AF_PACKET socket to tw-gen-a");
     };
     let frames: Vec<Vec<u8>> = (20_000u16..21_000)
         .map(|port| frame(dest_mac, source_mac, port))
@@ -150,8 +184,12 @@ fn send(secs: u64, rate: u64) {
         .zip(controls.iter_mut())
         .map(|(iov, control)| MMsgHdr::new(iov, control))
         .collect();
-    // Paced runs send in smaller bursts.
-    let chunk = if rate == 0 { messages.len() } else { 100 };
+    // Paced runs send about a millisecond's worth at a time.
+    let chunk = if rate == 0 {
+        messages.len()
+    } else {
+        (rate / 1000).clamp(1, messages.len() as u64) as usize
+    };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let mut sent: u64 = 0;
@@ -180,6 +218,14 @@ fn send(secs: u64, rate: u64) {
     println!("{sent}");
 }
 
+/// Frames received on the captured interface so far (this process is in its namespace).
+fn rx_packets() -> u64 {
+    std::fs::read_to_string("/sys/class/net/tw-bench-b/statistics/rx_packets")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// One run's numbers, as the capturing process reports them to the orchestrator.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -187,12 +233,17 @@ struct Run {
     /// 0: as fast as the sender goes.
     rate: u64,
     secs: u64,
+    /// Frames the sender wrote (each repeated [`COPIES`] times).
     sent: u64,
+    /// Frames that arrived on the captured interface.
+    arrived: u64,
     frames: u64,
     observed: u64,
     kernel_drops: u64,
     channel_drops: u64,
     thread_cpu: f64,
+    /// The thread that feeds the flow table (this benchmark's main thread).
+    table_cpu: f64,
     process_cpu: f64,
     udp_flows: usize,
 }
@@ -200,16 +251,18 @@ struct Run {
 impl Run {
     fn line(&self) -> String {
         format!(
-            "RUN {} {} {} {} {} {} {} {} {} {} {}",
+            "RUN {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.ring,
             self.rate,
             self.secs,
             self.sent,
+            self.arrived,
             self.frames,
             self.observed,
             self.kernel_drops,
             self.channel_drops,
             self.thread_cpu,
+            self.table_cpu,
             self.process_cpu,
             self.udp_flows
         )
@@ -227,28 +280,30 @@ impl Run {
             rate: number()? as u64,
             secs: number()? as u64,
             sent: number()? as u64,
+            arrived: number()? as u64,
             frames: number()? as u64,
             observed: number()? as u64,
             kernel_drops: number()? as u64,
             channel_drops: number()? as u64,
             thread_cpu: number()?,
+            table_cpu: number()?,
             process_cpu: number()?,
             udp_flows: number()? as usize,
         })
     }
 
     fn offered(&self) -> f64 {
-        self.sent as f64 / self.secs as f64
+        self.arrived as f64 / self.secs as f64
     }
 
     fn lossless(&self) -> bool {
-        self.kernel_drops == 0 && self.channel_drops == 0 && self.frames >= self.sent
+        self.kernel_drops == 0 && self.channel_drops == 0 && self.frames >= self.arrived
     }
 
     fn row(&self) -> String {
         let per = |cpu: f64| self.observed as f64 / cpu.max(1e-9);
         format!(
-            "| {} | {} | {:.0} | {} of {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.0} | {} of {} ({} sent) | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
             self.ring,
             if self.rate == 0 {
                 "full".to_owned()
@@ -257,11 +312,13 @@ impl Run {
             },
             self.offered(),
             self.frames,
-            self.sent,
+            self.arrived,
+            self.sent * COPIES,
             self.kernel_drops,
             self.channel_drops,
             self.thread_cpu,
             per(self.thread_cpu),
+            self.table_cpu,
             self.process_cpu,
             per(self.process_cpu),
             self.udp_flows,
@@ -281,16 +338,22 @@ fn capture(secs: u64, namespace_a: &str, ring: CaptureRing, rate: u64) {
     std::thread::sleep(Duration::from_millis(200));
     let thread_before = capture_thread_cpu();
     let process_before = process_cpu();
-    let sender = Command::new("ip")
-        .args(["netns", "exec", namespace_a])
-        .arg(std::env::current_exe().unwrap())
-        .arg("--bench")
-        .env(ROLE, "send")
-        .env(SECS, secs.to_string())
-        .env(RATE, rate.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let main_before = main_thread_cpu();
+    let arrived_before = rx_packets();
+    let senders: Vec<std::process::Child> = (0..SENDERS)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", namespace_a])
+                .arg(std::env::current_exe().unwrap())
+                .arg("--bench")
+                .env(ROLE, "send")
+                .env(SECS, secs.to_string())
+                .env(RATE, (rate / COPIES / SENDERS).to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     let mut table = FlowTable::new(FlowConfig::default());
     let mut records = Vec::new();
     let mut observed: u64 = 0;
@@ -309,17 +372,24 @@ fn capture(secs: u64, namespace_a: &str, ring: CaptureRing, rate: u64) {
             Err(_) => std::thread::sleep(Duration::from_micros(100)),
         }
     }
-    let output = sender.wait_with_output().unwrap();
-    let sent: u64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let sent: u64 = senders
+        .into_iter()
+        .map(|sender| {
+            let output = sender.wait_with_output().unwrap();
+            String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum();
+    let arrived = rx_packets() - arrived_before;
     let thread_cpu = capture_thread_cpu().saturating_sub(thread_before);
     capture.stop();
     while let Ok(batch) = packets.try_recv() {
         observe(batch, &mut records);
     }
     let process_cpu = process_cpu().saturating_sub(process_before);
+    let table_cpu = main_thread_cpu().saturating_sub(main_before);
     let mut table_records = Vec::new();
     table.drain(&mut table_records);
     records.extend(table_records);
@@ -335,11 +405,13 @@ fn capture(secs: u64, namespace_a: &str, ring: CaptureRing, rate: u64) {
         rate,
         secs,
         sent,
+        arrived,
         frames: snapshot.frames,
         observed,
         kernel_drops: snapshot.kernel_drops,
         channel_drops: snapshot.channel_drops,
         thread_cpu: thread_cpu.as_secs_f64(),
+        table_cpu: table_cpu.as_secs_f64(),
         process_cpu: process_cpu.as_secs_f64(),
         udp_flows,
     };
@@ -421,9 +493,17 @@ fn main() {
         "netns",
         &b,
     ]);
-    for (ns, dev) in [(&a, "tw-bench-a"), (&b, "tw-bench-b")] {
+    ip(&[
+        "-n", &a, "link", "add", "tw-gen-a", "type", "veth", "peer", "name", "tw-gen-b",
+    ]);
+    for (ns, dev) in [
+        (&a, "tw-bench-a"),
+        (&b, "tw-bench-b"),
+        (&a, "tw-gen-a"),
+        (&a, "tw-gen-b"),
+    ] {
         ip(&["-n", ns, "link", "set", "lo", "up"]);
-        // No IPv6 on the pair: no neighbour discovery frames among the counted ones.
+        // No IPv6 on the pairs: no neighbour discovery frames among the counted ones.
         ip(&[
             "netns",
             "exec",
@@ -434,10 +514,24 @@ fn main() {
         ]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
+    // Every frame that arrives on tw-gen-b leaves through tw-bench-a COPIES times.
+    let mut filter: Vec<String> = [
+        "-n", &a, "filter", "add", "dev", "tw-gen-b", "ingress", "protocol", "all", "u32", "match",
+        "u32", "0", "0",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    for copy in 1..=COPIES {
+        let how = if copy == COPIES { "redirect" } else { "mirror" };
+        filter.extend(["action", "mirred", "egress", how, "dev", "tw-bench-a"].map(str::to_owned));
+    }
+    tc(&["-n", &a, "qdisc", "add", "dev", "tw-gen-b", "clsact"]);
+    tc(&filter.iter().map(String::as_str).collect::<Vec<&str>>());
     println!(
-        "| ring | paced to (packets/s) | offered (packets/s) | captured frames | kernel drops | channel drops | capture thread CPU s | packets per capture-thread CPU-second | process CPU s | packets per process CPU-second | UDP flows |"
+        "| ring | paced to (packets/s) | offered (packets/s arriving) | captured frames of arrived | kernel drops | channel drops | capture thread CPU s | packets per capture-thread CPU-second | flow table thread CPU s | process CPU s | packets per process CPU-second | UDP flows |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
     for ring in [CaptureRing::Pnet, CaptureRing::TpacketV3] {
         let full = run(&a, &b, secs, ring, 0);
