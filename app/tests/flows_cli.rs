@@ -185,7 +185,7 @@ fn check_config_describes_capture_sources_and_refuses_bad_ones() {
         (
             "ring.toml",
             "type = \"capture\"\ninterface = \"ipsec0\"\nring = \"pcap\"",
-            "unknown variant `pcap`, expected `tpacket_v3` or `pnet`",
+            "ring = \"pcap\" is not a way to read an interface (write \"tpacket_v3\", the default, or \"pnet\")",
         ),
         (
             "typo.toml",

@@ -121,7 +121,7 @@ pub enum SourceConfig {
         link: Option<crate::flow::decode::LinkType>,
         /// How frames get from the kernel: `tpacket_v3` (a ring of blocks mapped into the
         /// agent, one wakeup per block; the default) or `pnet` (one system call per frame).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "capture_ring")]
         ring: crate::flow::capture::CaptureRing,
         /// Keep only flows to or from these networks (the virtual IP pool). Empty: all.
         #[serde(default, deserialize_with = "networks")]
@@ -139,6 +139,23 @@ pub enum SourceConfig {
         #[serde(default)]
         name: Option<String>,
     },
+}
+
+/// A capture source's `ring`; an unknown one is named in the error with the choices (serde's
+/// own message loses the key inside the tagged source table).
+fn capture_ring<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::flow::capture::CaptureRing, D::Error> {
+    use crate::flow::capture::CaptureRing;
+    let text = String::deserialize(deserializer)?;
+    [CaptureRing::TpacketV3, CaptureRing::Pnet]
+        .into_iter()
+        .find(|ring| ring.as_str() == text)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "ring = \"{text}\" is not a way to read an interface (write \"tpacket_v3\", the default, or \"pnet\")"
+            ))
+        })
 }
 
 /// Networks in CIDR notation; a bad one is named in the error.
