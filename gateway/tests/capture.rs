@@ -262,6 +262,74 @@ while True:
     os.write(fd, bytes(header) + bytes(udp))
 "#;
 
+const GONE_TEST: &str = "an_interface_that_vanishes_is_reported_and_not_spun_on";
+
+/// An interface that goes away while it is captured (kernel-libipsec removes `ipsec0` when
+/// charon stops) is reported as a read error, through both readers, and the capture thread
+/// does not spin on it.
+#[test]
+fn an_interface_that_vanishes_is_reported_and_not_spun_on() {
+    if role().is_some() {
+        vanishing_interfaces();
+        return;
+    }
+    let ns = Namespace::new("gone");
+    let status = ns.rerun(GONE_TEST, "capture").status().unwrap();
+    assert!(status.success(), "the test inside the namespace failed");
+}
+
+/// CPU time of the capture thread named `name` (as the kernel keeps it: 15 bytes).
+fn thread_cpu(name: &str) -> Duration {
+    let name = &name[..name.len().min(15)];
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            ticks += [11, 12]
+                .iter()
+                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+                .sum::<u64>();
+        }
+    }
+    Duration::from_millis(ticks * 10)
+}
+
+fn vanishing_interfaces() {
+    for ring in [CaptureRing::TpacketV3, CaptureRing::Pnet] {
+        ip(&[
+            "link",
+            "add",
+            "tw-gone-a",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tw-gone-b",
+        ]);
+        ip(&["link", "set", "tw-gone-a", "up"]);
+        let (capture, packets) = capture(CaptureOptions {
+            ring,
+            ..CaptureOptions::new("tw-gone-a")
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        ip(&["link", "del", "tw-gone-a"]);
+        std::thread::sleep(Duration::from_millis(100));
+        let before = thread_cpu("capture-tw-gone-a");
+        std::thread::sleep(Duration::from_millis(1000));
+        let spent = thread_cpu("capture-tw-gone-a") - before;
+        let (_, counters) = flows_of(capture, packets);
+        eprintln!("{ring}: {counters:?}, {spent:?} of CPU in the second after");
+        assert!(counters.read_errors >= 1, "{ring}: {counters:?}");
+        assert!(
+            spent <= Duration::from_millis(100),
+            "{ring}: the capture thread spun on the vanished interface ({spent:?} of CPU in a second)"
+        );
+    }
+}
+
 /// An interface that is not there yet is waited for (kernel-libipsec creates `ipsec0` only
 /// when charon starts), and the wait ends cleanly when the agent stops.
 #[tokio::test]

@@ -327,10 +327,36 @@ impl Ring {
             // Acquire: what the kernel wrote into the block before it set the status is
             // visible to the reads of the block that follow.
             if self.block_status(index).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                // An error (the interface went away: ENETDOWN) wakes poll at once until it
+                // is read; reading it clears it.
+                if pollfd.revents & libc::POLLERR != 0 {
+                    return Err(self.take_error()?);
+                }
                 return Ok(None);
             }
         }
         Ok(Some(Block { ring: self, index }))
+    }
+
+    /// The socket's pending error (`SO_ERROR`), which reading clears.
+    fn take_error(&self) -> io::Result<io::Error> {
+        let mut code: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `code` and `len` are valid for writes of the sizes given, and live across
+        // the call; getsockopt(2) writes at most `len` bytes.
+        let result = unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut code as *mut libc::c_int).cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(io::Error::from_raw_os_error(code))
     }
 
     /// The kernel's counters since the last call (`PACKET_STATISTICS`, `tpacket_stats_v3`).
