@@ -262,6 +262,111 @@ while True:
     os.write(fd, bytes(header) + bytes(udp))
 "#;
 
+const VLAN_TEST: &str = "vlan_tagged_frames_are_counted_through_both_readers";
+
+/// 802.1Q-tagged frames on a veth pair (this kernel has no VLAN devices: the test writes the
+/// tagged frames itself). The sending end's capture sees the tag in the frame; the receiving
+/// kernel takes it off before its capture taps and hands it beside the frame (`tp_mac` then
+/// points at plain Ethernet). Both readers count the datagrams exactly at both ends.
+#[test]
+fn vlan_tagged_frames_are_counted_through_both_readers() {
+    if role().is_some() {
+        vlan_inside();
+        return;
+    }
+    let ns = Namespace::new("vlan");
+    ip(&[
+        "-n", &ns.0, "link", "add", "tw-vl-h", "type", "veth", "peer", "name", "tw-vl-p",
+    ]);
+    for dev in ["tw-vl-h", "tw-vl-p"] {
+        ip(&["-n", &ns.0, "link", "set", dev, "up"]);
+    }
+    let status = ns.rerun(VLAN_TEST, "capture").status().unwrap();
+    assert!(status.success(), "the test inside the namespace failed");
+}
+
+/// An Ethernet frame tagged with VLAN 10 carrying a UDP datagram of `payload` bytes from
+/// 10.77.10.2:40010 to 10.77.10.1:9.
+fn tagged_udp(destination: [u8; 6], source: [u8; 6], payload: usize) -> Vec<u8> {
+    let ip_len = u16::try_from(20 + 8 + payload).unwrap();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&destination);
+    frame.extend_from_slice(&source);
+    frame.extend_from_slice(&[0x81, 0x00, 0x00, 10, 0x08, 0x00]);
+    frame.extend_from_slice(&[0x45, 0]);
+    frame.extend_from_slice(&ip_len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 10, 2, 10, 77, 10, 1]);
+    frame.extend_from_slice(&40010u16.to_be_bytes());
+    frame.extend_from_slice(&9u16.to_be_bytes());
+    frame.extend_from_slice(&(ip_len - 20).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend(std::iter::repeat_n(0u8, payload));
+    frame
+}
+
+fn vlan_inside() {
+    use pnet::datalink::{self, Channel};
+    let interfaces = datalink::interfaces();
+    let mac = |name: &str| {
+        interfaces
+            .iter()
+            .find(|interface| interface.name == name)
+            .and_then(|interface| interface.mac)
+            .unwrap()
+            .octets()
+    };
+    let captures = [
+        ("tpacket_v3 sending end", CaptureRing::TpacketV3, "tw-vl-h"),
+        ("pnet sending end", CaptureRing::Pnet, "tw-vl-h"),
+        (
+            "tpacket_v3 receiving end",
+            CaptureRing::TpacketV3,
+            "tw-vl-p",
+        ),
+        ("pnet receiving end", CaptureRing::Pnet, "tw-vl-p"),
+    ]
+    .map(|(name, ring, interface)| {
+        (
+            name,
+            capture(CaptureOptions {
+                ring,
+                ..CaptureOptions::new(interface)
+            }),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let sender = interfaces
+        .iter()
+        .find(|interface| interface.name == "tw-vl-h")
+        .unwrap();
+    let Ok(Channel::Ethernet(mut tx, _rx)) = datalink::channel(sender, datalink::Config::default())
+    else {
+        panic!("no AF_PACKET channel on tw-vl-h");
+    };
+    for payload in [100, 200, 300] {
+        let frame = tagged_udp(mac("tw-vl-p"), mac("tw-vl-h"), payload);
+        tx.send_to(&frame, None).unwrap().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    for (name, (capture, packets)) in captures {
+        let (records, counters) = flows_of(capture, packets);
+        eprintln!("{name}: {counters:?}");
+        assert_eq!(counters.undecodable, 0, "{name}: {counters:?}");
+        let udp: Vec<&FlowRecord> = records.iter().filter(|r| r.protocol == 17).collect();
+        assert_eq!(udp.len(), 1, "{name}: {records:?}");
+        assert_eq!(
+            (udp[0].source.1, udp[0].destination.1),
+            (40010, 9),
+            "{name}"
+        );
+        assert_eq!(
+            (udp[0].source_packets, udp[0].source_bytes),
+            (3, 600 + 3 * 28),
+            "{name}"
+        );
+    }
+}
+
 const GONE_TEST: &str = "an_interface_that_vanishes_is_reported_and_not_spun_on";
 
 /// An interface that goes away while it is captured (kernel-libipsec removes `ipsec0` when
