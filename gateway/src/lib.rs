@@ -134,6 +134,7 @@ pub async fn run(
                     flow_config,
                     observer,
                     sink,
+                    std::sync::Arc::default(),
                     stop_rx.clone(),
                 ));
                 continue;

@@ -1,7 +1,13 @@
 //! The libc calls of the live capture, the only `unsafe` of the gateway, each with its
 //! contract stated: the AF_PACKET socket that pnet reads (opened here so that we keep its
-//! descriptor), the kernel's drop counters (`PACKET_STATISTICS`), and the TPACKET_V3 receive
-//! ring ([`Ring`]): the mapping, `poll(2)`, and handing blocks back and forth with the kernel.
+//! descriptor), the kernel's drop counters (`PACKET_STATISTICS`), the TPACKET_V3 receive
+//! ring ([`Ring`]): the mapping, `poll(2)`, and handing blocks back and forth with the kernel,
+//! and the index an interface name has now ([`interface_index`]), which tells the capture
+//! thread that its interface is gone.
+//!
+//! Opening a ring fails with the step that failed ([`OpenStep`]) beside the OS's error, so
+//! that the message names the system call (an `ENOMEM` of `PACKET_RX_RING` is not a missing
+//! privilege).
 //!
 //! What is in a block is read by the safe, pure [`super::block`] walker; this module only
 //! hands out each block the kernel has finished as a byte slice, and takes it back.
@@ -26,9 +32,95 @@ struct TpacketStats {
     tp_drops: libc::c_uint,
 }
 
+/// The step of opening a capture socket that failed, named in the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenStep {
+    /// `socket(AF_PACKET, SOCK_RAW)`: the step that needs root or CAP_NET_RAW.
+    Socket,
+    /// The ring's shape, checked before any system call.
+    RingShape,
+    /// `setsockopt(PACKET_VERSION)`: TPACKET_V3 needs Linux 3.2.
+    PacketVersion,
+    /// `setsockopt(PACKET_IGNORE_OUTGOING)` on loopback: Linux 4.20.
+    IgnoreOutgoing,
+    /// `setsockopt(PACKET_RX_RING)`: the kernel allocates the ring's blocks.
+    RxRing {
+        block_bytes: usize,
+        block_count: usize,
+    },
+    /// `mmap` of the ring into the process.
+    Mmap { bytes: usize },
+    /// `bind` to the interface's index.
+    Bind { ifindex: u32 },
+    /// pnet's AF_PACKET channel (its `bind` and options).
+    Channel,
+    /// Starting the capture thread.
+    Thread,
+}
+
+impl std::fmt::Display for OpenStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenStep::Socket => f.write_str("socket(AF_PACKET, SOCK_RAW)"),
+            OpenStep::RingShape => f.write_str("checking the ring's shape"),
+            OpenStep::PacketVersion => f.write_str("setsockopt(PACKET_VERSION, TPACKET_V3)"),
+            OpenStep::IgnoreOutgoing => f.write_str("setsockopt(PACKET_IGNORE_OUTGOING)"),
+            OpenStep::RxRing {
+                block_bytes,
+                block_count,
+            } => write!(
+                f,
+                "setsockopt(PACKET_RX_RING) for {block_count} blocks of {block_bytes} bytes"
+            ),
+            OpenStep::Mmap { bytes } => write!(f, "mmap of the {bytes}-byte ring"),
+            OpenStep::Bind { ifindex } => write!(f, "bind to interface index {ifindex}"),
+            OpenStep::Channel => f.write_str("opening pnet's AF_PACKET channel"),
+            OpenStep::Thread => f.write_str("starting the capture thread"),
+        }
+    }
+}
+
+/// A step of opening a capture socket failed, with the OS's error.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: OpenStep,
+    pub source: io::Error,
+}
+
+/// Tags an `io::Result` with the step it came from.
+trait Step<T> {
+    fn at(self, step: OpenStep) -> Result<T, SetupError>;
+}
+
+impl<T> Step<T> for io::Result<T> {
+    fn at(self, step: OpenStep) -> Result<T, SetupError> {
+        self.map_err(|source| SetupError { step, source })
+    }
+}
+
 /// A raw AF_PACKET socket for all protocols (what pnet would open), owned by the caller.
-pub fn packet_socket() -> io::Result<OwnedFd> {
-    raw_packet_socket(ETH_P_ALL)
+pub fn packet_socket() -> Result<OwnedFd, SetupError> {
+    raw_packet_socket(ETH_P_ALL).at(OpenStep::Socket)
+}
+
+/// The index the interface named `name` has now (`if_nametoindex(3)`), `None` if there is
+/// none. A new interface of the same name has a new index.
+pub fn interface_index(name: &str) -> io::Result<Option<u32>> {
+    // A name with a NUL byte in it names no interface.
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    // SAFETY: `name` is a valid NUL-terminated string that lives across the call;
+    // if_nametoindex(3) only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::ENODEV | libc::ENXIO) => Ok(None),
+            _ => Err(error),
+        };
+    }
+    Ok(Some(index))
 }
 
 /// A raw AF_PACKET socket; with `protocol` 0 it receives nothing until it is bound.
@@ -121,6 +213,29 @@ pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     Err(io::Error::last_os_error())
 }
 
+/// The socket's pending error (`SO_ERROR`), which reading clears; `None` if there is none.
+/// A packet socket whose interface went down or away holds `ENETDOWN` and `poll` reports
+/// `POLLERR` until it is read (pnet only says "Unexpected poll event" and leaves it).
+pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut code: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `code` and `len` are valid for writes of the sizes given, and live across the
+    // call; getsockopt(2) writes at most `len` bytes.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut code as *mut libc::c_int).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
+}
+
 /// The descriptor number, for [`packet_statistics`] while pnet owns the socket.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
@@ -185,9 +300,15 @@ impl Ring {
     /// Opens a socket on the interface `ifindex` with a ring of `shape`; on loopback,
     /// `outgoing_ignored` keeps each packet from being seen twice. The socket receives
     /// nothing until the ring is in place, then every protocol of that interface only.
-    pub fn open(ifindex: u32, shape: RingShape, outgoing_ignored: bool) -> io::Result<Ring> {
-        let invalid =
-            |message: &str| io::Error::new(io::ErrorKind::InvalidInput, message.to_owned());
+    pub fn open(
+        ifindex: u32,
+        shape: RingShape,
+        outgoing_ignored: bool,
+    ) -> Result<Ring, SetupError> {
+        let invalid = |message: &str| SetupError {
+            step: OpenStep::RingShape,
+            source: io::Error::new(io::ErrorKind::InvalidInput, message.to_owned()),
+        };
         let page = page_size();
         if shape.block_bytes == 0 || !shape.block_bytes.is_multiple_of(page) {
             return Err(invalid(
@@ -214,19 +335,27 @@ impl Ring {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
+        let ifindex_c = libc::c_int::try_from(ifindex).map_err(|_| SetupError {
+            step: OpenStep::Bind { ifindex },
+            source: io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range"),
+        })?;
 
         // Protocol 0: no frame is queued before the ring exists and the socket is bound.
-        let socket = raw_packet_socket(0)?;
+        let socket = raw_packet_socket(0).at(OpenStep::Socket)?;
         let fd = socket.as_raw_fd();
         set_packet_option(
             fd,
             libc::PACKET_VERSION,
             &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
-        )?;
+        )
+        .at(OpenStep::PacketVersion)?;
         if outgoing_ignored {
-            ignore_outgoing(fd)?;
+            ignore_outgoing(fd).at(OpenStep::IgnoreOutgoing)?;
         }
-        set_packet_option(fd, libc::PACKET_RX_RING, &request)?;
+        set_packet_option(fd, libc::PACKET_RX_RING, &request).at(OpenStep::RxRing {
+            block_bytes: shape.block_bytes,
+            block_count: shape.block_count,
+        })?;
         // SAFETY: a fresh shared mapping of the socket's ring, at an address the kernel
         // chooses, of exactly the size the ring was created with; the result is checked.
         let map = unsafe {
@@ -239,11 +368,12 @@ impl Ring {
                 0,
             )
         };
+        let mmap_step = OpenStep::Mmap { bytes: map_bytes };
         if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::last_os_error()).at(mmap_step);
         }
         let Some(map) = NonNull::new(map.cast::<u8>()) else {
-            return Err(io::Error::other("mmap returned a null mapping"));
+            return Err(io::Error::other("mmap returned a null mapping")).at(mmap_step);
         };
         // From here on, Drop unmaps it.
         let ring = Ring {
@@ -258,8 +388,7 @@ impl Ring {
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as libc::c_ushort;
         address.sll_protocol = ETH_P_ALL.to_be();
-        address.sll_ifindex =
-            libc::c_int::try_from(ifindex).map_err(|_| invalid("interface index out of range"))?;
+        address.sll_ifindex = ifindex_c;
         // SAFETY: `address` is a valid `sockaddr_ll` for reads of the length given and lives
         // across the call.
         let result = unsafe {
@@ -270,7 +399,7 @@ impl Ring {
             )
         };
         if result < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::last_os_error()).at(OpenStep::Bind { ifindex });
         }
         Ok(ring)
     }
@@ -330,33 +459,14 @@ impl Ring {
                 // An error (the interface went away: ENETDOWN) wakes poll at once until it
                 // is read; reading it clears it.
                 if pollfd.revents & libc::POLLERR != 0 {
-                    return Err(self.take_error()?);
+                    return Err(take_error(self.fd())?.unwrap_or_else(|| {
+                        io::Error::other("poll reported an error the socket does not hold")
+                    }));
                 }
                 return Ok(None);
             }
         }
         Ok(Some(Block { ring: self, index }))
-    }
-
-    /// The socket's pending error (`SO_ERROR`), which reading clears.
-    fn take_error(&self) -> io::Result<io::Error> {
-        let mut code: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `code` and `len` are valid for writes of the sizes given, and live across
-        // the call; getsockopt(2) writes at most `len` bytes.
-        let result = unsafe {
-            libc::getsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut code as *mut libc::c_int).cast::<libc::c_void>(),
-                &mut len,
-            )
-        };
-        if result < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(io::Error::from_raw_os_error(code))
     }
 
     /// The kernel's counters since the last call (`PACKET_STATISTICS`, `tpacket_stats_v3`).
