@@ -230,6 +230,13 @@ mod tests {
             &["pluto9", "line"],
         );
         check_error(
+            "[[gateway.sources]]\ntype = \"capture\"\ninterface = \"ipsec0\"\nring = \"af_xdp\"\n",
+            &[
+                "line",
+                "ring = \"af_xdp\" is not a way to read an interface (write \"tpacket_v3\", the default, or \"pnet\")",
+            ],
+        );
+        check_error(
             "[[gateway.sources]]\ntype = \"file\"\nformat = \"charon\"\npath = \"/a\"\n[[gateway.sources]]\ntype = \"file\"\nformat = \"charon\"\npath = \"/b\"\n",
             &["two sources are named `charon`"],
         );

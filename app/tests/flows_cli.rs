@@ -149,7 +149,21 @@ fn check_config_describes_capture_sources_and_refuses_bad_ones() {
     let (ok, stdout, stderr) = run(&["check-config", &good]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("flows captured on ipsec0 (VPN pool: 10.99.0.0/24; APIs: 198.51.100.0/24)"),
+        stdout.contains(
+            "flows captured on ipsec0 (VPN pool: 10.99.0.0/24; APIs: 198.51.100.0/24) through a TPACKET_V3 ring"
+        ),
+        "{stdout}"
+    );
+    let pnet = write(
+        "pnet.toml",
+        "type = \"capture\"\ninterface = \"ipsec0\"\nring = \"pnet\"",
+    );
+    let (ok, stdout, stderr) = run(&["check-config", &pnet]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "flows captured on ipsec0 (VPN pool: any; APIs: any) through pnet, one system call per frame"
+        ),
         "{stdout}"
     );
     for (name, source, error) in [
@@ -167,6 +181,11 @@ fn check_config_describes_capture_sources_and_refuses_bad_ones() {
             "pool.toml",
             "type = \"capture\"\ninterface = \"ipsec0\"\nvpn_pool = [\"10.99.0.0/33\"]",
             "`10.99.0.0/33` is not a network",
+        ),
+        (
+            "ring.toml",
+            "type = \"capture\"\ninterface = \"ipsec0\"\nring = \"pcap\"",
+            "ring = \"pcap\" is not a way to read an interface (write \"tpacket_v3\", the default, or \"pnet\")",
         ),
         (
             "typo.toml",

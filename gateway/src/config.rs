@@ -119,6 +119,10 @@ pub enum SourceConfig {
         /// point-to-point ones (TUN), Ethernet otherwise.
         #[serde(default)]
         link: Option<crate::flow::decode::LinkType>,
+        /// How frames get from the kernel: `tpacket_v3` (a ring of blocks mapped into the
+        /// agent, one wakeup per block; the default) or `pnet` (one system call per frame).
+        #[serde(default, deserialize_with = "capture_ring")]
+        ring: crate::flow::capture::CaptureRing,
         /// Keep only flows to or from these networks (the virtual IP pool). Empty: all.
         #[serde(default, deserialize_with = "networks")]
         vpn_pool: Vec<ipnet::IpNet>,
@@ -135,6 +139,23 @@ pub enum SourceConfig {
         #[serde(default)]
         name: Option<String>,
     },
+}
+
+/// A capture source's `ring`; an unknown one is named in the error with the choices (serde's
+/// own message loses the key inside the tagged source table).
+fn capture_ring<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::flow::capture::CaptureRing, D::Error> {
+    use crate::flow::capture::CaptureRing;
+    let text = String::deserialize(deserializer)?;
+    [CaptureRing::TpacketV3, CaptureRing::Pnet]
+        .into_iter()
+        .find(|ring| ring.as_str() == text)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "ring = \"{text}\" is not a way to read an interface (write \"tpacket_v3\", the default, or \"pnet\")"
+            ))
+        })
 }
 
 /// Networks in CIDR notation; a bad one is named in the error.
@@ -209,6 +230,7 @@ impl SourceConfig {
             }
             SourceConfig::Capture {
                 interface,
+                ring,
                 vpn_pool,
                 api_subnets,
                 ..
@@ -223,8 +245,12 @@ impl SourceConfig {
                             .join(", ")
                     }
                 };
+                let reader = match ring {
+                    crate::flow::capture::CaptureRing::TpacketV3 => "a TPACKET_V3 ring",
+                    crate::flow::capture::CaptureRing::Pnet => "pnet, one system call per frame",
+                };
                 format!(
-                    "flows captured on {interface} (VPN pool: {}; APIs: {})",
+                    "flows captured on {interface} (VPN pool: {}; APIs: {}) through {reader}",
                     nets(vpn_pool),
                     nets(api_subnets)
                 )

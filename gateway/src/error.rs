@@ -44,6 +44,9 @@ pub enum Error {
     /// charon's VICI socket could not be reached, or spoke something that is not VICI.
     #[error("VICI {socket}: {detail}")]
     Vici { socket: PathBuf, detail: String },
+    /// A capture source could not open its interface (the message names the step).
+    #[error(transparent)]
+    Capture(#[from] crate::flow::capture::CaptureError),
 }
 
 /// Coarse classes of [`Error`], for callers that map errors to a response.
@@ -78,7 +81,7 @@ impl Error {
             Error::Socket { .. } => ErrorKind::Unavailable,
             Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
             Error::Rejected { .. } => ErrorKind::Invalid,
-            Error::Vici { .. } => ErrorKind::Unavailable,
+            Error::Vici { .. } | Error::Capture(_) => ErrorKind::Unavailable,
         }
     }
 }

@@ -112,14 +112,15 @@ pub async fn run(
                 continue;
             }
             SourceConfig::Capture {
-                interface, link, ..
+                interface,
+                link,
+                ring,
+                ..
             } => {
                 let options = flow::capture::CaptureOptions {
-                    interface: interface.clone(),
                     link: *link,
-                    read_buffer_bytes: 256 * 1024,
-                    queue_batches: 256,
-                    socket_buffer_bytes: 32 * 1024 * 1024,
+                    ring: *ring,
+                    ..flow::capture::CaptureOptions::new(interface)
                 };
                 let flow_config = source.flow_config().unwrap_or_default();
                 let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
@@ -133,6 +134,7 @@ pub async fn run(
                     flow_config,
                     observer,
                     sink,
+                    std::sync::Arc::default(),
                     stop_rx.clone(),
                 ));
                 continue;

@@ -1,18 +1,36 @@
-//! Live capture: frames from an interface through pnet's AF_PACKET channel, on a thread of
-//! their own, into the [`FlowTable`](super::FlowTable).
+//! Live capture: frames from an interface, on a thread of their own, into the
+//! [`FlowTable`](super::FlowTable).
+//!
+//! Frames come from the kernel one of two ways ([`CaptureRing`]): by default through a
+//! TPACKET_V3 ring mapped into the process ([`sys::Ring`]), where the kernel fills blocks of
+//! frames and the capture thread wakes once per block, reading its frames in place
+//! ([`block::walk`]); or through pnet's AF_PACKET channel, one `poll` and `recvfrom` per frame.
 //!
 //! The capture thread only reads and decodes: it hands batches of [`Packet`]s over a
 //! bounded channel to the flow task, which owns the table, expires flows once a second and
 //! spools their events. Nothing is lost silently: frames the kernel dropped because the
-//! socket buffer was full (`PACKET_STATISTICS`), batches dropped because the flow task fell
-//! behind (the channel was full), and frames that did not decode are all counted in
-//! [`CaptureCounters`] and logged.
+//! ring or socket buffer was full (`PACKET_STATISTICS`), batches dropped because the flow
+//! task fell behind (the channel was full), frames the ring had to cut, and frames that did
+//! not decode are all counted in [`CaptureCounters`] and logged.
 //!
-//! Frames are read into a 256 KiB buffer, so GRO super-frames on a veth are never cut, and
-//! byte counts come from the IP header in any case. A TUN device (kernel-libipsec's
-//! `ipsec0`) hands over bare IP frames although pnet calls every channel Ethernet: an
-//! interface without a MAC address, or a point-to-point one, is read as raw IP.
+//! Frames up to 256 KiB are read whole (ring blocks are 4 MiB; pnet reads into a 256 KiB
+//! buffer), so GRO super-frames on a veth are never cut, and byte counts come from the IP
+//! header in any case (from the frame's wire length when the header has none, as under BIG
+//! TCP). A TUN device (kernel-libipsec's `ipsec0`) hands over bare IP frames although pnet
+//! calls every channel Ethernet: an interface without a MAC address, or a point-to-point
+//! one, is read as raw IP.
+//!
+//! The capture comes back with its interface: kernel-libipsec removes `ipsec0` when charon
+//! stops and creates a new one (with a new index) when it starts again, and a socket bound to
+//! the old one would stay silent for ever. The capture thread notices the loss (a read error,
+//! or, checked twice a second, no interface of that name or one with another index), reads
+//! what the kernel still holds for it, closes the socket and ends, saying why
+//! ([`InterfaceLost`]). [`run_source`] counts and logs the loss, waits for the interface as it
+//! does at start (with a bounded back-off) and captures it again by name, into the same flow
+//! table: flows in progress continue, or end by their timeouts.
 
+mod block;
+mod source;
 mod sys;
 
 use std::sync::Arc;
@@ -24,6 +42,37 @@ use serde::{Deserialize, Serialize};
 
 use super::decode::{self, DecodeError, LinkType, Packet};
 
+pub use source::run_source;
+pub use sys::OpenStep;
+
+/// How frames get from the kernel to the capture thread: `ring = "tpacket_v3"` (the default)
+/// or `ring = "pnet"` in a `capture` source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureRing {
+    /// A TPACKET_V3 receive ring mapped into the process: the kernel fills blocks of frames,
+    /// the capture thread wakes once per block and reads the frames in place.
+    #[default]
+    TpacketV3,
+    /// pnet's AF_PACKET channel: one `poll` and one `recvfrom` per frame.
+    Pnet,
+}
+
+impl CaptureRing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureRing::TpacketV3 => "tpacket_v3",
+            CaptureRing::Pnet => "pnet",
+        }
+    }
+}
+
+impl std::fmt::Display for CaptureRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a capture source reads its interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,15 +83,42 @@ pub struct CaptureOptions {
     /// point-to-point ones, Ethernet otherwise.
     #[serde(default)]
     pub link: Option<LinkType>,
-    /// Bytes read per frame at most (GRO frames reach 64 KiB).
+    /// How frames get from the kernel to the capture thread.
+    #[serde(default)]
+    pub ring: CaptureRing,
+    /// pnet: bytes read per frame at most (GRO frames reach 64 KiB, BIG TCP more).
     #[serde(default = "default_read_buffer")]
     pub read_buffer_bytes: usize,
     /// Packet batches queued between the capture thread and the flow task.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
-    /// The socket's receive buffer, where bursts wait for the capture thread.
+    /// pnet: the socket's receive buffer, where bursts wait for the capture thread.
     #[serde(default = "default_socket_buffer")]
     pub socket_buffer_bytes: usize,
+    /// TPACKET_V3: bytes per ring block (rounded up to whole pages). A frame longer than a
+    /// block, less about 100 bytes of headers, is cut (and counted).
+    #[serde(default = "default_ring_block")]
+    pub ring_block_bytes: usize,
+    /// TPACKET_V3: blocks in the ring, where bursts wait for the capture thread.
+    #[serde(default = "default_ring_blocks")]
+    pub ring_blocks: usize,
+}
+
+impl CaptureOptions {
+    /// The defaults for `interface`: a TPACKET_V3 ring of 16 blocks of 4 MiB, 256 batches
+    /// queued for the flow task.
+    pub fn new(interface: &str) -> CaptureOptions {
+        CaptureOptions {
+            interface: interface.to_owned(),
+            link: None,
+            ring: CaptureRing::default(),
+            read_buffer_bytes: default_read_buffer(),
+            queue_batches: default_queue_batches(),
+            socket_buffer_bytes: default_socket_buffer(),
+            ring_block_bytes: default_ring_block(),
+            ring_blocks: default_ring_blocks(),
+        }
+    }
 }
 
 fn default_socket_buffer() -> usize {
@@ -56,6 +132,26 @@ fn default_read_buffer() -> usize {
 fn default_queue_batches() -> usize {
     256
 }
+
+fn default_ring_block() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_ring_blocks() -> usize {
+    16
+}
+
+/// How long the kernel keeps a ring block that is not full before handing it over: the
+/// longest a packet waits in the ring on a quiet link (twice this, at worst).
+const RING_RETIRE: Duration = Duration::from_millis(50);
+
+/// How long the capture thread waits for a frame or a block before it checks whether it
+/// should stop.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How often the capture thread reads the kernel's counters and checks that its interface is
+/// still the one it bound to.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Batches of `(time in ns since the epoch, packet)` from the capture thread.
 pub type PacketBatches = tokio::sync::mpsc::Receiver<Vec<(i64, Packet)>>;
@@ -77,18 +173,23 @@ pub struct CaptureCounters {
     pub truncated: AtomicU64,
     pub malformed: AtomicU64,
     pub read_errors: AtomicU64,
+    /// TPACKET_V3: frames longer than a ring block, captured in part. Their bytes still
+    /// count whole (from the IP header, or the wire length), but their ports may be missing.
+    pub cut: AtomicU64,
+    /// TPACKET_V3: frames a block announced but whose headers or bytes lay outside it (never
+    /// seen from a real kernel).
+    pub unreadable: AtomicU64,
+    /// TPACKET_V3: times the ring was full, every block waiting for the capture thread
+    /// (`tp_freeze_q_cnt`); frames that arrive then are kernel drops.
+    pub ring_full: AtomicU64,
+    /// Times the captured interface went away (removed, or removed and created again) and its
+    /// socket was closed. Frames that arrive before it is captured again are not seen.
+    pub interface_lost: AtomicU64,
+    /// Times the interface was captured again after it was lost.
+    pub reopens: AtomicU64,
 }
 
 impl CaptureCounters {
-    fn count_decode_error(&self, error: DecodeError) {
-        let counter = match error {
-            DecodeError::NotIp => &self.not_ip,
-            DecodeError::Truncated => &self.truncated,
-            DecodeError::Malformed => &self.malformed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// A one-line summary for logs.
     pub fn snapshot(&self) -> CaptureSnapshot {
         CaptureSnapshot {
@@ -100,6 +201,11 @@ impl CaptureCounters {
                 + self.truncated.load(Ordering::Relaxed)
                 + self.malformed.load(Ordering::Relaxed),
             read_errors: self.read_errors.load(Ordering::Relaxed),
+            cut: self.cut.load(Ordering::Relaxed),
+            unreadable: self.unreadable.load(Ordering::Relaxed),
+            ring_full: self.ring_full.load(Ordering::Relaxed),
+            interface_lost: self.interface_lost.load(Ordering::Relaxed),
+            reopens: self.reopens.load(Ordering::Relaxed),
         }
     }
 }
@@ -113,33 +219,110 @@ pub struct CaptureSnapshot {
     pub channel_drops: u64,
     pub undecodable: u64,
     pub read_errors: u64,
+    pub cut: u64,
+    pub unreadable: u64,
+    pub ring_full: u64,
+    pub interface_lost: u64,
+    pub reopens: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("no interface named {0:?} (interfaces here: {1})")]
     NoInterface(String, String),
-    #[error("cannot capture on {interface}: {source} (capturing needs root or CAP_NET_RAW)")]
+    /// A step of opening the socket failed: the message names the step and the OS's error,
+    /// and mentions privileges only when they are what is missing.
+    #[error("cannot capture on {interface}: {step} failed: {source}{}", privilege_hint(.source))]
     Open {
         interface: String,
+        step: OpenStep,
         #[source]
         source: std::io::Error,
     },
 }
 
-/// A running capture thread. Dropping it stops the thread (within the read timeout).
+/// What to add to an open error: a hint at privileges for `EPERM` and `EACCES` only (an
+/// `ENOMEM` or `EINVAL` is not cured by root).
+fn privilege_hint(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        " (capturing needs root or CAP_NET_RAW)"
+    } else {
+        ""
+    }
+}
+
+/// Why a capture thread ended by itself: the interface it was bound to is gone.
+#[derive(Debug)]
+pub struct InterfaceLost {
+    pub reason: LostReason,
+    /// The read error that revealed the loss; `None` when the periodic check found it.
+    pub error: Option<std::io::Error>,
+}
+
+/// How the captured interface went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// No interface has the name any more.
+    Removed,
+    /// The name belongs to another interface now: the captured one was removed and a new
+    /// one created (kernel-libipsec's `ipsec0` when charon restarts).
+    Replaced { old_index: u32, new_index: u32 },
+}
+
+impl LostReason {
+    /// The loss, if the interface bound at `bound_index` now has `current_index`.
+    fn of(bound_index: u32, current_index: Option<u32>) -> Option<LostReason> {
+        match current_index {
+            None => Some(LostReason::Removed),
+            Some(new_index) if new_index != bound_index => Some(LostReason::Replaced {
+                old_index: bound_index,
+                new_index,
+            }),
+            Some(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LostReason::Removed => f.write_str("the interface was removed"),
+            LostReason::Replaced {
+                old_index,
+                new_index,
+            } => write!(
+                f,
+                "the interface was replaced (index {old_index}, now {new_index})"
+            ),
+        }
+    }
+}
+
+/// A running capture thread. Dropping it stops the thread (within the read timeout; the
+/// ring's last block is waited for, at most twice its retire time). The thread also ends by
+/// itself when its interface is lost, which closes the channel.
 #[derive(Debug)]
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<InterfaceLost>>>,
     pub counters: Arc<CaptureCounters>,
     pub link: LinkType,
+    pub ring: CaptureRing,
 }
 
 impl Capture {
     /// Opens the interface and starts the capture thread; batches of `(time in ns since
     /// the epoch, packet)` arrive on the returned channel.
     pub fn start(options: &CaptureOptions) -> Result<(Capture, PacketBatches), CaptureError> {
+        Capture::start_counting(options, Arc::default())
+    }
+
+    /// [`Capture::start`], counting into `counters` (which outlive one capture of the
+    /// interface).
+    pub fn start_counting(
+        options: &CaptureOptions,
+        counters: Arc<CaptureCounters>,
+    ) -> Result<(Capture, PacketBatches), CaptureError> {
         let interfaces = datalink::interfaces();
         let Some(interface) = interfaces
             .iter()
@@ -162,119 +345,92 @@ impl Capture {
                 LinkType::Ethernet
             }
         });
-        let open_error = |source| CaptureError::Open {
+        let open_error = |sys::SetupError { step, source }| CaptureError::Open {
             interface: options.interface.clone(),
+            step,
             source,
         };
-        let socket = sys::packet_socket().map_err(open_error)?;
-        let fd = sys::raw(&socket);
-        if interface.is_loopback() {
-            sys::ignore_outgoing(fd).map_err(open_error)?;
-        }
-        if let Err(error) = sys::set_receive_buffer(fd, options.socket_buffer_bytes) {
-            tracing::warn!(interface = %options.interface, %error, "cannot enlarge the capture socket's buffer: bursts may be dropped (and counted)");
-        }
-        let config = datalink::Config {
-            read_buffer_size: options.read_buffer_bytes.max(2048),
-            read_timeout: Some(Duration::from_millis(100)),
-            promiscuous: false,
-            socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(socket)),
-            ..datalink::Config::default()
-        };
-        let mut receiver = match datalink::channel(&interface, config) {
-            Ok(Channel::Ethernet(_, receiver)) => receiver,
-            Ok(_) => {
-                return Err(open_error(std::io::Error::other("not an Ethernet channel")));
-            }
-            Err(error) => return Err(open_error(error)),
-        };
+        let step_error = |step| move |source| open_error(sys::SetupError { step, source });
         let (tx, rx) = tokio::sync::mpsc::channel(options.queue_batches.max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(CaptureCounters::default());
-        let thread_stop = Arc::clone(&stop);
-        let thread_counters = Arc::clone(&counters);
-        let name = options.interface.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("capture-{name}"))
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH_PACKETS);
-                let mut last_stats = std::time::Instant::now();
-                let send = |batch: &mut Vec<(i64, Packet)>| {
-                    if batch.is_empty() {
-                        return;
-                    }
-                    let full = std::mem::replace(batch, Vec::with_capacity(BATCH_PACKETS));
-                    let n = full.len() as u64;
-                    if tx.try_send(full).is_err() {
-                        thread_counters.channel_drops.fetch_add(n, Ordering::Relaxed);
-                    }
+        let reader = Reader {
+            link,
+            interface: options.interface.clone(),
+            ifindex: interface.index,
+            tx,
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+        };
+        let thread = std::thread::Builder::new().name(format!("capture-{}", options.interface));
+        let thread = match options.ring {
+            CaptureRing::TpacketV3 => {
+                let page = sys::page_size();
+                let shape = sys::RingShape {
+                    block_bytes: options.ring_block_bytes.max(1).div_ceil(page) * page,
+                    block_count: options.ring_blocks.max(1),
+                    retire_after: RING_RETIRE,
                 };
-                while !thread_stop.load(Ordering::Relaxed) {
-                    match receiver.next() {
-                        Ok(frame) => {
-                            thread_counters.frames.fetch_add(1, Ordering::Relaxed);
-                            match decode::decode(link, frame, frame.len()) {
-                                Ok(packet) => batch.push((now_ns(), packet)),
-                                Err(error) => thread_counters.count_decode_error(error),
-                            }
-                            if batch.len() >= BATCH_PACKETS {
-                                send(&mut batch);
-                            }
-                        }
-                        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-                            send(&mut batch);
-                        }
-                        Err(error) => {
-                            thread_counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(interface = %name, %error, "capture read failed");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                    if last_stats.elapsed() >= Duration::from_millis(500) {
-                        send(&mut batch);
-                        last_stats = std::time::Instant::now();
-                        match sys::packet_statistics(fd) {
-                            Ok((packets, drops)) => {
-                                thread_counters
-                                    .kernel_packets
-                                    .fetch_add(packets, Ordering::Relaxed);
-                                thread_counters.kernel_drops.fetch_add(drops, Ordering::Relaxed);
-                            }
-                            Err(error) => {
-                                tracing::warn!(interface = %name, %error, "cannot read PACKET_STATISTICS")
-                            }
-                        }
-                    }
+                let ring = sys::Ring::open(interface.index, shape, interface.is_loopback())
+                    .map_err(open_error)?;
+                thread.spawn(move || reader.read_ring(ring))
+            }
+            CaptureRing::Pnet => {
+                let socket = sys::packet_socket().map_err(open_error)?;
+                let fd = sys::raw(&socket);
+                if interface.is_loopback() {
+                    sys::ignore_outgoing(fd).map_err(step_error(OpenStep::IgnoreOutgoing))?;
                 }
-                send(&mut batch);
-                // The final counts (the receiver, and with it the socket, is dropped after).
-                if let Ok((packets, drops)) = sys::packet_statistics(fd) {
-                    thread_counters.kernel_packets.fetch_add(packets, Ordering::Relaxed);
-                    thread_counters.kernel_drops.fetch_add(drops, Ordering::Relaxed);
+                if let Err(error) = sys::set_receive_buffer(fd, options.socket_buffer_bytes) {
+                    tracing::warn!(interface = %options.interface, %error, "cannot enlarge the capture socket's buffer: bursts may be dropped (and counted)");
                 }
-                drop(receiver);
-            })
-            .map_err(open_error)?;
+                let config = datalink::Config {
+                    read_buffer_size: options.read_buffer_bytes.max(2048),
+                    read_timeout: Some(READ_TIMEOUT),
+                    promiscuous: false,
+                    socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(socket)),
+                    ..datalink::Config::default()
+                };
+                let channel_error = step_error(OpenStep::Channel);
+                let receiver = match datalink::channel(&interface, config) {
+                    Ok(Channel::Ethernet(_, receiver)) => receiver,
+                    Ok(_) => {
+                        return Err(channel_error(std::io::Error::other(
+                            "not an Ethernet channel",
+                        )));
+                    }
+                    Err(error) => return Err(channel_error(error)),
+                };
+                thread.spawn(move || reader.read_pnet(receiver, fd))
+            }
+        }
+        .map_err(step_error(OpenStep::Thread))?;
         Ok((
             Capture {
                 stop,
                 thread: Some(thread),
                 counters,
                 link,
+                ring: options.ring,
             },
             rx,
         ))
     }
 
-    /// Stops the thread and waits for it (at most the read timeout).
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// Stops the thread and waits for it (at most the read timeout). Says why the thread
+    /// ended if it had ended by itself, its interface lost.
+    pub fn stop(mut self) -> Option<InterfaceLost> {
+        self.shutdown()
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self) -> Option<InterfaceLost> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let thread = self.thread.take()?;
+        match thread.join() {
+            Ok(lost) => lost,
+            Err(_) => {
+                tracing::error!("the capture thread panicked");
+                None
+            }
         }
     }
 }
@@ -285,126 +441,282 @@ impl Drop for Capture {
     }
 }
 
+/// The capture thread's side: where packets go and what is counted.
+struct Reader {
+    link: LinkType,
+    interface: String,
+    /// The index of the interface the socket is bound to.
+    ifindex: u32,
+    tx: tokio::sync::mpsc::Sender<Vec<(i64, Packet)>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<CaptureCounters>,
+}
+
+/// Decode outcomes of a run of frames, added to the shared counters once per run.
+#[derive(Default)]
+struct Tally {
+    frames: u64,
+    not_ip: u64,
+    truncated: u64,
+    malformed: u64,
+}
+
+impl Tally {
+    fn decode(&mut self, link: LinkType, frame: &[u8], wire_len: usize) -> Option<Packet> {
+        self.frames += 1;
+        match decode::decode(link, frame, wire_len) {
+            Ok(packet) => Some(packet),
+            Err(DecodeError::NotIp) => {
+                self.not_ip += 1;
+                None
+            }
+            Err(DecodeError::Truncated) => {
+                self.truncated += 1;
+                None
+            }
+            Err(DecodeError::Malformed) => {
+                self.malformed += 1;
+                None
+            }
+        }
+    }
+}
+
+impl Reader {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Hands a batch to the flow task, or counts its packets as dropped if the channel is
+    /// full.
+    fn send(&self, batch: &mut Vec<(i64, Packet)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(batch, Vec::with_capacity(BATCH_PACKETS));
+        let n_packets = full.len() as u64;
+        if self.tx.try_send(full).is_err() {
+            self.counters
+                .channel_drops
+                .fetch_add(n_packets, Ordering::Relaxed);
+        }
+    }
+
+    fn add(&self, tally: &Tally) {
+        let counters = &self.counters;
+        counters.frames.fetch_add(tally.frames, Ordering::Relaxed);
+        counters.not_ip.fetch_add(tally.not_ip, Ordering::Relaxed);
+        counters
+            .truncated
+            .fetch_add(tally.truncated, Ordering::Relaxed);
+        counters
+            .malformed
+            .fetch_add(tally.malformed, Ordering::Relaxed);
+    }
+
+    fn add_kernel_counts(&self, packets: u64, drops: u64) {
+        self.counters
+            .kernel_packets
+            .fetch_add(packets, Ordering::Relaxed);
+        self.counters
+            .kernel_drops
+            .fetch_add(drops, Ordering::Relaxed);
+    }
+
+    /// Whether the interface the socket is bound to is gone: no interface has its name, or
+    /// one with another index does. `None` also when the lookup itself failed (the
+    /// socket is kept: a wrong answer would close a working capture).
+    fn interface_lost(&self) -> Option<LostReason> {
+        match sys::interface_index(&self.interface) {
+            Ok(current_index) => LostReason::of(self.ifindex, current_index),
+            Err(error) => {
+                tracing::debug!(interface = %self.interface, %error, "cannot look up the interface's index");
+                None
+            }
+        }
+    }
+
+    /// A read failed: counted, and the loss of the interface if that is what it means
+    /// (ENETDOWN and the like; the caller then closes the socket). Otherwise the error
+    /// is logged and the thread waits a read timeout, not to spin on an error that stays.
+    fn read_failed(&self, error: std::io::Error, what: &str) -> Option<InterfaceLost> {
+        self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = self.interface_lost() {
+            return Some(InterfaceLost {
+                reason,
+                error: Some(error),
+            });
+        }
+        tracing::warn!(interface = %self.interface, %error, "{what}");
+        std::thread::sleep(READ_TIMEOUT);
+        None
+    }
+
+    /// The TPACKET_V3 loop: one wakeup per block; its frames are decoded in place and sent
+    /// on in batches, and the block goes back to the kernel. Ends when asked to, or when the
+    /// interface is lost (then says why); either way after the blocks the kernel still
+    /// hands over.
+    fn read_ring(self, mut ring: sys::Ring) -> Option<InterfaceLost> {
+        let mut batch = Vec::with_capacity(BATCH_PACKETS);
+        let mut last_check = std::time::Instant::now();
+        let mut drain: Option<(std::time::Instant, usize)> = None;
+        let mut lost: Option<InterfaceLost> = None;
+        loop {
+            let timeout = match drain {
+                None => READ_TIMEOUT,
+                Some((until, _)) => until.saturating_duration_since(std::time::Instant::now()),
+            };
+            match ring.next_block(timeout) {
+                Ok(Some(block)) => {
+                    let mut tally = Tally::default();
+                    let counts = block::walk(block.bytes(), |frame| {
+                        if let Some(packet) = tally.decode(self.link, frame.data, frame.wire_len) {
+                            batch.push((frame.at_ns, packet));
+                            if batch.len() >= BATCH_PACKETS {
+                                self.send(&mut batch);
+                            }
+                        }
+                    });
+                    drop(block);
+                    self.send(&mut batch);
+                    self.add(&tally);
+                    if counts.cut > 0 {
+                        self.counters.cut.fetch_add(counts.cut, Ordering::Relaxed);
+                    }
+                    if counts.unreadable > 0 {
+                        self.counters
+                            .unreadable
+                            .fetch_add(counts.unreadable, Ordering::Relaxed);
+                        tracing::warn!(interface = %self.interface, n_frames = counts.unreadable, "a ring block held frames outside its bounds: skipped");
+                    }
+                    if let Some((_, blocks_left)) = &mut drain {
+                        *blocks_left = blocks_left.saturating_sub(1);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) if lost.is_none() => {
+                    lost = self.read_failed(error, "capture ring poll failed");
+                }
+                Err(_) => {}
+            }
+            if last_check.elapsed() >= CHECK_EVERY {
+                last_check = std::time::Instant::now();
+                self.ring_statistics(&ring);
+                if lost.is_none() {
+                    lost = self.interface_lost().map(|reason| InterfaceLost {
+                        reason,
+                        error: None,
+                    });
+                }
+            }
+            match drain {
+                // Stopping, or the interface is gone: the block the kernel is filling is
+                // handed over within twice its retire time; wait that long for it (but read
+                // at most one ring's worth).
+                None if self.stopping() || lost.is_some() => {
+                    drain = Some((
+                        std::time::Instant::now() + 2 * RING_RETIRE + Duration::from_millis(20),
+                        ring.block_count(),
+                    ));
+                }
+                Some((until, blocks_left))
+                    if blocks_left == 0 || std::time::Instant::now() >= until =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+        }
+        // The final counts (the ring, and with it the socket, is dropped after).
+        self.ring_statistics(&ring);
+        lost
+    }
+
+    fn ring_statistics(&self, ring: &sys::Ring) {
+        match ring.statistics() {
+            Ok(stats) => {
+                self.add_kernel_counts(stats.packets, stats.drops);
+                self.counters
+                    .ring_full
+                    .fetch_add(stats.freezes, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(interface = %self.interface, %error, "cannot read PACKET_STATISTICS");
+            }
+        }
+    }
+
+    /// The pnet loop: one `poll` and `recvfrom` per frame. Ends when asked to, or when the
+    /// interface is lost (then says why) once the socket has no frame left.
+    fn read_pnet(
+        self,
+        mut receiver: Box<dyn datalink::DataLinkReceiver>,
+        fd: std::os::fd::RawFd,
+    ) -> Option<InterfaceLost> {
+        let mut batch = Vec::with_capacity(BATCH_PACKETS);
+        let mut tally = Tally::default();
+        let mut last_check = std::time::Instant::now();
+        let mut lost: Option<InterfaceLost> = None;
+        while !self.stopping() {
+            match receiver.next() {
+                Ok(frame) => {
+                    if let Some(packet) = tally.decode(self.link, frame, frame.len()) {
+                        batch.push((now_ns(), packet));
+                    }
+                    if batch.len() >= BATCH_PACKETS {
+                        self.send(&mut batch);
+                        self.add(&std::mem::take(&mut tally));
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    self.send(&mut batch);
+                    self.add(&std::mem::take(&mut tally));
+                    // The interface is gone and the socket holds nothing more.
+                    if lost.is_some() {
+                        break;
+                    }
+                }
+                Err(error) if lost.is_none() => {
+                    // pnet's poll saw POLLERR: the socket's own error says what it is, and
+                    // reading it clears it (else every poll fails at once while the interface
+                    // is down).
+                    let error = sys::take_error(fd).ok().flatten().unwrap_or(error);
+                    lost = self.read_failed(error, "capture read failed");
+                }
+                Err(_) => break,
+            }
+            if last_check.elapsed() >= CHECK_EVERY {
+                self.send(&mut batch);
+                self.add(&std::mem::take(&mut tally));
+                last_check = std::time::Instant::now();
+                match sys::packet_statistics(fd) {
+                    Ok((packets, drops)) => self.add_kernel_counts(packets, drops),
+                    Err(error) => {
+                        tracing::warn!(interface = %self.interface, %error, "cannot read PACKET_STATISTICS");
+                    }
+                }
+                if lost.is_none() {
+                    lost = self.interface_lost().map(|reason| InterfaceLost {
+                        reason,
+                        error: None,
+                    });
+                }
+            }
+        }
+        self.send(&mut batch);
+        self.add(&tally);
+        // The final counts (the receiver, and with it the socket, is dropped after).
+        if let Ok((packets, drops)) = sys::packet_statistics(fd) {
+            self.add_kernel_counts(packets, drops);
+        }
+        drop(receiver);
+        lost
+    }
+}
+
 fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }
 
-/// A `capture` source: opens the interface and runs [`run_flows`]. An interface that does
-/// not exist yet (kernel-libipsec creates `ipsec0` when charon starts) is waited for, with one
-/// warning; any other failure to open it (no CAP_NET_RAW) stops the agent with the reason.
-pub async fn run_source(
-    options: CaptureOptions,
-    config: super::FlowConfig,
-    observer: model::Observer,
-    sink: crate::sink::Sink,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> crate::Result<()> {
-    let mut warned = false;
-    loop {
-        match Capture::start(&options) {
-            Ok((capture, packets)) => {
-                tracing::info!(source = %sink.source_id(), interface = %options.interface, link = %capture.link, "capturing flows");
-                return run_flows(capture, packets, config, observer, sink, stop).await;
-            }
-            Err(error @ CaptureError::NoInterface(..)) => {
-                if !warned {
-                    tracing::warn!(source = %sink.source_id(), %error, "waiting for the interface to appear (checked every 5 s)");
-                    warned = true;
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = stop.changed() => return Ok(()),
-                }
-            }
-            Err(error) => return Err(crate::Error::Config(error.to_string())),
-        }
-    }
-}
-
-/// The flow task of a live capture: packets in, flows out to the spool. Expires flows
-/// every second (wall time), logs the capture's counters every minute (a warning when the
-/// kernel or the channel dropped packets), and exports every flow at shutdown.
-pub async fn run_flows(
-    capture: Capture,
-    mut packets: PacketBatches,
-    config: super::FlowConfig,
-    observer: model::Observer,
-    sink: crate::sink::Sink,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> crate::Result<()> {
-    // The flow source numbers the events; the sink only spools them.
-    let mut source = super::FlowSource::new(sink.source_id(), observer, sink.next_seq());
-    let mut table = super::FlowTable::new(config);
-    let mut records = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_report = std::time::Instant::now();
-    let mut reported = CaptureSnapshot::default();
-    loop {
-        tokio::select! {
-            batch = packets.recv() => {
-                let Some(batch) = batch else { break };
-                for (at, packet) in &batch {
-                    table.observe(packet, *at, &mut records);
-                }
-            }
-            _ = tick.tick() => {
-                table.expire(now_ns(), &mut records);
-                if last_report.elapsed() >= Duration::from_secs(60) {
-                    last_report = std::time::Instant::now();
-                    let now = capture.counters.snapshot();
-                    report(&now, &reported, table.stats());
-                    reported = now;
-                }
-            }
-            _ = stop.changed() => break,
-        }
-        if !records.is_empty() {
-            let events = source.events(&records);
-            records.clear();
-            if !sink.append(events, &mut stop).await? {
-                break;
-            }
-        }
-    }
-    capture.stop();
-    let mut last = Vec::new();
-    while let Ok(batch) = packets.try_recv() {
-        for (at, packet) in &batch {
-            table.observe(packet, *at, &mut last);
-        }
-    }
-    table.drain(&mut last);
-    let events = source.events(&last);
-    let n_final = events.len();
-    // At shutdown: if the spool is full, these cannot wait for room.
-    let (_, mut stopped) = tokio::sync::watch::channel(true);
-    if !sink.append(events, &mut stopped).await? {
-        tracing::warn!(
-            flows = n_final,
-            "the spool is full at shutdown: the last flows were not spooled"
-        );
-    }
-    Ok(())
-}
-
-fn report(now: &CaptureSnapshot, before: &CaptureSnapshot, flows: &super::FlowStats) {
-    let kernel_drops = now.kernel_drops - before.kernel_drops;
-    let channel_drops = now.channel_drops - before.channel_drops;
-    if kernel_drops > 0 || channel_drops > 0 {
-        tracing::warn!(
-            frames = now.frames - before.frames,
-            kernel_drops,
-            channel_drops,
-            "capture dropped packets: flows undercount bytes (raise the socket buffer, or capture less with vpn_pool/api_subnets)"
-        );
-    } else {
-        tracing::info!(
-            frames = now.frames - before.frames,
-            undecodable = now.undecodable - before.undecodable,
-            flows_exported = flows.flows_exported,
-            flows_evicted = flows.flows_evicted,
-            "capture"
-        );
-    }
-}
+#[cfg(test)]
+mod tests;
