@@ -48,3 +48,5 @@ export TW_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+echo "== cargo test (gateway-only build: the agent's configuration and CLI without the server)"
+cargo test -p app --no-default-features --features gateway --lib --locked

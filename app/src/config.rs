@@ -209,13 +209,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_the_line() {
-        let error = format!(
-            "{:#}",
-            AppConfig::load(&testdata("unknown_key.toml")).unwrap_err()
-        );
-        assert!(error.contains("unknown_key.toml"), "{error}");
-        assert!(error.contains("flush_intervall_secs"), "{error}");
-        assert!(error.contains("line 3"), "{error}");
+        #[cfg(feature = "server")]
+        {
+            let error = format!(
+                "{:#}",
+                AppConfig::load(&testdata("unknown_key.toml")).unwrap_err()
+            );
+            assert!(error.contains("unknown_key.toml"), "{error}");
+            assert!(error.contains("flush_intervall_secs"), "{error}");
+            assert!(error.contains("line 3"), "{error}");
+        }
+        // A gateway-only build keeps the server's sections unread: their keys are the
+        // server's to check.
+        #[cfg(not(feature = "server"))]
+        assert!(AppConfig::load(&testdata("unknown_key.toml")).is_ok());
         check_error(
             "[gateway]\nbatch_max_events = \"many\"\n",
             &["line 2", "batch_max_events", "invalid type"],
