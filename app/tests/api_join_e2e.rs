@@ -33,27 +33,6 @@ impl Drop for Capture {
     }
 }
 
-fn sql(data: &Path, query: &str) -> Vec<String> {
-    let output = support::run(&[
-        "sql",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
-        query,
-    ]);
-    assert!(
-        output.status.success(),
-        "sql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .skip(1)
-        .map(str::to_owned)
-        .collect()
-}
-
 fn ingest(data: &Path, inputs: &[String]) {
     let mut args = vec!["ingest", "--data", data.to_str().unwrap()];
     args.extend(inputs.iter().map(String::as_str));
@@ -148,7 +127,7 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
     ingest(&restarted, &[charon]);
 
     for data in [&in_order, &late, &restarted] {
-        let calls = sql(
+        let calls = support::sql_rows(
             data,
             "SELECT a.url_path, a.user_name, s.user_name, a.source_ip \
              FROM api_requests a LEFT JOIN sessions s ON a.session_id = s.session_id \
@@ -164,22 +143,22 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
             "{}",
             data.display()
         );
-        let flows_by_user = sql(
+        let flows_by_user = support::sql_rows(
             data,
             "SELECT f.user_name, count(*), count(DISTINCT f.session_id) \
              FROM flows f JOIN sessions s ON f.session_id = s.session_id AND f.user_name = s.user_name \
              WHERE f.destination_port = 8080 GROUP BY f.user_name ORDER BY f.user_name",
         );
         let dump = || {
-            let sessions = sql(
+            let sessions = support::sql_rows(
                 data,
                 "SELECT session_id, user_name, vpn_virtual_ip, event_start, event_end FROM sessions ORDER BY event_start",
             );
-            let flows = sql(
+            let flows = support::sql_rows(
                 data,
                 "SELECT event_start, event_end, source_ip, source_port, destination_port, session_id, user_name, vpn_session_join FROM flows ORDER BY event_start",
             );
-            let corrections = sql(data, "SELECT * FROM session_joins");
+            let corrections = support::sql_rows(data, "SELECT * FROM session_joins");
             format!(
                 "{}\nsessions:\n{}\nflows:\n{}\ncorrections:\n{}",
                 data.display(),
@@ -189,23 +168,23 @@ fn api_calls_and_flows_join_the_session_of_the_user_who_held_the_virtual_ip() {
             )
         };
         assert_eq!(flows_by_user, ["alice,2,1", "bob,1,1"], "{}", dump());
-        let unjoined = sql(
+        let unjoined = support::sql_rows(
             data,
             "SELECT count(*) FROM flows WHERE destination_port = 8080 AND session_id IS NULL",
         );
         assert_eq!(unjoined, ["0"], "{}", data.display());
     }
-    let joins = sql(
+    let joins = support::sql_rows(
         &late,
         "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
     );
     assert_eq!(joins, ["late,3"]);
-    let joins = sql(
+    let joins = support::sql_rows(
         &restarted,
         "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
     );
     assert_eq!(joins, ["late,3"]);
-    let joins = sql(
+    let joins = support::sql_rows(
         &in_order,
         "SELECT vpn_session_join, count(*) FROM api_requests GROUP BY vpn_session_join",
     );
@@ -294,7 +273,10 @@ listen = "127.0.0.1:{port}"
     let mut last = (Vec::new(), Vec::new());
     let deadline = std::time::Instant::now() + Duration::from_secs(45);
     while std::time::Instant::now() < deadline {
-        last = (sql(&data, flows), sql(&data, calls));
+        last = (
+            support::sql_rows(&data, flows),
+            support::sql_rows(&data, calls),
+        );
         if last.0 == ["alice,2,1,true", "bob,1,1,true"] && last.1.len() == 3 {
             break;
         }
@@ -317,7 +299,7 @@ listen = "127.0.0.1:{port}"
 
     // The console's session page, in a real browser, shows each user's own calls and flows.
     let session_of = |user: &str| {
-        let ids = sql(
+        let ids = support::sql_rows(
             &data,
             &format!("SELECT session_id FROM sessions WHERE user_name = '{user}'"),
         );

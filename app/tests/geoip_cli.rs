@@ -13,29 +13,12 @@ use std::time::Duration;
 
 use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::{Value, Writer};
-use support::run;
+use support::{run, sql_csv};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../gateway/testdata/charon")
         .join(name)
-}
-
-fn sql_csv(data: &Path, query: &str) -> String {
-    let output = run(&[
-        "sql",
-        query,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(
-        output.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// A GeoIP2-Enterprise-shaped record: the place, and the AS under `traits`.

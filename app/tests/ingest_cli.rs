@@ -8,29 +8,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::run;
+use support::{run, sql_csv};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../gateway/testdata/charon")
         .join(name)
-}
-
-fn sql_csv(data: &Path, query: &str) -> String {
-    let output = run(&[
-        "sql",
-        query,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(
-        output.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn ingest(data: &Path, specs: &[String], extra: &[&str]) -> String {

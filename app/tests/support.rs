@@ -20,6 +20,43 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run tunnelwatch")
 }
 
+/// `tunnelwatch sql QUERY --data DATA --format csv`: the CSV (header included), or `None`
+/// when the command failed (for polling a store another process is writing).
+pub fn try_sql_csv(data: &Path, query: &str) -> Option<String> {
+    let output = run(&["sql", query, "--data", data.to_str()?, "--format", "csv"]);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Like [`try_sql_csv`], failing the test (with the command's error) when it fails.
+pub fn sql_csv(data: &Path, query: &str) -> String {
+    let output = run(&[
+        "sql",
+        query,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        output.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The rows of [`sql_csv`] without the header line.
+pub fn sql_rows(data: &Path, query: &str) -> Vec<String> {
+    sql_csv(data, query)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A child process killed (by its pid) when dropped.
 pub struct Daemon {
     pub child: Child,

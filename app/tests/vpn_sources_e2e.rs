@@ -21,14 +21,6 @@ use std::time::Duration;
 use support::{Daemon, wait_for};
 use testbed::{Client, Credential, Options, Testbed};
 
-fn sql_csv(data: &Path, query: &str) -> Option<String> {
-    let output = support::run(&["sql", query, "--data", data.to_str()?, "--format", "csv"]);
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 struct Setup {
     testbed: Testbed,
     work: tempfile::TempDir,
@@ -58,7 +50,7 @@ impl Setup {
         let mut last = String::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
-            if let Some(rows) = sql_csv(&data, query) {
+            if let Some(rows) = support::try_sql_csv(&data, query) {
                 if rows == expected {
                     return;
                 }
@@ -68,12 +60,12 @@ impl Setup {
         }
         let gateway_log =
             std::fs::read_to_string(self.work.path().join("gateway.log")).unwrap_or_default();
-        let sessions = sql_csv(
+        let sessions = support::try_sql_csv(
             &data,
             "select session_id, user_name, vpn_ike_sa_ids, vpn_virtual_ip, event_start, event_end, vpn_state, vpn_terminate_cause, vpn_accounting_id from sessions order by event_start",
         )
         .unwrap_or_default();
-        let accounting = sql_csv(
+        let accounting = support::try_sql_csv(
             &data,
             "select timestamp, event_action, vpn_ike_sa_id, vpn_accounting_id, session_id from events where event_dataset = 'radius.accounting' order by timestamp",
         )

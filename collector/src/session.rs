@@ -730,11 +730,16 @@ fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
     if let (Some(ours), Some(theirs)) = (session.virtual_ip, accounting.virtual_ip) {
         return ours == theirs;
     }
-    let theirs = &accounting.peer.identities;
-    let names = |ids: &Identities| [ids.ike_id.clone(), ids.eap_id.clone(), ids.xauth_id.clone()];
+    fn names(ids: &Identities) -> [Option<&str>; 3] {
+        [
+            ids.ike_id.as_deref(),
+            ids.eap_id.as_deref(),
+            ids.xauth_id.as_deref(),
+        ]
+    }
     let ours = names(&session.identities);
-    let theirs = names(theirs);
-    let known = |all: &[Option<String>; 3]| all.iter().any(Option::is_some);
+    let theirs = names(&accounting.peer.identities);
+    let known = |all: &[Option<&str>; 3]| all.iter().any(Option::is_some);
     !known(&ours)
         || !known(&theirs)
         || theirs

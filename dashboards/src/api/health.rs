@@ -85,67 +85,67 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
 
 /// `GET /metrics`: the same figures in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    use crate::{Metric, MetricKind::Gauge};
     let stats = state.store.stats()?;
-    let gauges: [(&str, &str, u64); 8] = [
-        (
+    let gauge = |name, help, value| Metric {
+        name,
+        help,
+        kind: Gauge,
+        value,
+    };
+    let mut metrics = vec![
+        gauge(
             "tunnelwatch_store_segments",
             "Parquet segments in the store",
             stats.segments as u64,
         ),
-        (
+        gauge(
             "tunnelwatch_store_buffered_events",
             "Events accepted and not yet in Parquet",
             stats.buffered_events as u64,
         ),
-        (
+        gauge(
             "tunnelwatch_store_open_sessions",
             "VPN sessions open at the newest snapshot",
             stats.open_sessions as u64,
         ),
-        (
+        gauge(
             "tunnelwatch_store_indexed_events",
             "Events in the full-text index",
             stats.indexed_events,
         ),
-        (
+        gauge(
             "tunnelwatch_store_quarantined_segments",
             "Unreadable segments moved to quarantine",
             stats.quarantined_segments as u64,
         ),
-        (
+        gauge(
             "tunnelwatch_store_corrupt_wal_records",
             "Corrupt WAL records skipped at start",
             stats.corrupt_wal_records,
         ),
-        (
+        gauge(
             "tunnelwatch_store_index_failures",
             "Flushed segments that could not be indexed",
             stats.index_failures,
         ),
-        (
+        gauge(
             "tunnelwatch_store_quarantined_index",
             "1 if the search index was quarantined and rebuilt",
             u64::from(stats.quarantined_index),
         ),
     ];
-    let mut body = String::new();
-    for (name, help, value) in gauges {
-        body.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
+    if let Some(collector) = &state.collector {
+        metrics.extend(collector.metrics());
     }
-    for metric in state
-        .collector
-        .as_ref()
-        .map(|collector| collector.metrics())
-        .unwrap_or_default()
+    let mut body = String::new();
+    for Metric {
+        name,
+        help,
+        kind,
+        value,
+    } in metrics
     {
-        let crate::Metric {
-            name,
-            help,
-            kind,
-            value,
-        } = metric;
         let kind = kind.as_str();
         body.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
