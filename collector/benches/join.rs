@@ -58,6 +58,7 @@ fn session(id: u32, ip: u32, start: i64, end: Option<i64>) -> Session {
         },
         cause: None,
         counters: Counters::default(),
+        child_sa_counters: Default::default(),
         rekey_count: 0,
         accounting_id: None,
         version: 1,

@@ -34,8 +34,6 @@ const CLOSED_GRACE_SECS: i64 = 10 * 60;
 /// How far accounting's times may be from the VPN's for the same session (RADIUS timestamps
 /// are the NAS's clock or the receive time minus Acct-Delay-Time).
 const ACCOUNTING_SLACK_SECS: i64 = 120;
-/// Key of the counters a session had when it was restored after a restart.
-const RESTORED_BASELINE: u64 = u64::MAX;
 /// How long an IKE_SA may stay half-open (in event time) before it is forgotten.
 const PENDING_TTL_SECS: i64 = 60 * 60;
 
@@ -68,8 +66,12 @@ struct Pending {
 /// Session state kept beside the [`Session`] record.
 #[derive(Debug, Clone, Default)]
 struct Tracked {
-    /// Counters per CHILD_SA id, summed into the session's counters.
-    child_counters: BTreeMap<u64, Counters>,
+    /// A session restored from a state file of an earlier version, which kept no counters
+    /// per CHILD_SA: the counters it had, which the CHILD_SAs reported later add to.
+    baseline: Option<Counters>,
+    /// A restored session's counters: never shown less (accounting's totals, which the
+    /// state does not keep apart, are in them).
+    floor: Option<Counters>,
     /// The newest totals RADIUS accounting reported; the session shows, per counter, the
     /// larger of these and the CHILD_SA sum (both count the same traffic).
     accounting: Option<Counters>,
@@ -135,11 +137,13 @@ impl Sessionizer {
                     );
                 }
             }
-            // The counters so far stay as a baseline that later CHILD_SAs add to.
+            // A CHILD_SA reported again replaces its counts; what the session counted stays.
             let mut tracked = Tracked::default();
-            tracked
-                .child_counters
-                .insert(RESTORED_BASELINE, session.counters);
+            if session.child_sa_counters.is_empty() {
+                tracked.baseline = Some(session.counters);
+            } else {
+                tracked.floor = Some(session.counters);
+            }
             // Only accounting knows it if no authentication of the VPN's own was seen.
             tracked.accounting_only = session.accounting_id.is_some() && session.method.is_none();
             sessionizer.high_water = sessionizer.high_water.max(Some(session.updated));
@@ -312,11 +316,8 @@ impl Sessionizer {
                 event.session_id = Some(session_id.clone());
                 let (session, tracked) = self.sessions.get_mut(&session_id)?;
                 if let (Some(child_id), Some(counters)) = (child.child_sa_id, child.counters) {
-                    tracked.child_counters.insert(child_id, counters);
-                    session.counters = larger(
-                        sum_counters(tracked.child_counters.values()),
-                        tracked.accounting,
-                    );
+                    session.child_sa_counters.insert(child_id, counters);
+                    session.counters = tracked.counters(session);
                     session.updated = session.updated.max(timestamp);
                     return Some(session_id);
                 }
@@ -469,6 +470,7 @@ impl Sessionizer {
                     state: SessionState::Active,
                     cause: None,
                     counters: Counters::default(),
+                    child_sa_counters: BTreeMap::new(),
                     rekey_count: 0,
                     version: self
                         .sessions
@@ -503,10 +505,7 @@ impl Sessionizer {
         }
         if let Some(counters) = accounting.counters {
             tracked.accounting = Some(counters);
-            session.counters = larger(
-                sum_counters(tracked.child_counters.values()),
-                tracked.accounting,
-            );
+            session.counters = tracked.counters(session);
         }
         if accounting.change == model::SessionChange::Stop {
             if tracked.accounting_stopped {
@@ -598,6 +597,7 @@ impl Sessionizer {
             state: SessionState::Active,
             cause: None,
             counters: Counters::default(),
+            child_sa_counters: BTreeMap::new(),
             rekey_count: 0,
             version: 0,
             updated: timestamp,
@@ -749,8 +749,21 @@ fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
 }
 
 /// Per counter, the larger of the CHILD_SA sum and accounting's totals.
-fn larger(children: Counters, accounting: Option<Counters>) -> Counters {
-    let Some(accounting) = accounting else {
+impl Tracked {
+    /// What `session` counted: the CHILD_SAs' sum (on top of a baseline from an older state
+    /// file), or accounting's totals or the restored counters where those are larger.
+    fn counters(&self, session: &Session) -> Counters {
+        let mut children = sum_counters(session.child_sa_counters.values());
+        if let Some(baseline) = self.baseline {
+            children = sum_counters([children, baseline].iter());
+        }
+        larger(larger(children, self.accounting), self.floor)
+    }
+}
+
+/// Per counter, the larger of the two.
+fn larger(children: Counters, other: Option<Counters>) -> Counters {
+    let Some(accounting) = other else {
         return children;
     };
     let max = |a: Option<u64>, b: Option<u64>| match (a, b) {

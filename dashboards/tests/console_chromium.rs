@@ -152,6 +152,7 @@ fn session() -> Session {
         state: SessionState::Active,
         cause: None,
         counters: Counters::default(),
+        child_sa_counters: Default::default(),
         rekey_count: 0,
         accounting_id: None,
         version: 1,

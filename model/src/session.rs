@@ -1,5 +1,6 @@
 //! A VPN session rebuilt from everything the sources said: [`Session`].
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -64,6 +65,12 @@ pub struct Session {
     pub state: SessionState,
     pub cause: Option<TerminateCause>,
     pub counters: Counters,
+    /// The counters of each CHILD_SA (by its unique id) as last reported; `counters` is their
+    /// sum, or accounting's totals where those are larger. Kept with the session so that a
+    /// CHILD_SA reported again after a restart replaces its own counts instead of adding to
+    /// them. Not a column: the state file and the API's JSON carry it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub child_sa_counters: BTreeMap<u64, Counters>,
     /// `vpn.rekey_count`
     pub rekey_count: u32,
     /// `vpn.accounting_id`: the RADIUS Acct-Session-Id, when accounting reported the session.

@@ -63,6 +63,17 @@ pub(crate) fn session(id: &str, version: u64, state: SessionState) -> Session {
             packets_in: None,
             packets_out: None,
         },
+        // The state file keeps them (the table does not).
+        child_sa_counters: [(
+            7,
+            Counters {
+                bytes_in: 10 * version,
+                bytes_out: 20,
+                packets_in: None,
+                packets_out: None,
+            },
+        )]
+        .into(),
         rekey_count: 0,
         accounting_id: None,
         version,

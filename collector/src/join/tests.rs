@@ -38,6 +38,7 @@ fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>) -> Ses
         },
         cause: None,
         counters: Counters::default(),
+        child_sa_counters: Default::default(),
         rekey_count: 0,
         accounting_id: None,
         version: 1,

@@ -187,6 +187,7 @@ fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>, versio
             packets_in: None,
             packets_out: None,
         },
+        child_sa_counters: Default::default(),
         rekey_count: u32::try_from(version).unwrap() - 1,
         accounting_id: None,
         version,
