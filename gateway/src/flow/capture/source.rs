@@ -172,7 +172,7 @@ pub async fn run_source(
                 }
             }
             _ = tick.tick() => {
-                table.expire(super::now_ns(), &mut records);
+                table.expire(super::reader::now_ns(), &mut records);
                 if last_report.elapsed() >= Duration::from_secs(60) {
                     last_report = std::time::Instant::now();
                     let now = counters.snapshot();
