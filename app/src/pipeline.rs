@@ -164,6 +164,12 @@ impl dashboards::HealthSource for Pipeline {
                 join.pending_dropped,
             ),
             metric(
+                "tunnelwatch_join_unmatched_dropped_total",
+                "Of those, unmatched events: no late session can join them any more",
+                Counter,
+                join.unmatched_dropped,
+            ),
+            metric(
                 "tunnelwatch_join_restore_skipped_total",
                 "Stored unmatched events not taken back at start (unreadable, outside the pool)",
                 Counter,

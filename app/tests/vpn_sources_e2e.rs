@@ -282,5 +282,15 @@ fn every_vpn_event_reaches_the_store_exactly_once() {
     value("tunnelwatch_sessions_orphan_events_total");
     value("tunnelwatch_sessions_repeated_ends_total");
     value("tunnelwatch_join_unmatched_total");
+    assert_eq!(
+        value("tunnelwatch_join_pending_dropped_total"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("tunnelwatch_join_unmatched_dropped_total"),
+        0,
+        "{metrics}"
+    );
     drop(gateway);
 }

@@ -16,7 +16,8 @@
 //! up again and every changed answer becomes a [`SessionJoinUpdate`] for the store. Pending
 //! events are forgotten once no late session can change them any more: matched ones when the
 //! newest event time is four tolerances past them, unmatched ones after `late_join_secs`.
-//! The number pending is bounded (`max_pending`); the oldest are forgotten first and counted.
+//! The number pending is bounded (`max_pending`): matched events are forgotten before
+//! unmatched ones, the oldest first, and counted.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -81,8 +82,11 @@ pub struct JoinStats {
     pub not_vpn: u64,
     /// Corrections sent to the store (late sessions, better fits).
     pub late_updates: u64,
-    /// Pending events forgotten because `max_pending` was reached.
+    /// Pending events forgotten because `max_pending` was reached (matched events that a
+    /// late session might still have taken go first).
     pub pending_dropped: u64,
+    /// Of those, unmatched events: no late session can join them any more.
+    pub unmatched_dropped: u64,
     /// Pending events now.
     pub pending: u64,
     /// Leases (sessions with a virtual IP) known now.
@@ -532,16 +536,30 @@ impl Joiner {
         if self.n_tentative + self.n_unmatched <= self.config.max_pending {
             return;
         }
-        let mut dropped = 0;
-        for address in self.addresses.values_mut() {
-            for queue in [&mut address.tentative, &mut address.unmatched] {
+        // Matched events that a late session merely might still take go first; unmatched
+        // ones, which only a late session can ever join, only if that was not enough. Half
+        // of each address's queue, oldest first, so that shedding is not needed again soon.
+        for unmatched in [false, true] {
+            if self.n_tentative + self.n_unmatched <= self.config.max_pending {
+                break;
+            }
+            let mut dropped = 0;
+            for address in self.addresses.values_mut() {
+                let queue = if unmatched {
+                    &mut address.unmatched
+                } else {
+                    &mut address.tentative
+                };
                 let n = queue.len().div_ceil(2);
                 queue.drain(..n);
-                dropped += n;
+                dropped += n as u64;
             }
+            self.stats.pending_dropped += dropped;
+            if unmatched {
+                self.stats.unmatched_dropped += dropped;
+            }
+            self.recount();
         }
-        self.stats.pending_dropped += dropped as u64;
-        self.recount();
     }
 
     fn recount(&mut self) {

@@ -256,6 +256,36 @@ fn pending_events_are_bounded_and_the_dropped_are_counted() {
     assert_eq!(stats.pending + stats.pending_dropped, 35, "{stats:?}");
 }
 
+/// Over the bound, matched events that a late session merely might take are forgotten
+/// before unmatched ones, which only a late session can ever join.
+#[test]
+fn unmatched_events_outlive_tentative_ones_when_pending_overflows() {
+    let config = JoinConfig {
+        max_pending: 10,
+        ..JoinConfig::default()
+    };
+    let mut joiner = Joiner::new(config, &[session("s-alice", "alice", VIP, 0, None)]);
+    const OTHER: &str = "10.10.0.6";
+    let mut unmatched: Vec<Event> = (0..4).map(|i| request(i, OTHER, 10)).collect();
+    // Inside alice's open session: matched, and kept for a late session that might take them.
+    let mut tentative: Vec<Event> = (4..30).map(|i| request(i, VIP, 10)).collect();
+    joiner.join_events(&mut unmatched);
+    joiner.join_events(&mut tentative);
+    let stats = joiner.stats();
+    assert!(stats.pending <= 10, "{stats:?}");
+    assert_eq!(stats.pending + stats.pending_dropped, 30, "{stats:?}");
+    assert_eq!(stats.unmatched_dropped, 0, "{stats:?}");
+    let updates = joiner.update_sessions(&[session("s-bob", "bob", OTHER, 5, None)], at(20));
+    assert_eq!(updates.len(), 4, "{updates:?}");
+
+    // Only unmatched events left: they go too, and are counted as such.
+    let mut more: Vec<Event> = (30..60).map(|i| request(i, "10.10.0.7", 10)).collect();
+    joiner.join_events(&mut more);
+    let stats = joiner.stats();
+    assert!(stats.pending <= 10, "{stats:?}");
+    assert!(stats.unmatched_dropped > 0, "{stats:?}");
+}
+
 #[test]
 fn settled_events_and_old_leases_are_forgotten() {
     let config = JoinConfig {
