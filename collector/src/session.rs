@@ -748,7 +748,6 @@ fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
             .any(|name| ours.iter().flatten().any(|our| our == name))
 }
 
-/// Per counter, the larger of the CHILD_SA sum and accounting's totals.
 impl Tracked {
     /// What `session` counted: the CHILD_SAs' sum (on top of a baseline from an older state
     /// file), or accounting's totals or the restored counters where those are larger.
@@ -762,19 +761,19 @@ impl Tracked {
 }
 
 /// Per counter, the larger of the two.
-fn larger(children: Counters, other: Option<Counters>) -> Counters {
-    let Some(accounting) = other else {
-        return children;
+fn larger(one: Counters, other: Option<Counters>) -> Counters {
+    let Some(other) = other else {
+        return one;
     };
     let max = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
     Counters {
-        bytes_in: children.bytes_in.max(accounting.bytes_in),
-        bytes_out: children.bytes_out.max(accounting.bytes_out),
-        packets_in: max(children.packets_in, accounting.packets_in),
-        packets_out: max(children.packets_out, accounting.packets_out),
+        bytes_in: one.bytes_in.max(other.bytes_in),
+        bytes_out: one.bytes_out.max(other.bytes_out),
+        packets_in: max(one.packets_in, other.packets_in),
+        packets_out: max(one.packets_out, other.packets_out),
     }
 }
 

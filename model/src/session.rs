@@ -68,7 +68,7 @@ pub struct Session {
     /// The counters of each CHILD_SA (by its unique id) as last reported; `counters` is their
     /// sum, or accounting's totals where those are larger. Kept with the session so that a
     /// CHILD_SA reported again after a restart replaces its own counts instead of adding to
-    /// them. Not a column: the state file and the API's JSON carry it.
+    /// them. Not a column: the WAL and the state file carry it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub child_sa_counters: BTreeMap<u64, Counters>,
     /// `vpn.rekey_count`
