@@ -185,22 +185,10 @@ fn a_full_disk_refuses_with_503_and_resumes_when_space_returns() {
     next += 50;
     server.stop();
 
-    let output = support::run(&[
-        "sql",
+    let csv = support::sql_csv(
+        &data,
         "select count(*) as n, count(distinct event_id) as ids from events",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     assert!(acknowledged > 0);
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        format!("n,ids\n{next},{next}\n")
-    );
+    assert_eq!(csv, format!("n,ids\n{next},{next}\n"));
 }

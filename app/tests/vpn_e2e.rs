@@ -161,22 +161,10 @@ ingest_token_file = "{token}"
     server.stop();
     // After a clean stop everything is in Parquet; `tunnelwatch sql` reads it.
     let data = work.path().join("data");
-    let output = support::run(&[
-        "sql",
+    let csv = support::sql_csv(
+        &data,
         "select event_outcome, count(*) as n from auth_events group by event_outcome order by event_outcome",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "event_outcome,n\nfailure,1\nsuccess,1\n"
-    );
+    assert_eq!(csv, "event_outcome,n\nfailure,1\nsuccess,1\n");
     testbed.down().unwrap();
 }

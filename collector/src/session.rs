@@ -453,31 +453,16 @@ impl Sessionizer {
                     });
                 let session_id = session_id_for(&key, start);
                 let session = Session {
-                    session_id: session_id.clone(),
-                    gateway: gateway.clone(),
                     connection: accounting.peer.connection.clone(),
-                    ike_sa_ids: match key.1 {
-                        SaRef::Id(id) => vec![id],
-                        _ => Vec::new(),
-                    },
                     identities: accounting.peer.identities.clone(),
-                    method: None,
                     client: accounting.peer.client,
-                    client_geo: None,
                     virtual_ip: accounting.virtual_ip,
-                    start,
-                    end: None,
-                    state: SessionState::Active,
-                    cause: None,
-                    counters: Counters::default(),
-                    child_sa_counters: BTreeMap::new(),
-                    rekey_count: 0,
                     version: self
                         .sessions
                         .get(&session_id)
                         .map_or(0, |(previous, _)| previous.version),
                     updated: timestamp,
-                    accounting_id: None,
+                    ..opened(&key, session_id.clone(), start)
                 };
                 let tracked = Tracked {
                     accounting_only: true,
@@ -576,13 +561,7 @@ impl Sessionizer {
         let mut identities = peer.identities.clone();
         identities.merge_from(&pending.identities);
         let mut session = Session {
-            session_id: session_id.clone(),
-            gateway: key.0.clone(),
             connection: peer.connection.clone().or(pending.connection),
-            ike_sa_ids: match key.1 {
-                SaRef::Id(id) => vec![id],
-                SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => Vec::new(),
-            },
             identities,
             method: pending.method,
             client: if peer.client.ip.is_some() {
@@ -590,18 +569,8 @@ impl Sessionizer {
             } else {
                 pending.client
             },
-            client_geo: None,
             virtual_ip: pending.virtual_ip,
-            start: timestamp,
-            end: None,
-            state: SessionState::Active,
-            cause: None,
-            counters: Counters::default(),
-            child_sa_counters: BTreeMap::new(),
-            rekey_count: 0,
-            version: 0,
-            updated: timestamp,
-            accounting_id: None,
+            ..opened(&key, session_id.clone(), timestamp)
         };
         // Re-establishing an id this sessionizer already had (a replay): versions go on.
         if let Some((previous, _)) = self.sessions.get(&session_id) {
@@ -792,6 +761,34 @@ fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+/// A session that opened at `start`, found by `key`, with nothing else known yet.
+fn opened(key: &SaKey, session_id: String, start: Timestamp) -> Session {
+    Session {
+        session_id,
+        gateway: key.0.clone(),
+        connection: None,
+        ike_sa_ids: match key.1 {
+            SaRef::Id(id) => vec![id],
+            SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => Vec::new(),
+        },
+        identities: Identities::default(),
+        method: None,
+        client: model::Endpoint::default(),
+        client_geo: None,
+        virtual_ip: None,
+        start,
+        end: None,
+        state: SessionState::Active,
+        cause: None,
+        counters: Counters::default(),
+        child_sa_counters: BTreeMap::new(),
+        rekey_count: 0,
+        accounting_id: None,
+        version: 0,
+        updated: start,
     }
 }
 

@@ -55,6 +55,16 @@ impl Namespace {
     fn rerun(&self, test: &str, role: &str) -> Command {
         rerun_in(&self.0, test, role)
     }
+
+    /// Runs `test` again inside this namespace (its `capture` role) and fails if it fails.
+    fn run_inside(&self, test: &str) {
+        let status = self.rerun(test, "capture").status().unwrap();
+        assert!(
+            status.success(),
+            "{test}: the part inside {} failed",
+            self.0
+        );
+    }
 }
 
 /// This test binary, running only `test`, inside `namespace` with `role` in [`INNER`].
@@ -105,11 +115,7 @@ fn loopback_and_tun(test: &str, ring: CaptureRing) {
     ip(&["-n", &ns.0, "tuntap", "add", "dev", TUN, "mode", "tun"]);
     ip(&["-n", &ns.0, "addr", "add", "10.78.0.1/24", "dev", TUN]);
     ip(&["-n", &ns.0, "link", "set", TUN, "up"]);
-    let status = ns.rerun(test, "capture").status().unwrap();
-    assert!(
-        status.success(),
-        "the capture test inside the namespace failed"
-    );
+    ns.run_inside(test);
 }
 
 type Batches = tokio::sync::mpsc::Receiver<Vec<(i64, Packet)>>;
@@ -294,8 +300,7 @@ fn vlan_tagged_frames_are_counted_through_both_readers() {
     for dev in ["tw-vl-h", "tw-vl-p"] {
         ip(&["-n", &ns.0, "link", "set", dev, "up"]);
     }
-    let status = ns.rerun(VLAN_TEST, "capture").status().unwrap();
-    assert!(status.success(), "the test inside the namespace failed");
+    ns.run_inside(VLAN_TEST);
 }
 
 /// An Ethernet frame tagged with VLAN 10 carrying a UDP datagram of `payload` bytes from
@@ -394,8 +399,7 @@ fn an_interface_that_vanishes_is_reported_and_not_spun_on() {
         return;
     }
     let ns = Namespace::new("gone");
-    let status = ns.rerun(GONE_TEST, "capture").status().unwrap();
-    assert!(status.success(), "the test inside the namespace failed");
+    ns.run_inside(GONE_TEST);
 }
 
 /// CPU time of the capture thread named `name` (as the kernel keeps it: 15 bytes).
@@ -533,8 +537,7 @@ fn a_capture_comes_back_with_its_interface_through_both_readers() {
         return;
     }
     let ns = Namespace::new("back");
-    let status = ns.rerun(BACK_TEST, "capture").status().unwrap();
-    assert!(status.success(), "the test inside the namespace failed");
+    ns.run_inside(BACK_TEST);
 }
 
 /// Waits until `done` holds, for at most `limit`.
