@@ -4,6 +4,13 @@
 //! for, interleaved. The client reads packets in order; events that arrive while it waits
 //! for a response are queued and handed out by [`Client::next_event`] in arrival order, so
 //! nothing is lost or reordered.
+//!
+//! VICI has no request ids: a reply is the answer to the oldest command still waiting. So
+//! the client pairs a reply with its command only while it is in step: a command whose
+//! reply was not read (it timed out, failed while waiting, or its future was dropped) leaves
+//! the client out of step for good, and every further command fails at once with
+//! [`Error::Vici`] instead of taking that late reply for its own answer. The caller then
+//! reconnects (the VICI source's loop does so on any [`Error::Vici`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -35,6 +42,11 @@ pub struct Client {
     frames: FrameReader,
     queued: VecDeque<ViciEvent>,
     read_buffer: Vec<u8>,
+    command_timeout: Duration,
+    /// A command was sent (or its sending begun) and its reply not read yet. Set before
+    /// sending, cleared only when the reply is read: still set when a new command starts,
+    /// it means an earlier reply is outstanding and the connection is out of step.
+    awaiting_reply: Option<String>,
 }
 
 impl Client {
@@ -48,16 +60,42 @@ impl Client {
             frames: FrameReader::default(),
             queued: VecDeque::new(),
             read_buffer: vec![0; 64 * 1024],
+            command_timeout: COMMAND_TIMEOUT,
+            awaiting_reply: None,
         })
+    }
+
+    /// How long a command may wait for its reply (default 30 s). After a timeout the client
+    /// is out of step (see the module docs).
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Client {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Whether an earlier command's reply was never read: every command now fails, and the
+    /// caller must connect again.
+    pub fn is_out_of_step(&self) -> bool {
+        self.awaiting_reply.is_some()
     }
 
     fn error(&self, detail: impl Into<String>) -> Error {
         vici_error(&self.socket, detail)
     }
 
+    /// Sends a command (a request, or an event (un)registration) whose reply must be read
+    /// next; refuses when an earlier reply is still outstanding.
     async fn send(&mut self, kind: PacketType, name: &str, message: &Message) -> Result<()> {
+        if let Some(earlier) = &self.awaiting_reply {
+            return Err(self.error(format!(
+                "out of step: the reply to `{earlier}` was never read (timed out or abandoned), \
+                 so a reply now could be the answer to it; refusing `{name}`, reconnect"
+            )));
+        }
         let bytes = wire::encode_packet(kind, Some(name), message)
             .map_err(|error| self.error(error.to_string()))?;
+        // Set before writing: a write cut short, or a future dropped from here on, leaves
+        // the stream out of step.
+        self.awaiting_reply = Some(name.to_owned());
         self.stream
             .write_all(&bytes)
             .await
@@ -87,12 +125,15 @@ impl Client {
         }
     }
 
-    /// Reads until a packet that is not an event arrives, queueing events meanwhile.
+    /// Reads until a packet that is not an event arrives, queueing events meanwhile. That
+    /// packet is the reply to the command in flight, which is then no longer awaited.
     async fn read_reply(&mut self) -> Result<wire::Packet> {
+        let timeout = self.command_timeout;
         let reading = async {
             loop {
                 let packet = self.read_packet().await?;
                 if packet.kind != PacketType::Event {
+                    self.awaiting_reply = None;
                     return Ok(packet);
                 }
                 if self.queued.len() >= MAX_QUEUED_EVENTS {
@@ -106,11 +147,14 @@ impl Client {
                 });
             }
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT, reading).await {
+        match tokio::time::timeout(timeout, reading).await {
             Ok(result) => result,
             Err(_) => Err(vici_error(
                 &self.socket,
-                format!("no reply within {} s", COMMAND_TIMEOUT.as_secs()),
+                format!(
+                    "no reply within {} ms; the connection is out of step now",
+                    timeout.as_millis()
+                ),
             )),
         }
     }
@@ -165,8 +209,9 @@ impl Client {
     ) -> Result<(Vec<Message>, Message)> {
         self.register(stream_event).await?;
         let n_before = self.queued.len();
-        let response = self.request(command, message).await?;
-        // Take the stream's events out of the queue, leave the others in order.
+        let response = self.request(command, message).await;
+        // Take the stream's events out of the queue, leave the others in order (also when
+        // the command failed: a part of a listing is nobody's event).
         let mut streamed = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queued.len());
         for (event_idx, event) in std::mem::take(&mut self.queued).into_iter().enumerate() {
@@ -177,12 +222,15 @@ impl Client {
             }
         }
         self.queued = kept;
+        let response = response?;
         self.unregister(stream_event).await?;
         Ok((streamed, response))
     }
 
     /// The next event, queued ones first. Cancel-safe: bytes already read stay buffered in
-    /// the client, so a dropped call loses nothing.
+    /// the client, so a dropped call loses nothing. Never hands out a reply: one that
+    /// arrives here (the late answer to a command that was given up) is dropped with a
+    /// warning, and the client stays out of step for commands.
     pub async fn next_event(&mut self) -> Result<ViciEvent> {
         if let Some(event) = self.queued.pop_front() {
             return Ok(event);
@@ -195,7 +243,14 @@ impl Client {
                     message: packet.message,
                 });
             }
-            tracing::warn!(socket = %self.socket.display(), kind = %packet.kind, "unexpected VICI packet while waiting for events; ignored");
+            match &self.awaiting_reply {
+                Some(command) => {
+                    tracing::warn!(socket = %self.socket.display(), kind = %packet.kind, command = %command, "late VICI reply to a command given up; dropped");
+                }
+                None => {
+                    tracing::warn!(socket = %self.socket.display(), kind = %packet.kind, "unexpected VICI packet while waiting for events; ignored");
+                }
+            }
         }
     }
 }
