@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# vpn-testbed.sh — a real strongSwan IKEv2 gateway and two road-warrior clients in
-# network namespaces, for tunnelwatch's tests and for capturing real charon logs.
+# vpn-testbed.sh — a real strongSwan IKEv2 (and IKEv1) gateway and two road-warrior clients
+# in network namespaces, for tunnelwatch's tests and for capturing real charon logs.
 #
 # Usage:
 #   vpn-testbed.sh install [--syslog]
@@ -8,6 +8,7 @@
 #   vpn-testbed.sh connect NAME DIR CLIENT CONN [--psk WRONG | --eap-password WRONG]
 #   vpn-testbed.sh disconnect NAME DIR CLIENT [--ike-only]
 #   vpn-testbed.sh terminate NAME DIR CLIENT
+#   vpn-testbed.sh terminate-conn NAME DIR CONN
 #   vpn-testbed.sh kill-client NAME DIR CLIENT
 #   vpn-testbed.sh start-client NAME DIR CLIENT
 #   vpn-testbed.sh rekey NAME DIR CLIENT [--by-client]
@@ -18,8 +19,12 @@
 # NAME: short unique id of one testbed instance ([A-Za-z0-9], at most 8 chars); every
 #       namespace is called tw-NAME-{gw,c1,c2,api}, so instances can run in parallel.
 # DIR:  the instance's working directory (configs, certificates, logs, sockets, pids).
-# CLIENT: client1 | client2.   CONN: rw-psk | rw-cert | rw-eap | rw-radius (the
+# CLIENT: client1 | client2.   CONN: rw-psk | rw-cert | rw-eap | rw-radius | l2tp-psk (the
 #       gateway's connection; each client has a connection of the same name for it).
+#       l2tp-psk is IKEv1 as L2TP/IPsec clients (Windows, macOS) use it: main mode with one
+#       shared PSK, the client's address as its identity, a transport-mode CHILD_SA for
+#       UDP 1701. libipsec does tunnel mode only, so its IKE_SA comes up and its quick
+#       mode fails (`connect` exits 5).
 #
 # Topology (every interface lives inside the instance's namespaces, none in the root
 # namespace, so all instances use the same documentation-range addresses):
@@ -29,8 +34,13 @@
 #   tw-NAME-c2 eth0 192.0.2.12 ─┘        virtual IP pool 10.99.0.0/24 (rw-pool)
 #
 # Exit status: 0 ok; 1 testbed error (message on stderr); for `connect`: 3 when the
-# gateway refused the authentication (AUTHENTICATION_FAILED / EAP failure), 4 when
-# the connection failed for another reason.
+# gateway refused the authentication (AUTHENTICATION_FAILED / EAP failure), 5 when the
+# IKE_SA was established but its CHILD_SA (IKEv1: quick mode) failed, 4 when the
+# connection failed for another reason.
+#
+# terminate: the gateway terminates the client's IKE_SAs one by one (by unique id);
+# terminate-conn: the gateway terminates every IKE_SA of connection CONN by name
+# (`swanctl --terminate --ike CONN`), as a responder would by mistake for one user.
 #
 # Facts about strongSwan 5.9.8 on this kind of machine that the script relies on:
 # - The kernel has XFRM but no ESP, so ESP runs in userspace: the kernel-libipsec
@@ -65,6 +75,8 @@ declare -A CLIENT_NS_SUFFIX=([client1]=c1 [client2]=c2)
 # Credentials. Identities are user@METHOD.vpn.test so the gateway's connections can
 # match on the remote identity; EAP users have their own EAP identities.
 declare -A PSK=([client1]=psk-secret-client1 [client2]=psk-secret-client2)
+# IKEv1 L2TP/IPsec: one PSK shared by every client, as such gateways are set up.
+L2TP_PSK=l2tp-shared-psk
 declare -A EAP_USER=([client1]=alice [client2]=bob)        # checked by charon
 declare -A RADIUS_USER=([client1]=carol [client2]=dave)    # checked by FreeRADIUS
 declare -A EAP_PASSWORD=([alice]=alice-pass [bob]=bob-pass [carol]=carol-pass [dave]=dave-pass)
@@ -73,7 +85,7 @@ RADIUS_SECRET="radius-shared-secret"
 die() { echo "$SCRIPT_NAME: error: $*" >&2; exit 1; }
 log() { echo "$SCRIPT_NAME: $*" >&2; }
 
-usage() { sed -n '5,16p' "$0" >&2; exit 1; }
+usage() { sed -n '5,17p' "$0" >&2; exit 1; }
 
 python_bin() { if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3 || die "python3 not found"; fi; }
 
@@ -365,7 +377,28 @@ EOF
     gw_conn rw-cert pubkey pubkey '*@cert.vpn.test'
     gw_conn rw-eap pubkey eap-mschapv2 '*@eap.vpn.test' eap
     [ "$radius" = yes ] && gw_conn rw-radius pubkey eap-radius '*@radius.vpn.test' eap
+    # IKEv1 L2TP/IPsec (main mode, PSK, the client's address as its identity; no virtual
+    # IP: L2TP/PPP would assign one). libipsec has no transport mode, so quick mode fails.
     cat <<EOF
+  l2tp-psk {
+    version = 1
+    local_addrs = $GW_OUTER
+    encap = yes
+    local {
+      auth = psk
+      id = $GW_OUTER
+    }
+    remote {
+      auth = psk
+    }
+    children {
+      l2tp {
+        mode = transport
+        local_ts = dynamic[udp/1701]
+        remote_ts = dynamic[udp/1701]
+      }
+    }
+  }
 }
 pools {
   rw-pool {
@@ -378,6 +411,10 @@ EOF
       printf '  ike-%s {\n    id = %s@psk.vpn.test\n    secret = "%s"\n  }\n' "$c" "$c" "${PSK[$c]}"
       printf '  eap-%s {\n    id = %s\n    secret = "%s"\n  }\n' "${EAP_USER[$c]}" "${EAP_USER[$c]}" "${EAP_PASSWORD[${EAP_USER[$c]}]}"
     done
+    # Owned by the addresses only, so it never counts among the keys tried for an IKEv2
+    # identity (`tried 1 shared key ...`).
+    printf '  ike-l2tp {\n    id-gw = %s\n    id-c1 = %s\n    id-c2 = %s\n    secret = "%s"\n  }\n' \
+      "$GW_OUTER" "${CLIENT_ADDR[client1]}" "${CLIENT_ADDR[client2]}" "$L2TP_PSK"
     echo "}"
   } > "$s/swanctl.conf"
 }
@@ -422,6 +459,28 @@ EOF
     client_conn rw-cert pubkey pubkey "$c@cert.vpn.test"
     client_conn rw-eap eap-mschapv2 pubkey "$c@eap.vpn.test" "${EAP_USER[$c]}"
     client_conn rw-radius eap-mschapv2 pubkey "$c@radius.vpn.test" "${RADIUS_USER[$c]}"
+    cat <<EOF
+  l2tp-psk {
+    version = 1
+    remote_addrs = $GW_OUTER
+    encap = yes
+    local {
+      auth = psk
+      id = ${CLIENT_ADDR[$c]}
+    }
+    remote {
+      auth = psk
+      id = $GW_OUTER
+    }
+    children {
+      l2tp {
+        mode = transport
+        local_ts = dynamic[udp/1701]
+        remote_ts = dynamic[udp/1701]
+      }
+    }
+  }
+EOF
     echo "}"
     echo "include conf.d/*.conf"
   } > "$s/swanctl.conf"
@@ -446,6 +505,11 @@ secrets {
   eap-radius-self {
     id = $ru
     secret = "$rp"
+  }
+  ike-l2tp-self {
+    id-gw = $GW_OUTER
+    id-self = ${CLIENT_ADDR[$c]}
+    secret = "${2:-$L2TP_PSK}"
   }
 }
 EOF
@@ -750,17 +814,19 @@ cmd_connect() {
     esac
     shift
   done
+  local child=net
   case $conn in
     rw-psk | rw-cert | rw-eap) ;;
     rw-radius) grep -q 'radius=yes' "$DIR/options" || die "rw-radius needs 'up --radius'" ;;
-    *) die "CONN must be rw-psk, rw-cert, rw-eap or rw-radius, got '$conn'" ;;
+    l2tp-psk) child=l2tp ;;
+    *) die "CONN must be rw-psk, rw-cert, rw-eap, rw-radius or l2tp-psk, got '$conn'" ;;
   esac
   local out=$DIR/$c/initiate.out rc=0
   if [ -n "$psk$eap" ]; then
     write_client_secrets "$c" "$psk" "$eap"
     swanctl_at "$c" --load-creds --clear --noprompt >/dev/null
   fi
-  swanctl_at "$c" --initiate --ike "$conn" --child net --timeout 20 >"$out" 2>&1 || rc=$?
+  swanctl_at "$c" --initiate --ike "$conn" --child "$child" --timeout 20 >"$out" 2>&1 || rc=$?
   if [ -n "$psk$eap" ]; then
     write_client_secrets "$c" "" ""
     swanctl_at "$c" --load-creds --clear --noprompt >/dev/null
@@ -770,6 +836,14 @@ cmd_connect() {
   if grep -qE 'AUTHENTICATION_FAILED|N\(AUTH_FAILED\)|method failed|EAP_FAILURE|EAP authentication failed' "$out"; then
     log "$c: authentication for $conn failed"
     exit 3
+  fi
+  # The IKE_SA came up, its CHILD_SA did not (l2tp-psk: the client's libipsec refuses the
+  # transport-mode SA, "IPsec SA: unsupported mode", and answers the gateway's quick mode
+  # with NO_PROPOSAL_CHOSEN). Both IKE_SAs stay up: `disconnect` deletes them.
+  if grep -qE "IKE_SA $conn\[[0-9]+\] established between" "$out" &&
+    grep -qE "establishing CHILD_SA '?$child'? failed" "$out"; then
+    log "$c: IKE_SA $conn established, its CHILD_SA $child failed"
+    exit 5
   fi
   log "$c: connection $conn failed (swanctl exit $rc)"
   exit 4
@@ -804,6 +878,21 @@ cmd_terminate() {
   for id in $ids; do
     swanctl_at gw --terminate --ike-id "$id" --timeout 10 >&2
   done
+}
+
+# The gateway terminates every IKE_SA of a connection by its name, whoever holds them.
+cmd_terminate_conn() {
+  [ $# -eq 3 ] || usage
+  set_instance "$1" "$2"; local conn=$3; need_up
+  [[ $conn =~ ^[A-Za-z0-9-]+$ ]] || die "CONN must be a connection name, got '$conn'"
+  sa_lines gw | grep -q "^list-sa event {$conn {" || die "the gateway has no IKE_SA of connection $conn"
+  swanctl_at gw --terminate --ike "$conn" --timeout 10 >&2
+  local i
+  for ((i = 0; i < 50; i++)); do
+    sa_lines gw | grep -q "^list-sa event {$conn {" || return 0
+    sleep 0.1
+  done
+  die "IKE_SAs of $conn still listed 5 s after terminating them"
 }
 
 cmd_kill_client() {
@@ -910,6 +999,7 @@ main() {
     connect) cmd_connect "$@" ;;
     disconnect) cmd_disconnect "$@" ;;
     terminate) cmd_terminate "$@" ;;
+    terminate-conn) cmd_terminate_conn "$@" ;;
     kill-client) cmd_kill_client "$@" ;;
     start-client) cmd_start_client "$@" ;;
     rekey) cmd_rekey "$@" ;;

@@ -14,8 +14,12 @@
 //!
 //! Gateway connections (the `conn` argument of [`Testbed::connect`]):
 //! `rw-psk` (pre-shared keys), `rw-cert` (certificates from a fresh CA),
-//! `rw-eap` (EAP-MSCHAPv2 checked by charon) and, with [`Options::radius`],
-//! `rw-radius` (EAP-MSCHAPv2 via eap-radius to FreeRADIUS). Addresses: gateway
+//! `rw-eap` (EAP-MSCHAPv2 checked by charon), with [`Options::radius`],
+//! `rw-radius` (EAP-MSCHAPv2 via eap-radius to FreeRADIUS), and `l2tp-psk`: IKEv1 as
+//! L2TP/IPsec clients use it (main mode, one shared PSK, the client's address as its
+//! identity, a transport-mode CHILD_SA for UDP 1701), whose quick mode fails here because
+//! libipsec does tunnel mode only ([`Testbed::login`] says [`Login::ChildSaFailed`]).
+//! Addresses: gateway
 //! 192.0.2.1, clients 192.0.2.11 and .12, virtual IP pool 10.99.0.0/24, HTTP server
 //! 198.51.100.10:8080.
 //!
@@ -101,6 +105,20 @@ pub enum Credential {
     WrongEapPassword(String),
 }
 
+/// How a login ended ([`Testbed::login`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The IKE_SA and its CHILD_SA are up.
+    Established,
+    /// The gateway refused the authentication.
+    AuthFailed,
+    /// The IKE_SA is up but its CHILD_SA is not (`l2tp-psk`: the client's libipsec
+    /// refuses the transport-mode SA, `IPsec SA: unsupported mode`, and answers the
+    /// gateway's quick mode with NO_PROPOSAL_CHOSEN). Both sides keep the IKE_SA until
+    /// [`Testbed::disconnect`] deletes it.
+    ChildSaFailed,
+}
+
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -174,6 +192,8 @@ pub struct Testbed {
 
 /// `connect`'s exit status when the gateway refused the authentication.
 const EXIT_AUTH_FAILED: i32 = 3;
+/// `connect`'s exit status when the IKE_SA came up and its CHILD_SA did not.
+const EXIT_CHILD_SA_FAILED: i32 = 5;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static INSTALLED: Mutex<bool> = Mutex::new(false);
@@ -379,24 +399,54 @@ impl Testbed {
 
     /// Logs `client` in on the gateway connection `conn` (`rw-psk`, `rw-cert`,
     /// `rw-eap`, `rw-radius`). `Ok(true)`: IKE_SA and CHILD_SA established;
-    /// `Ok(false)`: the authentication failed; `Err`: anything else went wrong.
+    /// `Ok(false)`: the authentication failed; `Err`: anything else went wrong (a
+    /// CHILD_SA that failed too: see [`Testbed::login`]).
     pub fn connect(&self, client: Client, conn: &str, cred: Credential) -> Result<bool, Error> {
-        let mut args = vec![client.as_str(), conn];
-        match &cred {
-            Credential::Correct => {}
-            Credential::WrongPsk(psk) => args.extend(["--psk", psk.as_str()]),
-            Credential::WrongEapPassword(pw) => args.extend(["--eap-password", pw.as_str()]),
-        }
-        let out = self.run_raw("connect", &args)?;
-        match out.status.code() {
-            Some(0) => Ok(true),
-            Some(EXIT_AUTH_FAILED) => Ok(false),
-            _ => Err(script_error(
+        let (login, out) = self.try_login(client, conn, &cred)?;
+        match login {
+            Some(Login::Established) => Ok(true),
+            Some(Login::AuthFailed) => Ok(false),
+            Some(Login::ChildSaFailed) | None => Err(script_error(
                 ErrorKind::Script,
                 &format!("connect {} {conn}", client.as_str()),
                 &out,
             )),
         }
+    }
+
+    /// Logs `client` in on the gateway connection `conn` (any of [`Testbed::connect`]'s, and
+    /// `l2tp-psk`) and says how far it got; `Err` when it failed for another reason.
+    pub fn login(&self, client: Client, conn: &str, cred: Credential) -> Result<Login, Error> {
+        let (login, out) = self.try_login(client, conn, &cred)?;
+        login.ok_or_else(|| {
+            script_error(
+                ErrorKind::Script,
+                &format!("connect {} {conn}", client.as_str()),
+                &out,
+            )
+        })
+    }
+
+    fn try_login(
+        &self,
+        client: Client,
+        conn: &str,
+        cred: &Credential,
+    ) -> Result<(Option<Login>, Output), Error> {
+        let mut args = vec![client.as_str(), conn];
+        match cred {
+            Credential::Correct => {}
+            Credential::WrongPsk(psk) => args.extend(["--psk", psk.as_str()]),
+            Credential::WrongEapPassword(pw) => args.extend(["--eap-password", pw.as_str()]),
+        }
+        let out = self.run_raw("connect", &args)?;
+        let login = match out.status.code() {
+            Some(0) => Some(Login::Established),
+            Some(EXIT_AUTH_FAILED) => Some(Login::AuthFailed),
+            Some(EXIT_CHILD_SA_FAILED) => Some(Login::ChildSaFailed),
+            _ => None,
+        };
+        Ok((login, out))
     }
 
     /// The client deletes its CHILD_SAs and then its IKE_SA (an orderly logout).
@@ -413,6 +463,13 @@ impl Testbed {
     /// The gateway terminates the client's IKE_SAs (`swanctl --terminate --ike-id`).
     pub fn terminate(&self, client: Client) -> Result<(), Error> {
         self.run(&["terminate", client.as_str()], &[]).map(drop)
+    }
+
+    /// The gateway terminates every IKE_SA of connection `conn` by its name
+    /// (`swanctl --terminate --ike CONN`), whichever clients hold them; returns when charon
+    /// lists none of them any more.
+    pub fn terminate_connection(&self, conn: &str) -> Result<(), Error> {
+        self.run(&["terminate-conn", conn], &[]).map(drop)
     }
 
     /// SIGKILLs the client's charon: the gateway finds a dead peer by DPD within
