@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# capture-vici-fixtures.sh VICI_DUMP [OUT_DIR] — runs real scenarios on a vpn-testbed.sh
-# instance (with FreeRADIUS) and saves, per scenario, what the gateway's charon said on
-# its VICI socket: OUT_DIR/SCENARIO.jsonl, one {"event", "message"} object per line, as
-# printed by VICI_DUMP (`cargo build -p gateway --example vici-dump`; the binary is
-# target/debug/examples/vici-dump). Each capture starts with the `list-sa` snapshot of
-# the moment the dump connected. Default OUT_DIR: gateway/testdata/vici. Needs root;
-# takes about two minutes (half-open timeouts after failed EAP logins, a dead peer).
+# capture-vici-fixtures.sh VICI_DUMP [OUT_DIR [SCENARIO...]] — runs real scenarios on a
+# vpn-testbed.sh instance (with FreeRADIUS) and saves, per scenario, what the gateway's
+# charon said on its VICI socket: OUT_DIR/SCENARIO.jsonl, one {"event", "message"} object
+# per line, as printed by VICI_DUMP (`cargo build -p gateway --example vici-dump`; the
+# binary is target/debug/examples/vici-dump). Each capture starts with the `list-sa`
+# snapshot of the moment the dump connected. Default OUT_DIR: gateway/testdata/vici.
+# With SCENARIO names, every scenario still runs (so that IKE_SA unique ids run on as in a
+# whole capture) but only those files are written. Needs root; takes about two minutes
+# (half-open timeouts after failed EAP logins, a dead peer).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +15,10 @@ TB=$HERE/vpn-testbed.sh
 REPO=$(cd "$HERE/../.." && pwd)
 DUMP=${1:?usage: capture-vici-fixtures.sh VICI_DUMP [OUT_DIR]}
 OUT=${2:-$REPO/gateway/testdata/vici}
+shift $(($# < 2 ? $# : 2))
+KEEP=("$@")
 WORK=$(mktemp -d /tmp/tw-vici-fixtures.XXXXXX)
+CAPTURES=$WORK/captures
 NAME=vfx
 DIR=$WORK/$NAME
 DUMP_PID=""
@@ -28,9 +33,9 @@ stop_dump() {
 cleanup() { stop_dump; "$TB" down "$NAME" "$DIR" || true; }
 trap cleanup EXIT
 
-# begin SCENARIO: start a fresh dump into OUT/SCENARIO.jsonl.
+# begin SCENARIO: start a fresh dump into CAPTURES/SCENARIO.jsonl.
 begin() {
-  "$DUMP" "$DIR/gw/charon.vici" > "$OUT/$1.jsonl" 2>>"$WORK/dump.err" &
+  "$DUMP" "$DIR/gw/charon.vici" > "$CAPTURES/$1.jsonl" 2>>"$WORK/dump.err" &
   DUMP_PID=$!
   CURRENT=$1
   sleep 0.5
@@ -40,17 +45,17 @@ begin() {
 wait_event() {
   local i
   for ((i = 0; i < $2 * 10; i++)); do
-    grep -qF -- "$1" "$OUT/$CURRENT.jsonl" && return 0
+    grep -qF -- "$1" "$CAPTURES/$CURRENT.jsonl" && return 0
     sleep 0.1
   done
   log "$CURRENT: gave up waiting for '$1'"
   return 1
 }
 
-end() { sleep 1.5; stop_dump; log "$CURRENT: $(wc -l < "$OUT/$CURRENT.jsonl") events"; }
+end() { sleep 1.5; stop_dump; log "$CURRENT: $(wc -l < "$CAPTURES/$CURRENT.jsonl") events"; }
 
 "$TB" install
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$CAPTURES"
 "$TB" up "$NAME" "$DIR" --radius
 sleep 1
 
@@ -150,5 +155,32 @@ begin restart-after
 wait_event '"up":"yes"' 10
 end
 
+# IKEv1 L2TP/IPsec (client2, l2tp-psk): main mode comes up, quick mode fails (the
+# client's libipsec has no transport mode and answers NO_PROPOSAL_CHOSEN); the client
+# then deletes its IKE_SA, as an L2TP client gives up.
+begin ikev1-quick-mode-failed
+rc=0; "$TB" connect "$NAME" "$DIR" client2 l2tp-psk 2>>"$WORK/actions.log" || rc=$?
+[ "$rc" -eq 5 ] || { log "ikev1-quick-mode-failed: expected exit 5, got $rc"; exit 1; }
+wait_event 'NO_PROPOSAL_CHOSEN' 10
+"$TB" disconnect "$NAME" "$DIR" client2 2>>"$WORK/actions.log"
+wait_event '"state":"DELETING"' 10
+end
+
+# The gateway terminates connection rw-psk by name: client1 (logged in since
+# restart-after, in the snapshot) and client2 both go.
+"$TB" connect "$NAME" "$DIR" client2 rw-psk 2>>"$WORK/actions.log"
+begin gateway-terminate-by-conn
+"$TB" terminate-conn "$NAME" "$DIR" rw-psk 2>>"$WORK/actions.log"
+wait_event 'sending DELETE for IKE_SA' 10
+end
+
+if [ "${#KEEP[@]}" -eq 0 ]; then
+  cp "$CAPTURES"/*.jsonl "$OUT"/
+else
+  for scenario in "${KEEP[@]}"; do
+    [ -f "$CAPTURES/$scenario.jsonl" ] || { log "no scenario $scenario"; exit 1; }
+    cp "$CAPTURES/$scenario.jsonl" "$OUT"/
+  done
+fi
 log "fixtures in $OUT"
 rm -rf "$WORK"
