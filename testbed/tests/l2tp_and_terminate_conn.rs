@@ -39,7 +39,10 @@ fn ikev1_quick_mode_fails_and_terminate_by_name_ends_every_sa_of_the_connection(
     let error = tb
         .connect(Client::Client2, "l2tp-psk", Credential::Correct)
         .unwrap_err();
-    assert!(error.to_string().contains("CHILD_SA l2tp failed"), "{error}");
+    assert!(
+        error.to_string().contains("CHILD_SA l2tp failed"),
+        "{error}"
+    );
 
     // Two users on rw-psk; the gateway terminates the connection by name: both go.
     for client in [Client::Client1, Client::Client2] {
@@ -57,7 +60,10 @@ fn ikev1_quick_mode_fails_and_terminate_by_name_ends_every_sa_of_the_connection(
     assert_eq!(n_deletes, 2, "{log}");
     assert!(log.contains("vici terminate IKE_SA 'rw-psk'"), "{log}");
     // The IKEv1 SAs of the other connection stay.
-    assert!(!log.contains("sending DELETE for IKE_SA l2tp-psk["), "{log}");
+    assert!(
+        !log.contains("sending DELETE for IKE_SA l2tp-psk["),
+        "{log}"
+    );
     assert!(tb.terminate_connection("rw-psk").is_err());
 
     tb.disconnect(Client::Client1).unwrap();
