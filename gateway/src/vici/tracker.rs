@@ -18,6 +18,13 @@
 //! the IKE_SA a new unique id; the tracker moves its state to the new id and reports a
 //! rekey, so the session stays one.
 //!
+//! IKEv1 (`version` 1) reports its IKE_SA `up` once main mode is done, before quick mode
+//! has made any CHILD_SA: a login is not complete then. So the tracker holds an IKEv1
+//! IKE_SA back ([`TrackerState::awaiting_child`]) and reports its login (auth success,
+//! virtual IPs, the IKE_SA, its children) when its first CHILD_SA comes up; if the IKE_SA
+//! goes down first (a quick mode that failed, e.g. an L2TP/IPsec client whose transport
+//! mode SA was refused), it reports a failed login with the log's reason and no session.
+//!
 //! The established IKE_SAs are the tracker's [`TrackerState`]: the agent persists it, and on
 //! every (re)connect [`Tracker::reconcile`] compares it with `list-sas`, so an SA that came
 //! or went while the socket was away is reported once, and one seen already is not
@@ -83,6 +90,9 @@ pub struct TrackerState {
     /// (unique ids start again at 1).
     pub charon_since: Option<String>,
     pub sas: BTreeMap<u64, SaInfo>,
+    /// IKEv1 IKE_SAs up without a CHILD_SA yet: not reported (see the module docs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub awaiting_child: BTreeMap<u64, SaInfo>,
 }
 
 /// What the log said about one IKE_SA.
@@ -93,6 +103,8 @@ struct Hints {
     identities: Identities,
     failure: Option<(AuthMethod, AuthFailure)>,
     failure_reported: bool,
+    /// Why a CHILD_SA (IKEv1: quick mode) failed, the first reason the log gave.
+    child_failure: Option<String>,
     sent_delete: bool,
     received_delete: bool,
     duplicate: bool,
@@ -207,6 +219,36 @@ impl Tracker {
                 current.insert(id, (connection.to_owned(), section));
             }
         }
+        let restart_note = if restarted { " (charon restarted)" } else { "" };
+        // IKEv1 IKE_SAs that were waiting for their first CHILD_SA: gone without one is a
+        // failed login; listed with one, the login is complete now.
+        let waited: Vec<u64> = self.state.awaiting_child.keys().copied().collect();
+        for id in waited {
+            let listed = (!restarted).then(|| current.get(&id)).flatten();
+            match listed {
+                None => {
+                    if let Some(info) = self.state.awaiting_child.remove(&id) {
+                        let original = format!(
+                            "vici reconcile: IKE_SA #{id} is no longer listed by charon{restart_note}"
+                        );
+                        self.report_no_child(id, info, now, &original, out);
+                    }
+                }
+                Some((connection, section)) => {
+                    let children = sa_info(connection, section).children;
+                    if !children.is_empty()
+                        && let Some(mut info) = self.state.awaiting_child.remove(&id)
+                    {
+                        info.children = children;
+                        if info.method.is_none() {
+                            info.method = Some(method_without_log(&info.identities));
+                        }
+                        let original = format!("vici list-sa {}", section.to_json());
+                        self.open(id, info, now, &original, out);
+                    }
+                }
+            }
+        }
         let gone: Vec<u64> = self
             .state
             .sas
@@ -217,9 +259,12 @@ impl Tracker {
         let mut new: Vec<u64> = current
             .keys()
             .copied()
-            .filter(|id| restarted || !self.state.sas.contains_key(id))
+            .filter(|id| {
+                restarted
+                    || !(self.state.sas.contains_key(id)
+                        || self.state.awaiting_child.contains_key(id))
+            })
             .collect();
-        let restart_note = if restarted { " (charon restarted)" } else { "" };
         for old_id in gone {
             // An IKE_SA replaced by one with the same peer, identity and virtual IPs was
             // rekeyed while we were away: the session goes on.
@@ -289,6 +334,11 @@ impl Tracker {
                 .unwrap_or(now);
             let original = format!("vici list-sa {}", section.to_json());
             let mut info = sa_info(connection, section);
+            if is_ikev1(section) && info.children.is_empty() {
+                // Up while nobody listened, quick mode not done: wait for a CHILD_SA.
+                self.state.awaiting_child.insert(id, info);
+                continue;
+            }
             info.method = Some(method_without_log(&info.identities));
             self.open(id, info, since, &original, out);
         }
@@ -401,6 +451,16 @@ impl Tracker {
             .and_then(|rest| rest.strip_suffix('"'))
         {
             hints.identities.cert_subject = Some(subject.to_owned());
+            return;
+        }
+        // IKEv1 main mode logs no "authentication of ... successful" for a PSK; the
+        // responder looks the key up by the peer's address first.
+        if text.starts_with("looking for pre-shared key peer configs matching") {
+            hints.method.get_or_insert(AuthMethod::Psk);
+            return;
+        }
+        if is_child_failure(text) {
+            hints.child_failure.get_or_insert_with(|| text.to_owned());
             return;
         }
         if text.starts_with("sending RADIUS Access-Request") {
@@ -518,6 +578,7 @@ impl Tracker {
             text.starts_with("parsed INFORMATIONAL request") && text.contains("N(AUTH_FAILED)");
         if (peer_gave_up || text.starts_with("deleting half open IKE_SA"))
             && !self.state.sas.contains_key(&id)
+            && !self.state.awaiting_child.contains_key(&id)
         {
             self.report_failure(id, None, now, &original, out);
         }
@@ -581,8 +642,13 @@ impl Tracker {
         let up = event.message.str("up").as_deref() == Some("yes");
         let state = section.str("state").unwrap_or_default();
         if up {
-            if let Some(info) = self.state.sas.get_mut(&id) {
-                // Reported already (by reconcile): refresh what we know, report nothing.
+            if let Some(info) = self
+                .state
+                .sas
+                .get_mut(&id)
+                .or_else(|| self.state.awaiting_child.get_mut(&id))
+            {
+                // Known already (by reconcile): refresh what we know, report nothing.
                 let fresh = sa_info(connection, section);
                 info.identities.merge_from(&fresh.identities);
                 return;
@@ -590,12 +656,21 @@ impl Tracker {
             let mut info = sa_info(connection, section);
             let hints = self.hints(id);
             info.identities.merge_from(&hints.identities);
+            info.method = hints.method;
+            if is_ikev1(section) && info.children.is_empty() {
+                // Main mode is done, quick mode is not: the login waits for a CHILD_SA.
+                self.state.awaiting_child.insert(id, info);
+                return;
+            }
             info.method = Some(
-                hints
-                    .method
+                info.method
                     .unwrap_or_else(|| method_without_log(&info.identities)),
             );
             self.open(id, info, now, &original, out);
+            return;
+        }
+        if let Some(info) = self.state.awaiting_child.remove(&id) {
+            self.report_no_child(id, info, now, &original, out);
             return;
         }
         if !self.state.sas.contains_key(&id) {
@@ -646,6 +721,20 @@ impl Tracker {
                     .collect()
             })
             .unwrap_or_default();
+        if up && let Some(mut info) = self.state.awaiting_child.remove(&id) {
+            // The first CHILD_SA of an IKEv1 IKE_SA: now the login is complete.
+            info.children = listed;
+            let hints = self.hints(id);
+            info.identities.merge_from(&hints.identities);
+            info.method = Some(
+                hints
+                    .method
+                    .or(info.method)
+                    .unwrap_or_else(|| method_without_log(&info.identities)),
+            );
+            self.open(id, info, now, &original, out);
+            return;
+        }
         let info = match self.state.sas.get_mut(&id) {
             Some(info) => info,
             None => match self.closed.get_mut(&id) {
@@ -699,6 +788,14 @@ impl Tracker {
             return;
         };
         let original = format!("vici {} {}", event.name, event.message.to_json());
+        if let Some(mut info) = self.state.awaiting_child.remove(&old_id) {
+            // Still no CHILD_SA: the new IKE_SA waits in its place.
+            let fresh = sa_info(connection, new);
+            info.client = fresh.client;
+            info.identities.merge_from(&fresh.identities);
+            self.state.awaiting_child.insert(new_id, info);
+            return;
+        }
         let Some(mut info) = self.state.sas.remove(&old_id) else {
             if !self.state.sas.contains_key(&new_id) {
                 let mut info = sa_info(connection, new);
@@ -785,11 +882,50 @@ impl Tracker {
                 .str("remote-port")
                 .and_then(|port| port.parse().ok()),
         };
-        if let Some(info) = self.state.sas.get_mut(&id) {
+        if let Some(info) = self
+            .state
+            .sas
+            .get_mut(&id)
+            .or_else(|| self.state.awaiting_child.get_mut(&id))
+        {
             info.client = client;
         } else {
             self.hints(id).client = client;
         }
+    }
+
+    /// An IKEv1 IKE_SA went down before any CHILD_SA came up: a failed login, with the
+    /// reason the log gave, and no session.
+    fn report_no_child(
+        &mut self,
+        id: u64,
+        mut info: SaInfo,
+        now: Timestamp,
+        original: &str,
+        out: &mut Vec<Produced>,
+    ) {
+        let hints = self.hints(id);
+        hints.failure_reported = true;
+        info.identities.merge_from(&hints.identities);
+        let method = hints.method.or(info.method).unwrap_or(AuthMethod::Unknown);
+        let reason = hints
+            .child_failure
+            .clone()
+            .unwrap_or_else(|| NO_CHILD_REASON.to_owned());
+        self.hints.remove(&id);
+        out.push(Produced {
+            timestamp: now,
+            original: original.to_owned(),
+            body: EventBody::Auth(Auth {
+                peer: peer_of(id, &info),
+                method,
+                outcome: Outcome::Failure,
+                failure: Some(AuthFailure {
+                    code: FailureCode::Other,
+                    reason,
+                }),
+            }),
+        });
     }
 
     /// Reports an IKE_SA as established: the login, its virtual IPs, the SA, its children.
@@ -911,6 +1047,26 @@ fn set_failure(hints: &mut Hints, method: AuthMethod, code: FailureCode, text: &
             },
         ));
     }
+}
+
+/// The reason of a failed IKEv1 login whose log named none.
+const NO_CHILD_REASON: &str = "IKEv1 IKE_SA ended before quick mode established a CHILD_SA";
+
+/// Whether an IKE_SA section is IKEv1 (`version` 1).
+fn is_ikev1(section: &Message) -> bool {
+    section.str("version").as_deref() == Some("1")
+}
+
+/// Log lines that say why a CHILD_SA (IKEv1: quick mode) failed.
+fn is_child_failure(text: &str) -> bool {
+    // IKEv1 notifies read "received NO_PROPOSAL_CHOSEN error notify"; IKEv2's read
+    // "received ... notify error" and are handled as authentication failures.
+    (text.starts_with("received ") && text.ends_with(" error notify"))
+        || text.starts_with("unable to install ")
+        || text.starts_with("IPsec SA: unsupported mode")
+        || text == "no matching CHILD_SA config found"
+        || text.starts_with("no acceptable proposal found")
+        || text.starts_with("failed to establish CHILD_SA")
 }
 
 /// The method when the log did not say: EAP if the peer has an EAP identity.

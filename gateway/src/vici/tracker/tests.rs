@@ -11,7 +11,7 @@ use model::{EventBody, Outcome, SaChange};
 
 use super::*;
 use crate::vici::client::ViciEvent;
-use crate::vici::wire::Message;
+use crate::vici::wire::{Message, Value};
 
 const CAPTURES: [&str; 16] = [
     "psk-ok",
@@ -159,19 +159,19 @@ fn one_agent_across_all_captures_reports_each_login_once() {
     // Logins: 8 seen live (psk, cert, eap, radius, terminate, dpd, rekey, rekey-by-client),
     // 2 found by reconcile (reconnect-snapshot opens with two users who connected while no
     // agent listened; restart-before's snapshot holds one of them again and adds nothing),
-    // 1 after charon restarted, the IKEv1 IKE_SA whose quick mode failed (counted as a
-    // login for now), and client2 in gateway-terminate-by-conn's snapshot. Deleted: 7 live
-    // deletes (two after rekeys), client1 leaving in reconnect-snapshot, bob's SA when
-    // charon went away, the IKEv1 IKE_SA, and the two SAs of the terminated connection.
-    // Lost: the dead peer.
+    // 1 after charon restarted, and client2 in gateway-terminate-by-conn's snapshot.
+    // Failures: a wrong PSK, EAP and RADIUS password, and the IKEv1 IKE_SA whose quick mode
+    // failed. Deleted: 7 live deletes (two after rekeys), client1 leaving in
+    // reconnect-snapshot, bob's SA when charon went away, and the two SAs of the terminated
+    // connection. Lost: the dead peer.
     assert_eq!(
         count(&all),
         Counts {
-            logins: 13,
-            failures: 3,
-            established: 13,
+            logins: 12,
+            failures: 4,
+            established: 12,
             rekeyed: 2,
-            deleted: 12,
+            deleted: 11,
             lost: 1,
         },
         "{}",
@@ -181,13 +181,206 @@ fn one_agent_across_all_captures_reports_each_login_once() {
     assert!(tracker.state().sas.is_empty());
 }
 
+/// The real IKEv1 `ike-updown` of `ikev1-quick-mode-failed` (main mode done, `up`), and the
+/// log events before it.
+fn ikev1_up() -> (Vec<ViciEvent>, serde_json::Value) {
+    let (_, events) = load("ikev1-quick-mode-failed");
+    let mut before = Vec::new();
+    for event in events {
+        if event.name == "ike-updown" {
+            return (before, event.message.to_json());
+        }
+        before.push(event);
+    }
+    panic!("no ike-updown in ikev1-quick-mode-failed");
+}
+
+/// A CHILD_SA on the IKE_SA of `ike_updown`: charon cannot make an IKEv1 one here (libipsec
+/// has no transport mode), so it is written by hand, shaped like the real IKEv2 ones.
+fn with_child(ike_updown: &serde_json::Value) -> Message {
+    let mut json = ike_updown.clone();
+    let section = json["l2tp-psk"].as_object_mut().unwrap();
+    section.insert(
+        "child-sas".to_owned(),
+        serde_json::json!({"l2tp-7": {
+            "name": "l2tp", "uniqueid": "7", "reqid": "7", "state": "INSTALLED",
+            "mode": "TRANSPORT", "protocol": "ESP", "encap": "yes",
+            "spi-in": "c1a2b3c4", "spi-out": "d1e2f3a4",
+            "bytes-in": "0", "bytes-out": "0", "packets-in": "0", "packets-out": "0",
+            "local-ts": ["192.0.2.1/32[udp/l2f]"], "remote-ts": ["192.0.2.12/32[udp/l2f]"],
+        }}),
+    );
+    json.as_object_mut().unwrap().remove("up");
+    Message::from_json(&json).unwrap()
+}
+
+fn kinds(produced: &[Produced]) -> Vec<String> {
+    produced
+        .iter()
+        .map(|event| match &event.body {
+            EventBody::Auth(auth) => format!(
+                "auth {:?} {} #{}",
+                auth.outcome,
+                auth.method,
+                auth.peer.ike_sa_id.unwrap_or(0)
+            ),
+            EventBody::IkeSa(ike) => {
+                format!("ike {:?} #{}", ike.change, ike.peer.ike_sa_id.unwrap_or(0))
+            }
+            EventBody::ChildSa(child) => {
+                format!(
+                    "child {:?} #{}",
+                    child.change,
+                    child.child_sa_id.unwrap_or(0)
+                )
+            }
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn an_ikev1_login_is_reported_when_its_first_child_sa_comes_up() {
+    let (logs, up) = ikev1_up();
+    let mut tracker = Tracker::default();
+    let mut out = Vec::new();
+    let mut now = t0();
+    for event in logs {
+        tracker.on_event(event, now, &mut out);
+    }
+    let up_message = Message::from_json(&up).unwrap();
+    tracker.on_event(
+        ViciEvent {
+            name: "ike-updown".to_owned(),
+            message: up_message,
+        },
+        now,
+        &mut out,
+    );
+    now += SignedDuration::from_secs(5);
+    tracker.tick(now, &mut out);
+    assert_eq!(kinds(&out), Vec::<String>::new());
+    assert!(tracker.state().sas.is_empty());
+    assert_eq!(
+        tracker.state().awaiting_child.keys().collect::<Vec<_>>(),
+        [&2]
+    );
+
+    let mut child_up = with_child(&up);
+    child_up
+        .entries
+        .push(("up".to_owned(), Value::Str(b"yes".to_vec())));
+    tracker.on_event(
+        ViciEvent {
+            name: "child-updown".to_owned(),
+            message: child_up,
+        },
+        now,
+        &mut out,
+    );
+    tracker.tick(now + SignedDuration::from_secs(5), &mut out);
+    // The login, at the time the CHILD_SA came up; the method from the main mode's log.
+    assert_eq!(
+        kinds(&out),
+        [
+            "auth Success psk #2",
+            "ike Established #2",
+            "child Established #7"
+        ]
+    );
+    assert!(out.iter().all(|event| event.timestamp == now));
+    assert!(tracker.state().awaiting_child.is_empty());
+    assert!(tracker.state().sas.contains_key(&2));
+}
+
+#[test]
+fn an_ikev1_sa_waiting_for_quick_mode_across_an_agent_restart() {
+    let (_, up) = ikev1_up();
+    let waiting = || {
+        let mut tracker = Tracker::default();
+        let mut out = Vec::new();
+        tracker.reconcile(Some("charon-1".to_owned()), &[], t0(), &mut out);
+        tracker.on_event(
+            ViciEvent {
+                name: "ike-updown".to_owned(),
+                message: Message::from_json(&up).unwrap(),
+            },
+            t0(),
+            &mut out,
+        );
+        tracker.flush(&mut out);
+        assert_eq!(kinds(&out), Vec::<String>::new());
+        // The agent persists its state and starts again from it.
+        let state = serde_json::to_string(tracker.state()).unwrap();
+        Tracker::new(serde_json::from_str(&state).unwrap())
+    };
+    let later = t0() + SignedDuration::from_secs(60);
+    let listed = |message: Message| {
+        let section = message.sections().next().unwrap().1.clone();
+        Message {
+            entries: vec![("l2tp-psk".to_owned(), Value::Section(section))],
+        }
+    };
+
+    // Still listed without a CHILD_SA: nothing yet.
+    let mut tracker = waiting();
+    let mut out = Vec::new();
+    let without_child = listed(Message::from_json(&up).unwrap());
+    tracker.reconcile(
+        Some("charon-1".to_owned()),
+        std::slice::from_ref(&without_child),
+        later,
+        &mut out,
+    );
+    assert_eq!(kinds(&out), Vec::<String>::new());
+    assert_eq!(tracker.state().awaiting_child.len(), 1);
+
+    // Listed with its CHILD_SA: the login is complete.
+    let mut tracker = waiting();
+    let mut out = Vec::new();
+    tracker.reconcile(
+        Some("charon-1".to_owned()),
+        &[listed(with_child(&up))],
+        later,
+        &mut out,
+    );
+    assert_eq!(
+        kinds(&out),
+        [
+            "auth Success unknown #2",
+            "ike Established #2",
+            "child Established #7"
+        ]
+    );
+
+    // Gone without one, or charon restarted (its #2 is another IKE_SA, waiting in turn): a
+    // failed login, no session.
+    for (charon, snapshot, n_waiting) in [
+        ("charon-1", Vec::new(), 0),
+        ("charon-2", vec![without_child.clone()], 1),
+    ] {
+        let mut tracker = waiting();
+        let mut out = Vec::new();
+        tracker.reconcile(Some(charon.to_owned()), &snapshot, later, &mut out);
+        assert_eq!(kinds(&out), ["auth Failure unknown #2"], "{charon}");
+        let EventBody::Auth(auth) = &out[0].body else {
+            unreachable!()
+        };
+        assert_eq!(
+            auth.failure.as_ref().map(|failure| failure.reason.as_str()),
+            Some(NO_CHILD_REASON)
+        );
+        assert_eq!(tracker.state().awaiting_child.len(), n_waiting, "{charon}");
+        assert!(tracker.state().sas.is_empty());
+    }
+}
+
 /// Random messages built from the keys charon uses: the tracker never panics, and what it
 /// holds stays bounded by what it was told.
 mod hostile {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::vici::wire::Value;
 
     fn value() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
@@ -214,6 +407,7 @@ mod hostile {
             Just("remote-id"),
             Just("remote-vips"),
             Just("established"),
+            Just("version"),
             Just("msg"),
             Just("ikesa-uniqueid"),
             Just("child-sas"),
@@ -273,6 +467,7 @@ mod hostile {
             tracker.reconcile(Some("b".to_owned()), &[], now, &mut out);
             // After a charon restart with nothing listed, nothing is believed open.
             prop_assert!(tracker.state().sas.is_empty());
+            prop_assert!(tracker.state().awaiting_child.is_empty());
         }
     }
 }
