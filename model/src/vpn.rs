@@ -258,6 +258,10 @@ pub enum TerminateCause {
     Timeout,
     /// Something else the source named.
     Other,
+    /// It ended while nobody was listening: found gone at a reconcile (the agent or its
+    /// connection to the VPN daemon was down, or the daemon restarted meanwhile); when and
+    /// why are unknown.
+    Lost,
 }
 
 impl TerminateCause {
@@ -268,6 +272,7 @@ impl TerminateCause {
             TerminateCause::LostService => "lost_service",
             TerminateCause::Timeout => "timeout",
             TerminateCause::Other => "other",
+            TerminateCause::Lost => "lost",
         }
     }
 }

@@ -149,7 +149,9 @@ impl ViciSource {
     }
 
     /// Spools produced events, then persists the tracker's state (so a restart neither
-    /// repeats nor misses them; a crash between the two fsyncs can repeat one batch).
+    /// repeats nor misses them; a crash between the two fsyncs can repeat one batch). With
+    /// nothing produced the state is persisted all the same: a reconcile that reported
+    /// nothing may still have learnt charon's start time or the SAs' SPIs.
     async fn spool(
         &self,
         produced: Vec<Produced>,
@@ -158,6 +160,7 @@ impl ViciSource {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
         if produced.is_empty() {
+            store_state(&self.state_path, tracker.state())?;
             return Ok(true);
         }
         let events: Vec<Event> = produced

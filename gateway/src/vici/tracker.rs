@@ -28,9 +28,13 @@
 //! The established IKE_SAs are the tracker's [`TrackerState`]: the agent persists it, and on
 //! every (re)connect [`Tracker::reconcile`] compares it with `list-sas`, so an SA that came
 //! or went while the socket was away is reported once, and one seen already is not
-//! reported again.
+//! reported again. An SA is the one seen already when charon lists it under the same
+//! unique id with the same IKE SPIs; one no longer listed ended while nobody listened
+//! (cause `lost`). charon's start time (`stats`) tells a restarted daemon, whose ids start
+//! at 1 again, but it jitters by a second between calls and moves with the wall clock, so
+//! it only decides for SAs persisted without SPIs, and only beyond `SINCE_JITTER`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
@@ -65,6 +69,10 @@ pub struct Produced {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SaInfo {
     pub connection: Option<String>,
+    /// The IKE SPIs (initiator, responder) in hex: with the unique id, what tells this
+    /// IKE_SA from another under the same id after a charon restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_spis: Option<(String, String)>,
     pub client: Endpoint,
     pub server: Endpoint,
     pub identities: Identities,
@@ -206,10 +214,7 @@ impl Tracker {
         now: Timestamp,
         out: &mut Vec<Produced>,
     ) {
-        let restarted = match (&self.state.charon_since, &charon_since) {
-            (Some(before), Some(after)) => before != after,
-            _ => false,
-        };
+        let since_moved = since_moved(self.state.charon_since.as_deref(), charon_since.as_deref());
         self.state.charon_since = charon_since;
         let mut current: BTreeMap<u64, (String, &Message)> = BTreeMap::new();
         for message in listed {
@@ -219,12 +224,44 @@ impl Tracker {
                 current.insert(id, (connection.to_owned(), section));
             }
         }
+        // An IKE_SA listed under its id with its IKE SPIs is the one the tracker knows: the
+        // SPIs are random 64-bit numbers, and a restarted charon counts ids from 1 again
+        // but never lists the old SPIs. Without SPIs (state of an earlier version) charon's
+        // start time decides.
+        let still_listed = |id: u64, info: &SaInfo| {
+            current
+                .get(&id)
+                .is_some_and(|(_, section)| match &info.ike_spis {
+                    Some(spis) => ike_spis(section).as_ref() == Some(spis),
+                    None => !since_moved,
+                })
+        };
+        let n_still_listed = self
+            .state
+            .sas
+            .iter()
+            .chain(&self.state.awaiting_child)
+            .filter(|(id, info)| still_listed(**id, info))
+            .count();
+        let restarted = since_moved && n_still_listed == 0;
+        let gone: BTreeSet<u64> = self
+            .state
+            .sas
+            .iter()
+            .filter(|(id, info)| !still_listed(**id, info))
+            .map(|(id, _)| *id)
+            .collect();
+        let waited: Vec<(u64, bool)> = self
+            .state
+            .awaiting_child
+            .iter()
+            .map(|(id, info)| (*id, still_listed(*id, info)))
+            .collect();
         let restart_note = if restarted { " (charon restarted)" } else { "" };
         // IKEv1 IKE_SAs that were waiting for their first CHILD_SA: gone without one is a
         // failed login; listed with one, the login is complete now.
-        let waited: Vec<u64> = self.state.awaiting_child.keys().copied().collect();
-        for id in waited {
-            let listed = (!restarted).then(|| current.get(&id)).flatten();
+        for (id, is_listed) in waited {
+            let listed = is_listed.then(|| current.get(&id)).flatten();
             match listed {
                 None => {
                     if let Some(info) = self.state.awaiting_child.remove(&id) {
@@ -249,20 +286,12 @@ impl Tracker {
                 }
             }
         }
-        let gone: Vec<u64> = self
-            .state
-            .sas
-            .keys()
-            .copied()
-            .filter(|id| restarted || !current.contains_key(id))
-            .collect();
         let mut new: Vec<u64> = current
             .keys()
             .copied()
             .filter(|id| {
-                restarted
-                    || !(self.state.sas.contains_key(id)
-                        || self.state.awaiting_child.contains_key(id))
+                !(self.state.awaiting_child.contains_key(id)
+                    || (self.state.sas.contains_key(id) && !gone.contains(id)))
             })
             .collect();
         for old_id in gone {
@@ -271,14 +300,16 @@ impl Tracker {
             let successor = (!restarted)
                 .then(|| {
                     let old = self.state.sas.get(&old_id)?;
+                    // A rekey always gives a new id: the same id is another IKE_SA.
                     new.iter().copied().find(|new_id| {
-                        current.get(new_id).is_some_and(|(connection, section)| {
-                            let candidate = sa_info(connection, section);
-                            candidate.connection == old.connection
-                                && candidate.client.ip == old.client.ip
-                                && candidate.identities.ike_id == old.identities.ike_id
-                                && candidate.virtual_ips == old.virtual_ips
-                        })
+                        *new_id != old_id
+                            && current.get(new_id).is_some_and(|(connection, section)| {
+                                let candidate = sa_info(connection, section);
+                                candidate.connection == old.connection
+                                    && candidate.client.ip == old.client.ip
+                                    && candidate.identities.ike_id == old.identities.ike_id
+                                    && candidate.virtual_ips == old.virtual_ips
+                            })
                     })
                 })
                 .flatten();
@@ -292,6 +323,7 @@ impl Tracker {
                     if let Some((connection, section)) = current.get(&new_id) {
                         let fresh = sa_info(connection, section);
                         info.client = fresh.client;
+                        info.ike_spis = fresh.ike_spis;
                         info.identities.merge_from(&fresh.identities);
                         info.children = fresh.children;
                     }
@@ -311,11 +343,11 @@ impl Tracker {
                 }
                 continue;
             }
-            // Why it ended is unknown (it happened while nobody listened, or charon restarted).
+            // It ended while nobody listened (or charon restarted): when and why are unknown.
             self.close(
                 old_id,
                 SaChange::Deleted,
-                TerminateCause::Other,
+                TerminateCause::Lost,
                 now,
                 &original,
                 out,
@@ -792,6 +824,7 @@ impl Tracker {
             // Still no CHILD_SA: the new IKE_SA waits in its place.
             let fresh = sa_info(connection, new);
             info.client = fresh.client;
+            info.ike_spis = fresh.ike_spis;
             info.identities.merge_from(&fresh.identities);
             self.state.awaiting_child.insert(new_id, info);
             return;
@@ -807,6 +840,7 @@ impl Tracker {
         let peer = peer_of(old_id, &info);
         let fresh = sa_info(connection, new);
         info.client = fresh.client;
+        info.ike_spis = fresh.ike_spis;
         info.identities.merge_from(&fresh.identities);
         self.state.sas.insert(new_id, info);
         out.push(Produced {
@@ -1052,6 +1086,34 @@ fn set_failure(hints: &mut Hints, method: AuthMethod, code: FailureCode, text: &
 /// The reason of a failed IKEv1 login whose log named none.
 const NO_CHILD_REASON: &str = "IKEv1 IKE_SA ended before quick mode established a CHILD_SA";
 
+/// The IKE SPIs of an IKE_SA section.
+fn ike_spis(section: &Message) -> Option<(String, String)> {
+    Some((section.str("initiator-spi")?, section.str("responder-spi")?))
+}
+
+/// How far charon's start time may move between two `stats` without charon having
+/// restarted: charon computes it as the wall clock minus its monotonic uptime, each cut to
+/// whole seconds, so it jitters by a second (about one call in seven here).
+const SINCE_JITTER: SignedDuration = SignedDuration::from_secs(2);
+
+/// Whether charon's start time (`stats` → `uptime.since`, e.g. `Dec 07 10:42:35 2026` in
+/// charon's local time) moved by more than its jitter: charon restarted, or the clock
+/// stepped. Unknown on either side is no move; text that does not parse must be equal.
+fn since_moved(before: Option<&str>, after: Option<&str>) -> bool {
+    let (Some(before), Some(after)) = (before, after) else {
+        return false;
+    };
+    let parse = |text: &str| {
+        jiff::fmt::strtime::parse("%b %d %H:%M:%S %Y", text)
+            .and_then(|parsed| parsed.to_datetime())
+            .ok()
+    };
+    match (parse(before), parse(after)) {
+        (Some(before), Some(after)) => after.duration_since(before).abs() > SINCE_JITTER,
+        _ => before != after,
+    }
+}
+
 /// Whether an IKE_SA section is IKEv1 (`version` 1).
 fn is_ikev1(section: &Message) -> bool {
     section.str("version").as_deref() == Some("1")
@@ -1112,6 +1174,7 @@ fn sa_info(connection: &str, section: &Message) -> SaInfo {
         .unwrap_or_default();
     SaInfo {
         connection: (connection != "(unnamed)").then(|| connection.to_owned()),
+        ike_spis: ike_spis(section),
         client: Endpoint {
             ip: section.str("remote-host").and_then(|ip| ip.parse().ok()),
             port: section

@@ -227,6 +227,14 @@ fn kinds(produced: &[Produced]) -> Vec<String> {
             EventBody::IkeSa(ike) => {
                 format!("ike {:?} #{}", ike.change, ike.peer.ike_sa_id.unwrap_or(0))
             }
+            EventBody::VirtualIp(vip) => {
+                format!(
+                    "vip {:?} {} #{}",
+                    vip.change,
+                    vip.ip,
+                    vip.peer.ike_sa_id.unwrap_or(0)
+                )
+            }
             EventBody::ChildSa(child) => {
                 format!(
                     "child {:?} #{}",
@@ -353,12 +361,14 @@ fn an_ikev1_sa_waiting_for_quick_mode_across_an_agent_restart() {
         ]
     );
 
-    // Gone without one, or charon restarted (its #2 is another IKE_SA, waiting in turn): a
-    // failed login, no session.
-    for (charon, snapshot, n_waiting) in [
-        ("charon-1", Vec::new(), 0),
-        ("charon-2", vec![without_child.clone()], 1),
-    ] {
+    // Gone without one, or charon restarted (its #2 is another IKE_SA, with other SPIs,
+    // waiting in turn): a failed login, no session.
+    let mut other_json = up.clone();
+    other_json["l2tp-psk"]["initiator-spi"] = serde_json::json!("0123456789abcdef");
+    let other_sa = listed(Message::from_json(&other_json).unwrap());
+    for (charon, snapshot, n_waiting) in
+        [("charon-1", Vec::new(), 0), ("charon-2", vec![other_sa], 1)]
+    {
         let mut tracker = waiting();
         let mut out = Vec::new();
         tracker.reconcile(Some(charon.to_owned()), &snapshot, later, &mut out);
@@ -471,3 +481,5 @@ mod hostile {
         }
     }
 }
+
+mod restart;
