@@ -183,6 +183,9 @@ pub async fn ingest(
         None => std::sync::Arc::new(gateway::parse::JsonMapping::default()),
     };
     let mut collector_config = collector::Config::default();
+    // The files are read one after the other: accounting of a detail file read first waits
+    // for the VPN log read after it until the end of the input, not for a wall-clock hold.
+    collector_config.sessions.accounting_hold_secs = INGEST_ACCOUNTING_HOLD_SECS;
     if let Some(city_db) = geoip {
         // A server lives with a database that is missing for a while; a one-off import
         // with a database named on the command line should not.
@@ -251,10 +254,19 @@ pub async fn ingest(
         report.summary = stats.to_string();
         reports.push(report);
     }
+    pipeline
+        .end_of_input()
+        .await
+        .map_err(|error| anyhow::anyhow!(error))?;
     drop(pipeline);
     task.await.context("the pipeline panicked")??;
     Ok(reports)
 }
+
+/// The accounting hold of `ingest` (the longest allowed): [`crate::pipeline::Pipeline::end_of_input`]
+/// ends it.
+#[cfg(feature = "server")]
+const INGEST_ACCOUNTING_HOLD_SECS: u64 = 24 * 3600;
 
 #[cfg(feature = "server")]
 /// Submits every batch a file reader hands over, counting what was stored.

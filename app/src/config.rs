@@ -82,6 +82,10 @@ impl AppConfig {
                 .join
                 .validate()
                 .map_err(|reason| anyhow::anyhow!("[collector.join] {reason}"))?;
+            self.collector
+                .sessions
+                .validate()
+                .map_err(|reason| anyhow::anyhow!("[collector.sessions] {reason}"))?;
             if self
                 .dashboards
                 .listen

@@ -30,6 +30,9 @@ impl Pipeline {
         let known_sessions = store
             .recent_sessions()
             .context("cannot read the sessions kept for a restart")?;
+        let checkpoint = store
+            .collector_checkpoint()
+            .context("cannot read the collector's checkpoint")?;
         let (batch_tx, batch_rx) = mpsc::channel::<collector::Batch>(64);
         let (output_tx, output_rx) = mpsc::channel::<collector::Output>(64);
         let collector_config = collector_config.clone();
@@ -55,6 +58,7 @@ impl Pipeline {
             let restart = collector::Restart {
                 sessions: known_sessions,
                 join,
+                checkpoint,
             };
             collector::run_with_geoip(
                 &collector_config,
@@ -93,11 +97,26 @@ impl Pipeline {
 
     /// Submits events and waits until they are durable.
     pub async fn submit(&self, events: Vec<Event>) -> Result<IngestAck, String> {
+        self.submit_batch(events, false).await
+    }
+
+    /// Says that the input is complete (`tunnelwatch ingest`, after its last file): accounting
+    /// still held for the VPN's events becomes sessions of its own. Waits until that is durable.
+    pub async fn end_of_input(&self) -> Result<IngestAck, String> {
+        self.submit_batch(Vec::new(), true).await
+    }
+
+    async fn submit_batch(
+        &self,
+        events: Vec<Event>,
+        end_of_input: bool,
+    ) -> Result<IngestAck, String> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.batches
             .send(collector::Batch {
                 events,
                 reply: Some(reply_tx),
+                end_of_input,
             })
             .await
             .map_err(|_| "the server is shutting down".to_owned())?;
@@ -264,18 +283,23 @@ async fn write_loop(
                 }
                 let mut replies = Vec::with_capacity(group.len());
                 let mut joins = Vec::new();
+                let mut checkpoint = None;
                 let batches: Vec<_> = group
                     .into_iter()
                     .map(|output| {
                         replies.push(output.reply);
                         joins.extend(output.joins);
+                        // The collector's newest checkpoint as of the group's last batch.
+                        if output.checkpoint.is_some() {
+                            checkpoint = output.checkpoint;
+                        }
                         (output.events, output.sessions)
                     })
                     .collect();
                 let store_for_task = store.clone();
-                // Late session joins travel in the same WAL record as the batches whose
-                // sessions caused them.
-                let appended = tokio::task::spawn_blocking(move || store_for_task.append_group_with_joins(batches, joins))
+                // Late session joins and the collector's checkpoint travel in the same WAL
+                // record as the batches that caused them.
+                let appended = tokio::task::spawn_blocking(move || store_for_task.append_collected(batches, joins, checkpoint))
                     .await
                     .context("store append panicked")?;
                 match appended {

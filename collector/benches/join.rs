@@ -63,6 +63,7 @@ fn session(id: u32, ip: u32, start: i64, end: Option<i64>) -> Session {
         accounting_id: None,
         version: 1,
         updated: at(start, 0),
+        sources: None,
     }
 }
 

@@ -17,14 +17,14 @@ mod session;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use model::{Event, IngestAck, Session, SessionJoinUpdate};
+use model::{CollectorCheckpoint, Event, IngestAck, Session, SessionJoinUpdate};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{Error, Result};
 pub use geoip::{GeoIp, GeoIpConfig, GeoIpStatus};
 pub use join::{JoinConfig, JoinStats, Joiner};
-pub use session::{SessionStats, Sessionizer};
+pub use session::{SessionConfig, SessionStats, Sessionizer};
 
 /// `[collector]` configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -36,6 +36,9 @@ pub struct Config {
     /// `[collector.join]`: how flows and API requests find their session.
     #[serde(default)]
     pub join: JoinConfig,
+    /// `[collector.sessions]`: how the sources of one login become one session.
+    #[serde(default)]
+    pub sessions: SessionConfig,
 }
 
 /// Where the answer for a batch goes: the ingest endpoint waits on it.
@@ -46,6 +49,9 @@ pub type Reply = oneshot::Sender<std::result::Result<IngestAck, String>>;
 pub struct Batch {
     pub events: Vec<Event>,
     pub reply: Option<Reply>,
+    /// The last batch of a finite input (`tunnelwatch ingest`): accounting still held for the
+    /// VPN's events becomes sessions of its own, and logins still negotiating never will.
+    pub end_of_input: bool,
 }
 
 /// What the store must write for one batch.
@@ -54,8 +60,12 @@ pub struct Output {
     pub events: Vec<Event>,
     /// New snapshots of the sessions the batch changed.
     pub sessions: Vec<Session>,
-    /// Corrections of flows and API requests stored earlier, whose session arrived now.
+    /// Corrections of flows and API requests stored earlier, whose session arrived now, and
+    /// of VPN events whose login turned out to be part of another session (or none).
     pub joins: Vec<SessionJoinUpdate>,
+    /// The logins the collector is still assembling, when they changed: stored with this
+    /// output, and handed back in [`Restart::checkpoint`] after a restart.
+    pub checkpoint: Option<CollectorCheckpoint>,
     pub reply: Option<Reply>,
 }
 
@@ -92,6 +102,8 @@ pub struct Restart {
     /// Leases of sessions ended within `lease_retention_secs` and the unmatched flows and API
     /// requests of the last `late_join_secs` (the store's `join_restart`).
     pub join: model::JoinRestart,
+    /// The newest checkpoint the collector stored (the store's `collector_checkpoint`).
+    pub checkpoint: Option<CollectorCheckpoint>,
 }
 
 /// Runs until `input` closes, then returns once every output was handed on.
@@ -126,10 +138,17 @@ pub async fn run_with_geoip(
     let (n_leases, n_unmatched) = (restart.join.leases.len(), restart.join.unmatched.len());
     // Corrections a crash kept from being stored go out first.
     let joins = joiner.restore(restart.join, jiff::Timestamp::now());
-    let mut sessionizer = Sessionizer::new(restart.sessions);
+    let mut sessionizer = Sessionizer::restore(
+        config.sessions.clone(),
+        restart.sessions,
+        restart.checkpoint.as_ref(),
+        jiff::Timestamp::now(),
+    );
     geoip.refresh().await;
+    let session_stats = sessionizer.stats();
     tracing::info!(
-        n_sessions = sessionizer.n_sessions(),
+        n_sessions = session_stats.sessions,
+        n_pending = session_stats.pending,
         n_leases,
         n_unmatched,
         n_corrections = joins.len(),
@@ -138,36 +157,66 @@ pub async fn run_with_geoip(
     );
     stats.set(CollectorStats {
         join: joiner.stats(),
-        sessions: sessionizer.stats(),
+        sessions: session_stats,
     });
     if !joins.is_empty() {
         let out = Output {
             events: Vec::new(),
             sessions: Vec::new(),
             joins,
+            checkpoint: None,
             reply: None,
         };
         if output.send(out).await.is_err() {
             return Err(Error::OutputClosed);
         }
     }
-    while let Some(mut batch) = input.recv().await {
-        geoip.refresh().await;
-        geoip.enrich_events(&mut batch.events);
-        let mut sessions = sessionizer.apply(&mut batch.events);
+    // Held accounting is shown when its hold passes, batches or not.
+    let mut ticker = tokio::time::interval(EXPIRE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = jiff::Timestamp::now();
+        let (mut events, mut sessions, reply) = tokio::select! {
+            batch = input.recv() => {
+                let Some(mut batch) = batch else { break };
+                geoip.refresh().await;
+                geoip.enrich_events(&mut batch.events);
+                let mut sessions = sessionizer.apply(&mut batch.events, now);
+                if batch.end_of_input {
+                    sessions.extend(sessionizer.finish(now));
+                }
+                (batch.events, sessions, batch.reply)
+            }
+            _ = ticker.tick() => {
+                let sessions = sessionizer.expire(now);
+                (Vec::new(), sessions, None)
+            }
+        };
+        let corrections = sessionizer.take_corrections();
+        let checkpoint = sessionizer.checkpoint();
+        let nothing = events.is_empty()
+            && reply.is_none()
+            && sessions.is_empty()
+            && corrections.is_empty()
+            && checkpoint.is_none();
+        if nothing {
+            continue;
+        }
         geoip.enrich_sessions(&mut sessions);
         // Sessions first: a flow may come in the same batch as the session it belongs to.
-        let joins = joiner.update_sessions(&sessions, jiff::Timestamp::now());
-        joiner.join_events(&mut batch.events);
+        let mut joins = joiner.update_sessions(&sessions, now);
+        joiner.join_events(&mut events);
+        joins.extend(corrections);
         stats.set(CollectorStats {
             join: joiner.stats(),
             sessions: sessionizer.stats(),
         });
         let out = Output {
-            events: batch.events,
+            events,
             sessions,
             joins,
-            reply: batch.reply,
+            checkpoint,
+            reply,
         };
         if output.send(out).await.is_err() {
             return Err(Error::OutputClosed);
@@ -175,3 +224,6 @@ pub async fn run_with_geoip(
     }
     Ok(())
 }
+
+/// How often held accounting is checked for a passed hold.
+const EXPIRE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,32 +1,52 @@
-//! Rebuilding VPN sessions from SA, auth and lease events: the [`Sessionizer`].
+//! Rebuilding VPN sessions from what every source says: the [`Sessionizer`].
 //!
-//! A session begins when an IKE_SA is established and ends when the last IKE_SA of it is
-//! deleted or lost. Rekeys replace the IKE_SA (with a new unique id) without ending the
-//! session. Every event that belongs to a session gets its `session_id`, including the
-//! successful auth that preceded the establishment.
+//! A session is one login. It begins when an IKE_SA is established (or, for a source that
+//! only reports sessions, when pppd or RADIUS accounting says so), survives rekeys (the
+//! IKE_SA gets a new unique id), and ends when its newest IKE_SA is deleted or lost, or when
+//! accounting says Stop. Every event of a login carries its `session_id`, including the
+//! successful authentication and the lease that came before the IKE_SA was up.
 //!
-//! Several sources report the same session, and a session is one row whatever reports it:
-//! RADIUS accounting (Start, Interim-Update, Stop) and pppd's own session lines fold into the
-//! session the VPN's events built, found by the Acct-Session-Id, the IKE_SA id (strongSwan's
-//! NAS-Port), or the virtual IP it held at that time, in any order of arrival. A candidate
-//! that contradicts the accounting (another virtual IP, no user name in common: pppd's
-//! NAS-Port is the PPP unit, not an IKE_SA) is not its session. What only accounting or pppd
-//! reports (L2TP/PPP behind RADIUS) becomes a session of its own, keyed by the
-//! Acct-Session-Id or the PPP address. Counters are the larger of the CHILD_SA sum and
-//! accounting's totals; the VPN's terminate cause wins over accounting's.
+//! Several sources report the same login, in any order: the VPN's own events (charon or
+//! pluto log lines, VICI, their syslog copies) and RADIUS accounting (the live receiver or a
+//! FreeRADIUS detail file). They meet in one *record* per login, found by any of its keys:
+//! the IKE_SA's unique id (strongSwan's NAS-Port is that id), the client address (log lines
+//! before the id is known), the Acct-Session-Id, or the virtual IP at that time. The record
+//! keeps what each side said apart and shows a session with fixed precedence (the VPN's
+//! start, identities, address and end cause; per counter the larger of the CHILD_SAs' sum and
+//! accounting's totals; the earlier end), so the order of arrival does not change it.
+//!
+//! The first event of a login fixes its id, and every later event of that login, from any
+//! source, finds the same record. A record becomes a row of `sessions` only when it is one:
+//! - *negotiating*: the VPN's events before the IKE_SA is established (a login that fails
+//!   after all leaves no session);
+//! - *held*: RADIUS accounting that no VPN event explains yet waits
+//!   `[collector.sessions] accounting_hold_secs` (wall clock) for them, and becomes a session
+//!   of its own only then (a NAS that reports nothing else); `tunnelwatch ingest` holds it to
+//!   the end of its input ([`Sessionizer::finish`]);
+//! - *shown*: a row of `sessions`, with a new snapshot whenever it changes.
+//!
+//! When two records turn out to be one login (the log named the client before the IKE_SA
+//! id; accounting named the IKE_SA a rekey made) or a negotiating one never becomes a session,
+//! the events stamped with the record that goes get a correction ([`JoinTarget::Events`]), so
+//! that every stored `session_id` names a session. Negotiating and held records are the
+//! collector's checkpoint ([`Sessionizer::checkpoint`]), stored with the batch that changed
+//! them, so a restart neither loses nor splits them.
 //!
 //! The sessionizer is pure and idempotent: applying an event twice (a batch the store could
-//! not take and that came again) leaves the same sessions, because every change sets a value
-//! rather than adding to one (byte counters are kept per CHILD_SA and summed).
+//! not take and that came again, a syslog copy of a log line) leaves the same sessions,
+//! because every change sets a value rather than adding to one (byte counters are kept per
+//! CHILD_SA and summed).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use model::{
-    AuthMethod, Counters, Event, EventBody, Identities, LeaseChange, Outcome, Peer, SaChange,
-    Session, SessionState, TerminateCause,
+    AuthMethod, CollectorCheckpoint, Counters, Event, EventBody, Geo, Identities, JoinTarget,
+    LeaseChange, Outcome, Peer, SaChange, Session, SessionChange, SessionJoin,
+    SessionJoinUpdate, SessionState, TerminateCause,
 };
+use serde::{Deserialize, Serialize};
 
 /// How long a closed session stays in memory (in event time) for late events such as the
 /// lease release that follows a delete.
@@ -34,12 +54,51 @@ const CLOSED_GRACE_SECS: i64 = 10 * 60;
 /// How far accounting's times may be from the VPN's for the same session (RADIUS timestamps
 /// are the NAS's clock or the receive time minus Acct-Delay-Time).
 const ACCOUNTING_SLACK_SECS: i64 = 120;
-/// How long an IKE_SA may stay half-open (in event time) before it is forgotten.
+/// How long a login may stay negotiating (in event time) before it is forgotten.
 const PENDING_TTL_SECS: i64 = 60 * 60;
+/// Two reports of an IKE_SA starting to negotiate this close together are the same one (a
+/// syslog copy of the log, a resent batch), not the daemon reusing the id after a restart.
+const SAME_ATTEMPT_SECS: i64 = 2;
+/// IKE_SAs remembered as negotiating without a login yet, at most (a flood of half-open
+/// attempts stays bounded).
+const MAX_CONNECTING: usize = 65_536;
+/// The version of the checkpoint's layout.
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// `[collector.sessions]` configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long (wall clock) RADIUS accounting that no VPN event explains yet waits for them
+    /// before it becomes a session of its own. The VPN's events of the same login arrive
+    /// within seconds when they come at all (the agent holds VICI events for a second, a log
+    /// tailer polls); 0 shows accounting-only sessions at once.
+    pub accounting_hold_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            accounting_hold_secs: 30,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.accounting_hold_secs > 24 * 3600 {
+            return Err(format!(
+                "accounting_hold_secs = {} is more than a day: accounting-only sessions would stay invisible that long",
+                self.accounting_hold_secs
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Which IKE_SA an event is about: its unique id, or only the client address when the log
 /// did not say (charon without `ike_name`, before the id appeared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum SaRef {
     Id(u64),
     Client(IpAddr),
@@ -52,36 +111,399 @@ enum SaRef {
 
 type SaKey = (Option<String>, SaRef);
 
-/// An IKE_SA that is negotiating: no session yet.
-#[derive(Debug, Clone)]
-struct Pending {
-    first_seen: Timestamp,
+/// Where a login is on its way to becoming a row of `sessions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+enum Phase {
+    /// The VPN's events of a login (authentication, lease) before its IKE_SA is established.
+    Negotiating,
+    /// RADIUS accounting that no VPN event explains yet, held since `since` (wall clock).
+    Held { since: Timestamp },
+    /// A row of `sessions`.
+    Shown,
+}
+
+/// How one side said the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct End {
+    at: Timestamp,
+    state: SessionState,
+    cause: Option<TerminateCause>,
+}
+
+impl End {
+    /// The earlier end; the first cause given stays.
+    fn merge(existing: Option<End>, new: End) -> End {
+        match existing {
+            None => new,
+            Some(old) => End {
+                at: old.at.min(new.at),
+                state: old.state,
+                cause: old.cause.or(new.cause),
+            },
+        }
+    }
+}
+
+/// What the VPN's own events (charon, pluto, VICI) said about a login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct VpnSide {
+    /// When the IKE_SA began to negotiate; `None` while the VPN said nothing of this login.
+    first_seen: Option<Timestamp>,
+    /// When it was established: the session's start.
+    established: Option<Timestamp>,
+    connection: Option<String>,
     identities: Identities,
     method: Option<AuthMethod>,
     client: model::Endpoint,
     virtual_ip: Option<IpAddr>,
-    connection: Option<String>,
+    ike_sa_ids: Vec<u64>,
+    rekey_count: u32,
+    /// Counters of each CHILD_SA, as last reported.
+    children: BTreeMap<u64, Counters>,
+    end: Option<End>,
 }
 
-/// Session state kept beside the [`Session`] record.
-#[derive(Debug, Clone, Default)]
-struct Tracked {
-    /// A session restored from a state file of an earlier version, which kept no counters
-    /// per CHILD_SA: the counters it had, which the CHILD_SAs reported later add to.
+impl VpnSide {
+    fn absorb(&mut self, peer: &Peer) {
+        self.identities.merge_from(&peer.identities);
+        if peer.client.ip.is_some() {
+            self.client = peer.client;
+        }
+        if self.connection.is_none() {
+            self.connection.clone_from(&peer.connection);
+        }
+    }
+
+    fn merge(&mut self, other: VpnSide) {
+        self.first_seen = earlier(self.first_seen, other.first_seen);
+        self.established = earlier(self.established, other.established);
+        if self.connection.is_none() {
+            self.connection = other.connection;
+        }
+        self.identities.merge_from(&other.identities);
+        self.method = self.method.or(other.method);
+        if self.client.ip.is_none() {
+            self.client = other.client;
+        }
+        self.virtual_ip = self.virtual_ip.or(other.virtual_ip);
+        for id in other.ike_sa_ids {
+            if !self.ike_sa_ids.contains(&id) {
+                self.ike_sa_ids.push(id);
+            }
+        }
+        self.rekey_count = self.rekey_count.max(other.rekey_count);
+        for (child, counters) in other.children {
+            self.children.entry(child).or_insert(counters);
+        }
+        if let Some(end) = other.end {
+            self.end = Some(End::merge(self.end, end));
+        }
+    }
+}
+
+/// What RADIUS accounting (or pppd's own session lines) said about a login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct AccountingSide {
+    seen: bool,
+    accounting_id: Option<String>,
+    /// The NAS-Ports it named (strongSwan: the IKE_SA unique ids, one more per rekey).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nas_ports: Vec<u64>,
+    connection: Option<String>,
+    identities: Identities,
+    client: model::Endpoint,
+    virtual_ip: Option<IpAddr>,
+    /// When it started, as accounting counts (the record's time minus Acct-Session-Time).
+    start: Option<Timestamp>,
+    /// The largest totals reported (per counter).
+    counters: Option<Counters>,
+    stop: Option<End>,
+}
+
+impl AccountingSide {
+    fn merge(&mut self, other: AccountingSide) {
+        self.seen |= other.seen;
+        if self.accounting_id.is_none() {
+            self.accounting_id = other.accounting_id;
+        }
+        for port in other.nas_ports {
+            if !self.nas_ports.contains(&port) {
+                self.nas_ports.push(port);
+            }
+        }
+        if self.connection.is_none() {
+            self.connection = other.connection;
+        }
+        self.identities.merge_from(&other.identities);
+        if self.client.ip.is_none() {
+            self.client = other.client;
+        }
+        self.virtual_ip = self.virtual_ip.or(other.virtual_ip);
+        self.start = earlier(self.start, other.start);
+        if let Some(counters) = other.counters {
+            self.counters = Some(larger(counters, self.counters));
+        }
+        if let Some(stop) = other.stop {
+            self.stop = Some(End::merge(self.stop, stop));
+        }
+    }
+}
+
+/// What a session restored from an earlier process's snapshot had, which its sides cannot
+/// tell apart any more.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Restored {
+    /// A state file of an earlier version kept no counters per CHILD_SA: the counters it had,
+    /// which the CHILD_SAs reported later add to.
     baseline: Option<Counters>,
-    /// A restored session's counters: never shown less (accounting's totals, which the
-    /// state does not keep apart, are in them).
+    /// The counters it showed: never shown less (accounting's totals are in them).
     floor: Option<Counters>,
-    /// The newest totals RADIUS accounting reported; the session shows, per counter, the
-    /// larger of these and the CHILD_SA sum (both count the same traffic).
-    accounting: Option<Counters>,
-    /// Made by accounting and not (yet) seen by the VPN's own events: an IKE_SA connecting
-    /// with its id is this session's own, not a sign that the daemon restarted.
-    accounting_only: bool,
-    /// Accounting said Stop (a second one is a repeat; the VPN's own end is not).
-    accounting_stopped: bool,
-    /// The VPN's events said the last IKE_SA went (deleted or lost).
-    vpn_ended: bool,
+}
+
+/// What a session's snapshot carries of its sources ([`Session::sources`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sources {
+    vpn: VpnSide,
+    accounting: AccountingSide,
+    #[serde(default)]
+    restored: Restored,
+}
+
+/// A stored event stamped with a record's id while that record was not (yet) a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    event_id: String,
+    timestamp: Timestamp,
+}
+
+/// One login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Record {
+    session_id: String,
+    gateway: Option<String>,
+    #[serde(flatten)]
+    phase: Phase,
+    vpn: VpnSide,
+    accounting: AccountingSide,
+    #[serde(default)]
+    restored: Restored,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_geo: Option<Geo>,
+    version: u64,
+    updated: Timestamp,
+    /// The keys that found this record (removed with it).
+    keys: Vec<SaKey>,
+    /// Events stamped with this record's id while it was not shown: corrected if it goes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stamped: Vec<Stamp>,
+}
+
+impl Record {
+    fn new(session_id: String, gateway: Option<String>, phase: Phase, at: Timestamp) -> Record {
+        Record {
+            session_id,
+            gateway,
+            phase,
+            vpn: VpnSide::default(),
+            accounting: AccountingSide::default(),
+            restored: Restored::default(),
+            client_geo: None,
+            version: 0,
+            updated: at,
+            keys: Vec::new(),
+            stamped: Vec::new(),
+        }
+    }
+
+    /// A session an earlier process showed, read back from the store: its sources as they
+    /// were, or (a snapshot of an earlier version) as far as the session tells them.
+    fn restored(session: Session) -> Record {
+        let sources = session
+            .sources
+            .as_ref()
+            .and_then(|sources| serde_json::from_value::<Sources>(sources.0.clone()).ok());
+        if let Some(sources) = sources {
+            let mut record = Record::new(
+                session.session_id.clone(),
+                session.gateway.clone(),
+                Phase::Shown,
+                session.updated,
+            );
+            record.version = session.version;
+            record.client_geo = session.client_geo;
+            record.vpn = sources.vpn;
+            record.accounting = sources.accounting;
+            record.restored = sources.restored;
+            return record;
+        }
+        let vpn_made = session.method.is_some() || !session.ike_sa_ids.is_empty();
+        let end = session.end.map(|at| End {
+            at,
+            state: session.state,
+            cause: session.cause,
+        });
+        let mut record = Record::new(
+            session.session_id.clone(),
+            session.gateway.clone(),
+            Phase::Shown,
+            session.updated,
+        );
+        record.version = session.version;
+        record.client_geo = session.client_geo;
+        record.restored = if session.child_sa_counters.is_empty() {
+            Restored {
+                baseline: Some(session.counters),
+                floor: None,
+            }
+        } else {
+            Restored {
+                baseline: None,
+                floor: Some(session.counters),
+            }
+        };
+        if vpn_made {
+            record.vpn = VpnSide {
+                first_seen: Some(session.start),
+                established: Some(session.start),
+                connection: session.connection.clone(),
+                identities: session.identities.clone(),
+                method: session.method,
+                client: session.client,
+                virtual_ip: session.virtual_ip,
+                ike_sa_ids: session.ike_sa_ids.clone(),
+                rekey_count: session.rekey_count,
+                children: session.child_sa_counters.clone(),
+                end,
+            };
+        }
+        if session.accounting_id.is_some() || !vpn_made {
+            record.accounting = AccountingSide {
+                seen: true,
+                accounting_id: session.accounting_id.clone(),
+                nas_ports: Vec::new(),
+                connection: session.connection.clone(),
+                identities: session.identities.clone(),
+                client: session.client,
+                virtual_ip: session.virtual_ip,
+                start: Some(session.start),
+                counters: None,
+                stop: if vpn_made { None } else { end },
+            };
+        }
+        record
+    }
+
+    fn vpn_made(&self) -> bool {
+        self.vpn.first_seen.is_some()
+    }
+
+    fn shown(&self) -> bool {
+        self.phase == Phase::Shown
+    }
+
+    /// When it ended, as the earlier of both sides says.
+    fn end(&self) -> Option<Timestamp> {
+        match (self.vpn.end, self.accounting.stop) {
+            (Some(a), Some(b)) => Some(a.at.min(b.at)),
+            (a, b) => a.or(b).map(|end| end.at),
+        }
+    }
+
+    /// When the session started: the IKE_SA's establishment, else accounting's start, else
+    /// (still negotiating) when the IKE_SA began to.
+    fn start(&self) -> Timestamp {
+        self.vpn
+            .established
+            .or(self.accounting.start)
+            .or(self.vpn.first_seen)
+            .unwrap_or(self.updated)
+    }
+
+    fn virtual_ip(&self) -> Option<IpAddr> {
+        self.vpn.virtual_ip.or(self.accounting.virtual_ip)
+    }
+
+    fn identities(&self) -> &Identities {
+        if has_names(&self.vpn.identities) || self.vpn_made() {
+            &self.vpn.identities
+        } else {
+            &self.accounting.identities
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let mut children = sum_counters(self.vpn.children.values());
+        if let Some(baseline) = self.restored.baseline {
+            children = sum_counters([children, baseline].iter());
+        }
+        larger(
+            larger(children, self.accounting.counters),
+            self.restored.floor,
+        )
+    }
+
+    /// The row of `sessions` this record shows.
+    fn session(&self) -> Session {
+        let (state, cause) = match (self.vpn.end, self.accounting.stop) {
+            (Some(vpn), stop) => (vpn.state, vpn.cause.or(stop.and_then(|stop| stop.cause))),
+            (None, Some(stop)) => (SessionState::Closed, stop.cause),
+            (None, None) => (SessionState::Active, None),
+        };
+        let client = if self.vpn.client.ip.is_some() {
+            self.vpn.client
+        } else {
+            self.accounting.client
+        };
+        Session {
+            session_id: self.session_id.clone(),
+            gateway: self.gateway.clone(),
+            connection: self
+                .vpn
+                .connection
+                .clone()
+                .or_else(|| self.accounting.connection.clone()),
+            ike_sa_ids: self.vpn.ike_sa_ids.clone(),
+            identities: self.identities().clone(),
+            method: self.vpn.method,
+            client,
+            client_geo: self.client_geo.clone(),
+            virtual_ip: self.virtual_ip(),
+            start: self.start(),
+            end: self.end(),
+            state,
+            cause,
+            counters: self.counters(),
+            child_sa_counters: self.vpn.children.clone(),
+            rekey_count: self.vpn.rekey_count,
+            accounting_id: self.accounting.accounting_id.clone(),
+            version: self.version,
+            updated: self.updated,
+            sources: serde_json::to_value(Sources {
+                vpn: self.vpn.clone(),
+                accounting: self.accounting.clone(),
+                restored: self.restored.clone(),
+            })
+            .ok()
+            .map(model::SessionSources),
+        }
+    }
+
+    fn stamp(&mut self, event_id: String, timestamp: Timestamp) {
+        if !self.shown() && !self.stamped.iter().any(|stamp| stamp.event_id == event_id) {
+            self.stamped.push(Stamp {
+                event_id,
+                timestamp,
+            });
+        }
+    }
+}
+
+/// What the checkpoint holds: the records that are not shown.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    records: Vec<Record>,
 }
 
 /// What the sessionizer counted, for metrics.
@@ -95,81 +517,140 @@ pub struct SessionStats {
     pub repeated_ends: u64,
     /// Sessions in memory (open, and closed ones kept for late events).
     pub sessions: u64,
+    /// Logins being assembled: negotiating, or accounting held for the VPN's events.
+    pub pending: u64,
+    /// Accounting that no VPN event explained within the hold: sessions of their own.
+    pub accounting_only: u64,
+    /// Logins that never became a session (failed after authenticating, or forgotten after
+    /// an hour of negotiating): their events were corrected to no session.
+    pub abandoned: u64,
+    /// A checkpoint that could not be read at start (its logins are lost, said in the log).
+    pub checkpoint_unreadable: u64,
 }
 
 /// Folds events into sessions.
 #[derive(Debug, Default)]
 pub struct Sessionizer {
-    sessions: HashMap<String, (Session, Tracked)>,
+    config: SessionConfig,
+    records: HashMap<String, Record>,
     by_sa: HashMap<SaKey, String>,
-    /// RADIUS Acct-Session-Id (per gateway) to session: kept across rekeys.
+    /// RADIUS Acct-Session-Id (per gateway) to record: kept across rekeys.
     by_accounting: HashMap<(Option<String>, String), String>,
-    pending: HashMap<SaKey, Pending>,
+    /// IKE_SAs negotiating with no login yet, and since when (a session starts there).
+    connecting: HashMap<SaKey, Timestamp>,
     /// The newest event time seen, for eviction.
     high_water: Option<Timestamp>,
+    /// Records changed since the last snapshots were taken, in order.
+    changed: Vec<String>,
+    /// Corrections of stored events not yet handed out.
+    corrections: Vec<SessionJoinUpdate>,
+    /// The newest correction's decision time (each later one is later still).
+    last_decided: Option<Timestamp>,
+    /// The records that are not shown changed since the last checkpoint.
+    dirty: bool,
     stats: SessionStats,
 }
 
 impl Sessionizer {
-    /// Starts from the sessions the store kept when the process last stopped: the open ones,
+    /// A sessionizer with the default configuration, starting from `known_sessions`.
+    pub fn new(known_sessions: Vec<Session>) -> Sessionizer {
+        Sessionizer::restore(
+            SessionConfig::default(),
+            known_sessions,
+            None,
+            Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    /// Starts from what the store kept when the process last stopped: the open sessions,
     /// which go on, and recently closed ones, which late and resent events (a RADIUS Stop, a
     /// lease release, accounting a gateway sends again) still find instead of starting a
-    /// session of their own.
-    pub fn new(known_sessions: Vec<Session>) -> Sessionizer {
-        let mut sessionizer = Sessionizer::default();
+    /// session of their own; and the checkpoint, the logins being assembled (held accounting
+    /// waits again from `now`).
+    pub fn restore(
+        config: SessionConfig,
+        known_sessions: Vec<Session>,
+        checkpoint: Option<&CollectorCheckpoint>,
+        now: Timestamp,
+    ) -> Sessionizer {
+        let mut sessionizer = Sessionizer {
+            config,
+            ..Sessionizer::default()
+        };
         for session in known_sessions {
-            for ike_sa_id in &session.ike_sa_ids {
-                sessionizer.by_sa.insert(
-                    (session.gateway.clone(), SaRef::Id(*ike_sa_id)),
-                    session.session_id.clone(),
-                );
+            let mut keys: Vec<SaKey> = session
+                .ike_sa_ids
+                .iter()
+                .map(|id| (session.gateway.clone(), SaRef::Id(*id)))
+                .collect();
+            if let Some(accounting_id) = &session.accounting_id
+                && session.ike_sa_ids.is_empty()
+            {
+                let hash = model::hash::fnv1a(accounting_id.as_bytes());
+                keys.push((session.gateway.clone(), SaRef::Accounting(hash)));
             }
-            if let Some(accounting_id) = &session.accounting_id {
-                sessionizer.by_accounting.insert(
-                    (session.gateway.clone(), accounting_id.clone()),
-                    session.session_id.clone(),
-                );
-                if session.ike_sa_ids.is_empty() {
-                    let hash = model::hash::fnv1a(accounting_id.as_bytes());
-                    sessionizer.by_sa.insert(
-                        (session.gateway.clone(), SaRef::Accounting(hash)),
-                        session.session_id.clone(),
+            sessionizer.high_water = sessionizer.high_water.max(Some(session.updated));
+            let mut record = Record::restored(session);
+            record.keys = keys;
+            sessionizer.insert(record);
+        }
+        if let Some(checkpoint) = checkpoint {
+            match serde_json::from_value::<Checkpoint>(checkpoint.0.clone()) {
+                Ok(checkpoint) if checkpoint.version == CHECKPOINT_VERSION => {
+                    for mut record in checkpoint.records {
+                        if let Phase::Held { since } = &mut record.phase {
+                            *since = now;
+                        }
+                        sessionizer.high_water = sessionizer.high_water.max(Some(record.updated));
+                        sessionizer.insert(record);
+                    }
+                }
+                Ok(checkpoint) => {
+                    sessionizer.stats.checkpoint_unreadable += 1;
+                    tracing::error!(
+                        version = checkpoint.version,
+                        "the collector's checkpoint is of an unknown version; the logins it held are lost"
                     );
                 }
+                Err(error) => {
+                    sessionizer.stats.checkpoint_unreadable += 1;
+                    tracing::error!(%error, "the collector's checkpoint is unreadable; the logins it held are lost");
+                }
             }
-            // A CHILD_SA reported again replaces its counts; what the session counted stays.
-            let mut tracked = Tracked::default();
-            if session.child_sa_counters.is_empty() {
-                tracked.baseline = Some(session.counters);
-            } else {
-                tracked.floor = Some(session.counters);
-            }
-            // Only accounting knows it if no authentication of the VPN's own was seen.
-            tracked.accounting_only = session.accounting_id.is_some() && session.method.is_none();
-            sessionizer.high_water = sessionizer.high_water.max(Some(session.updated));
-            sessionizer
-                .sessions
-                .insert(session.session_id.clone(), (session, tracked));
         }
         sessionizer
     }
 
+    fn insert(&mut self, record: Record) {
+        for key in &record.keys {
+            self.by_sa.insert(key.clone(), record.session_id.clone());
+        }
+        if let Some(accounting_id) = &record.accounting.accounting_id {
+            self.by_accounting.insert(
+                (record.gateway.clone(), accounting_id.clone()),
+                record.session_id.clone(),
+            );
+        }
+        self.records.insert(record.session_id.clone(), record);
+    }
+
     /// Sessions in memory (open ones and recently closed ones).
     pub fn n_sessions(&self) -> usize {
-        self.sessions.len()
+        self.records.values().filter(|record| record.shown()).count()
     }
 
     pub fn stats(&self) -> SessionStats {
         SessionStats {
-            sessions: self.sessions.len() as u64,
+            sessions: self.n_sessions() as u64,
+            pending: self.records.values().filter(|record| !record.shown()).count() as u64,
             ..self.stats.clone()
         }
     }
 
     /// Applies events in order, stamping each with its session id; returns a snapshot of
-    /// every session that changed, each once.
-    pub fn apply(&mut self, events: &mut [Event]) -> Vec<Session> {
-        let mut changed: Vec<String> = Vec::new();
+    /// every session that changed, each once. `now` is the wall clock (accounting's hold and
+    /// the time of corrections).
+    pub fn apply(&mut self, events: &mut [Event], now: Timestamp) -> Vec<Session> {
         for event in events.iter_mut() {
             if self
                 .high_water
@@ -177,197 +658,520 @@ impl Sessionizer {
             {
                 self.high_water = Some(event.timestamp);
             }
-            if let Some(session_id) = self.apply_one(event)
-                && !changed.contains(&session_id)
-            {
-                changed.push(session_id);
-            }
+            self.apply_one(event, now);
             if event.session_id.is_none() && about_a_session(&event.body) {
                 self.stats.orphan_events += 1;
             }
         }
-        let mut snapshots = Vec::with_capacity(changed.len());
-        for session_id in &changed {
-            if let Some((session, _)) = self.sessions.get_mut(session_id) {
-                session.version += 1;
-                snapshots.push(session.clone());
+        self.evict(now);
+        self.snapshots()
+    }
+
+    /// Shows the held accounting whose hold has passed at `now`; returns the snapshots.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<Session> {
+        let hold = SignedDuration::from_secs(
+            i64::try_from(self.config.accounting_hold_secs).unwrap_or(i64::MAX / 2),
+        );
+        let due: Vec<String> = self
+            .records
+            .values()
+            .filter(|record| match record.phase {
+                Phase::Held { since } => since.checked_add(hold).is_ok_and(|at| at <= now),
+                Phase::Negotiating | Phase::Shown => false,
+            })
+            .map(|record| record.session_id.clone())
+            .collect();
+        for session_id in due {
+            self.show(&session_id);
+            self.stats.accounting_only += 1;
+        }
+        self.snapshots()
+    }
+
+    /// The end of the input (`tunnelwatch ingest`): held accounting is shown now, and logins
+    /// still negotiating never became sessions.
+    pub fn finish(&mut self, now: Timestamp) -> Vec<Session> {
+        let pending: Vec<(String, Phase, bool)> = self
+            .records
+            .values()
+            .filter(|record| !record.shown())
+            .map(|record| {
+                (
+                    record.session_id.clone(),
+                    record.phase,
+                    record.accounting.seen,
+                )
+            })
+            .collect();
+        for (session_id, phase, accounted) in pending {
+            match phase {
+                Phase::Held { .. } => {
+                    self.show(&session_id);
+                    self.stats.accounting_only += 1;
+                }
+                Phase::Negotiating if accounted => self.show(&session_id),
+                Phase::Negotiating => self.abandon(&session_id, now),
+                Phase::Shown => {}
             }
         }
-        self.evict();
+        self.snapshots()
+    }
+
+    /// Corrections of stored events decided since the last call.
+    pub fn take_corrections(&mut self) -> Vec<SessionJoinUpdate> {
+        std::mem::take(&mut self.corrections)
+    }
+
+    /// The logins being assembled, if they changed since the last call: to be stored with
+    /// the batch that changed them, and handed to [`Sessionizer::restore`] after a restart.
+    pub fn checkpoint(&mut self) -> Option<CollectorCheckpoint> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        let mut records: Vec<Record> = self
+            .records
+            .values()
+            .filter(|record| !record.shown())
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        let checkpoint = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            records,
+        };
+        match serde_json::to_value(&checkpoint) {
+            Ok(value) => Some(CollectorCheckpoint(value)),
+            Err(error) => {
+                // Not expected (plain data); the next change tries again.
+                tracing::error!(%error, "cannot encode the collector's checkpoint");
+                self.dirty = true;
+                None
+            }
+        }
+    }
+
+    fn snapshots(&mut self) -> Vec<Session> {
+        let mut snapshots = Vec::new();
+        for session_id in std::mem::take(&mut self.changed) {
+            if let Some(record) = self.records.get_mut(&session_id)
+                && record.shown()
+            {
+                record.version += 1;
+                snapshots.push(record.session());
+            }
+        }
         snapshots
     }
 
-    /// Applies one event; returns the id of the session it changed, if any.
-    fn apply_one(&mut self, event: &mut Event) -> Option<String> {
+    /// Applies one event and stamps it with its session id, if it has one.
+    fn apply_one(&mut self, event: &mut Event, now: Timestamp) {
         let gateway = event.observer.hostname.clone();
-        let timestamp = event.timestamp;
-        match &event.body {
-            EventBody::Auth(auth) => {
-                let key = sa_key(&gateway, &auth.peer)?;
-                if auth.outcome == Outcome::Failure {
-                    return None;
-                }
-                let pending = self
-                    .pending
-                    .entry(key.clone())
-                    .or_insert_with(|| Pending::new(timestamp, &auth.peer));
-                pending.absorb(&auth.peer);
-                pending.method = Some(auth.method);
-                // The session is not there yet, but its id is already known.
-                let session_id = session_id_for(&key, pending.first_seen);
-                event.session_id = Some(session_id);
-                None
-            }
-            EventBody::IkeSa(ike) => {
-                let key = sa_key(&gateway, &ike.peer)?;
-                match ike.change {
-                    SaChange::Connecting => {
-                        // Accounting (which can arrive first, even complete) already made
-                        // this IKE_SA's session: it is not a new one.
-                        let made_by_accounting = self
-                            .by_sa
-                            .get(&key)
-                            .and_then(|session_id| self.sessions.get(session_id))
-                            .is_some_and(|(session, tracked)| {
-                                tracked.accounting_only
-                                    && session.end.is_none_or(|end| timestamp <= end)
-                                    && timestamp
-                                        >= session.start - jiff::SignedDuration::from_secs(60)
-                            });
-                        if made_by_accounting {
-                            return None;
-                        }
-                        // A new IKE_SA with the id of a session that is still open: the daemon
-                        // restarted (it counts ids from 1 again) without saying goodbye to
-                        // that session, which therefore ended by now.
-                        let stale = match key.1 {
-                            SaRef::Id(_) => self.open_session_of_key(&key).cloned().filter(|id| {
-                                self.sessions
-                                    .get(id)
-                                    .is_some_and(|(_, tracked)| !tracked.accounting_only)
-                            }),
-                            SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => None,
-                        };
-                        if let Some(stale_id) = &stale
-                            && let Some((session, _)) = self.sessions.get_mut(stale_id)
-                        {
-                            session.state = SessionState::Lost;
-                            session.cause = Some(TerminateCause::Other);
-                            session.end = Some(timestamp.max(session.start));
-                            session.updated = session.updated.max(timestamp);
-                        }
-                        if stale.is_some() || self.open_session_of_key(&key).is_none() {
-                            self.by_sa.remove(&key);
-                            self.pending.insert(key, Pending::new(timestamp, &ike.peer));
-                        }
-                        stale
-                    }
-                    SaChange::Established => {
-                        let session_id = self.establish(key, &ike.peer, timestamp);
-                        event.session_id = Some(session_id.clone());
-                        Some(session_id)
-                    }
-                    SaChange::Rekeyed => {
-                        let session_id = self.by_sa.get(&key)?.clone();
-                        event.session_id = Some(session_id.clone());
-                        let new_id = ike.new_ike_sa_id?;
-                        self.by_sa
-                            .insert((gateway, SaRef::Id(new_id)), session_id.clone());
-                        let (session, _) = self.sessions.get_mut(&session_id)?;
-                        if !session.ike_sa_ids.contains(&new_id) {
-                            session.ike_sa_ids.push(new_id);
-                            session.rekey_count += 1;
-                        }
-                        session.updated = session.updated.max(timestamp);
-                        Some(session_id)
-                    }
-                    SaChange::Deleted | SaChange::Lost => {
-                        let Some(session_id) = self.by_sa.get(&key).cloned() else {
-                            self.pending.remove(&key);
-                            return None;
-                        };
-                        event.session_id = Some(session_id.clone());
-                        let (session, tracked) = self.sessions.get_mut(&session_id)?;
-                        // Deleting an IKE_SA that a rekey replaced does not end the session.
-                        if let SaRef::Id(id) = key.1
-                            && session.ike_sa_ids.last() != Some(&id)
-                        {
-                            return None;
-                        }
-                        if tracked.vpn_ended {
-                            self.stats.repeated_ends += 1;
-                        }
-                        tracked.vpn_ended = true;
-                        if ike.change == SaChange::Lost {
-                            session.state = SessionState::Lost;
-                            session.cause = Some(ike.cause.unwrap_or(TerminateCause::LostService));
-                        } else {
-                            session.state = SessionState::Closed;
-                            session.cause = ike.cause.or(session.cause);
-                        }
-                        session.end = Some(session.end.map_or(timestamp, |end| end.min(timestamp)));
-                        session.updated = session.updated.max(timestamp);
-                        Some(session_id)
-                    }
-                }
-            }
-            EventBody::ChildSa(child) => {
-                let session_id = self.session_of(&gateway, &child.peer)?;
-                event.session_id = Some(session_id.clone());
-                let (session, tracked) = self.sessions.get_mut(&session_id)?;
-                if let (Some(child_id), Some(counters)) = (child.child_sa_id, child.counters) {
-                    session.child_sa_counters.insert(child_id, counters);
-                    session.counters = tracked.counters(session);
-                    session.updated = session.updated.max(timestamp);
-                    return Some(session_id);
-                }
-                None
-            }
-            EventBody::VirtualIp(vip) => {
-                if vip.change == LeaseChange::Assigned
-                    && let Some(key) = sa_key(&gateway, &vip.peer)
-                    && let Some(pending) = self.pending.get_mut(&key)
-                {
-                    pending.virtual_ip = Some(vip.ip);
-                    pending.absorb(&vip.peer);
-                    event.session_id = Some(session_id_for(&key, pending.first_seen));
-                    return None;
-                }
-                let session_id = self
-                    .session_of(&gateway, &vip.peer)
-                    .or_else(|| self.session_by_virtual_ip(&gateway, vip.ip))?;
-                event.session_id = Some(session_id.clone());
-                let (session, _) = self.sessions.get_mut(&session_id)?;
-                if vip.change == LeaseChange::Assigned && session.virtual_ip != Some(vip.ip) {
-                    session.virtual_ip = Some(vip.ip);
-                    session.updated = session.updated.max(timestamp);
-                    return Some(session_id);
-                }
-                None
-            }
-            EventBody::Session(accounting) => {
-                let session_id = self.account(&gateway, accounting, timestamp)?;
-                event.session_id = Some(session_id.clone());
-                Some(session_id)
-            }
+        let at = event.timestamp;
+        let session_id = match &event.body {
+            EventBody::Auth(auth) => self.on_auth(&gateway, auth, at, now),
+            EventBody::IkeSa(ike) => self.on_ike(&gateway, ike, at, now),
+            EventBody::ChildSa(child) => self.on_child(&gateway, child, at),
+            EventBody::VirtualIp(lease) => self.on_lease(&gateway, lease, at, now),
+            EventBody::Session(accounting) => self.on_accounting(&gateway, accounting, at, now),
             EventBody::L2tp(_)
             | EventBody::Flow(_)
             | EventBody::ApiRequest(_)
             | EventBody::PipelineError(_) => None,
+        };
+        if let Some(session_id) = &session_id
+            && let Some(record) = self.records.get_mut(session_id)
+        {
+            record.stamp(event.id.to_string(), at);
+        }
+        event.session_id = session_id;
+    }
+
+    /// Marks a record changed at event time `at`.
+    fn touch(&mut self, session_id: &str, at: Timestamp) {
+        if let Some(record) = self.records.get_mut(session_id) {
+            record.updated = record.updated.max(at);
+            if !record.shown() {
+                self.dirty = true;
+            }
+            if !self.changed.iter().any(|changed| changed == session_id) {
+                self.changed.push(session_id.to_owned());
+            }
         }
     }
 
-    /// RADIUS accounting (Start, Interim-Update, Stop) for a session: folded into the session
-    /// the VPN's own events built when there is one (same gateway and IKE_SA id, strongSwan's
-    /// NAS-Port; else the open session holding the framed address), so a session is one row
-    /// whichever sources report it. Otherwise accounting makes the session itself (pppd/L2TP
-    /// behind RADIUS), and the VPN's events, if they come later, join it by the same key.
-    fn account(
+    fn on_auth(
+        &mut self,
+        gateway: &Option<String>,
+        auth: &model::Auth,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Option<String> {
+        let key = sa_key(gateway, &auth.peer)?;
+        if auth.outcome == Outcome::Failure {
+            // A login that failed is no session: forget what was assembled for it.
+            self.connecting.remove(&key);
+            if let Some(session_id) = self.by_sa.get(&key).cloned()
+                && self.records.get(&session_id).is_some_and(|record| {
+                    record.phase == Phase::Negotiating && !record.accounting.seen
+                })
+            {
+                self.abandon(&session_id, now);
+            }
+            return None;
+        }
+        let session_id = self.begin(&key, &auth.peer, at);
+        let record = self.records.get_mut(&session_id)?;
+        if record.shown() {
+            // Another authentication of a session that is up (a reauthentication): it adds
+            // what was not known and changes nothing else.
+            record.vpn.identities.merge_from(&auth.peer.identities);
+            record.vpn.method = record.vpn.method.or(Some(auth.method));
+        } else {
+            record.vpn.absorb(&auth.peer);
+            record.vpn.method = Some(auth.method);
+        }
+        self.touch(&session_id, at);
+        Some(session_id)
+    }
+
+    fn on_ike(
+        &mut self,
+        gateway: &Option<String>,
+        ike: &model::IkeSaEvent,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Option<String> {
+        let key = sa_key(gateway, &ike.peer)?;
+        match ike.change {
+            SaChange::Connecting => {
+                self.connecting_at(key, at, now);
+                None
+            }
+            SaChange::Established => {
+                let mut session_id = self.begin(&key, &ike.peer, at);
+                // The log's lines before the id was known found the login by the client
+                // address: the same login.
+                if let (SaRef::Id(_), Some(ip)) = (key.1, ike.peer.client.ip) {
+                    let client_key = (key.0.clone(), SaRef::Client(ip));
+                    if let Some(other) = self.by_sa.get(&client_key).cloned()
+                        && other != session_id
+                        && self.records.get(&other).is_some_and(|record| {
+                            record.phase == Phase::Negotiating
+                                && record.vpn.ike_sa_ids.is_empty()
+                                && record.end().is_none()
+                        })
+                    {
+                        session_id = self.merge(session_id, other, now);
+                    }
+                    // Later lines without the id find it by the client address, unless
+                    // another open session of that address holds it (clients behind one NAT).
+                    let holder_open = self
+                        .by_sa
+                        .get(&client_key)
+                        .and_then(|holder| self.records.get(holder))
+                        .is_some_and(|holder| {
+                            holder.session_id != session_id && holder.end().is_none()
+                        });
+                    if !holder_open {
+                        self.register(&session_id, client_key);
+                    }
+                }
+                let record = self.records.get_mut(&session_id)?;
+                record.vpn.absorb(&ike.peer);
+                record.vpn.first_seen = earlier(record.vpn.first_seen, Some(at));
+                record.vpn.established = earlier(record.vpn.established, Some(at));
+                if let SaRef::Id(id) = key.1
+                    && !record.vpn.ike_sa_ids.contains(&id)
+                {
+                    record.vpn.ike_sa_ids.push(id);
+                }
+                let session_id = self.claim_held(session_id, at, now);
+                self.show(&session_id);
+                self.touch(&session_id, at);
+                Some(session_id)
+            }
+            SaChange::Rekeyed => {
+                let session_id = self.by_sa.get(&key)?.clone();
+                if let Some(new_id) = ike.new_ike_sa_id {
+                    let new_key = (gateway.clone(), SaRef::Id(new_id));
+                    // Accounting may have named the new IKE_SA first (its NAS-Port).
+                    let session_id = match self.by_sa.get(&new_key).cloned() {
+                        Some(other)
+                            if other != session_id
+                                && self.records.get(&other).is_some_and(|record| {
+                                    !record.shown() && !record.vpn_made()
+                                }) =>
+                        {
+                            self.merge(session_id, other, now)
+                        }
+                        _ => session_id,
+                    };
+                    self.register(&session_id, new_key);
+                    let record = self.records.get_mut(&session_id)?;
+                    if !record.vpn.ike_sa_ids.contains(&new_id) {
+                        record.vpn.ike_sa_ids.push(new_id);
+                        record.vpn.rekey_count += 1;
+                    }
+                    self.touch(&session_id, at);
+                    return Some(session_id);
+                }
+                Some(session_id)
+            }
+            SaChange::Deleted | SaChange::Lost => {
+                let Some(session_id) = self.by_sa.get(&key).cloned() else {
+                    self.connecting.remove(&key);
+                    return None;
+                };
+                let record = self.records.get_mut(&session_id)?;
+                if record.phase == Phase::Negotiating {
+                    // Gone before it was established: no session came of it.
+                    if record.accounting.seen {
+                        record.vpn = VpnSide::default();
+                        record.phase = Phase::Held { since: now };
+                        self.dirty = true;
+                    } else {
+                        self.abandon(&session_id, now);
+                    }
+                    return None;
+                }
+                // Deleting an IKE_SA that a rekey replaced does not end the session.
+                if let SaRef::Id(id) = key.1
+                    && record.vpn.ike_sa_ids.last().is_some_and(|last| *last != id)
+                {
+                    return Some(session_id);
+                }
+                if record.vpn.end.is_some() {
+                    self.stats.repeated_ends += 1;
+                }
+                let end = if ike.change == SaChange::Lost {
+                    End {
+                        at,
+                        state: SessionState::Lost,
+                        cause: Some(ike.cause.unwrap_or(TerminateCause::LostService)),
+                    }
+                } else {
+                    End {
+                        at,
+                        state: SessionState::Closed,
+                        cause: ike.cause,
+                    }
+                };
+                record.vpn.end = Some(End::merge(record.vpn.end, end));
+                self.touch(&session_id, at);
+                Some(session_id)
+            }
+        }
+    }
+
+    /// An IKE_SA began to negotiate at `at`. A login still open under its id is then an
+    /// earlier IKE_SA whose daemon restarted (it counts ids from 1 again) without saying
+    /// goodbye: it ended by now.
+    fn connecting_at(&mut self, key: SaKey, at: Timestamp, now: Timestamp) {
+        if let Some(session_id) = self.by_sa.get(&key).cloned()
+            && let Some(record) = self.records.get(&session_id)
+        {
+            let same_attempt = record
+                .vpn
+                .first_seen
+                .is_some_and(|first| (at - first).abs() <= SignedDuration::from_secs(SAME_ATTEMPT_SECS));
+            if record.vpn_made() && !same_attempt && matches!(key.1, SaRef::Id(_)) {
+                match record.phase {
+                    Phase::Shown if record.end().is_none() => {
+                        let start = record.start();
+                        if let Some(record) = self.records.get_mut(&session_id) {
+                            record.vpn.end = Some(End {
+                                at: at.max(start),
+                                state: SessionState::Lost,
+                                cause: Some(TerminateCause::Other),
+                            });
+                        }
+                        self.touch(&session_id, at);
+                    }
+                    Phase::Negotiating if !record.accounting.seen => {
+                        self.abandon(&session_id, now);
+                    }
+                    Phase::Negotiating | Phase::Held { .. } | Phase::Shown => {}
+                }
+            }
+        }
+        if self.connecting.len() >= MAX_CONNECTING {
+            let before = at - SignedDuration::from_secs(60);
+            self.connecting.retain(|_, since| *since >= before);
+            if self.connecting.len() >= MAX_CONNECTING {
+                self.connecting.clear();
+            }
+        }
+        let entry = self.connecting.entry(key).or_insert(at);
+        // The earliest report of this attempt; a new attempt replaces an old one.
+        if (at - *entry).abs() > SignedDuration::from_secs(SAME_ATTEMPT_SECS) || at < *entry {
+            *entry = at;
+        }
+    }
+
+    /// The login a VPN event that starts or continues one belongs to: the record its key
+    /// finds (unless that ended before `at`: the id was reused, or it was accounting about
+    /// something else), else one the log keyed by the client address, else a new one.
+    fn begin(&mut self, key: &SaKey, peer: &Peer, at: Timestamp) -> String {
+        if let Some(session_id) = self.by_sa.get(key)
+            && let Some(record) = self.records.get(session_id)
+            && record.end().is_none_or(|end| end >= at)
+            && (record.vpn_made() || agrees_with_peer(record, peer))
+            // A session found by the client address alone is another login of that address
+            // (the same client again, or clients behind one NAT), unless it is still being
+            // assembled.
+            && !(record.shown() && matches!(key.1, SaRef::Client(_)))
+        {
+            let session_id = session_id.clone();
+            // Accounting made it (found by NAS-Port): the VPN names its IKE_SA now.
+            if let SaRef::Id(id) = key.1
+                && let Some(record) = self.records.get_mut(&session_id)
+                && record.vpn.ike_sa_ids.is_empty()
+            {
+                record.vpn.ike_sa_ids.push(id);
+            }
+            return session_id;
+        }
+        if let (SaRef::Id(id), Some(ip)) = (key.1, peer.client.ip) {
+            let client_key = (key.0.clone(), SaRef::Client(ip));
+            if let Some(session_id) = self.by_sa.get(&client_key).cloned()
+                && self.records.get(&session_id).is_some_and(|record| {
+                    record.phase == Phase::Negotiating
+                        && record.vpn.ike_sa_ids.is_empty()
+                        && record.end().is_none()
+                })
+            {
+                self.register(&session_id, key.clone());
+                if let Some(record) = self.records.get_mut(&session_id) {
+                    record.vpn.ike_sa_ids.push(id);
+                }
+                return session_id;
+            }
+        }
+        let mut first_seen = at;
+        let mut connecting_keys = vec![key.clone()];
+        if let Some(ip) = peer.client.ip {
+            connecting_keys.push((key.0.clone(), SaRef::Client(ip)));
+        }
+        for connecting_key in &connecting_keys {
+            if let Some(since) = self.connecting.remove(connecting_key)
+                && since <= at
+                && at - since < SignedDuration::from_secs(PENDING_TTL_SECS)
+            {
+                first_seen = first_seen.min(since);
+            }
+        }
+        let session_id = session_id_for(key, first_seen);
+        if self.records.contains_key(&session_id) {
+            // The same login replayed after it ended and was kept: it is that one.
+            self.register(&session_id, key.clone());
+            return session_id;
+        }
+        let mut record = Record::new(
+            session_id.clone(),
+            key.0.clone(),
+            Phase::Negotiating,
+            at,
+        );
+        record.vpn.first_seen = Some(first_seen);
+        record.vpn.absorb(peer);
+        if let SaRef::Id(id) = key.1 {
+            record.vpn.ike_sa_ids.push(id);
+        }
+        self.records.insert(session_id.clone(), record);
+        self.register(&session_id, key.clone());
+        self.dirty = true;
+        session_id
+    }
+
+    /// Lets `key` find `session_id` from now on.
+    fn register(&mut self, session_id: &str, key: SaKey) {
+        if let Some(record) = self.records.get_mut(session_id)
+            && !record.keys.contains(&key)
+        {
+            record.keys.push(key.clone());
+            if !record.shown() {
+                self.dirty = true;
+            }
+        }
+        self.by_sa.insert(key, session_id.to_owned());
+    }
+
+    fn on_child(
+        &mut self,
+        gateway: &Option<String>,
+        child: &model::ChildSaEvent,
+        at: Timestamp,
+    ) -> Option<String> {
+        let key = sa_key(gateway, &child.peer)?;
+        let session_id = self.by_sa.get(&key)?.clone();
+        if let (Some(child_id), Some(counters)) = (child.child_sa_id, child.counters)
+            && let Some(record) = self.records.get_mut(&session_id)
+        {
+            record.vpn.children.insert(child_id, counters);
+            self.touch(&session_id, at);
+        }
+        Some(session_id)
+    }
+
+    fn on_lease(
+        &mut self,
+        gateway: &Option<String>,
+        lease: &model::VirtualIpEvent,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Option<String> {
+        match lease.change {
+            LeaseChange::Assigned => {
+                let key = sa_key(gateway, &lease.peer)?;
+                let session_id = self.begin(&key, &lease.peer, at);
+                let record = self.records.get_mut(&session_id)?;
+                record.vpn.absorb(&lease.peer);
+                if record.vpn.virtual_ip != Some(lease.ip) {
+                    record.vpn.virtual_ip = Some(lease.ip);
+                    self.touch(&session_id, at);
+                }
+                Some(self.claim_held(session_id, at, now))
+            }
+            LeaseChange::Released => sa_key(gateway, &lease.peer)
+                .and_then(|key| self.by_sa.get(&key).cloned())
+                .or_else(|| self.holding(gateway, lease.ip, at, SignedDuration::ZERO)),
+        }
+    }
+
+    /// The record holding virtual IP `ip` on `gateway` at `at` (open then, or ended at most
+    /// `after` before it), the latest to start if several.
+    fn holding(
+        &self,
+        gateway: &Option<String>,
+        ip: IpAddr,
+        at: Timestamp,
+        after: SignedDuration,
+    ) -> Option<String> {
+        let slack = SignedDuration::from_secs(ACCOUNTING_SLACK_SECS);
+        self.records
+            .values()
+            .filter(|record| &record.gateway == gateway && record.virtual_ip() == Some(ip))
+            .filter(|record| {
+                at >= record.start() - slack && record.end().is_none_or(|end| at <= end + after)
+            })
+            .max_by_key(|record| (record.start(), record.session_id.clone()))
+            .map(|record| record.session_id.clone())
+    }
+
+    /// RADIUS accounting (Start, Interim-Update, Stop) or pppd's own session lines: folded
+    /// into the login the VPN's events built when there is one (same Acct-Session-Id, same
+    /// gateway and IKE_SA id, strongSwan's NAS-Port; else the one holding the framed address
+    /// then). Otherwise accounting is held for the VPN's events; pppd's lines (no
+    /// Acct-Session-Id: the VPN's own) make a session at once.
+    fn on_accounting(
         &mut self,
         gateway: &Option<String>,
         accounting: &model::SessionEvent,
-        timestamp: Timestamp,
+        at: Timestamp,
+        now: Timestamp,
     ) -> Option<String> {
+        let own_lines = accounting.accounting_id.is_none();
         let by_accounting_id = accounting
             .accounting_id
             .as_ref()
@@ -382,27 +1186,29 @@ impl Sessionizer {
             (None, Some(ip)) => Some((gateway.clone(), SaRef::VirtualIp(ip))),
             (None, None) => None,
         };
-        // A session is this accounting's unless it contradicts it, or the accounting starts
-        // after it ended (IKE_SA ids restart with the daemon; addresses go back to the pool).
-        let fits = |session_id: &String| {
-            self.sessions.get(session_id).is_some_and(|(session, _)| {
-                agrees(session, accounting)
-                    && !(accounting.change == model::SessionChange::Start
-                        && session.end.is_some_and(|end| end < timestamp))
-            })
-        };
         // NAS-Port is the IKE_SA's unique id for strongSwan; pppd's RADIUS plugin puts the
         // PPP unit there, which may equal an unrelated IKE_SA's id: `fits` tells them apart.
         let id_key = accounting
             .peer
             .ike_sa_id
             .map(|id| (gateway.clone(), SaRef::Id(id)));
-        let by_id = id_key.as_ref().and_then(|key| self.by_sa.get(key)).cloned();
-        let existing = by_accounting_id
+        let fits = |session_id: &String| {
+            self.records.get(session_id).is_some_and(|record| {
+                agrees(record, accounting)
+                    && !(accounting.change == SessionChange::Start
+                        && record.end().is_some_and(|end| end < at))
+            })
+        };
+        let found = by_accounting_id
             .as_ref()
             .and_then(|id| self.by_accounting.get(id).cloned())
             .filter(|session_id| fits(session_id))
-            .or_else(|| by_id.clone().filter(|session_id| fits(session_id)))
+            .or_else(|| {
+                id_key
+                    .as_ref()
+                    .and_then(|key| self.by_sa.get(key).cloned())
+                    .filter(|session_id| fits(session_id))
+            })
             .or_else(|| {
                 own_key
                     .as_ref()
@@ -410,260 +1216,327 @@ impl Sessionizer {
                     .filter(|session_id| fits(session_id))
             })
             .or_else(|| {
-                // The session holding the framed address at that time: an open one, or one
+                // The login holding the framed address at that time: an open one, or one
                 // that ended after it (the VPN said so first), or moments before it for an
                 // update or a stop.
                 let ip = accounting.virtual_ip?;
-                let session_id = self.session_by_virtual_ip(gateway, ip)?;
-                let (session, _) = self.sessions.get(&session_id)?;
-                let slack = jiff::SignedDuration::from_secs(ACCOUNTING_SLACK_SECS);
                 let after = match accounting.change {
-                    model::SessionChange::Start => jiff::SignedDuration::ZERO,
-                    _ => slack,
+                    SessionChange::Start => SignedDuration::ZERO,
+                    SessionChange::Update | SessionChange::Stop => {
+                        SignedDuration::from_secs(ACCOUNTING_SLACK_SECS)
+                    }
                 };
-                let covers = session.state.is_open()
-                    || (timestamp >= session.start - slack
-                        && session.end.is_some_and(|end| timestamp <= end + after));
-                (covers && agrees(session, accounting)).then_some(session_id)
+                self.holding(gateway, ip, at, after).filter(|session_id| {
+                    fits(session_id)
+                        && self
+                            .records
+                            .get(session_id)
+                            .is_some_and(|record| same_ike_sa(record, accounting.peer.ike_sa_id))
+                })
             });
-        // The key a new session is found by: the IKE_SA id unless another session holds it
-        // now (one that ended before is a daemon restart's reuse: the id is free again).
-        let id_free = by_id.as_ref().is_none_or(|session_id| {
-            self.sessions
-                .get(session_id)
-                .is_none_or(|(session, _)| session.end.is_some_and(|end| end < timestamp))
-        });
-        let key = match (id_key, own_key) {
-            (Some(id_key), _) if id_free => id_key,
-            (_, Some(own_key)) => own_key,
-            (Some(id_key), None) => id_key,
-            (None, None) => sa_key(gateway, &accounting.peer)?,
-        };
-        let session_id = match existing {
+        // Accounting counts from the session's start.
+        let start = accounting
+            .duration_secs
+            .and_then(|secs| i64::try_from(secs).ok())
+            .and_then(|secs| at.checked_sub(SignedDuration::from_secs(secs)).ok())
+            .unwrap_or(at);
+        let session_id = match found {
             Some(session_id) => session_id,
             None => {
-                // Accounting counts from the session's start.
-                let start = accounting
-                    .duration_secs
-                    .and_then(|secs| i64::try_from(secs).ok())
-                    .map_or(timestamp, |secs| {
-                        timestamp
-                            .checked_sub(jiff::SignedDuration::from_secs(secs))
-                            .unwrap_or(timestamp)
-                    });
+                // The key a new record is found by: the IKE_SA id unless another login holds
+                // it now (one that ended before is a daemon restart's reuse: free again).
+                let id_free = id_key.as_ref().is_none_or(|key| {
+                    self.by_sa.get(key).is_none_or(|session_id| {
+                        self.records
+                            .get(session_id)
+                            .is_none_or(|record| record.end().is_some_and(|end| end < at))
+                    })
+                });
+                let key = match (&id_key, &own_key) {
+                    (Some(id_key), _) if id_free => id_key.clone(),
+                    (_, Some(own_key)) => own_key.clone(),
+                    (Some(id_key), None) => id_key.clone(),
+                    (None, None) => sa_key(gateway, &accounting.peer)?,
+                };
                 let session_id = session_id_for(&key, start);
-                let session = Session {
-                    connection: accounting.peer.connection.clone(),
-                    identities: accounting.peer.identities.clone(),
-                    client: accounting.peer.client,
-                    virtual_ip: accounting.virtual_ip,
-                    version: self
-                        .sessions
-                        .get(&session_id)
-                        .map_or(0, |(previous, _)| previous.version),
-                    updated: timestamp,
-                    ..opened(&key, session_id.clone(), start)
-                };
-                let tracked = Tracked {
-                    accounting_only: true,
-                    ..Tracked::default()
-                };
-                self.sessions.insert(session_id.clone(), (session, tracked));
-                self.by_sa.insert(key.clone(), session_id.clone());
+                if !self.records.contains_key(&session_id) {
+                    let phase = if own_lines || self.config.accounting_hold_secs == 0 {
+                        Phase::Shown
+                    } else {
+                        Phase::Held { since: now }
+                    };
+                    let record = Record::new(session_id.clone(), gateway.clone(), phase, at);
+                    self.records.insert(session_id.clone(), record);
+                    self.dirty = true;
+                }
+                self.register(&session_id, key);
                 session_id
             }
         };
-        self.by_sa.entry(key).or_insert_with(|| session_id.clone());
+        // The own key finds this login from now on, unless another one open then holds it.
+        if let Some(own_key) = own_key {
+            let free = self.by_sa.get(&own_key).is_none_or(|holder| {
+                holder == &session_id
+                    || self
+                        .records
+                        .get(holder)
+                        .is_none_or(|record| record.end().is_some_and(|end| end < at))
+            });
+            if free {
+                self.register(&session_id, own_key);
+            }
+        }
         if let Some(by_accounting_id) = by_accounting_id {
             self.by_accounting
                 .entry(by_accounting_id)
                 .or_insert_with(|| session_id.clone());
         }
-        let (session, tracked) = self.sessions.get_mut(&session_id)?;
-        if session.accounting_id.is_none() {
-            session.accounting_id.clone_from(&accounting.accounting_id);
+        let record = self.records.get_mut(&session_id)?;
+        let side = &mut record.accounting;
+        side.seen = true;
+        if side.accounting_id.is_none() {
+            side.accounting_id.clone_from(&accounting.accounting_id);
         }
-        session.identities.merge_from(&accounting.peer.identities);
-        session.virtual_ip = session.virtual_ip.or(accounting.virtual_ip);
-        if session.client.ip.is_none() {
-            session.client = accounting.peer.client;
+        if let Some(port) = accounting.peer.ike_sa_id
+            && !side.nas_ports.contains(&port)
+        {
+            side.nas_ports.push(port);
         }
+        side.identities.merge_from(&accounting.peer.identities);
+        if side.client.ip.is_none() {
+            side.client = accounting.peer.client;
+        }
+        if side.connection.is_none() {
+            side.connection.clone_from(&accounting.peer.connection);
+        }
+        side.virtual_ip = side.virtual_ip.or(accounting.virtual_ip);
+        side.start = Some(side.start.map_or(start, |known| known.min(start)));
         if let Some(counters) = accounting.counters {
-            tracked.accounting = Some(counters);
-            session.counters = tracked.counters(session);
+            side.counters = Some(larger(counters, side.counters));
         }
-        if accounting.change == model::SessionChange::Stop {
-            if tracked.accounting_stopped {
+        if accounting.change == SessionChange::Stop {
+            if side.stop.is_some() {
                 self.stats.repeated_ends += 1;
             }
-            tracked.accounting_stopped = true;
-            session.cause = session.cause.or(accounting.cause);
-            if session.state.is_open() {
-                session.state = SessionState::Closed;
-            }
-            session.end = Some(session.end.map_or(timestamp, |end| end.min(timestamp)));
+            side.stop = Some(End::merge(
+                side.stop,
+                End {
+                    at,
+                    state: SessionState::Closed,
+                    cause: accounting.cause,
+                },
+            ));
         }
-        session.updated = session.updated.max(timestamp);
+        self.touch(&session_id, at);
+        // pppd's own lines are the VPN itself saying the link is up: a session now.
+        if own_lines {
+            let session_id = self.claim_held(session_id, at, now);
+            self.show(&session_id);
+            return Some(session_id);
+        }
         Some(session_id)
     }
 
-    fn open_session_of_key(&self, key: &SaKey) -> Option<&String> {
-        self.by_sa.get(key).filter(|session_id| {
-            self.sessions
-                .get(*session_id)
-                .is_some_and(|(session, _)| session.state.is_open())
-        })
-    }
-
-    fn establish(&mut self, key: SaKey, peer: &Peer, timestamp: Timestamp) -> String {
-        if let Some(session_id) = self.by_sa.get(&key) {
-            // Established again (a replayed event) or an id reused after a restart.
-            let reused = self
-                .sessions
-                .get(session_id)
-                .is_some_and(|(session, _)| session.end.is_some_and(|end| end < timestamp));
-            if !reused {
-                let session_id = session_id.clone();
-                // Accounting may have made it first: add what the VPN knows.
-                let pending = self.pending.remove(&key);
-                if let Some((session, tracked)) = self.sessions.get_mut(&session_id) {
-                    tracked.accounting_only = false;
-                    session.identities.merge_from(&peer.identities);
-                    if session.connection.is_none() {
-                        session.connection.clone_from(&peer.connection);
-                    }
-                    if session.client.ip.is_none() {
-                        session.client = peer.client;
-                    }
-                    if let Some(pending) = pending {
-                        session.identities.merge_from(&pending.identities);
-                        session.method = session.method.or(pending.method);
-                        session.virtual_ip = session.virtual_ip.or(pending.virtual_ip);
-                    }
-                }
-                return session_id;
-            }
-            self.by_sa.remove(&key);
-        }
-        // The auth and lease lines may have been keyed by the client address only.
-        let client_key = peer.client.ip.map(|ip| (key.0.clone(), SaRef::Client(ip)));
-        let mut pending = self.pending.remove(&key);
-        if let Some(client_key) = &client_key
-            && let Some(by_client) = self.pending.remove(client_key)
-        {
-            match &mut pending {
-                Some(pending) => pending.merge(by_client),
-                None => pending = Some(by_client),
-            }
-        }
-        let pending = pending.unwrap_or_else(|| Pending::new(timestamp, peer));
-        let session_id = session_id_for(&key, pending.first_seen);
-        let mut identities = peer.identities.clone();
-        identities.merge_from(&pending.identities);
-        let mut session = Session {
-            connection: peer.connection.clone().or(pending.connection),
-            identities,
-            method: pending.method,
-            client: if peer.client.ip.is_some() {
-                peer.client
-            } else {
-                pending.client
-            },
-            virtual_ip: pending.virtual_ip,
-            ..opened(&key, session_id.clone(), timestamp)
+    /// Accounting held for the VPN's events that no key joined to `session_id`, but that
+    /// reports the virtual IP it holds at `at` for the same user (a NAS-Port that is pppd's
+    /// PPP unit, a log without IKE_SA ids): the same login. Returns the id that stays.
+    fn claim_held(&mut self, session_id: String, at: Timestamp, now: Timestamp) -> String {
+        let Some(record) = self.records.get(&session_id) else {
+            return session_id;
         };
-        // Re-establishing an id this sessionizer already had (a replay): versions go on.
-        if let Some((previous, _)) = self.sessions.get(&session_id) {
-            session.version = previous.version;
+        let Some(ip) = record.virtual_ip() else {
+            return session_id;
+        };
+        let slack = SignedDuration::from_secs(ACCOUNTING_SLACK_SECS);
+        let identities = record.identities().clone();
+        let gateway = record.gateway.clone();
+        let ike_sa_ids: Vec<u64> = record
+            .vpn
+            .ike_sa_ids
+            .iter()
+            .chain(&record.accounting.nas_ports)
+            .copied()
+            .collect();
+        let held: Vec<String> = self
+            .records
+            .values()
+            .filter(|other| {
+                other.session_id != session_id
+                    && matches!(other.phase, Phase::Held { .. })
+                    && !other.vpn_made()
+                    && other.gateway == gateway
+                    && other.accounting.virtual_ip == Some(ip)
+                    && other.accounting.start.is_none_or(|start| at >= start - slack)
+                    && other.accounting.stop.is_none_or(|stop| at <= stop.at + slack)
+                    && same_user(&identities, &other.accounting.identities)
+                    && (ike_sa_ids.is_empty()
+                        || other.accounting.nas_ports.is_empty()
+                        || other
+                            .accounting
+                            .nas_ports
+                            .iter()
+                            .any(|port| ike_sa_ids.contains(port)))
+            })
+            .map(|other| other.session_id.clone())
+            .collect();
+        let mut session_id = session_id;
+        for other in held {
+            session_id = self.merge(session_id, other, now);
         }
-        self.by_sa.insert(key, session_id.clone());
-        if let Some(client_key) = client_key {
-            self.by_sa
-                .entry(client_key)
-                .or_insert_with(|| session_id.clone());
-        }
-        self.sessions
-            .insert(session_id.clone(), (session, Tracked::default()));
         session_id
     }
 
-    fn session_of(&self, gateway: &Option<String>, peer: &Peer) -> Option<String> {
-        let key = sa_key(gateway, peer)?;
-        self.by_sa.get(&key).cloned()
+    /// `session_id` becomes (or stays) a row of `sessions`.
+    fn show(&mut self, session_id: &str) {
+        if let Some(record) = self.records.get_mut(session_id)
+            && !record.shown()
+        {
+            record.phase = Phase::Shown;
+            record.stamped.clear();
+            self.dirty = true;
+            if !self.changed.iter().any(|changed| changed == session_id) {
+                self.changed.push(session_id.to_owned());
+            }
+        }
     }
 
-    /// The open session holding a virtual IP on a gateway (the newest, if several).
-    fn session_by_virtual_ip(&self, gateway: &Option<String>, ip: IpAddr) -> Option<String> {
-        self.sessions
-            .values()
-            .filter(|(session, _)| &session.gateway == gateway && session.virtual_ip == Some(ip))
-            .max_by_key(|(session, _)| (session.state.is_open(), session.start))
-            .map(|(session, _)| session.session_id.clone())
+    /// Two records of one login become one: the shown one, else the VPN's, else `first`
+    /// stays; what the other said and found it by moves over, and its stamped events are
+    /// corrected. Returns the id that stays.
+    fn merge(&mut self, first: String, second: String, now: Timestamp) -> String {
+        let rank = |record: Option<&Record>| {
+            record.map_or((false, false), |record| (record.shown(), record.vpn_made()))
+        };
+        let (keep, gone) = if rank(self.records.get(&second)) > rank(self.records.get(&first)) {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        let Some(gone_record) = self.records.remove(&gone) else {
+            return keep;
+        };
+        if gone_record.shown() {
+            // Not expected (only records not shown are merged): keep both rather than lose one.
+            tracing::warn!(session_id = %gone, into = %keep, "two shown sessions of one login; kept apart");
+            self.records.insert(gone.clone(), gone_record);
+            return keep;
+        }
+        for key in &gone_record.keys {
+            if self.by_sa.get(key) == Some(&gone) {
+                self.register(&keep, key.clone());
+            }
+        }
+        for session_id in self.by_accounting.values_mut() {
+            if *session_id == gone {
+                session_id.clone_from(&keep);
+            }
+        }
+        self.correct(&gone_record.stamped, Some(&keep), now);
+        if let Some(record) = self.records.get_mut(&keep) {
+            record.vpn.merge(gone_record.vpn);
+            record.accounting.merge(gone_record.accounting);
+            record.version = record.version.max(gone_record.version);
+            record.updated = record.updated.max(gone_record.updated);
+            if !record.shown() {
+                for stamp in gone_record.stamped {
+                    record.stamp(stamp.event_id, stamp.timestamp);
+                }
+            }
+        }
+        self.dirty = true;
+        let updated = self
+            .records
+            .get(&keep)
+            .map_or(Timestamp::UNIX_EPOCH, |record| record.updated);
+        self.touch(&keep, updated);
+        keep
     }
 
-    fn evict(&mut self) {
+    /// A login that never became a session goes; its stamped events are corrected to none.
+    fn abandon(&mut self, session_id: &str, now: Timestamp) {
+        let Some(record) = self.records.remove(session_id) else {
+            return;
+        };
+        self.by_sa.retain(|_, holder| holder != session_id);
+        self.by_accounting.retain(|_, holder| holder != session_id);
+        self.correct(&record.stamped, None, now);
+        self.changed.retain(|changed| changed != session_id);
+        self.stats.abandoned += 1;
+        self.dirty = true;
+    }
+
+    fn correct(&mut self, stamped: &[Stamp], session_id: Option<&str>, now: Timestamp) {
+        for stamp in stamped {
+            // Strictly later than every earlier decision: the newest one wins in queries.
+            let decided = match self.last_decided {
+                Some(last) if last >= now => last + SignedDuration::from_micros(1),
+                _ => now,
+            };
+            self.last_decided = Some(decided);
+            self.corrections.push(SessionJoinUpdate {
+                target: JoinTarget::Events,
+                event_id: stamp.event_id.clone(),
+                timestamp: stamp.timestamp,
+                session_id: session_id.map(str::to_owned),
+                user_name: None,
+                join: if session_id.is_some() {
+                    SessionJoin::Late
+                } else {
+                    SessionJoin::Unmatched
+                },
+                decided,
+            });
+        }
+    }
+
+    fn evict(&mut self, now: Timestamp) {
         let Some(high_water) = self.high_water else {
             return;
         };
         let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
-        let evicted: HashSet<String> = self
-            .sessions
-            .values()
-            .filter(|(session, _)| {
-                session
-                    .end
-                    .is_some_and(|end| end.as_second() < closed_before)
-            })
-            .map(|(session, _)| session.session_id.clone())
-            .collect();
-        if !evicted.is_empty() {
-            for session_id in &evicted {
-                self.sessions.remove(session_id);
+        let pending_before = high_water.as_second() - PENDING_TTL_SECS;
+        let mut evicted: HashSet<String> = HashSet::new();
+        let mut stale: Vec<String> = Vec::new();
+        for record in self.records.values() {
+            match record.phase {
+                Phase::Shown => {
+                    if record
+                        .end()
+                        .is_some_and(|end| end.as_second() < closed_before)
+                    {
+                        evicted.insert(record.session_id.clone());
+                    }
+                }
+                Phase::Negotiating => {
+                    let began = record.vpn.first_seen.unwrap_or_else(|| record.start());
+                    if began.as_second() < pending_before {
+                        stale.push(record.session_id.clone());
+                    }
+                }
+                Phase::Held { .. } => {}
             }
+        }
+        for session_id in stale {
+            let accounted = self
+                .records
+                .get(&session_id)
+                .is_some_and(|record| record.accounting.seen);
+            if accounted {
+                self.show(&session_id);
+            } else {
+                self.abandon(&session_id, now);
+            }
+        }
+        if !evicted.is_empty() {
+            self.records
+                .retain(|session_id, _| !evicted.contains(session_id));
             self.by_sa
                 .retain(|_, session_id| !evicted.contains(session_id));
             self.by_accounting
                 .retain(|_, session_id| !evicted.contains(session_id));
         }
-        let pending_before = high_water.as_second() - PENDING_TTL_SECS;
-        self.pending
-            .retain(|_, pending| pending.first_seen.as_second() >= pending_before);
-    }
-}
-
-impl Pending {
-    fn new(first_seen: Timestamp, peer: &Peer) -> Pending {
-        Pending {
-            first_seen,
-            identities: peer.identities.clone(),
-            method: None,
-            client: peer.client,
-            virtual_ip: None,
-            connection: peer.connection.clone(),
-        }
-    }
-
-    fn absorb(&mut self, peer: &Peer) {
-        self.identities.merge_from(&peer.identities);
-        if peer.client.ip.is_some() {
-            self.client = peer.client;
-        }
-        if self.connection.is_none() {
-            self.connection.clone_from(&peer.connection);
-        }
-    }
-
-    fn merge(&mut self, other: Pending) {
-        self.first_seen = self.first_seen.min(other.first_seen);
-        self.identities.merge_from(&other.identities);
-        self.method = self.method.or(other.method);
-        self.virtual_ip = self.virtual_ip.or(other.virtual_ip);
-        if self.client.ip.is_none() {
-            self.client = other.client;
-        }
-        if self.connection.is_none() {
-            self.connection = other.connection;
-        }
+        self.connecting
+            .retain(|_, since| since.as_second() >= pending_before);
     }
 }
 
@@ -693,21 +1566,21 @@ fn about_a_session(body: &EventBody) -> bool {
     }
 }
 
-/// Whether accounting can be about this session: the same virtual IP when both know one,
-/// else a user name the session knows (or no names to compare).
-fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
-    if let (Some(ours), Some(theirs)) = (session.virtual_ip, accounting.virtual_ip) {
-        return ours == theirs;
-    }
-    fn names(ids: &Identities) -> [Option<&str>; 3] {
-        [
-            ids.ike_id.as_deref(),
-            ids.eap_id.as_deref(),
-            ids.xauth_id.as_deref(),
-        ]
-    }
-    let ours = names(&session.identities);
-    let theirs = names(&accounting.peer.identities);
+fn names(ids: &Identities) -> [Option<&str>; 3] {
+    [
+        ids.ike_id.as_deref(),
+        ids.eap_id.as_deref(),
+        ids.xauth_id.as_deref(),
+    ]
+}
+
+fn has_names(ids: &Identities) -> bool {
+    names(ids).iter().any(Option::is_some)
+}
+
+/// Whether two sets of identities can be one user's: a name in common, or nothing to compare.
+fn same_user(ours: &Identities, theirs: &Identities) -> bool {
+    let (ours, theirs) = (names(ours), names(theirs));
     let known = |all: &[Option<&str>; 3]| all.iter().any(Option::is_some);
     !known(&ours)
         || !known(&theirs)
@@ -717,15 +1590,50 @@ fn agrees(session: &Session, accounting: &model::SessionEvent) -> bool {
             .any(|name| ours.iter().flatten().any(|our| our == name))
 }
 
-impl Tracked {
-    /// What `session` counted: the CHILD_SAs' sum (on top of a baseline from an older state
-    /// file), or accounting's totals or the restored counters where those are larger.
-    fn counters(&self, session: &Session) -> Counters {
-        let mut children = sum_counters(session.child_sa_counters.values());
-        if let Some(baseline) = self.baseline {
-            children = sum_counters([children, baseline].iter());
-        }
-        larger(larger(children, self.accounting), self.floor)
+/// Whether accounting can be about this login: the same virtual IP when both know one, else a
+/// user name in common (or no names to compare).
+fn agrees(record: &Record, accounting: &model::SessionEvent) -> bool {
+    // An Acct-Session-Id names one session: another one is another session.
+    if let (Some(ours), Some(theirs)) = (
+        &record.accounting.accounting_id,
+        &accounting.accounting_id,
+    ) && ours != theirs
+    {
+        return false;
+    }
+    if let (Some(ours), Some(theirs)) = (record.virtual_ip(), accounting.virtual_ip) {
+        return ours == theirs;
+    }
+    let mut ours = record.vpn.identities.clone();
+    ours.merge_from(&record.accounting.identities);
+    same_user(&ours, &accounting.peer.identities)
+}
+
+/// Whether accounting that names NAS-Port `port` can be about this login when only the
+/// virtual IP joins them: the port is one of its IKE_SAs, or either side knows none (pppd's
+/// NAS-Port is the PPP unit, and its sessions have no IKE_SA).
+fn same_ike_sa(record: &Record, port: Option<u64>) -> bool {
+    port.is_none_or(|port| {
+        let known = record
+            .vpn
+            .ike_sa_ids
+            .iter()
+            .chain(&record.accounting.nas_ports);
+        let mut known = known.peekable();
+        known.peek().is_none() || known.any(|id| *id == port)
+    })
+}
+
+/// Whether a VPN peer can be the login accounting made a record of (pppd's NAS-Port is the
+/// PPP unit, which may equal an unrelated IKE_SA's id).
+fn agrees_with_peer(record: &Record, peer: &Peer) -> bool {
+    same_user(&record.accounting.identities, &peer.identities)
+}
+
+fn earlier(one: Option<Timestamp>, other: Option<Timestamp>) -> Option<Timestamp> {
+    match (one, other) {
+        (Some(one), Some(other)) => Some(one.min(other)),
+        (one, other) => one.or(other),
     }
 }
 
@@ -764,36 +1672,9 @@ fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// A session that opened at `start`, found by `key`, with nothing else known yet.
-fn opened(key: &SaKey, session_id: String, start: Timestamp) -> Session {
-    Session {
-        session_id,
-        gateway: key.0.clone(),
-        connection: None,
-        ike_sa_ids: match key.1 {
-            SaRef::Id(id) => vec![id],
-            SaRef::Client(_) | SaRef::Accounting(_) | SaRef::VirtualIp(_) => Vec::new(),
-        },
-        identities: Identities::default(),
-        method: None,
-        client: model::Endpoint::default(),
-        client_geo: None,
-        virtual_ip: None,
-        start,
-        end: None,
-        state: SessionState::Active,
-        cause: None,
-        counters: Counters::default(),
-        child_sa_counters: BTreeMap::new(),
-        rekey_count: 0,
-        accounting_id: None,
-        version: 0,
-        updated: start,
-    }
-}
-
 /// A session id that is the same whenever the same events are replayed: a hash of the
-/// gateway, the first IKE_SA and when it was first seen (unique ids restart with charon).
+/// gateway, the key that first found the login and when it began (unique ids restart with
+/// charon).
 fn session_id_for(key: &SaKey, first_seen: Timestamp) -> String {
     let mut bytes = Vec::with_capacity(64);
     bytes.extend_from_slice(key.0.as_deref().unwrap_or("").as_bytes());

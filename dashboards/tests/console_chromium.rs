@@ -157,6 +157,7 @@ fn session() -> Session {
         accounting_id: None,
         version: 1,
         updated: at(0),
+        sources: None,
     }
 }
 

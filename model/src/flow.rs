@@ -128,14 +128,20 @@ pub struct ApiRequest {
 pub enum JoinTarget {
     Flows,
     ApiRequests,
+    /// A VPN event (`events`, and `auth_events` for a login): the sessionizer stamped it with
+    /// the session it was assembling, and that login turned out to be part of another one
+    /// (it arrived by another source first) or never to become a session. Only `session_id`
+    /// is corrected.
+    Events,
 }
 
 impl JoinTarget {
-    /// The SQL table name.
+    /// The SQL table name (`events` also stands for `auth_events`, which holds the same rows).
     pub fn as_str(self) -> &'static str {
         match self {
             JoinTarget::Flows => "flows",
             JoinTarget::ApiRequests => "api_requests",
+            JoinTarget::Events => "events",
         }
     }
 }

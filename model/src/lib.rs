@@ -130,7 +130,7 @@ pub use flow::{
     StoredLease, StoredUnmatched,
 };
 pub use geo::Geo;
-pub use session::{Session, SessionState};
+pub use session::{CollectorCheckpoint, Session, SessionSources, SessionState};
 pub use vpn::{
     Auth, AuthFailure, AuthMethod, ChildSaEvent, Counters, Endpoint, FailureCode, Identities,
     IkeSaEvent, L2tpChange, L2tpEvent, LeaseChange, Outcome, Peer, SaChange, SessionChange,

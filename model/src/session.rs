@@ -80,7 +80,16 @@ pub struct Session {
     pub version: u64,
     /// When the newest event folded into this snapshot happened.
     pub updated: Timestamp,
+    /// What each source said of this session, apart (the VPN's own events, RADIUS
+    /// accounting), so that the collector goes on after a restart exactly where it stopped.
+    /// Opaque to everyone else. Not a column: the WAL and the state file carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SessionSources>,
 }
+
+/// See [`Session::sources`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSources(pub serde_json::Value);
 
 impl Session {
     /// `user.name`
@@ -88,3 +97,11 @@ impl Session {
         self.identities.user_name()
     }
 }
+
+/// What the collector was still assembling when it handed a batch on: logins whose events
+/// are stored but that are not (yet) a row of `sessions` (an IKE_SA negotiating, RADIUS
+/// accounting held for the VPN's own events). Opaque to everyone but the collector, which
+/// writes it and reads it back after a restart; the store keeps the newest one durably (in
+/// the write-ahead log with the batch it came with, then in `DATA/state/collector.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectorCheckpoint(pub serde_json::Value);

@@ -21,6 +21,7 @@ impl Store {
             sessions: Vec::new(),
             audit: vec![entry.clone()],
             session_joins: Vec::new(),
+            collector: None,
         };
         match inner.wal.as_mut() {
             Some(wal) => wal.append(&record)?,

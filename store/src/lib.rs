@@ -10,8 +10,10 @@
 //! together, so nothing waits for a flush to become visible.
 //!
 //! [`Store::append_group_with_joins`] also stores the collector's late session join
-//! corrections ([`model::SessionJoinUpdate`]) in the `session_joins` table; queries of `flows`
-//! and `api_requests` show the newest correction of each row (see `session_joins`).
+//! corrections ([`model::SessionJoinUpdate`]) in the `session_joins` table; queries of `flows`,
+//! `api_requests`, `events` and `auth_events` show the newest correction of each row (see
+//! `session_joins`). [`Store::append_collected`] adds the collector's checkpoint, which
+//! [`Store::collector_checkpoint`] hands back after a restart.
 //!
 //! A second process may open the same directory with [`Store::open_read_only`] (that is what
 //! `tunnelwatch sql` does while a server runs): it reads the segments and the WAL and never
@@ -27,6 +29,8 @@
 //! DATA/state/sessions.json                        sessions open at the last flush, and
 //!                                                 recently closed ones (`recent_sessions`)
 //! DATA/state/storage.json                         the storage root, if not DATA/tables
+//! DATA/state/collector.json                       the collector's checkpoint at the last
+//!                                                 flush (logins it was assembling)
 //! ```
 //!
 //! With `[store] root = "s3://bucket/prefix"` the `tables/` tree lives in that bucket
@@ -39,6 +43,7 @@ mod health;
 mod join_restart;
 mod prune;
 mod query;
+mod collector_state;
 mod recent_sessions;
 mod retention;
 pub mod schema;
@@ -331,6 +336,8 @@ struct Inner {
     watermarks: Watermarks,
     segments: BTreeMap<Table, Vec<Segment>>,
     recent_sessions: RecentSessions,
+    /// The newest collector checkpoint (WAL, else `state/collector.json`).
+    collector_checkpoint: Option<model::CollectorCheckpoint>,
     /// Per table, the highest event position per source in its Parquet segments: a table
     /// never takes an event at or below it.
     table_watermarks: BTreeMap<Table, Watermarks>,
@@ -458,6 +465,7 @@ impl Store {
             watermarks: Watermarks::new(),
             segments,
             recent_sessions: RecentSessions::load(&dir)?,
+            collector_checkpoint: collector_state::load(&dir)?,
             table_watermarks: table_watermarks.clone(),
             next_segment,
             corrupt_wal_records: 0,
@@ -513,6 +521,9 @@ impl Store {
             }
             for session in &record.sessions {
                 inner.recent_sessions.track(session);
+            }
+            if record.collector.is_some() {
+                inner.collector_checkpoint = record.collector;
             }
             inner.buffer.push(events, record.sessions);
         }
@@ -573,6 +584,18 @@ impl Store {
         batches: Vec<(Vec<Event>, Vec<Session>)>,
         joins: Vec<SessionJoinUpdate>,
     ) -> Result<Vec<AppendReceipt>> {
+        self.append_collected(batches, joins, None)
+    }
+
+    /// [`Store::append_group_with_joins`] plus the collector's checkpoint as of these batches
+    /// (what it was still assembling), in the same WAL record: durable exactly when the
+    /// batches are. [`Store::collector_checkpoint`] hands the newest one back after a restart.
+    pub fn append_collected(
+        &self,
+        batches: Vec<(Vec<Event>, Vec<Session>)>,
+        joins: Vec<SessionJoinUpdate>,
+        checkpoint: Option<model::CollectorCheckpoint>,
+    ) -> Result<Vec<AppendReceipt>> {
         let mut inner = self.lock()?;
         if inner.wal.is_none() {
             return Err(Error::ReadOnly(self.dir.clone()));
@@ -600,7 +623,11 @@ impl Store {
             });
             all_sessions.extend(sessions);
         }
-        if accepted.is_empty() && all_sessions.is_empty() && joins.is_empty() {
+        if accepted.is_empty()
+            && all_sessions.is_empty()
+            && joins.is_empty()
+            && checkpoint.is_none()
+        {
             return Ok(receipts);
         }
         let n_buffered = inner.buffer.n_rows
@@ -616,6 +643,7 @@ impl Store {
             sessions: all_sessions,
             audit: Vec::new(),
             session_joins: joins,
+            collector: checkpoint,
         };
         match inner.wal.as_mut() {
             Some(wal) => wal.append(&record)?,
@@ -625,6 +653,9 @@ impl Store {
         segment::merge(&mut inner.watermarks, &positions);
         for session in &record.sessions {
             inner.recent_sessions.track(session);
+        }
+        if record.collector.is_some() {
+            inner.collector_checkpoint = record.collector;
         }
         inner.buffer.push(record.events, record.sessions);
         inner.buffer.push_joins(record.session_joins);
@@ -703,6 +734,8 @@ impl Store {
         }
         inner.recent_sessions.prune();
         inner.recent_sessions.store(&self.dir)?;
+        // Before the old WAL generations go: they may hold the newest checkpoint.
+        collector_state::store(&self.dir, inner.collector_checkpoint.as_ref())?;
         if let Some(wal) = inner.wal.as_ref() {
             wal.remove(&old_generations)?;
         }
@@ -829,6 +862,12 @@ impl Store {
     /// late and resent events still find their session.
     pub fn recent_sessions(&self) -> Result<Vec<Session>> {
         Ok(self.lock()?.recent_sessions.all())
+    }
+
+    /// The newest checkpoint the collector stored with a batch ([`Store::append_collected`]),
+    /// for it to start from after a restart.
+    pub fn collector_checkpoint(&self) -> Result<Option<model::CollectorCheckpoint>> {
+        Ok(self.lock()?.collector_checkpoint.clone())
     }
 
     pub fn stats(&self) -> Result<StoreStats> {

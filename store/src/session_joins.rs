@@ -2,7 +2,10 @@
 //! that held its client address, but sometimes learns better only after the row is stored
 //! (the session's events arrived late, or a later session fits better). It then sends a
 //! [`model::SessionJoinUpdate`], which the store keeps in the `session_joins` table like any
-//! other row (WAL, Parquet in the hour of the corrected row, compaction, retention).
+//! other row (WAL, Parquet in the hour of the corrected row, compaction, retention). The
+//! sessionizer does the same for a VPN event (`events`, and `auth_events` for a login) it
+//! stamped with a login that then became part of another session or no session at all; only
+//! `session_id` is corrected there.
 //!
 //! Queries see the corrections through the views: while a snapshot holds corrections for
 //! `flows` (or `api_requests`), that view is the table's rows outer-joined to the newest
@@ -28,10 +31,29 @@ use crate::schema::Table;
 use crate::segment::Segment;
 
 /// The tables a correction can apply to.
-pub(crate) const CORRECTABLE: [Table; 2] = [Table::Flows, Table::ApiRequests];
+pub(crate) const CORRECTABLE: [Table; 4] = [
+    Table::Flows,
+    Table::ApiRequests,
+    Table::Events,
+    Table::AuthEvents,
+];
 
-/// The columns a correction replaces.
-const CORRECTED_COLUMNS: [&str; 3] = ["session_id", "user_name", "vpn_session_join"];
+/// The columns a correction replaces in `table`.
+fn corrected_columns(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Events | Table::AuthEvents => &["session_id"],
+        _ => &["session_id", "user_name", "vpn_session_join"],
+    }
+}
+
+/// The `vpn_join_table` value of the corrections that apply to `table` (`model::JoinTarget`):
+/// a login is a row of both `events` and `auth_events`, and one correction serves both.
+fn target_name(table: Table) -> &'static str {
+    match table {
+        Table::AuthEvents => Table::Events.name(),
+        _ => table.name(),
+    }
+}
 
 /// The column of `session_joins` that names the corrected table.
 const TARGET_COLUMN: &str = "vpn_join_table";
@@ -50,7 +72,7 @@ pub(crate) fn tables_in_batch(batch: &RecordBatch) -> BTreeSet<Table> {
     };
     CORRECTABLE
         .into_iter()
-        .filter(|table| names.iter().flatten().any(|name| name == table.name()))
+        .filter(|table| names.iter().flatten().any(|name| name == target_name(*table)))
         .collect()
 }
 
@@ -75,7 +97,7 @@ pub(crate) fn tables_in_footer(parquet: &ParquetMetaData) -> Option<BTreeSet<Tab
             return Some(all_correctable());
         };
         tables.extend(CORRECTABLE.into_iter().filter(|table| {
-            let name = table.name().as_bytes();
+            let name = target_name(*table).as_bytes();
             min <= name && name <= max
         }));
     }
@@ -102,11 +124,13 @@ pub(crate) fn tables_in_segments<'a>(
 /// of Parquet and memory), `corrections` that of all `session_joins` rows.
 pub(crate) fn corrected_view(table: Table, rows: &str, corrections: &str) -> String {
     let name = table.name();
+    let target = target_name(table);
+    let corrected = corrected_columns(table);
     let columns: Vec<String> = table
         .column_names()
         .into_iter()
         .map(|column| {
-            if CORRECTED_COLUMNS.contains(&column) {
+            if corrected.contains(&column) {
                 format!(
                     "CASE WHEN _tw_fix.event_id IS NULL THEN _tw_row.{column} ELSE _tw_fix.{column} END AS {column}"
                 )
@@ -116,11 +140,16 @@ pub(crate) fn corrected_view(table: Table, rows: &str, corrections: &str) -> Str
         })
         .collect();
     let columns = columns.join(", ");
-    let fixes = CORRECTED_COLUMNS.join(", ");
+    let fixes = corrected.join(", ");
+    let order: Vec<String> = corrected
+        .iter()
+        .map(|column| format!("{column} ASC NULLS LAST"))
+        .collect();
+    let order = order.join(", ");
     // At most one correction per event: the join cannot multiply rows. The corrections are on
     // the left (the build side of the hash join), the rows on the right (streamed).
     let newest = format!(
-        "SELECT event_id, {fixes} FROM (SELECT event_id, {fixes}, row_number() OVER (PARTITION BY event_id ORDER BY event_created DESC, session_id ASC NULLS LAST, user_name ASC NULLS LAST, vpn_session_join ASC NULLS LAST) AS _tw_rank FROM ({corrections}) WHERE {TARGET_COLUMN} = '{name}') WHERE _tw_rank = 1"
+        "SELECT event_id, {fixes} FROM (SELECT event_id, {fixes}, row_number() OVER (PARTITION BY event_id ORDER BY event_created DESC, {order}) AS _tw_rank FROM ({corrections}) WHERE {TARGET_COLUMN} = '{target}') WHERE _tw_rank = 1"
     );
     format!(
         "CREATE VIEW {name} AS SELECT {columns} FROM ({newest}) AS _tw_fix RIGHT JOIN ({rows}) AS _tw_row ON _tw_fix.event_id = _tw_row.event_id"

@@ -502,7 +502,7 @@ fn footer_length(tail: &[u8]) -> std::result::Result<u64, String> {
 }
 
 /// Writes a file whole or not at all: temp file, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let Some(dir) = path.parent() else {
         return Err(Error::Internal(format!("{} has no parent", path.display())));
     };

@@ -78,6 +78,7 @@ pub(crate) fn session(id: &str, version: u64, state: SessionState) -> Session {
         accounting_id: None,
         version,
         updated: jiff::Timestamp::from_second(1_795_000_000 + version as i64).unwrap(),
+        sources: None,
     }
 }
 
@@ -748,4 +749,59 @@ async fn a_group_commit_is_one_wal_record_with_a_receipt_per_batch() {
     let store = Store::open(&config(dir.path())).unwrap();
     assert_eq!(count(&store, "select count(*) from auth_events").await, 3);
     assert_eq!(store.open_sessions().unwrap().len(), 1);
+}
+
+/// The collector's checkpoint is durable with the batch it came with: the newest one comes
+/// back after a crash (WAL replay), after a flush (the state file) and after both; an empty
+/// one after a flush leaves no file behind; a torn state file is an error, not a guess.
+#[test]
+fn the_collector_checkpoint_comes_back_after_replay_flush_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = |n: u64| model::CollectorCheckpoint(serde_json::json!({"n": n}));
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.collector_checkpoint().unwrap(), None);
+    store
+        .append_collected(
+            vec![(vec![auth_event(1, "alice", Outcome::Success)], vec![])],
+            vec![],
+            Some(checkpoint(1)),
+        )
+        .unwrap();
+    // A batch without a checkpoint keeps the last one; a checkpoint alone is stored too.
+    store
+        .append_collected(
+            vec![(vec![auth_event(2, "bob", Outcome::Success)], vec![])],
+            vec![],
+            None,
+        )
+        .unwrap();
+    store
+        .append_collected(vec![], vec![], Some(checkpoint(2)))
+        .unwrap();
+    assert_eq!(store.collector_checkpoint().unwrap(), Some(checkpoint(2)));
+    drop(store);
+    // Replayed from the WAL.
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.collector_checkpoint().unwrap(), Some(checkpoint(2)));
+    store.flush().unwrap();
+    assert!(std::fs::metadata(dir.path().join("state/collector.json")).is_ok());
+    store
+        .append_collected(
+            vec![(vec![auth_event(3, "carol", Outcome::Success)], vec![])],
+            vec![],
+            Some(checkpoint(3)),
+        )
+        .unwrap();
+    drop(store);
+    // The file (2) and the WAL after it (3): the WAL's is newer.
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.collector_checkpoint().unwrap(), Some(checkpoint(3)));
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(store.collector_checkpoint().unwrap(), Some(checkpoint(3)));
+    drop(store);
+    std::fs::write(dir.path().join("state/collector.json"), b"{\"n\": ").unwrap();
+    let error = Store::open(&config(dir.path())).unwrap_err().to_string();
+    assert!(error.contains("collector state file"), "{error}");
 }

@@ -32,6 +32,9 @@ pub struct WalRecord {
     /// Late session join corrections (absent in records from before they existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_joins: Vec<model::SessionJoinUpdate>,
+    /// The collector's checkpoint as of this batch (the newest one in the log wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<model::CollectorCheckpoint>,
 }
 
 #[derive(Debug)]

@@ -795,6 +795,7 @@ async fn the_collector_sets_source_geo_and_client_geo() {
         .send(crate::Batch {
             events,
             reply: None,
+            end_of_input: false,
         })
         .await
         .unwrap();

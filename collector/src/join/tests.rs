@@ -43,6 +43,7 @@ fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>) -> Ses
         accounting_id: None,
         version: 1,
         updated: at(end.unwrap_or(start)),
+        sources: None,
     }
 }
 

@@ -9,6 +9,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod sources;
+
 fn peer(ike: u64, user: &str, client: &str) -> Peer {
     Peer {
         connection: Some("rw-psk".to_owned()),
@@ -132,6 +134,19 @@ fn scenario() -> Vec<Event> {
     ]
 }
 
+/// The wall clock of the tests.
+fn now() -> Timestamp {
+    Timestamp::from_second(1_796_000_000).unwrap()
+}
+
+/// Applies `events` at [`now`], then lets a day pass on the wall clock, so that accounting
+/// held for the VPN's events becomes sessions of its own.
+fn settled(sessionizer: &mut Sessionizer, events: &mut [Event]) -> Vec<Session> {
+    let mut snapshots = sessionizer.apply(events, now());
+    snapshots.extend(sessionizer.expire(now() + jiff::SignedDuration::from_hours(24)));
+    snapshots
+}
+
 fn final_sessions(snapshots: &[Session]) -> BTreeMap<String, Session> {
     let mut latest = BTreeMap::new();
     for snapshot in snapshots {
@@ -144,7 +159,7 @@ fn final_sessions(snapshots: &[Session]) -> BTreeMap<String, Session> {
 fn a_session_survives_a_rekey_and_sums_its_child_sas() {
     let mut sessionizer = Sessionizer::new(Vec::new());
     let mut events = scenario();
-    let snapshots = sessionizer.apply(&mut events);
+    let snapshots = settled(&mut sessionizer, &mut events);
     let sessions = final_sessions(&snapshots);
     assert_eq!(sessions.len(), 1, "{sessions:#?}");
     let session = sessions.values().next().unwrap();
@@ -185,7 +200,7 @@ fn a_dead_peer_ends_the_session_as_lost() {
             ike(bob, SaChange::Lost, Some(TerminateCause::LostService), None),
         ),
     ];
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     let session = sessions.values().next().unwrap();
     assert_eq!(session.state, SessionState::Lost);
     assert_eq!(session.cause, Some(TerminateCause::LostService));
@@ -196,10 +211,10 @@ fn open_sessions_continue_after_a_restart() {
     let mut first = Sessionizer::new(Vec::new());
     let mut events = scenario();
     let (head, tail) = events.split_at_mut(6);
-    let open: Vec<Session> = final_sessions(&first.apply(head)).into_values().collect();
+    let open: Vec<Session> = final_sessions(&settled(&mut first, head)).into_values().collect();
     assert!(open[0].state.is_open());
     let mut restarted = Sessionizer::new(open.clone());
-    let after = final_sessions(&restarted.apply(tail));
+    let after = final_sessions(&settled(&mut restarted, tail));
     assert_eq!(after[&open[0].session_id].state, SessionState::Closed);
     assert_eq!(after[&open[0].session_id].counters.bytes_in, 1100);
     assert!(after[&open[0].session_id].version > open[0].version);
@@ -225,7 +240,7 @@ fn the_same_ike_sa_id_after_a_charon_restart_is_a_new_session() {
         event(4, 20, ike(carol.clone(), SaChange::Connecting, None, None)),
         event(5, 20, ike(carol, SaChange::Established, None, None)),
     ];
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     assert_eq!(sessions.len(), 2);
 }
 
@@ -236,7 +251,7 @@ proptest! {
     fn batching_and_replays_do_not_change_sessions(cuts in proptest::collection::vec(0usize..12, 0..5), replay in proptest::option::of(0usize..6)) {
         let mut reference = Sessionizer::new(Vec::new());
         let mut all = scenario();
-        let expected = final_sessions(&reference.apply(&mut all));
+        let expected = final_sessions(&settled(&mut reference, &mut all));
 
         let mut cuts = cuts;
         cuts.push(0);
@@ -248,10 +263,10 @@ proptest! {
         let mut snapshots = Vec::new();
         for (batch_idx, window) in cuts.windows(2).enumerate() {
             let mut batch = events[window[0]..window[1]].to_vec();
-            snapshots.extend(sessionizer.apply(&mut batch));
+            snapshots.extend(settled(&mut sessionizer, &mut batch));
             if replay == Some(batch_idx) {
                 let mut again = events[window[0]..window[1]].to_vec();
-                snapshots.extend(sessionizer.apply(&mut again));
+                snapshots.extend(settled(&mut sessionizer, &mut again));
             }
         }
         let actual = final_sessions(&snapshots);
@@ -275,7 +290,7 @@ fn a_reused_id_after_a_silent_daemon_restart_closes_the_stale_session() {
         event(3, 101, auth(bob.clone(), Outcome::Success)),
         event(4, 101, ike(bob, SaChange::Established, None, None)),
     ];
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     assert_eq!(sessions.len(), 2, "{sessions:#?}");
     let by_user: BTreeMap<&str, &Session> = sessions
         .values()
@@ -298,12 +313,12 @@ fn restored_sessions_keep_their_byte_counts() {
         event(1, 0, ike(alice.clone(), SaChange::Established, None, None)),
         event(2, 10, child_closed(alice.clone(), 1, 100, 200)),
     ];
-    let open: Vec<Session> = final_sessions(&first.apply(&mut head))
+    let open: Vec<Session> = final_sessions(&settled(&mut first, &mut head))
         .into_values()
         .collect();
     let mut restarted = Sessionizer::new(open);
     let mut tail = vec![event(3, 20, child_closed(alice, 2, 1000, 2000))];
-    let after = final_sessions(&restarted.apply(&mut tail));
+    let after = final_sessions(&settled(&mut restarted, &mut tail));
     let session = after.values().next().unwrap();
     assert_eq!(
         (session.counters.bytes_in, session.counters.bytes_out),
@@ -322,7 +337,7 @@ fn a_child_sa_resent_after_a_restart_is_not_counted_twice() {
         event(1, 0, ike(alice.clone(), SaChange::Established, None, None)),
         resent.clone(),
     ];
-    let stored: Vec<Session> = final_sessions(&first.apply(&mut head))
+    let stored: Vec<Session> = final_sessions(&settled(&mut first, &mut head))
         .into_values()
         .collect();
     // What the store's state file gives back.
@@ -334,7 +349,7 @@ fn a_child_sa_resent_after_a_restart_is_not_counted_twice() {
         event(3, 20, child_closed(alice.clone(), 1, 150, 260)),
         event(4, 30, child_closed(alice, 2, 1000, 2000)),
     ];
-    let after = final_sessions(&restarted.apply(&mut tail));
+    let after = final_sessions(&settled(&mut restarted, &mut tail));
     let session = after.values().next().unwrap();
     assert_eq!(
         (session.counters.bytes_in, session.counters.bytes_out),
@@ -362,26 +377,28 @@ fn restored_counters_never_go_down_and_older_state_files_add_up() {
             Some((5000, 6000)),
         ),
     ];
-    let stored: Vec<Session> = final_sessions(&first.apply(&mut head))
+    let stored: Vec<Session> = final_sessions(&settled(&mut first, &mut head))
         .into_values()
         .collect();
     assert_eq!(stored[0].counters.bytes_in, 5000);
     let mut restarted = Sessionizer::new(stored.clone());
     let mut tail = vec![event(4, 20, child_closed(alice.clone(), 1, 150, 260))];
-    let after = final_sessions(&restarted.apply(&mut tail));
+    let after = final_sessions(&settled(&mut restarted, &mut tail));
     let session = after.values().next().unwrap();
     assert_eq!(
         (session.counters.bytes_in, session.counters.bytes_out),
         (5000, 6000)
     );
 
+    // A state file of an earlier version: no sources, no counters per CHILD_SA.
     let mut older = stored;
+    older[0].sources = None;
     older[0].child_sa_counters.clear();
     older[0].counters.bytes_in = 100;
     older[0].counters.bytes_out = 200;
     let mut restarted = Sessionizer::new(older);
     let mut tail = vec![event(4, 20, child_closed(alice, 2, 1000, 2000))];
-    let after = final_sessions(&restarted.apply(&mut tail));
+    let after = final_sessions(&settled(&mut restarted, &mut tail));
     let session = after.values().next().unwrap();
     assert_eq!(
         (session.counters.bytes_in, session.counters.bytes_out),
@@ -446,7 +463,7 @@ fn accounting_and_the_vpn_report_one_session_in_either_order() {
         } else {
             vpn.iter().chain(radius.iter()).cloned().collect()
         };
-        let sessions = final_sessions(&sessionizer.apply(&mut events));
+        let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
         assert_eq!(
             sessions.len(),
             1,
@@ -485,7 +502,7 @@ fn accounting_alone_makes_a_session_from_start_to_stop() {
         accounting(3, 220, None, "ppp-7", Stop, Some((300, 400))),
     ];
     let mut sessionizer = Sessionizer::new(Vec::new());
-    let snapshots = sessionizer.apply(&mut events);
+    let snapshots = settled(&mut sessionizer, &mut events);
     let sessions = final_sessions(&snapshots);
     assert_eq!(sessions.len(), 1, "{sessions:#?}");
     let session = sessions.values().next().unwrap();
@@ -506,7 +523,7 @@ fn accounting_alone_makes_a_session_from_start_to_stop() {
     );
     // Replayed: the same session, nothing new.
     let mut again = events.clone();
-    let replayed = final_sessions(&sessionizer.apply(&mut again));
+    let replayed = final_sessions(&settled(&mut sessionizer, &mut again));
     assert_eq!(
         replayed.keys().collect::<Vec<_>>(),
         sessions.keys().collect::<Vec<_>>()
@@ -525,7 +542,7 @@ fn accounting_resent_after_a_restart_finds_the_session_that_closed_before_it() {
         ])
         .collect();
     let mut first = Sessionizer::new(Vec::new());
-    let before = final_sessions(&first.apply(&mut events));
+    let before = final_sessions(&settled(&mut first, &mut events));
     assert_eq!(before.len(), 1);
     let closed = before.values().next().unwrap().clone();
     assert_eq!(closed.state, SessionState::Closed);
@@ -538,7 +555,7 @@ fn accounting_resent_after_a_restart_finds_the_session_that_closed_before_it() {
         .filter(|event| event.dataset == "radius.accounting")
         .cloned()
         .collect();
-    let after = final_sessions(&restarted.apply(&mut resent));
+    let after = final_sessions(&settled(&mut restarted, &mut resent));
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         [&closed.session_id],
@@ -563,11 +580,11 @@ fn an_accounting_only_session_restored_after_a_restart_takes_its_stop() {
     use model::SessionChange::{Start, Stop};
     let mut first = Sessionizer::new(Vec::new());
     let mut start = vec![accounting(1, 100, None, "ppp-9", Start, None)];
-    let open = final_sessions(&first.apply(&mut start));
+    let open = final_sessions(&settled(&mut first, &mut start));
     let open: Vec<Session> = open.into_values().collect();
     let mut restarted = Sessionizer::new(open.clone());
     let mut stop = vec![accounting(2, 200, None, "ppp-9", Stop, Some((1, 2)))];
-    let after = final_sessions(&restarted.apply(&mut stop));
+    let after = final_sessions(&settled(&mut restarted, &mut stop));
     assert_eq!(after.len(), 1);
     let session = &after[&open[0].session_id];
     assert_eq!(session.state, SessionState::Closed);
@@ -605,7 +622,7 @@ type Summary<'a> = (
 fn pppd_alone_makes_one_session_per_link() {
     let mut events = pppd_fixture("pap-and-failures.expected");
     let mut sessionizer = Sessionizer::new(Vec::new());
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     let mut summary: Vec<Summary<'_>> = sessions
         .values()
         .map(|session| {
@@ -697,7 +714,7 @@ fn pppd_and_its_radius_accounting_are_one_session_beside_the_ipsec_transport_sa(
             events.extend(accounting_events.iter().cloned());
         }
         let mut sessionizer = Sessionizer::new(Vec::new());
-        let sessions = final_sessions(&sessionizer.apply(&mut events));
+        let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
         check_l2tp_sessions(&sessions, radius_first);
     }
 }
@@ -738,8 +755,8 @@ fn a_ppp_address_handed_out_again_is_a_new_session() {
     }
     assert!(second[0].timestamp > last);
     let mut sessionizer = Sessionizer::new(Vec::new());
-    let mut sessions = final_sessions(&sessionizer.apply(&mut first));
-    sessions.extend(final_sessions(&sessionizer.apply(&mut second)));
+    let mut sessions = final_sessions(&settled(&mut sessionizer, &mut first));
+    sessions.extend(final_sessions(&settled(&mut sessionizer, &mut second)));
     assert_eq!(sessions.len(), 2, "{sessions:#?}");
     assert!(
         sessions
@@ -799,7 +816,7 @@ fn accounting_first_for_an_ike_sa_id_reused_after_a_charon_restart_is_one_new_se
         ),
     ];
     let mut sessionizer = Sessionizer::new(Vec::new());
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     let mut users: Vec<(Option<&str>, Vec<u64>, Option<&str>)> = sessions
         .values()
         .map(|session| {
@@ -849,10 +866,11 @@ fn events_of_sessions_never_started_and_repeated_ends_are_counted() {
     scenario.push(accounting(103, 92, Some(3), "acct-1", Stop, Some((1, 2))));
     events.extend(scenario);
     let mut sessionizer = Sessionizer::new(Vec::new());
-    let sessions = final_sessions(&sessionizer.apply(&mut events));
+    let sessions = final_sessions(&settled(&mut sessionizer, &mut events));
     assert_eq!(sessions.len(), 1);
     let stats = sessionizer.stats();
     assert_eq!(stats.orphan_events, 2, "{stats:?}");
     assert_eq!(stats.repeated_ends, 2, "{stats:?}");
     assert_eq!(stats.sessions, 1);
 }
+

@@ -192,6 +192,7 @@ fn session(id: &str, user: &str, vip: &str, start: i64, end: Option<i64>, versio
         accounting_id: None,
         version,
         updated: at(start + version as i64),
+        sources: None,
     }
 }
 

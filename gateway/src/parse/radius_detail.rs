@@ -22,11 +22,14 @@
 //! keeps the record once. Only the attributes tunnelwatch maps are kept, and the raw record
 //! (kept as `event.original`) is capped at the line limit, so a record cannot grow without bound.
 //!
-//! Attributes: `Acct-Status-Type` (Start, Interim-Update, Stop; other records, such as
-//! Accounting-On, are ignored), `User-Name` (→ `vpn.eap_id`: for an IKEv2 gateway with
-//! eap-radius the account is the EAP identity), `Calling-Station-Id` (`192.0.2.12[4500]` →
-//! client address and port), `Framed-IP-Address`, `Acct-Session-Id`, `NAS-Port-Id`
-//! (→ connection), `NAS-IP-Address` (→ server), octets with gigawords, packets,
+//! Attributes, mapped as the live accounting receiver maps them (`gateway::radius`):
+//! `Acct-Status-Type` (Start, Interim-Update, Stop; other records, such as Accounting-On, are
+//! ignored), `User-Name` (→ `vpn.ike_id`: strongSwan sends the EAP identity when there was one,
+//! else the IKE identity, and RADIUS does not say which), `Calling-Station-Id`
+//! (`192.0.2.12[4500]` → client address and port), `Framed-IP-Address`, `Acct-Session-Id`,
+//! `NAS-Port` (→ `vpn.ike_sa_id`: strongSwan's IKE_SA unique id, so that the record meets the
+//! VPN's own events of that IKE_SA), `NAS-Port-Id` (→ connection), `NAS-IP-Address`
+//! (→ server), octets with gigawords, packets,
 //! `Acct-Session-Time`, `Acct-Terminate-Cause`. The time is `Event-Timestamp` (when the NAS saw
 //! the event), else `Timestamp` (when the record was written), else the header line.
 
@@ -55,6 +58,7 @@ struct Attributes {
     framed_ip: Option<IpAddr>,
     session_id: Option<String>,
     nas_port_id: Option<String>,
+    nas_port: Option<u64>,
     nas_ip: Option<IpAddr>,
     input_octets: Option<u64>,
     output_octets: Option<u64>,
@@ -211,6 +215,7 @@ impl Attributes {
             "Framed-IP-Address" => self.framed_ip = unquote(value).parse().ok(),
             "Acct-Session-Id" => self.session_id = Some(text()),
             "NAS-Port-Id" => self.nas_port_id = Some(text()),
+            "NAS-Port" => self.nas_port = number(),
             "NAS-IP-Address" => self.nas_ip = unquote(value).parse().ok(),
             "Acct-Input-Octets" => self.input_octets = number(),
             "Acct-Output-Octets" => self.output_octets = number(),
@@ -229,6 +234,7 @@ impl Attributes {
     fn peer(&self) -> Peer {
         let mut peer = Peer {
             connection: self.nas_port_id.clone(),
+            ike_sa_id: self.nas_port,
             client: self
                 .calling_station
                 .as_deref()
@@ -240,7 +246,7 @@ impl Attributes {
                 .unwrap_or_default(),
             ..Peer::default()
         };
-        peer.identities.eap_id.clone_from(&self.user_name);
+        peer.identities.ike_id.clone_from(&self.user_name);
         peer
     }
 

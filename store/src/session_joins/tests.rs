@@ -5,7 +5,7 @@ use model::{
 use serde_json::{Value, json};
 
 use super::*;
-use crate::tests::{config, count, flow_event};
+use crate::tests::{auth_event, config, count, flow_event};
 use crate::{Store, segment};
 
 /// 2026-11-18T11:33:20Z; flows of the tests are at `BASE + seconds`.
@@ -475,12 +475,32 @@ fn the_tables_a_segment_corrects_come_from_its_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let storage =
         crate::storage::Storage::open(dir.path(), None, &Default::default(), true).unwrap();
-    for (targets, expected) in [
-        (vec![JoinTarget::Flows], vec![Table::Flows]),
-        (vec![JoinTarget::ApiRequests], vec![Table::ApiRequests]),
+    // The tables the rows name (exact), and those the footer's statistics allow (a range:
+    // `events` lies between `api_requests` and `flows`, so a query of `events` then takes
+    // the corrections of such a segment into account too; they change none of its rows).
+    let all = vec![
+        Table::Flows,
+        Table::ApiRequests,
+        Table::Events,
+        Table::AuthEvents,
+    ];
+    for (targets, expected, in_footer) in [
+        (vec![JoinTarget::Flows], vec![Table::Flows], vec![Table::Flows]),
+        (
+            vec![JoinTarget::ApiRequests],
+            vec![Table::ApiRequests],
+            vec![Table::ApiRequests],
+        ),
         (
             vec![JoinTarget::ApiRequests, JoinTarget::Flows],
             vec![Table::Flows, Table::ApiRequests],
+            all.clone(),
+        ),
+        // One correction of a login serves both tables that hold it.
+        (
+            vec![JoinTarget::Events],
+            vec![Table::Events, Table::AuthEvents],
+            vec![Table::Events, Table::AuthEvents],
         ),
     ] {
         let updates: Vec<SessionJoinUpdate> = targets.into_iter().map(update).collect();
@@ -499,7 +519,7 @@ fn the_tables_a_segment_corrects_come_from_its_statistics() {
         )
         .unwrap();
         let footer = segment::read_footer(&storage, &key).unwrap();
-        assert_eq!(footer.join_tables, Some(expected));
+        assert_eq!(footer.join_tables, Some(in_footer.into_iter().collect()));
         storage.delete(&key).unwrap();
     }
     let flows = segment::write(
@@ -626,4 +646,85 @@ async fn an_empty_store_restarts_with_nothing_to_take_back() {
         .await
         .unwrap();
     assert_eq!(restart, model::JoinRestart::default());
+}
+
+/// The sessionizer stamped two logins with a login it was assembling; one turned out to be
+/// part of another session, the other never became one. `events` and `auth_events` show the
+/// corrected `session_id` (the rest of each row as stored), in memory, after a flush, after
+/// a reopen, whatever order the corrections came in.
+#[tokio::test]
+async fn a_login_stamped_with_a_login_that_went_is_corrected_in_events_and_auth_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let mut merged = auth_event(1, "alice", model::Outcome::Success);
+    merged.session_id = Some("s-gone".to_owned());
+    let mut abandoned = auth_event(2, "bob", model::Outcome::Success);
+    abandoned.session_id = Some("s-never".to_owned());
+    let mut kept = auth_event(3, "carol", model::Outcome::Success);
+    kept.session_id = Some("s-kept".to_owned());
+    store
+        .append(vec![merged.clone(), abandoned.clone(), kept.clone()], vec![])
+        .unwrap();
+    let fix = |event: &Event, session: Option<&str>, decided: i64| SessionJoinUpdate {
+        target: JoinTarget::Events,
+        event_id: event.id.to_string(),
+        timestamp: event.timestamp,
+        session_id: session.map(str::to_owned),
+        user_name: None,
+        join: if session.is_some() {
+            SessionJoin::Late
+        } else {
+            SessionJoin::Unmatched
+        },
+        decided: at(decided),
+    };
+    // The newest decision wins: `merged` went to s-other first, then to s-final.
+    store_corrections(
+        &store,
+        vec![
+            fix(&merged, Some("s-final"), 30),
+            fix(&abandoned, None, 10),
+            fix(&merged, Some("s-other"), 20),
+        ],
+    );
+    let expected = json!([
+        {"event_id": merged.id.to_string(), "session_id": "s-final", "user_name": "alice"},
+        // No session: JSON rows leave the null out.
+        {"event_id": abandoned.id.to_string(), "user_name": "bob"},
+        {"event_id": kept.id.to_string(), "session_id": "s-kept", "user_name": "carol"},
+    ]);
+    let rows = |store: &Store, table: &'static str| {
+        let store = store.clone();
+        async move {
+            let rows = store
+                .query_json(&format!(
+                    "SELECT event_id, session_id, user_name FROM {table} ORDER BY event_id"
+                ))
+                .await
+                .unwrap();
+            Value::Array(rows.into_iter().map(Value::Object).collect())
+        }
+    };
+    for table in ["events", "auth_events"] {
+        assert_eq!(rows(&store, table).await, expected, "{table} in memory");
+    }
+    store.flush().unwrap();
+    for table in ["events", "auth_events"] {
+        assert_eq!(rows(&store, table).await, expected, "{table} after a flush");
+    }
+    // Flows stay a plain table (no correction of theirs).
+    assert!(!plan_of(&store, "SELECT * FROM flows").await.contains("HashJoin"));
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    for table in ["events", "auth_events"] {
+        assert_eq!(rows(&store, table).await, expected, "{table} after a reopen");
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE event_original LIKE 'line %'"
+        )
+        .await,
+        3
+    );
 }

@@ -71,7 +71,7 @@ fn counters_time_and_cause() {
          \tFramed-IP-Address = 10.0.0.9\n\
          \tCalling-Station-Id = \"00-11-22-33-44-55\"\n",
         expect![[r#"
-            {"body":{"cause":"lost_service","change":"stop","counters":{"bytes_in":8589934597,"bytes_out":18446744073709551615},"peer":{"identities":{"eap_id":"bob"}},"type":"session"},"dataset":"freeradius.detail","id":{"seq":8,"source":"gw1/radius-detail"},"observer":{"hostname":"gw1","product":"freeradius"},"timestamp":"2026-11-25T08:00:00Z"}
+            {"body":{"cause":"lost_service","change":"stop","counters":{"bytes_in":8589934597,"bytes_out":18446744073709551615},"peer":{"identities":{"ike_id":"bob"}},"type":"session"},"dataset":"freeradius.detail","id":{"seq":8,"source":"gw1/radius-detail"},"observer":{"hostname":"gw1","product":"freeradius"},"timestamp":"2026-11-25T08:00:00Z"}
             {"body":{"change":"update","peer":{"identities":{}},"type":"session","virtual_ip":"10.0.0.9"},"dataset":"freeradius.detail","id":{"seq":14,"source":"gw1/radius-detail"},"observer":{"hostname":"gw1","product":"freeradius"},"timestamp":"2026-11-25T09:46:40Z"}
             # 14 lines: 2 events, 0 ignored, 0 rejected
         "#]],
