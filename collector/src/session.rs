@@ -43,8 +43,8 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 use model::{
     AuthMethod, CollectorCheckpoint, Counters, Event, EventBody, Geo, Identities, JoinTarget,
-    LeaseChange, Outcome, Peer, SaChange, Session, SessionChange, SessionJoin,
-    SessionJoinUpdate, SessionState, TerminateCause,
+    LeaseChange, Outcome, Peer, SaChange, Session, SessionChange, SessionJoin, SessionJoinUpdate,
+    SessionState, TerminateCause,
 };
 use serde::{Deserialize, Serialize};
 
@@ -446,6 +446,13 @@ impl Record {
     /// The row of `sessions` this record shows.
     fn session(&self) -> Session {
         let (state, cause) = match (self.vpn.end, self.accounting.stop) {
+            // `lost`: it ended while the agent was not listening, why is unknown; accounting
+            // may know (charon's own Acct-Terminate-Cause).
+            (Some(vpn), Some(stop))
+                if vpn.cause == Some(TerminateCause::Lost) && stop.cause.is_some() =>
+            {
+                (vpn.state, stop.cause)
+            }
             (Some(vpn), stop) => (vpn.state, vpn.cause.or(stop.and_then(|stop| stop.cause))),
             (None, Some(stop)) => (SessionState::Closed, stop.cause),
             (None, None) => (SessionState::Active, None),
@@ -636,13 +643,20 @@ impl Sessionizer {
 
     /// Sessions in memory (open ones and recently closed ones).
     pub fn n_sessions(&self) -> usize {
-        self.records.values().filter(|record| record.shown()).count()
+        self.records
+            .values()
+            .filter(|record| record.shown())
+            .count()
     }
 
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             sessions: self.n_sessions() as u64,
-            pending: self.records.values().filter(|record| !record.shown()).count() as u64,
+            pending: self
+                .records
+                .values()
+                .filter(|record| !record.shown())
+                .count() as u64,
             ..self.stats.clone()
         }
     }
@@ -971,10 +985,9 @@ impl Sessionizer {
         if let Some(session_id) = self.by_sa.get(&key).cloned()
             && let Some(record) = self.records.get(&session_id)
         {
-            let same_attempt = record
-                .vpn
-                .first_seen
-                .is_some_and(|first| (at - first).abs() <= SignedDuration::from_secs(SAME_ATTEMPT_SECS));
+            let same_attempt = record.vpn.first_seen.is_some_and(|first| {
+                (at - first).abs() <= SignedDuration::from_secs(SAME_ATTEMPT_SECS)
+            });
             if record.vpn_made() && !same_attempt && matches!(key.1, SaRef::Id(_)) {
                 match record.phase {
                     Phase::Shown if record.end().is_none() => {
@@ -982,8 +995,8 @@ impl Sessionizer {
                         if let Some(record) = self.records.get_mut(&session_id) {
                             record.vpn.end = Some(End {
                                 at: at.max(start),
-                                state: SessionState::Lost,
-                                cause: Some(TerminateCause::Other),
+                                state: SessionState::Closed,
+                                cause: Some(TerminateCause::Lost),
                             });
                         }
                         self.touch(&session_id, at);
@@ -1067,12 +1080,7 @@ impl Sessionizer {
             self.register(&session_id, key.clone());
             return session_id;
         }
-        let mut record = Record::new(
-            session_id.clone(),
-            key.0.clone(),
-            Phase::Negotiating,
-            at,
-        );
+        let mut record = Record::new(session_id.clone(), key.0.clone(), Phase::Negotiating, at);
         record.vpn.first_seen = Some(first_seen);
         record.vpn.absorb(peer);
         if let SaRef::Id(id) = key.1 {
@@ -1366,8 +1374,14 @@ impl Sessionizer {
                     && !other.vpn_made()
                     && other.gateway == gateway
                     && other.accounting.virtual_ip == Some(ip)
-                    && other.accounting.start.is_none_or(|start| at >= start - slack)
-                    && other.accounting.stop.is_none_or(|stop| at <= stop.at + slack)
+                    && other
+                        .accounting
+                        .start
+                        .is_none_or(|start| at >= start - slack)
+                    && other
+                        .accounting
+                        .stop
+                        .is_none_or(|stop| at <= stop.at + slack)
                     && same_user(&identities, &other.accounting.identities)
                     && (ike_sa_ids.is_empty()
                         || other.accounting.nas_ports.is_empty()
@@ -1594,10 +1608,9 @@ fn same_user(ours: &Identities, theirs: &Identities) -> bool {
 /// user name in common (or no names to compare).
 fn agrees(record: &Record, accounting: &model::SessionEvent) -> bool {
     // An Acct-Session-Id names one session: another one is another session.
-    if let (Some(ours), Some(theirs)) = (
-        &record.accounting.accounting_id,
-        &accounting.accounting_id,
-    ) && ours != theirs
+    if let (Some(ours), Some(theirs)) =
+        (&record.accounting.accounting_id, &accounting.accounting_id)
+        && ours != theirs
     {
         return false;
     }

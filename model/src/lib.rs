@@ -89,14 +89,14 @@
 //! | `vpn.virtual_ip` | `vpn_virtual_ip` | `src_endpoint.intermediate_ips` | the address the VPN handed the client |
 //! | `vpn.accounting_id` | `vpn_accounting_id` | `session.uid_alt` | RADIUS Acct-Session-Id |
 //! | `vpn.state` | `vpn_state` | `session.is_remote` | `active`, `closed`, `lost` |
-//! | `vpn.terminate_cause` | `vpn_terminate_cause` | — | `user_request`, `admin_reset`, `lost_service`, `timeout`, `other` |
+//! | `vpn.terminate_cause` | `vpn_terminate_cause` | — | `user_request`, `admin_reset`, `lost_service`, `timeout`, `lost` (ended while nobody listened), `other` |
 //! | `vpn.rekey_count` | `vpn_rekey_count` | — | how many IKE rekeys the session had |
 //! | `vpn.session_version` | `vpn_session_version` | — | snapshot version; the newest wins |
 //! | `vpn.ike_sa_ids` | `vpn_ike_sa_ids` | — | all IKE_SA unique ids of a session |
 //! | `vpn.tcp_flags` | `vpn_tcp_flags` | `connection_info.tcp_flags` | TCP flags seen in a flow, either direction, OR-ed |
 //! | `vpn.flow_end` | `vpn_flow_end` | — | why a flow record was exported: `idle`, `active`, `tcp_end`, `evicted`, `forced` |
 //! | `vpn.session_join` | `vpn_session_join` | — | how a flow or API request found its session: `matched`, `late`, `unmatched`, `not_vpn` |
-//! | `vpn.join_table` | `vpn_join_table` | — | the table a session join correction applies to: `flows` or `api_requests` |
+//! | `vpn.join_table` | `vpn_join_table` | — | the table a session join correction applies to: `flows`, `api_requests`, or `events` (a VPN event, also in `auth_events`) |
 //! | `vpn.audit_prev_hash` | `vpn_audit_prev_hash` | — | hash of the previous audit entry (tamper-evident chain) |
 //! | `vpn.audit_hash` | `vpn_audit_hash` | — | hash of this audit entry over its fields and vpn.audit_prev_hash |
 //!

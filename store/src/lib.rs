@@ -37,13 +37,13 @@
 //! instead (the `storage` module); everything else stays in `DATA`.
 
 mod audit;
+mod collector_state;
 mod compact;
 mod error;
 mod health;
 mod join_restart;
 mod prune;
 mod query;
-mod collector_state;
 mod recent_sessions;
 mod retention;
 pub mod schema;

@@ -72,7 +72,12 @@ pub(crate) fn tables_in_batch(batch: &RecordBatch) -> BTreeSet<Table> {
     };
     CORRECTABLE
         .into_iter()
-        .filter(|table| names.iter().flatten().any(|name| name == target_name(*table)))
+        .filter(|table| {
+            names
+                .iter()
+                .flatten()
+                .any(|name| name == target_name(*table))
+        })
         .collect()
 }
 

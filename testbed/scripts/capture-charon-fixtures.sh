@@ -164,6 +164,14 @@ rc=0; "$TB" connect "$NAME" "$DIR" client1 rw-radius --eap-password wrong-passwo
 [ "$rc" -eq 3 ] || { log "radius-wrong: expected exit 3, got $rc"; exit 1; }
 wait_log "deleting half open IKE_SA" 40 || true
 save radius-wrong
+
+# IKEv1 (l2tp-psk): main mode comes up, the client's libipsec refuses the transport-mode
+# CHILD_SA (NO_PROPOSAL_CHOSEN); the client then deletes the IKE_SA.
+rc=0; "$TB" connect "$NAME" "$DIR" client2 l2tp-psk 2>>"$WORK/actions.log" || rc=$?
+[ "$rc" -eq 5 ] || { log "ikev1-quick-mode-failed: expected exit 5, got $rc"; exit 1; }
+"$TB" disconnect "$NAME" "$DIR" client2 2>>"$WORK/actions.log"
+wait_log "deleting IKE_SA" 10
+save ikev1-quick-mode-failed
 stop_instance
 
 log "fixtures in $OUT"

@@ -57,6 +57,17 @@ struct SaState {
     delete_cause: Option<TerminateCause>,
     /// The IKE_SA was replaced by this one in a rekey.
     rekeyed_into: Option<u64>,
+    /// IKEv1 (Main or Aggressive Mode): its IKE_SA is up before quick mode, which may still
+    /// fail, so the login is reported only with its first CHILD_SA.
+    ikev1: bool,
+    /// IKEv1: the IKE_SA is up, no CHILD_SA yet.
+    v1_waiting: bool,
+    /// IKEv1: how the peer authenticated (PSK, XAuth), from the lines that say so.
+    v1_method: Option<AuthMethod>,
+    /// IKEv1: the first reason quick mode failed, in charon's words.
+    child_failure: Option<String>,
+    /// The end was reported (IKEv1 has no `IKE_SA deleted` line).
+    end_reported: bool,
     last_seq: u64,
 }
 
@@ -245,6 +256,8 @@ impl CharonParser {
             if line.named_context && self.state(line).is_some_and(|state| state.established) {
                 return true;
             }
+            let ikev1 =
+                message.contains_short("Main Mode") || message.contains_short("Aggressive Mode");
             if let Some(state) = self.state(line) {
                 // A new IKE_SA: forget what a previous SA with the same key said.
                 *state = SaState {
@@ -253,8 +266,44 @@ impl CharonParser {
                     ..SaState::default()
                 };
                 state.client = Endpoint::new(ip, None);
+                state.ikev1 = ikev1;
             }
             self.push_ike(line, source, SaChange::Connecting, None, None, out);
+            return true;
+        }
+        if let Some(rest) =
+            message.strip_prefix("looking for pre-shared key peer configs matching ")
+        {
+            // IKEv1 main mode with a PSK: charon logs no `authentication of … successful`.
+            if let Some(state) = self.state(line) {
+                state.ikev1 = true;
+                state.v1_method = Some(AuthMethod::Psk);
+                if let Some((_, remote)) = endpoint_pair(rest)
+                    && let Some(id) = remote.1.filter(|id| *id != "%any")
+                {
+                    state.identities.ike_id = Some(id.to_owned());
+                }
+            }
+            return true;
+        }
+        if let Some(rest) = message.strip_prefix("XAuth authentication of '") {
+            let Some((user, verdict)) = rest.split_once_short("' ") else {
+                return false;
+            };
+            if let Some(state) = self.state(line) {
+                state.identities.xauth_id = Some(user.to_owned());
+            }
+            if verdict == "successful" {
+                if let Some(state) = self.state(line) {
+                    state.v1_method = Some(AuthMethod::Xauth);
+                }
+            } else if verdict == "failed" {
+                let failure = AuthFailure {
+                    code: FailureCode::Other,
+                    reason: message.to_owned(),
+                };
+                self.push_failure(line, source, AuthMethod::Xauth, failure, out);
+            }
             return true;
         }
         if let Some(rest) = message.strip_prefix("looking for peer configs matching ") {
@@ -274,9 +323,15 @@ impl CharonParser {
             }
             return true;
         }
+        // IKEv2 quotes the name with ', IKEv1 with ".
         if let Some(name) = message
             .strip_prefix("selected peer config '")
             .and_then(|rest| rest.strip_suffix('\''))
+            .or_else(|| {
+                message
+                    .strip_prefix("selected peer config \"")
+                    .and_then(|rest| rest.strip_suffix('"'))
+            })
         {
             if let Some(state) = self.state(line) {
                 state.connection = Some(name.to_owned());
@@ -310,6 +365,11 @@ impl CharonParser {
             };
             if state.identities.ike_id.is_none() {
                 state.identities.ike_id = Some(id.to_owned());
+            }
+            if state.ikev1 {
+                // Reported with the first CHILD_SA (quick mode may still fail).
+                state.v1_method.get_or_insert(method);
+                return true;
             }
             state.auth_reported = true;
             self.push_auth(line, source, method, None, out);
@@ -510,6 +570,7 @@ impl CharonParser {
             let spi_in = spis.next().and_then(|spi| spi.strip_suffix("_i"));
             let spi_out = spis.next().and_then(|spi| spi.strip_suffix("_o"));
             let (local_ts, remote_ts) = ts.split_once_short(" === ").unwrap_or((ts, ""));
+            self.report_v1_login(line, source, out);
             let child = ChildSaEvent {
                 peer: self.peer(line),
                 change: SaChange::Established,
@@ -570,12 +631,41 @@ impl CharonParser {
             return true;
         }
         if message.starts_with("deleting IKE_SA ") {
-            if let Some(state) = self.state(line) {
-                state.delete_cause.get_or_insert(TerminateCause::AdminReset);
+            let Some(state) = self.state(line) else {
+                return true;
+            };
+            let cause = *state.delete_cause.get_or_insert(TerminateCause::AdminReset);
+            // IKEv1 logs no `IKE_SA deleted`: this is its end.
+            if state.ikev1 && !state.end_reported {
+                state.end_reported = true;
+                if std::mem::take(&mut state.v1_waiting) {
+                    self.report_v1_failure(line, source, out);
+                } else if state.established {
+                    state.established = false;
+                    self.push_ike(line, source, SaChange::Deleted, Some(cause), None, out);
+                }
             }
             return true;
         }
+        if let Some(state) = self.state(line)
+            && state.v1_waiting
+            && state.child_failure.is_none()
+            && quick_mode_failure(message)
+        {
+            state.child_failure = Some(message.to_owned());
+            return true;
+        }
         if message.starts_with("giving up after ") && message.ends_with(" retransmits") {
+            if let Some(state) = self.state(line)
+                && std::mem::take(&mut state.v1_waiting)
+            {
+                state.end_reported = true;
+                state
+                    .child_failure
+                    .get_or_insert_with(|| message.to_owned());
+                self.report_v1_failure(line, source, out);
+                return true;
+            }
             let established = self.state(line).is_some_and(|state| state.established);
             if established {
                 self.push_ike(
@@ -639,7 +729,7 @@ impl CharonParser {
             let Some(state) = self.sas.get(&key) else {
                 return false;
             };
-            if state.rekeyed_into.is_none() {
+            if state.rekeyed_into.is_none() && !state.end_reported {
                 let cause = state.delete_cause.unwrap_or(TerminateCause::Other);
                 self.push_ike(line, source, SaChange::Deleted, Some(cause), None, out);
             }
@@ -671,6 +761,11 @@ impl CharonParser {
                 if let Some(remote_id) = remote.1 {
                     state.identities.ike_id = Some(remote_id.to_owned());
                 }
+            }
+            if state.ikev1 {
+                // Main mode is done; the login is reported with the first CHILD_SA.
+                state.v1_waiting = true;
+                return true;
             }
             state.established = true;
             self.push_ike(line, source, SaChange::Established, None, None, out);
@@ -715,6 +810,39 @@ impl CharonParser {
             return true;
         }
         false
+    }
+
+    /// An IKEv1 IKE_SA's first CHILD_SA is up: its login (as the method lines said) and its
+    /// establishment, reported as of this line (the one that shows the login worked).
+    fn report_v1_login(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) {
+        let Some(state) = self.state(line) else {
+            return;
+        };
+        if !std::mem::take(&mut state.v1_waiting) {
+            return;
+        }
+        state.established = true;
+        state.auth_reported = true;
+        let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
+        self.push_auth(line, source, method, None, out);
+        self.push_ike(line, source, SaChange::Established, None, None, out);
+    }
+
+    /// An IKEv1 IKE_SA ended before quick mode brought up a CHILD_SA: a failed login, no
+    /// session.
+    fn report_v1_failure(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) {
+        let Some(state) = self.state(line) else {
+            return;
+        };
+        let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
+        let reason = state.child_failure.clone().unwrap_or_else(|| {
+            "IKEv1 IKE_SA ended before quick mode established a CHILD_SA".to_owned()
+        });
+        let failure = AuthFailure {
+            code: FailureCode::Other,
+            reason,
+        };
+        self.push_failure(line, source, method, failure, out);
     }
 
     fn peer(&self, line: &Line<'_>) -> Peer {
@@ -860,6 +988,15 @@ impl CharonParser {
         self.client_ids
             .retain(|_, id| sas.contains_key(&SaKey::Id(*id)));
     }
+}
+
+/// A line that says why an IKEv1 quick mode failed (what the peer or charon refused).
+fn quick_mode_failure(message: &str) -> bool {
+    (message.starts_with("received ") && message.ends_with(" error notify"))
+        || message.starts_with("no matching CHILD_SA config")
+        || message.starts_with("no acceptable proposal")
+        || message.starts_with("unable to install")
+        || message.starts_with("failed to establish CHILD_SA")
 }
 
 fn starts_with_thread_tag(text: &str) -> bool {

@@ -485,7 +485,11 @@ fn the_tables_a_segment_corrects_come_from_its_statistics() {
         Table::AuthEvents,
     ];
     for (targets, expected, in_footer) in [
-        (vec![JoinTarget::Flows], vec![Table::Flows], vec![Table::Flows]),
+        (
+            vec![JoinTarget::Flows],
+            vec![Table::Flows],
+            vec![Table::Flows],
+        ),
         (
             vec![JoinTarget::ApiRequests],
             vec![Table::ApiRequests],
@@ -663,7 +667,10 @@ async fn a_login_stamped_with_a_login_that_went_is_corrected_in_events_and_auth_
     let mut kept = auth_event(3, "carol", model::Outcome::Success);
     kept.session_id = Some("s-kept".to_owned());
     store
-        .append(vec![merged.clone(), abandoned.clone(), kept.clone()], vec![])
+        .append(
+            vec![merged.clone(), abandoned.clone(), kept.clone()],
+            vec![],
+        )
         .unwrap();
     let fix = |event: &Event, session: Option<&str>, decided: i64| SessionJoinUpdate {
         target: JoinTarget::Events,
@@ -713,11 +720,19 @@ async fn a_login_stamped_with_a_login_that_went_is_corrected_in_events_and_auth_
         assert_eq!(rows(&store, table).await, expected, "{table} after a flush");
     }
     // Flows stay a plain table (no correction of theirs).
-    assert!(!plan_of(&store, "SELECT * FROM flows").await.contains("HashJoin"));
+    assert!(
+        !plan_of(&store, "SELECT * FROM flows")
+            .await
+            .contains("HashJoin")
+    );
     drop(store);
     let store = Store::open(&config(dir.path())).unwrap();
     for table in ["events", "auth_events"] {
-        assert_eq!(rows(&store, table).await, expected, "{table} after a reopen");
+        assert_eq!(
+            rows(&store, table).await,
+            expected,
+            "{table} after a reopen"
+        );
     }
     assert_eq!(
         count(

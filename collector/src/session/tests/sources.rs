@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use model::{
-    Auth, AuthMethod, ChildSaEvent, Counters, Endpoint, Event, EventBody, EventId, IkeSaEvent,
-    Identities, LeaseChange, Observer, Outcome, Peer, SaChange, Session, SessionChange,
+    Auth, AuthMethod, ChildSaEvent, Counters, Endpoint, Event, EventBody, EventId, Identities,
+    IkeSaEvent, LeaseChange, Observer, Outcome, Peer, SaChange, Session, SessionChange,
     SessionEvent, SessionState, TerminateCause, VirtualIpEvent,
 };
 use proptest::prelude::*;
@@ -149,7 +149,10 @@ impl Login {
     fn vpn_events(&self, source: &str, seq: &mut u64) -> Vec<Event> {
         let t = self.start();
         let mut bodies: Vec<(i64, EventBody)> = vec![
-            (t, ike(self.peer(self.ike()), SaChange::Connecting, None, None)),
+            (
+                t,
+                ike(self.peer(self.ike()), SaChange::Connecting, None, None),
+            ),
             (
                 t + 1,
                 EventBody::Auth(Auth {
@@ -210,7 +213,10 @@ impl Login {
                 Ending::ByGateway => (SaChange::Deleted, TerminateCause::AdminReset),
                 Ending::DeadPeer | Ending::StillUp => (SaChange::Lost, TerminateCause::LostService),
             };
-            bodies.push((self.end_at(), ike(newest.clone(), change, Some(cause), None)));
+            bodies.push((
+                self.end_at(),
+                ike(newest.clone(), change, Some(cause), None),
+            ));
             bodies.push((
                 self.end_at(),
                 EventBody::VirtualIp(VirtualIpEvent {
@@ -522,7 +528,11 @@ fn check(logins: &[Login], outcome: &Outcome2, all: &[Event]) -> Result<(), Test
             continue;
         };
         let session = outcome.sessions.get(&stamped);
-        prop_assert!(session.is_some(), "event {} names no session: {stamped}", event.id);
+        prop_assert!(
+            session.is_some(),
+            "event {} names no session: {stamped}",
+            event.id
+        );
     }
     // And all events of one login name one session, another one than any other login's.
     let mut by_login: BTreeMap<u64, std::collections::BTreeSet<String>> = BTreeMap::new();
@@ -534,8 +544,17 @@ fn check(logins: &[Login], outcome: &Outcome2, all: &[Event]) -> Result<(), Test
     }
     let mut seen = std::collections::BTreeSet::new();
     for (login, ids) in by_login {
-        prop_assert_eq!(ids.len(), 1, "login {} has events in several sessions: {:?}", login, ids);
-        prop_assert!(seen.insert(ids.into_iter().next()), "two logins share a session");
+        prop_assert_eq!(
+            ids.len(),
+            1,
+            "login {} has events in several sessions: {:?}",
+            login,
+            ids
+        );
+        prop_assert!(
+            seen.insert(ids.into_iter().next()),
+            "two logins share a session"
+        );
     }
     Ok(())
 }
@@ -647,8 +666,15 @@ fn accounting_first_waits_for_the_vpn_and_is_one_session_with_it() {
     let mut first = vec![radius[0].clone()];
     assert!(sessionizer.apply(&mut first, now()).is_empty());
     assert_eq!(sessionizer.stats().pending, 1);
-    let held_id = first[0].session_id.clone().expect("held accounting has an id");
-    assert!(sessionizer.expire(now() + SignedDuration::from_secs(29)).is_empty());
+    let held_id = first[0]
+        .session_id
+        .clone()
+        .expect("held accounting has an id");
+    assert!(
+        sessionizer
+            .expire(now() + SignedDuration::from_secs(29))
+            .is_empty()
+    );
     // The VPN's events within the hold: the same login, the same id; nothing to correct.
     let mut rest: Vec<Event> = vpn.iter().chain(&radius[1..]).cloned().collect();
     let sessions = super::final_sessions(&sessionizer.apply(&mut rest, now()));
@@ -662,7 +688,11 @@ fn accounting_first_waits_for_the_vpn_and_is_one_session_with_it() {
     );
     assert!(sessionizer.take_corrections().is_empty());
     assert_eq!(sessionizer.stats().pending, 0);
-    assert!(sessionizer.expire(now() + SignedDuration::from_hours(1)).is_empty());
+    assert!(
+        sessionizer
+            .expire(now() + SignedDuration::from_hours(1))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -688,7 +718,11 @@ fn accounting_alone_becomes_a_session_when_its_hold_passes() {
         now(),
     );
     assert!(sessionizer.apply(&mut events, now()).is_empty());
-    assert!(sessionizer.expire(now() + SignedDuration::from_secs(29)).is_empty());
+    assert!(
+        sessionizer
+            .expire(now() + SignedDuration::from_secs(29))
+            .is_empty()
+    );
     let sessions = sessionizer.expire(now() + SignedDuration::from_secs(30));
     assert_eq!(sessions.len(), 1);
     let session = &sessions[0];
@@ -741,7 +775,12 @@ fn vici_after_accounting_puts_the_login_and_lease_on_the_session() {
     assert_eq!(sessions.len(), 1);
     let session_id = sessions.keys().next().unwrap();
     for event in &events {
-        assert_eq!(event.session_id.as_ref(), Some(session_id), "{}", event.original);
+        assert_eq!(
+            event.session_id.as_ref(),
+            Some(session_id),
+            "{}",
+            event.original
+        );
     }
 }
 
@@ -833,7 +872,8 @@ fn a_login_that_never_comes_up_leaves_no_session_and_no_dangling_id() {
         assert!(
             corrections
                 .iter()
-                .any(|correction| &correction.event_id == event_id && correction.session_id.is_none()),
+                .any(|correction| &correction.event_id == event_id
+                    && correction.session_id.is_none()),
             "{event_id} is not corrected: {corrections:#?}"
         );
     }
@@ -908,7 +948,11 @@ fn a_restart_between_any_two_events_changes_nothing() {
                 .map(|(id, session)| (id.clone(), Summary::of(session)))
                 .collect()
         };
-        assert_eq!(summaries(&shown), summaries(&whole.sessions), "restart after event {cut}");
+        assert_eq!(
+            summaries(&shown),
+            summaries(&whole.sessions),
+            "restart after event {cut}"
+        );
         assert_eq!(stamps, whole.stamps, "restart after event {cut}");
     }
 }
@@ -916,10 +960,58 @@ fn a_restart_between_any_two_events_changes_nothing() {
 #[test]
 fn an_unreadable_checkpoint_is_counted_and_the_rest_goes_on() {
     let garbage = CollectorCheckpoint(serde_json::json!({"version": 1, "records": "no"}));
-    let sessionizer = Sessionizer::restore(SessionConfig::default(), Vec::new(), Some(&garbage), now());
+    let sessionizer =
+        Sessionizer::restore(SessionConfig::default(), Vec::new(), Some(&garbage), now());
     assert_eq!(sessionizer.stats().checkpoint_unreadable, 1);
     let future = CollectorCheckpoint(serde_json::json!({"version": 99, "records": []}));
-    let sessionizer = Sessionizer::restore(SessionConfig::default(), Vec::new(), Some(&future), now());
+    let sessionizer =
+        Sessionizer::restore(SessionConfig::default(), Vec::new(), Some(&future), now());
     assert_eq!(sessionizer.stats().checkpoint_unreadable, 1);
 }
 
+/// The agent was down when the user left: the VICI reconcile can only say the IKE_SA is gone
+/// (`lost`); charon's accounting Stop, if it got through, says why.
+#[test]
+fn accounting_says_why_a_session_found_gone_ended() {
+    let login = Login {
+        idx: 5,
+        t0: 500,
+        up: 49,
+        shared: false,
+        eap: false,
+        rekey: false,
+        ending: Ending::ByClient,
+        vpn_bytes: false,
+        accounting: true,
+    };
+    let found_gone = |mut events: Vec<Event>| -> Vec<Event> {
+        for event in &mut events {
+            if let EventBody::IkeSa(ike) = &mut event.body
+                && ike.change == SaChange::Deleted
+            {
+                ike.cause = Some(TerminateCause::Lost);
+                event.timestamp = at(login.end_at() + 30);
+            }
+        }
+        events
+    };
+    let vpn = found_gone(login.vpn_events("gw/vici@1", &mut 0));
+    for with_stop in [true, false] {
+        let mut radius = login.accounting_events(&mut 0);
+        if !with_stop {
+            radius.pop();
+        }
+        let mut events: Vec<Event> = vpn.iter().cloned().chain(radius).collect();
+        let mut sessionizer = Sessionizer::new(Vec::new());
+        let sessions = super::final_sessions(&settled(&mut sessionizer, &mut events));
+        let session = sessions.values().next().unwrap();
+        assert_eq!(session.state, SessionState::Closed);
+        if with_stop {
+            assert_eq!(session.cause, Some(TerminateCause::UserRequest));
+            assert_eq!(session.end, Some(at(login.end_at())));
+        } else {
+            assert_eq!(session.cause, Some(TerminateCause::Lost));
+            assert_eq!(session.end, Some(at(login.end_at() + 30)));
+        }
+    }
+}

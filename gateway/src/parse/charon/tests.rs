@@ -258,3 +258,57 @@ fn a_reused_ike_sa_id_after_a_restart_is_a_new_sa_but_a_rekey_is_not() {
         "the new SA must not inherit alice: {rendered}"
     );
 }
+
+/// IKEv1 reports its IKE_SA up after main mode, before quick mode: the login counts only
+/// once a CHILD_SA is up. The real capture (`ikev1-quick-mode-failed.log`) is a failure; a
+/// successful quick mode cannot be captured here (the kernel has no ESP and libipsec no
+/// transport mode), so this one replaces the capture's failure lines with the `CHILD_SA …
+/// established` line charon logs for one (written by hand, in charon's format).
+#[test]
+fn an_ikev1_login_counts_with_its_first_child_sa() {
+    let capture = std::fs::read_to_string(testdata().join("ikev1-quick-mode-failed.log")).unwrap();
+    let mut text = String::new();
+    for line in capture.lines() {
+        if line.contains("N(NO_PROP)") || line.contains("NO_PROPOSAL_CHOSEN") {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+        if line.contains("generating QUICK_MODE response") {
+            text.push_str(
+                "Dec  7 10:53:30 14[IKE] <l2tp-psk|2> CHILD_SA l2tp-psk{1} established with SPIs c1a2b3c4_i c4b3a2c1_o and TS 192.0.2.1/32[udp/l2f] === 192.0.2.12/32[udp/l2f]\n",
+            );
+        }
+    }
+    let (rendered, stats) = render(text.as_bytes());
+    assert_eq!(stats.n_rejected(), 0);
+    let kinds: Vec<String> = rendered
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let body = &value["body"];
+            format!(
+                "{} {}",
+                body["type"].as_str().unwrap(),
+                body["change"]
+                    .as_str()
+                    .or(body["outcome"].as_str())
+                    .unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ike_sa connecting",
+            "auth success",
+            "ike_sa established",
+            "child_sa established",
+            "ike_sa deleted"
+        ],
+        "{rendered}"
+    );
+    assert!(rendered.contains(r#""method":"psk""#), "{rendered}");
+    assert!(rendered.contains(r#""cause":"user_request""#), "{rendered}");
+}
