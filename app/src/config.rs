@@ -258,6 +258,25 @@ mod tests {
         );
         #[cfg(feature = "server")]
         check_error(
+            "[collector.sessions]\naccounting_hold_secs = 100000\n",
+            &[
+                "[collector.sessions]",
+                "accounting_hold_secs = 100000",
+                "more than a day",
+            ],
+        );
+        #[cfg(feature = "server")]
+        check_error(
+            "[collector.sessions]\naccounting_hold = 5\n",
+            &["accounting_hold", "line 2"],
+        );
+        #[cfg(feature = "server")]
+        check_error(
+            "[collector.sessions]\naccounting_hold_secs = -1\n",
+            &["accounting_hold_secs", "line 2"],
+        );
+        #[cfg(feature = "server")]
+        check_error(
             "[collector.join]\nclock_skew_secs = 7200\n",
             &["[collector.join]", "more than an hour"],
         );

@@ -224,6 +224,30 @@ impl dashboards::HealthSource for Pipeline {
                 Gauge,
                 sessions.sessions,
             ),
+            metric(
+                "tunnelwatch_sessions_pending",
+                "Logins being assembled: negotiating, or RADIUS accounting held for the VPN's events",
+                Gauge,
+                sessions.pending,
+            ),
+            metric(
+                "tunnelwatch_sessions_accounting_only_total",
+                "RADIUS accounting no VPN event explained within the hold: sessions of their own",
+                Counter,
+                sessions.accounting_only,
+            ),
+            metric(
+                "tunnelwatch_sessions_abandoned_total",
+                "Logins that never became a session (their events were corrected to none)",
+                Counter,
+                sessions.abandoned,
+            ),
+            metric(
+                "tunnelwatch_sessions_checkpoint_unreadable_total",
+                "Collector checkpoints that could not be read at start (their logins were lost)",
+                Counter,
+                sessions.checkpoint_unreadable,
+            ),
         ]
     }
 }

@@ -201,6 +201,15 @@ ingest_token_file = "{token}"
         )
     }
 
+    /// The server's `/metrics` (Prometheus text).
+    fn metrics(&self) -> String {
+        let mut curl = self.testbed.gateway_command(Path::new("curl"));
+        curl.args(["-sf", &format!("http://127.0.0.1:{PORT}/metrics")]);
+        let output = curl.output().unwrap();
+        assert!(output.status.success(), "curl: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// `/api/v1/sessions?state=active`, as the console asks (the server listens in the
     /// gateway's namespace).
     fn active_sessions_api(&self) -> Vec<String> {
@@ -375,6 +384,21 @@ fn live_story(source: VpnSource) {
         },
     );
     assert!(setup.active_sessions_api().is_empty());
+    // Nothing left half-assembled, no accounting made a session of its own, no checkpoint
+    // lost (the collector's figures on /metrics).
+    let metrics = setup.metrics();
+    for (name, expected) in [
+        ("tunnelwatch_sessions_pending", 0),
+        ("tunnelwatch_sessions_accounting_only_total", 0),
+        ("tunnelwatch_sessions_checkpoint_unreadable_total", 0),
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        assert_eq!(value, expected, "{name}\n{metrics}");
+    }
 }
 
 #[test]
