@@ -171,8 +171,9 @@ pub struct Sessionizer {
     connecting: HashMap<SaKey, Timestamp>,
     /// The newest event time seen, for eviction.
     high_water: Option<Timestamp>,
-    /// Records changed since the last snapshots were taken, in order.
+    /// Records changed since the last snapshots were taken, in order (and as a set).
     changed: Vec<String>,
+    changed_set: HashSet<String>,
     /// Corrections of stored events not yet handed out.
     corrections: Vec<SessionJoinUpdate>,
     /// The newest correction's decision time (each later one is later still).
@@ -391,6 +392,7 @@ impl Sessionizer {
 
     fn snapshots(&mut self) -> Vec<Session> {
         let mut snapshots = Vec::new();
+        self.changed_set.clear();
         for session_id in std::mem::take(&mut self.changed) {
             if let Some(record) = self.records.get_mut(&session_id)
                 && record.shown()
@@ -425,6 +427,12 @@ impl Sessionizer {
         event.session_id = session_id;
     }
 
+    fn mark_changed(&mut self, session_id: &str) {
+        if self.changed_set.insert(session_id.to_owned()) {
+            self.changed.push(session_id.to_owned());
+        }
+    }
+
     /// Marks a record changed at event time `at`.
     fn touch(&mut self, session_id: &str, at: Timestamp) {
         if let Some(record) = self.records.get_mut(session_id) {
@@ -432,9 +440,7 @@ impl Sessionizer {
             if !record.shown() {
                 self.dirty = true;
             }
-            if !self.changed.iter().any(|changed| changed == session_id) {
-                self.changed.push(session_id.to_owned());
-            }
+            self.mark_changed(session_id);
         }
     }
 
@@ -779,9 +785,7 @@ impl Sessionizer {
             record.phase = Phase::Shown;
             record.stamped.clear();
             self.dirty = true;
-            if !self.changed.iter().any(|changed| changed == session_id) {
-                self.changed.push(session_id.to_owned());
-            }
+            self.mark_changed(session_id);
         }
     }
 
@@ -845,7 +849,9 @@ impl Sessionizer {
         self.by_sa.retain(|_, holder| holder != session_id);
         self.by_accounting.retain(|_, holder| holder != session_id);
         self.correct(&record.stamped, None, now);
-        self.changed.retain(|changed| changed != session_id);
+        if self.changed_set.remove(session_id) {
+            self.changed.retain(|changed| changed != session_id);
+        }
         self.stats.abandoned += 1;
         self.dirty = true;
     }
