@@ -55,8 +55,11 @@ use accounting::agrees_with_peer;
 use record::larger;
 use record::{End, Record, Stamp, VpnSide, earlier};
 
-/// How long a closed session stays in memory (in event time) for late events such as the
-/// lease release that follows a delete.
+/// How long a closed session stays in memory (in event time, behind the newest event seen)
+/// for late events: the lease release that follows a delete, and the other sources' reports
+/// of it. This is how far sources may lag each other: a report of a login that closed longer
+/// ago than this before the newest event finds no session (counted as an orphan, or for
+/// accounting, held and then shown on its own).
 const CLOSED_GRACE_SECS: i64 = 10 * 60;
 /// How far accounting's times may be from the VPN's for the same session (RADIUS timestamps
 /// are the NAS's clock or the receive time minus Acct-Delay-Time).
@@ -302,8 +305,11 @@ impl Sessionizer {
                 self.stats.orphan_events += 1;
             }
         }
+        // Snapshots before eviction: a session that began and ended within a batch that
+        // spans more than the grace (a long log read at once) is still shown.
+        let snapshots = self.snapshots();
         self.evict(now);
-        self.snapshots()
+        snapshots
     }
 
     /// Shows the held accounting whose hold has passed at `now`; returns the snapshots.

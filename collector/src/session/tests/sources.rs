@@ -476,9 +476,8 @@ fn run_with_restart(batches: Vec<Vec<Event>>, restart: Option<usize>) -> Outcome
 }
 
 /// Merges streams in the order `picks` says (an index into the streams still not empty),
-/// keeping each stream's own order, then cuts the result into batches after the positions
-/// in `cuts`.
-fn interleave(mut streams: Vec<Vec<Event>>, picks: &[usize], cuts: &[usize]) -> Vec<Vec<Event>> {
+/// keeping each stream's own order.
+fn merge(mut streams: Vec<Vec<Event>>, picks: &[usize]) -> Vec<Event> {
     for stream in &mut streams {
         stream.reverse();
     }
@@ -496,6 +495,11 @@ fn interleave(mut streams: Vec<Vec<Event>>, picks: &[usize], cuts: &[usize]) -> 
             merged.push(event);
         }
     }
+    merged
+}
+
+/// Cuts events into batches after the positions in `cuts`.
+fn cut(merged: Vec<Event>, cuts: &[usize]) -> Vec<Vec<Event>> {
     let mut batches = Vec::new();
     let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (merged.len() + 1)).collect();
     cuts.sort_unstable();
@@ -577,8 +581,9 @@ fn logins() -> impl Strategy<Value = Vec<Login>> {
             ),
             1..4,
         ),
-        // Seconds between logins: some in one breath (logs have whole seconds), some apart.
-        prop_oneof![Just(3i64), Just(100i64)],
+        // Seconds between logins: some in one breath (logs have whole seconds), some apart,
+        // some longer apart than closed sessions are kept (a batch may span them all).
+        prop_oneof![Just(3i64), Just(100i64), Just(700i64)],
         any::<bool>(),
     )
         .prop_map(|(logins, gap, shared)| {
@@ -625,22 +630,43 @@ proptest! {
         restart in proptest::option::of(0usize..7),
     ) {
         let (mut log_seq, mut copy_seq, mut radius_seq) = (0, 0, 0);
-        let vpn: Vec<Event> = if vici {
-            logins.iter().flat_map(|login| login.vici_events(&mut log_seq)).collect()
+        // Each login's events as each source reports them.
+        let per_login: Vec<Vec<Vec<Event>>> = logins
+            .iter()
+            .map(|login| {
+                let mut streams = vec![
+                    if vici {
+                        login.vici_events(&mut log_seq)
+                    } else {
+                        login.vpn_events("gw/charon@1", &mut log_seq)
+                    },
+                    login.accounting_events(&mut radius_seq),
+                ];
+                if syslog_copy {
+                    streams.push(login.vpn_events("gw/syslog@1", &mut copy_seq));
+                }
+                streams
+            })
+            .collect();
+        let all: Vec<Event> = per_login.iter().flatten().flatten().cloned().collect();
+        let span = logins.iter().map(Login::end_at).max().unwrap_or(0);
+        // Sources lag each other by at most the grace closed sessions are kept (in event
+        // time): within it, in any order; beyond it, each login's sources in any order.
+        let merged = if span < CLOSED_GRACE_SECS {
+            let mut streams = vec![Vec::new(); per_login[0].len()];
+            for login in per_login {
+                for (stream, events) in streams.iter_mut().zip(login) {
+                    stream.extend(events);
+                }
+            }
+            merge(streams, &picks)
         } else {
-            logins.iter().flat_map(|login| login.vpn_events("gw/charon@1", &mut log_seq)).collect()
+            per_login
+                .into_iter()
+                .flat_map(|streams| merge(streams, &picks))
+                .collect()
         };
-        let mut streams = vec![
-            vpn,
-            logins.iter().flat_map(|login| login.accounting_events(&mut radius_seq)).collect(),
-        ];
-        if syslog_copy {
-            streams.push(
-                logins.iter().flat_map(|login| login.vpn_events("gw/syslog@1", &mut copy_seq)).collect(),
-            );
-        }
-        let all: Vec<Event> = streams.iter().flatten().cloned().collect();
-        let outcome = run_with_restart(interleave(streams, &picks, &cuts), restart);
+        let outcome = run_with_restart(cut(merged, &cuts), restart);
         check(&logins, &outcome, &all)?;
     }
 }
@@ -1012,6 +1038,50 @@ fn accounting_says_why_a_session_found_gone_ended() {
         } else {
             assert_eq!(session.cause, Some(TerminateCause::Lost));
             assert_eq!(session.end, Some(at(login.end_at() + 30)));
+        }
+    }
+}
+
+/// A log read at once (`ingest`, a backlog after an outage) puts hours into one batch: a
+/// session that began and ended early in it is shown, although it is already older than
+/// the time closed sessions are kept when the batch ends.
+#[test]
+fn a_session_over_long_before_the_end_of_its_batch_is_still_shown() {
+    let early = Login {
+        idx: 0,
+        t0: 0,
+        up: 49,
+        shared: false,
+        eap: false,
+        rekey: true,
+        ending: Ending::ByClient,
+        vpn_bytes: true,
+        accounting: true,
+    };
+    let late = Login {
+        idx: 1,
+        t0: 3 * 3600,
+        ..early.clone()
+    };
+    let (mut vpn_seq, mut radius_seq) = (0, 0);
+    let mut events: Vec<Event> = [&early, &late]
+        .iter()
+        .flat_map(|login| login.vpn_events("gw/charon@1", &mut vpn_seq))
+        .chain(
+            [&early, &late]
+                .iter()
+                .flat_map(|login| login.accounting_events(&mut radius_seq)),
+        )
+        .collect();
+    let outcome = run(vec![std::mem::take(&mut events)]);
+    let all: Vec<Event> = [&early, &late]
+        .iter()
+        .flat_map(|login| login.vpn_events("gw/charon@1", &mut 0))
+        .collect();
+    assert_eq!(outcome.sessions.len(), 2, "{:#?}", outcome.sessions);
+    for event in &all {
+        if let Some(Some(session_id)) = outcome.stamps.get(&event.id.to_string()) {
+            assert!(outcome.sessions.contains_key(session_id), "{}", event.id);
         }
     }
 }
