@@ -183,9 +183,9 @@ pub async fn ingest(
         None => std::sync::Arc::new(gateway::parse::JsonMapping::default()),
     };
     let mut collector_config = collector::Config::default();
-    // The files are read one after the other: accounting of a detail file read first waits
-    // for the VPN log read after it until the end of the input, not for a wall-clock hold.
-    collector_config.sessions.accounting_hold_secs = INGEST_ACCOUNTING_HOLD_SECS;
+    // Accounting waits for the VPN's events to the end of the input, not for a wall-clock
+    // hold (the pipeline says when the input ends).
+    collector_config.sessions.until_end_of_input = true;
     if let Some(city_db) = geoip {
         // A server lives with a database that is missing for a while; a one-off import
         // with a database named on the command line should not.
@@ -201,59 +201,57 @@ pub async fn ingest(
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     let (pipeline, task) =
         crate::pipeline::Pipeline::start(store, &store_config, &collector_config)?;
-    let mut reports = Vec::new();
-    for input in inputs {
-        let format = match input.format {
-            InputFormat::Log(format) => format,
-            InputFormat::Pcap => {
-                reports.push(ingest_pcap(&pipeline, &input.path, hostname.clone()).await?);
-                continue;
-            }
+    // Every log file is read at once and their events go on merged by time (`time_merge`),
+    // so that a detail file meets the log of the same logins whatever the order of the
+    // arguments; captures follow, one after the other (their flows join sessions late too).
+    let mut reports: Vec<Option<IngestReport>> = inputs.iter().map(|_| None).collect();
+    let mut logs = Vec::new();
+    for (idx, input) in inputs.iter().enumerate() {
+        let InputFormat::Log(format) = input.format else {
+            continue;
         };
         let mut options = ParseOptions::new(source_id(&input.path)?, clock.clone());
         options.hostname.clone_from(&hostname);
         options.json_mapping = json_mapping.clone();
-        let mut parser = Parser::new(format, options);
-        let mut batch = Vec::new();
-        let mut report = IngestReport {
-            path: input.path.clone(),
-            summary: String::new(),
-            accepted: 0,
-            duplicates: 0,
-            stopped_early: None,
-        };
-        let path = input.path.clone();
-        // Parsing is blocking file IO; the pipeline is async: hand batches over a channel.
-        let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Vec<model::Event>>(4);
-        let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<ParseStats> {
-            for_each_line(&path, |seq, bytes, len| {
-                let now = Timestamp::now();
-                if len > bytes.len() {
-                    parser.parse_oversized(bytes, len, seq, now, &mut batch);
-                } else {
-                    parser.parse_line(bytes, seq, now, &mut batch);
-                }
-                if batch.len() >= 5000 {
-                    batch_tx
-                        .blocking_send(std::mem::take(&mut batch))
-                        .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
-                }
-                Ok(())
-            })?;
-            // Read to the end for good: emit a last record still held by the parser.
-            parser.flush(Timestamp::now(), &mut batch);
-            if !batch.is_empty() {
-                batch_tx
-                    .blocking_send(batch)
-                    .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
-            }
-            Ok(parser.stats().clone())
-        });
-        submit_all(&pipeline, &mut batch_rx, &mut report).await?;
-        let stats = reader.await.context("the file reader panicked")??;
-        report.summary = stats.to_string();
-        reports.push(report);
+        logs.push((idx, read_log(&input.path, Parser::new(format, options))));
     }
+    let mut merge = crate::time_merge::TimeMerge::new(logs.len());
+    let mut counts = vec![(0u64, 0u64); logs.len()];
+    loop {
+        for log_idx in merge.needs() {
+            match logs[log_idx].1.batches.recv().await {
+                Some(events) => merge.push(log_idx, events),
+                None => merge.close(log_idx),
+            }
+        }
+        let Some(window) = merge.next_window() else {
+            break;
+        };
+        for (log_idx, events) in window {
+            let ack = pipeline
+                .submit(events)
+                .await
+                .map_err(|error| anyhow::anyhow!(error))?;
+            counts[log_idx].0 += ack.accepted;
+            counts[log_idx].1 += ack.duplicates;
+        }
+    }
+    for ((idx, log), (accepted, duplicates)) in logs.into_iter().zip(counts) {
+        let stats = log.reader.await.context("the file reader panicked")??;
+        reports[idx] = Some(IngestReport {
+            path: inputs[idx].path.clone(),
+            summary: stats.to_string(),
+            accepted,
+            duplicates,
+            stopped_early: None,
+        });
+    }
+    for (idx, input) in inputs.iter().enumerate() {
+        if input.format == InputFormat::Pcap {
+            reports[idx] = Some(ingest_pcap(&pipeline, &input.path, hostname.clone()).await?);
+        }
+    }
+    let reports: Vec<IngestReport> = reports.into_iter().flatten().collect();
     pipeline
         .end_of_input()
         .await
@@ -263,10 +261,46 @@ pub async fn ingest(
     Ok(reports)
 }
 
-/// The accounting hold of `ingest` (the longest allowed): [`crate::pipeline::Pipeline::end_of_input`]
-/// ends it.
+/// A log file being read on a blocking thread: its events in batches, in file order, and
+/// what reading it gave once it is done.
 #[cfg(feature = "server")]
-const INGEST_ACCOUNTING_HOLD_SECS: u64 = 24 * 3600;
+struct LogReader {
+    batches: tokio::sync::mpsc::Receiver<Vec<model::Event>>,
+    reader: tokio::task::JoinHandle<anyhow::Result<ParseStats>>,
+}
+
+#[cfg(feature = "server")]
+fn read_log(path: &Path, mut parser: Parser) -> LogReader {
+    let path = path.to_owned();
+    // Parsing is blocking file IO; the pipeline is async: hand batches over a channel.
+    let (batch_tx, batches) = tokio::sync::mpsc::channel::<Vec<model::Event>>(4);
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<ParseStats> {
+        let mut batch = Vec::new();
+        for_each_line(&path, |seq, bytes, len| {
+            let now = Timestamp::now();
+            if len > bytes.len() {
+                parser.parse_oversized(bytes, len, seq, now, &mut batch);
+            } else {
+                parser.parse_line(bytes, seq, now, &mut batch);
+            }
+            if batch.len() >= 5000 {
+                batch_tx
+                    .blocking_send(std::mem::take(&mut batch))
+                    .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+            }
+            Ok(())
+        })?;
+        // Read to the end for good: emit a last record still held by the parser.
+        parser.flush(Timestamp::now(), &mut batch);
+        if !batch.is_empty() {
+            batch_tx
+                .blocking_send(batch)
+                .map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+        }
+        Ok(parser.stats().clone())
+    });
+    LogReader { batches, reader }
+}
 
 #[cfg(feature = "server")]
 /// Submits every batch a file reader hands over, counting what was stored.

@@ -18,3 +18,5 @@ pub mod pcap;
 pub mod pipeline;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod time_merge;

@@ -292,6 +292,8 @@ async fn write_loop(
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut compaction = tokio::time::interval(COMPACTION_INTERVAL);
     compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What a failed append held that nobody sends again: written with the next one.
+    let mut unstored = Unstored::default();
     loop {
         tokio::select! {
             output = outputs.recv() => {
@@ -308,7 +310,7 @@ async fn write_loop(
                 let mut replies = Vec::with_capacity(group.len());
                 let mut joins = Vec::new();
                 let mut checkpoint = None;
-                let batches: Vec<_> = group
+                let mut batches: Vec<_> = group
                     .into_iter()
                     .map(|output| {
                         replies.push(output.reply);
@@ -320,6 +322,15 @@ async fn write_loop(
                         (output.events, output.sessions)
                     })
                     .collect();
+                // What an earlier failed append held goes first (the group is newer).
+                let carried = std::mem::take(&mut unstored);
+                if !carried.is_empty() {
+                    batches.insert(0, (carried.events, carried.sessions.into_values().collect()));
+                    replies.insert(0, None);
+                    joins.splice(0..0, carried.joins);
+                    checkpoint = checkpoint.or(carried.checkpoint);
+                }
+                let attempt = Unstored::of_group(&batches, &replies, &joins, checkpoint.as_ref());
                 let store_for_task = store.clone();
                 // Late session joins and the collector's checkpoint travel in the same WAL
                 // record as the batches that caused them.
@@ -335,6 +346,9 @@ async fn write_loop(
                         }
                     }
                     Err(error) => {
+                        // The senders resend their events; the collector's side of them (and
+                        // events nobody resends) is kept for the next append.
+                        unstored = attempt;
                         tracing::error!(%error, n_batches = replies.len(), "cannot store batches; the senders will retry");
                         // The whole chain, so that the gateway's log says why ("No space
                         // left on device").
@@ -359,6 +373,61 @@ async fn write_loop(
         .context("final flush panicked")?
         .context("final flush failed")?;
     Ok(())
+}
+
+/// What a failed append held that its senders do not send again: the collector's session
+/// snapshots (newest version of each), its corrections and its newest checkpoint, and the
+/// events of outputs that had no sender (none today but tests). Written with the next append
+/// (and kept again, with that append's own, if it fails too); bounded by the sessions and
+/// corrections there are, not by how often the append fails.
+#[derive(Debug, Default)]
+struct Unstored {
+    events: Vec<model::Event>,
+    sessions: std::collections::BTreeMap<String, model::Session>,
+    joins: Vec<model::SessionJoinUpdate>,
+    checkpoint: Option<model::CollectorCheckpoint>,
+}
+
+impl Unstored {
+    /// The collector's side of a group about to be appended (`replies[i]` is batch `i`'s).
+    fn of_group(
+        batches: &[(Vec<model::Event>, Vec<model::Session>)],
+        replies: &[Option<collector::Reply>],
+        joins: &[model::SessionJoinUpdate],
+        checkpoint: Option<&model::CollectorCheckpoint>,
+    ) -> Unstored {
+        let mut unstored = Unstored {
+            joins: joins.to_vec(),
+            checkpoint: checkpoint.cloned(),
+            ..Unstored::default()
+        };
+        for ((events, sessions), reply) in batches.iter().zip(replies) {
+            if reply.is_none() {
+                unstored.events.extend(events.iter().cloned());
+            }
+            for session in sessions {
+                unstored.keep_session(session.clone());
+            }
+        }
+        unstored
+    }
+
+    fn keep_session(&mut self, session: model::Session) {
+        let newer = self
+            .sessions
+            .get(&session.session_id)
+            .is_none_or(|kept| session.version >= kept.version);
+        if newer {
+            self.sessions.insert(session.session_id.clone(), session);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.sessions.is_empty()
+            && self.joins.is_empty()
+            && self.checkpoint.is_none()
+    }
 }
 
 /// An error and its sources, joined by ": ".
@@ -422,5 +491,95 @@ async fn flush(store: &store::Store) {
             tracing::error!(%error, "flush to parquet failed; rows stay in the WAL and are retried")
         }
         Err(error) => tracing::error!(%error, "flush task panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, version: u64) -> model::Session {
+        let at = jiff::Timestamp::from_second(1_796_000_000).unwrap();
+        model::Session {
+            session_id: id.to_owned(),
+            gateway: None,
+            connection: None,
+            ike_sa_ids: Vec::new(),
+            identities: model::Identities::default(),
+            method: None,
+            client: model::Endpoint::default(),
+            client_geo: None,
+            virtual_ip: None,
+            start: at,
+            end: None,
+            state: model::SessionState::Active,
+            cause: None,
+            counters: model::Counters::default(),
+            child_sa_counters: std::collections::BTreeMap::new(),
+            rekey_count: 0,
+            accounting_id: None,
+            version,
+            updated: at,
+            sources: None,
+        }
+    }
+
+    /// A failed group keeps what its senders will not send again, the newest session
+    /// snapshots only, and nothing of the events a sender resends.
+    #[test]
+    fn a_failed_group_keeps_what_nobody_sends_again() {
+        let event = |seq| model::Event {
+            id: model::EventId::new("gw/x", seq, 0),
+            timestamp: jiff::Timestamp::from_second(1_796_000_000).unwrap(),
+            dataset: "test".to_owned(),
+            observer: model::Observer::default(),
+            original: String::new(),
+            session_id: None,
+            source_geo: None,
+            body: model::EventBody::PipelineError(model::PipelineError {
+                reason: model::RejectReason::Malformed,
+                message: String::new(),
+                original_len: 0,
+            }),
+        };
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let batches = vec![
+            (vec![event(1)], vec![session("s-a", 1), session("s-b", 1)]),
+            (vec![event(2)], vec![session("s-a", 2)]),
+        ];
+        let replies = vec![Some(reply), None];
+        let join = model::SessionJoinUpdate {
+            target: model::JoinTarget::Events,
+            event_id: "gw/x:1".to_owned(),
+            timestamp: jiff::Timestamp::from_second(1_796_000_000).unwrap(),
+            session_id: None,
+            user_name: None,
+            join: model::SessionJoin::Unmatched,
+            decided: jiff::Timestamp::from_second(1_796_000_001).unwrap(),
+        };
+        let checkpoint = model::CollectorCheckpoint(serde_json::json!({"n": 1}));
+        let kept = Unstored::of_group(
+            &batches,
+            &replies,
+            std::slice::from_ref(&join),
+            Some(&checkpoint),
+        );
+        // The first batch's sender resends its events; the second had none.
+        let ids: Vec<String> = kept
+            .events
+            .iter()
+            .map(|event| event.id.to_string())
+            .collect();
+        assert_eq!(ids, ["gw/x:2"]);
+        let versions: Vec<(String, u64)> = kept
+            .sessions
+            .values()
+            .map(|session| (session.session_id.clone(), session.version))
+            .collect();
+        assert_eq!(versions, [("s-a".to_owned(), 2), ("s-b".to_owned(), 1)]);
+        assert_eq!(kept.joins, [join]);
+        assert_eq!(kept.checkpoint, Some(checkpoint));
+        assert!(!kept.is_empty());
+        assert!(Unstored::default().is_empty());
     }
 }

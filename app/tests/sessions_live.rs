@@ -451,8 +451,29 @@ fn ingest_gives_the_same_sessions_with_the_detail_file_first_or_last() {
         },
     );
     let work = tempfile::tempdir().unwrap();
-    let charon = format!("charon:{}", testbed.gateway_log().display());
+    // The log goes on for hours after these logins (one line, written here in charon's
+    // format, two hours after its last): read whole before the detail file, the logins would
+    // be long closed when their accounting came, were the files not merged by time.
+    let log = std::fs::read_to_string(testbed.gateway_log()).unwrap();
+    let year = jiff::tz::Offset::UTC
+        .to_datetime(jiff::Timestamp::now())
+        .year();
+    let last = log.lines().last().unwrap();
+    let last_at = jiff::civil::DateTime::strptime("%Y %b %e %T", format!("{year} {}", &last[..15]))
+        .unwrap_or_else(|error| panic!("{last}: {error}"));
+    let later = last_at + jiff::SignedDuration::from_hours(2);
+    let long_log = work.path().join("charon-long.log");
+    std::fs::write(
+        &long_log,
+        format!(
+            "{log}{} 05[IKE] <42> 192.0.2.99 is initiating an IKE_SA\n",
+            later.strftime("%b %e %T")
+        ),
+    )
+    .unwrap();
+    let charon = format!("charon:{}", long_log.display());
     let detail = format!("radius-detail:{}", detail.display());
+    let year = year.to_string();
     let query = "select user_name, vpn_connection, vpn_ike_sa_ids, vpn_virtual_ip, event_start, event_end, \
                  vpn_state, vpn_terminate_cause, vpn_rekey_count, vpn_accounting_id, source_bytes, destination_bytes \
                  from sessions order by event_start, vpn_ike_sa_ids";
@@ -462,7 +483,15 @@ fn ingest_gives_the_same_sessions_with_the_detail_file_first_or_last() {
         ("detail-last", &charon, &detail),
     ] {
         let data = work.path().join(name);
-        let output = support::run(&["ingest", "--data", data.to_str().unwrap(), first, last]);
+        let output = support::run(&[
+            "ingest",
+            "--year",
+            &year,
+            "--data",
+            data.to_str().unwrap(),
+            first,
+            last,
+        ]);
         assert!(
             output.status.success(),
             "{}",

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use accounting::agrees_with_peer;
 #[cfg(test)]
 use record::larger;
-use record::{End, Record, Stamp, VpnSide, earlier};
+use record::{End, Record, Stamp, VpnSide, earlier, earlier_by, later_by};
 
 /// How long a closed session stays in memory (in event time, behind the newest event seen)
 /// for late events: the lease release that follows a delete, and the other sources' reports
@@ -72,6 +72,8 @@ const SAME_ATTEMPT_SECS: i64 = 2;
 /// IKE_SAs remembered as negotiating without a login yet, at most (a flood of half-open
 /// attempts stays bounded).
 const MAX_CONNECTING: usize = 65_536;
+/// How far past the wall clock an event's time may move the sessionizer's sense of "now".
+const FUTURE_TOLERANCE_SECS: i64 = 3600;
 /// The version of the checkpoint's layout.
 const CHECKPOINT_VERSION: u32 = 1;
 
@@ -84,12 +86,18 @@ pub struct SessionConfig {
     /// within seconds when they come at all (the agent holds VICI events for a second, a log
     /// tailer polls); 0 shows accounting-only sessions at once.
     pub accounting_hold_secs: u64,
+    /// The input ends ([`Sessionizer::finish`]: `tunnelwatch ingest`): accounting is held to
+    /// the end of it, not for a time, and there is no checkpoint (a rerun applies the same
+    /// files again and rebuilds what was being assembled). Not a configuration key.
+    #[serde(skip)]
+    pub until_end_of_input: bool,
 }
 
 impl Default for SessionConfig {
     fn default() -> SessionConfig {
         SessionConfig {
             accounting_hold_secs: 30,
+            until_end_of_input: false,
         }
     }
 }
@@ -138,6 +146,9 @@ enum Phase {
 struct Checkpoint {
     version: u32,
     records: Vec<Record>,
+    /// The newest correction's decision time: a later process decides after it.
+    #[serde(default)]
+    last_decided: Option<Timestamp>,
 }
 
 /// What the sessionizer counted, for metrics.
@@ -172,8 +183,9 @@ pub struct Sessionizer {
     by_accounting: HashMap<(Option<String>, String), String>,
     /// IKE_SAs negotiating with no login yet, and since when (a session starts there).
     connecting: HashMap<SaKey, Timestamp>,
-    /// The newest event time seen, for eviction.
-    high_water: Option<Timestamp>,
+    /// Per gateway, the newest event time seen (no later than an hour past the wall clock:
+    /// one event from a wrong clock does not age everything else), for eviction.
+    high_water: HashMap<Option<String>, Timestamp>,
     /// Records changed since the last snapshots were taken, in order (and as a set).
     changed: Vec<String>,
     changed_set: HashSet<String>,
@@ -213,30 +225,25 @@ impl Sessionizer {
             ..Sessionizer::default()
         };
         for session in known_sessions {
-            let mut keys: Vec<SaKey> = session
-                .ike_sa_ids
-                .iter()
-                .map(|id| (session.gateway.clone(), SaRef::Id(*id)))
-                .collect();
-            if let Some(accounting_id) = &session.accounting_id
-                && session.ike_sa_ids.is_empty()
-            {
-                let hash = model::hash::fnv1a(accounting_id.as_bytes());
-                keys.push((session.gateway.clone(), SaRef::Accounting(hash)));
-            }
-            sessionizer.high_water = sessionizer.high_water.max(Some(session.updated));
+            sessionizer.seen(&session.gateway, session.updated);
             let mut record = Record::restored(session);
-            record.keys = keys;
+            record.keys = record.restored_keys();
             sessionizer.insert(record);
         }
         if let Some(checkpoint) = checkpoint {
             match serde_json::from_value::<Checkpoint>(checkpoint.0.clone()) {
                 Ok(checkpoint) if checkpoint.version == CHECKPOINT_VERSION => {
+                    sessionizer.last_decided = checkpoint.last_decided;
                     for mut record in checkpoint.records {
+                        // A session the store shows already is further along than any
+                        // checkpoint of it (one stored before a failed write, say).
+                        if sessionizer.records.contains_key(&record.session_id) {
+                            continue;
+                        }
                         if let Phase::Held { since } = &mut record.phase {
                             *since = now;
                         }
-                        sessionizer.high_water = sessionizer.high_water.max(Some(record.updated));
+                        sessionizer.seen(&record.gateway, record.updated);
                         sessionizer.insert(record);
                     }
                 }
@@ -293,13 +300,9 @@ impl Sessionizer {
     /// every session that changed, each once. `now` is the wall clock (accounting's hold and
     /// the time of corrections).
     pub fn apply(&mut self, events: &mut [Event], now: Timestamp) -> Vec<Session> {
+        let ceiling = later_by(now, SignedDuration::from_secs(FUTURE_TOLERANCE_SECS));
         for event in events.iter_mut() {
-            if self
-                .high_water
-                .is_none_or(|high_water| event.timestamp > high_water)
-            {
-                self.high_water = Some(event.timestamp);
-            }
+            self.seen(&event.observer.hostname, event.timestamp.min(ceiling));
             self.apply_one(event, now);
             if event.session_id.is_none() && about_a_session(&event.body) {
                 self.stats.orphan_events += 1;
@@ -312,8 +315,21 @@ impl Sessionizer {
         snapshots
     }
 
+    /// Moves `gateway`'s high water to `at`.
+    fn seen(&mut self, gateway: &Option<String>, at: Timestamp) {
+        match self.high_water.get_mut(gateway) {
+            Some(high_water) => *high_water = (*high_water).max(at),
+            None => {
+                self.high_water.insert(gateway.clone(), at);
+            }
+        }
+    }
+
     /// Shows the held accounting whose hold has passed at `now`; returns the snapshots.
     pub fn expire(&mut self, now: Timestamp) -> Vec<Session> {
+        if self.config.until_end_of_input {
+            return Vec::new();
+        }
         let hold = SignedDuration::from_secs(
             i64::try_from(self.config.accounting_hold_secs).unwrap_or(i64::MAX / 2),
         );
@@ -370,10 +386,9 @@ impl Sessionizer {
     /// The logins being assembled, if they changed since the last call: to be stored with
     /// the batch that changed them, and handed to [`Sessionizer::restore`] after a restart.
     pub fn checkpoint(&mut self) -> Option<CollectorCheckpoint> {
-        if !self.dirty {
+        if !std::mem::take(&mut self.dirty) || self.config.until_end_of_input {
             return None;
         }
-        self.dirty = false;
         let mut records: Vec<Record> = self
             .records
             .values()
@@ -384,6 +399,7 @@ impl Sessionizer {
         let checkpoint = Checkpoint {
             version: CHECKPOINT_VERSION,
             records,
+            last_decided: self.last_decided,
         };
         match serde_json::to_value(&checkpoint) {
             Ok(value) => Some(CollectorCheckpoint(value)),
@@ -636,6 +652,8 @@ impl Sessionizer {
                             });
                         }
                         self.touch(&session_id, at);
+                        // The id is the new IKE_SA's now, even within the same second.
+                        self.by_sa.remove(&key);
                     }
                     Phase::Negotiating if !record.accounting.seen => {
                         self.abandon(&session_id, now);
@@ -645,7 +663,7 @@ impl Sessionizer {
             }
         }
         if self.connecting.len() >= MAX_CONNECTING {
-            let before = at - SignedDuration::from_secs(60);
+            let before = earlier_by(at, SignedDuration::from_secs(60));
             self.connecting.retain(|_, since| *since >= before);
             if self.connecting.len() >= MAX_CONNECTING {
                 self.connecting.clear();
@@ -866,7 +884,7 @@ impl Sessionizer {
         for stamp in stamped {
             // Strictly later than every earlier decision: the newest one wins in queries.
             let decided = match self.last_decided {
-                Some(last) if last >= now => last + SignedDuration::from_micros(1),
+                Some(last) if last >= now => later_by(last, SignedDuration::from_micros(1)),
                 _ => now,
             };
             self.last_decided = Some(decided);
@@ -887,14 +905,14 @@ impl Sessionizer {
     }
 
     fn evict(&mut self, now: Timestamp) {
-        let Some(high_water) = self.high_water else {
-            return;
-        };
-        let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
-        let pending_before = high_water.as_second() - PENDING_TTL_SECS;
         let mut evicted: HashSet<String> = HashSet::new();
         let mut stale: Vec<String> = Vec::new();
         for record in self.records.values() {
+            let Some(high_water) = self.high_water.get(&record.gateway) else {
+                continue;
+            };
+            let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
+            let pending_before = high_water.as_second() - PENDING_TTL_SECS;
             match record.phase {
                 Phase::Shown => {
                     if record
@@ -932,8 +950,12 @@ impl Sessionizer {
             self.by_accounting
                 .retain(|_, session_id| !evicted.contains(session_id));
         }
-        self.connecting
-            .retain(|_, since| since.as_second() >= pending_before);
+        let high_water = &self.high_water;
+        self.connecting.retain(|key, since| {
+            high_water.get(&key.0).is_none_or(|high_water| {
+                since.as_second() >= high_water.as_second() - PENDING_TTL_SECS
+            })
+        });
     }
 }
 

@@ -7,8 +7,12 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 use model::{Peer, SessionChange, SessionState};
 
-use super::record::{End, Record, larger, same_user};
+use super::record::{End, Record, earlier_by, larger, later_by, same_user};
 use super::{ACCOUNTING_SLACK_SECS, Phase, SaRef, Sessionizer, sa_key, session_id_for};
+
+/// How much earlier than a login accounting's session may seem to begin and still be that
+/// login's (whole seconds on both sides; charon sends the Start once the IKE_SA is up).
+const START_SLACK_SECS: i64 = 10;
 
 impl Sessionizer {
     /// The record holding virtual IP `ip` on `gateway` at `at` (open then, or ended at most
@@ -25,7 +29,8 @@ impl Sessionizer {
             .values()
             .filter(|record| &record.gateway == gateway && record.virtual_ip() == Some(ip))
             .filter(|record| {
-                at >= record.start() - slack && record.end().is_none_or(|end| at <= end + after)
+                at >= earlier_by(record.start(), slack)
+                    && record.end().is_none_or(|end| at <= later_by(end, after))
             })
             .max_by_key(|record| (record.start(), record.session_id.clone()))
             .map(|record| record.session_id.clone())
@@ -64,9 +69,19 @@ impl Sessionizer {
             .peer
             .ike_sa_id
             .map(|id| (gateway.clone(), SaRef::Id(id)));
+        // Accounting counts from the session's start.
+        let start = accounting
+            .duration_secs
+            .and_then(|secs| i64::try_from(secs).ok())
+            .map_or(at, |secs| earlier_by(at, SignedDuration::from_secs(secs)));
+        // A login is this accounting's if nothing contradicts it: not another Acct-Session-Id,
+        // virtual IP or user; not begun well after the accounting's session began (an IKE_SA
+        // id reused after a daemon restart); not ended before a Start.
         let fits = |session_id: &String| {
             self.records.get(session_id).is_some_and(|record| {
                 agrees(record, accounting)
+                    && start
+                        >= earlier_by(record.start(), SignedDuration::from_secs(START_SLACK_SECS))
                     && !(accounting.change == SessionChange::Start
                         && record.end().is_some_and(|end| end < at))
             })
@@ -106,12 +121,6 @@ impl Sessionizer {
                             .is_some_and(|record| same_ike_sa(record, accounting.peer.ike_sa_id))
                 })
             });
-        // Accounting counts from the session's start.
-        let start = accounting
-            .duration_secs
-            .and_then(|secs| i64::try_from(secs).ok())
-            .and_then(|secs| at.checked_sub(SignedDuration::from_secs(secs)).ok())
-            .unwrap_or(at);
         let session_id = match found {
             Some(session_id) => session_id,
             None => {
@@ -246,11 +255,11 @@ impl Sessionizer {
                     && other
                         .accounting
                         .start
-                        .is_none_or(|start| at >= start - slack)
+                        .is_none_or(|start| at >= earlier_by(start, slack))
                     && other
                         .accounting
                         .stop
-                        .is_none_or(|stop| at <= stop.at + slack)
+                        .is_none_or(|stop| at <= later_by(stop.at, slack))
                     && same_user(&identities, &other.accounting.identities)
                     && (ike_sa_ids.is_empty()
                         || other.accounting.nas_ports.is_empty()
@@ -270,8 +279,8 @@ impl Sessionizer {
     }
 }
 
-/// Whether accounting can be about this login: the same virtual IP when both know one, else a
-/// user name in common (or no names to compare).
+/// Whether accounting can be about this login: the same Acct-Session-Id and virtual IP where
+/// both know one, and a user name in common (or no names to compare).
 fn agrees(record: &Record, accounting: &model::SessionEvent) -> bool {
     // An Acct-Session-Id names one session: another one is another session.
     if let (Some(ours), Some(theirs)) =
@@ -280,8 +289,10 @@ fn agrees(record: &Record, accounting: &model::SessionEvent) -> bool {
     {
         return false;
     }
-    if let (Some(ours), Some(theirs)) = (record.virtual_ip(), accounting.virtual_ip) {
-        return ours == theirs;
+    if let (Some(ours), Some(theirs)) = (record.virtual_ip(), accounting.virtual_ip)
+        && ours != theirs
+    {
+        return false;
     }
     let mut ours = record.vpn.identities.clone();
     ours.merge_from(&record.accounting.identities);

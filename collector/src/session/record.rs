@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use model::{AuthMethod, Counters, Geo, Identities, Peer, Session, SessionState, TerminateCause};
 use serde::{Deserialize, Serialize};
 
-use super::{Phase, SaKey};
+use super::{Phase, SaKey, SaRef};
 
 /// How one side said the session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +287,37 @@ impl Record {
         record
     }
 
+    /// The keys a shown session restored after a restart is found by: its IKE_SAs, its
+    /// Acct-Session-Id, and for what only accounting or pppd reported, the NAS-Ports it named
+    /// or the PPP link's address.
+    pub(super) fn restored_keys(&self) -> Vec<SaKey> {
+        let gateway = &self.gateway;
+        let mut keys: Vec<SaKey> = self
+            .vpn
+            .ike_sa_ids
+            .iter()
+            .map(|id| (gateway.clone(), SaRef::Id(*id)))
+            .collect();
+        if let Some(accounting_id) = &self.accounting.accounting_id {
+            let hash = model::hash::fnv1a(accounting_id.as_bytes());
+            keys.push((gateway.clone(), SaRef::Accounting(hash)));
+        }
+        if !self.vpn_made() {
+            keys.extend(
+                self.accounting
+                    .nas_ports
+                    .iter()
+                    .map(|port| (gateway.clone(), SaRef::Id(*port))),
+            );
+            if self.accounting.accounting_id.is_none()
+                && let Some(ip) = self.accounting.virtual_ip
+            {
+                keys.push((gateway.clone(), SaRef::VirtualIp(ip)));
+            }
+        }
+        keys
+    }
+
     pub(super) fn vpn_made(&self) -> bool {
         self.vpn.first_seen.is_some()
     }
@@ -463,4 +494,14 @@ pub(super) fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
     }
+}
+
+/// `at` plus `by`, or the last instant there is (times come from input and may be anything).
+pub(super) fn later_by(at: Timestamp, by: SignedDuration) -> Timestamp {
+    at.saturating_add(by).unwrap_or(at)
+}
+
+/// `at` minus `by`, or the first instant there is.
+pub(super) fn earlier_by(at: Timestamp, by: SignedDuration) -> Timestamp {
+    at.saturating_sub(by).unwrap_or(at)
 }

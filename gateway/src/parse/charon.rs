@@ -642,7 +642,10 @@ impl CharonParser {
                     self.report_v1_failure(line, source, out);
                 } else if state.established {
                     state.established = false;
-                    self.push_ike(line, source, SaChange::Deleted, Some(cause), None, out);
+                    // A reauthentication's old IKE_SA going is not the session's end.
+                    if state.rekeyed_into.is_none() {
+                        self.push_ike(line, source, SaChange::Deleted, Some(cause), None, out);
+                    }
                 }
             }
             return true;
@@ -654,6 +657,34 @@ impl CharonParser {
         {
             state.child_failure = Some(message.to_owned());
             return true;
+        }
+        if message.starts_with("DPD check timed out") {
+            // IKEv1's dead peer detection: charon destroys the IKE_SA without another line.
+            let Some(state) = self.state(line) else {
+                return true;
+            };
+            if std::mem::take(&mut state.v1_waiting) {
+                state.end_reported = true;
+                state
+                    .child_failure
+                    .get_or_insert_with(|| message.to_owned());
+                self.report_v1_failure(line, source, out);
+            } else if state.established && !state.end_reported {
+                state.established = false;
+                state.end_reported = true;
+                self.push_ike(
+                    line,
+                    source,
+                    SaChange::Lost,
+                    Some(TerminateCause::LostService),
+                    None,
+                    out,
+                );
+            }
+            return true;
+        }
+        if message.starts_with("detected reauth of existing IKE_SA") {
+            return self.handle_v1_reauth(line, source, out);
         }
         if message.starts_with("giving up after ") && message.ends_with(" retransmits") {
             if let Some(state) = self.state(line)
@@ -826,6 +857,61 @@ impl CharonParser {
         let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
         self.push_auth(line, source, method, None, out);
         self.push_ike(line, source, SaChange::Established, None, None, out);
+    }
+
+    /// `detected reauth of existing IKE_SA, adopting N children …`: an IKEv1 client logged in
+    /// again over its established IKE_SA (Windows does every 8 hours) and charon moved the
+    /// CHILD_SAs over, logging no `CHILD_SA … established`. The new IKE_SA continues the
+    /// session like a rekey; the old one's delete that follows does not end it.
+    fn handle_v1_reauth(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) -> bool {
+        let Some(SaKey::Id(new_id)) = line.key else {
+            return false;
+        };
+        let Some(new) = self.sas.get(&SaKey::Id(new_id)) else {
+            return false;
+        };
+        if !new.v1_waiting {
+            // An IKEv2 reauthentication is a login of its own (reported already).
+            return true;
+        }
+        let client_ip = new.client.ip;
+        let old_key = self
+            .sas
+            .iter()
+            .filter(|(key, state)| {
+                **key != SaKey::Id(new_id)
+                    && state.established
+                    && state.rekeyed_into.is_none()
+                    && state.client.ip.is_some()
+                    && state.client.ip == client_ip
+            })
+            .max_by_key(|(_, state)| state.last_seq)
+            .map(|(key, _)| *key);
+        let Some(old_key) = old_key else {
+            // Nothing to continue: the adopted CHILD_SA makes this a login.
+            self.report_v1_login(line, source, out);
+            return true;
+        };
+        let Some(old) = self.sas.get_mut(&old_key) else {
+            return false;
+        };
+        old.rekeyed_into = Some(new_id);
+        let old = old.clone();
+        if let Some(new) = self.sas.get_mut(&SaKey::Id(new_id)) {
+            new.v1_waiting = false;
+            new.established = true;
+            new.auth_reported = true;
+            new.identities.merge_from(&old.identities);
+            new.v1_method = new.v1_method.or(old.v1_method);
+        }
+        let body = EventBody::IkeSa(IkeSaEvent {
+            peer: self.peer_for(Some(old_key)),
+            change: SaChange::Rekeyed,
+            new_ike_sa_id: Some(new_id),
+            cause: None,
+        });
+        self.push(line, source, out, body);
+        true
     }
 
     /// An IKEv1 IKE_SA ended before quick mode brought up a CHILD_SA: a failed login, no

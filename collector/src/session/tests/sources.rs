@@ -738,6 +738,7 @@ fn accounting_alone_becomes_a_session_when_its_hold_passes() {
     let mut sessionizer = Sessionizer::restore(
         SessionConfig {
             accounting_hold_secs: 30,
+            ..SessionConfig::default()
         },
         Vec::new(),
         None,
