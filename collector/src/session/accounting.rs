@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
-use model::{Peer, SessionChange, SessionState};
+use model::{Peer, SessionChange};
 
-use super::record::{End, Record, earlier_by, larger, later_by, same_user};
-use super::{ACCOUNTING_SLACK_SECS, Phase, SaRef, Sessionizer, sa_key, session_id_for};
+use super::record::{Record, earlier_by, later_by, same_user};
+use super::{ACCOUNTING_SLACK_SECS, Phase, SaKey, SaRef, Sessionizer, sa_key, session_id_for};
 
 /// How much earlier than a login accounting's session may seem to begin and still be that
 /// login's (whole seconds on both sides; charon sends the Start once the IKE_SA is up).
@@ -74,53 +74,14 @@ impl Sessionizer {
             .duration_secs
             .and_then(|secs| i64::try_from(secs).ok())
             .map_or(at, |secs| earlier_by(at, SignedDuration::from_secs(secs)));
-        // A login is this accounting's if nothing contradicts it: not another Acct-Session-Id,
-        // virtual IP or user; not begun well after the accounting's session began (an IKE_SA
-        // id reused after a daemon restart); not ended before a Start.
-        let fits = |session_id: &String| {
-            self.records.get(session_id).is_some_and(|record| {
-                agrees(record, accounting)
-                    && start
-                        >= earlier_by(record.start(), SignedDuration::from_secs(START_SLACK_SECS))
-                    && !(accounting.change == SessionChange::Start
-                        && record.end().is_some_and(|end| end < at))
-            })
-        };
-        let found = by_accounting_id
-            .as_ref()
-            .and_then(|id| self.by_accounting.get(id).cloned())
-            .filter(|session_id| fits(session_id))
-            .or_else(|| {
-                id_key
-                    .as_ref()
-                    .and_then(|key| self.by_sa.get(key).cloned())
-                    .filter(|session_id| fits(session_id))
-            })
-            .or_else(|| {
-                own_key
-                    .as_ref()
-                    .and_then(|key| self.by_sa.get(key).cloned())
-                    .filter(|session_id| fits(session_id))
-            })
-            .or_else(|| {
-                // The login holding the framed address at that time: an open one, or one
-                // that ended after it (the VPN said so first), or moments before it for an
-                // update or a stop.
-                let ip = accounting.virtual_ip?;
-                let after = match accounting.change {
-                    SessionChange::Start => SignedDuration::ZERO,
-                    SessionChange::Update | SessionChange::Stop => {
-                        SignedDuration::from_secs(ACCOUNTING_SLACK_SECS)
-                    }
-                };
-                self.holding(gateway, ip, at, after).filter(|session_id| {
-                    fits(session_id)
-                        && self
-                            .records
-                            .get(session_id)
-                            .is_some_and(|record| same_ike_sa(record, accounting.peer.ike_sa_id))
-                })
-            });
+        let found = self.find_login(
+            gateway,
+            accounting,
+            by_accounting_id.as_ref(),
+            [id_key.as_ref(), own_key.as_ref()],
+            start,
+            at,
+        );
         let session_id = match found {
             Some(session_id) => session_id,
             None => {
@@ -173,40 +134,8 @@ impl Sessionizer {
                 .or_insert_with(|| session_id.clone());
         }
         let record = self.records.get_mut(&session_id)?;
-        let side = &mut record.accounting;
-        side.seen = true;
-        if side.accounting_id.is_none() {
-            side.accounting_id.clone_from(&accounting.accounting_id);
-        }
-        if let Some(port) = accounting.peer.ike_sa_id
-            && !side.nas_ports.contains(&port)
-        {
-            side.nas_ports.push(port);
-        }
-        side.identities.merge_from(&accounting.peer.identities);
-        if side.client.ip.is_none() {
-            side.client = accounting.peer.client;
-        }
-        if side.connection.is_none() {
-            side.connection.clone_from(&accounting.peer.connection);
-        }
-        side.virtual_ip = side.virtual_ip.or(accounting.virtual_ip);
-        side.start = Some(side.start.map_or(start, |known| known.min(start)));
-        if let Some(counters) = accounting.counters {
-            side.counters = Some(larger(counters, side.counters));
-        }
-        if accounting.change == SessionChange::Stop {
-            if side.stop.is_some() {
-                self.stats.repeated_ends += 1;
-            }
-            side.stop = Some(End::merge(
-                side.stop,
-                End {
-                    at,
-                    state: SessionState::Closed,
-                    cause: accounting.cause,
-                },
-            ));
+        if record.accounting.fold(accounting, start, at) {
+            self.stats.repeated_ends += 1;
         }
         self.touch(&session_id, at);
         // pppd's own lines are the VPN itself saying the link is up: a session now.
@@ -216,6 +145,57 @@ impl Sessionizer {
             return Some(session_id);
         }
         Some(session_id)
+    }
+
+    /// The login accounting is about: by its Acct-Session-Id, by its `keys` (the IKE_SA id,
+    /// strongSwan's NAS-Port; its own key), else the one holding the framed address then (an
+    /// open one, one that ended after it, or moments before it for an update or a stop).
+    fn find_login(
+        &self,
+        gateway: &Option<String>,
+        accounting: &model::SessionEvent,
+        by_accounting_id: Option<&(Option<String>, String)>,
+        keys: [Option<&SaKey>; 2],
+        start: Timestamp,
+        at: Timestamp,
+    ) -> Option<String> {
+        // A login is this accounting's if nothing contradicts it: not another Acct-Session-Id,
+        // virtual IP or user; not begun well after the accounting's session began (an IKE_SA
+        // id reused after a daemon restart); not ended before a Start.
+        let fits = |session_id: &String| {
+            self.records.get(session_id).is_some_and(|record| {
+                agrees(record, accounting)
+                    && start
+                        >= earlier_by(record.start(), SignedDuration::from_secs(START_SLACK_SECS))
+                    && !(accounting.change == SessionChange::Start
+                        && record.end().is_some_and(|end| end < at))
+            })
+        };
+        let by_key = |key: Option<&SaKey>| {
+            key.and_then(|key| self.by_sa.get(key).cloned())
+                .filter(|session_id| fits(session_id))
+        };
+        by_accounting_id
+            .and_then(|id| self.by_accounting.get(id).cloned())
+            .filter(|session_id| fits(session_id))
+            .or_else(|| by_key(keys[0]))
+            .or_else(|| by_key(keys[1]))
+            .or_else(|| {
+                let ip = accounting.virtual_ip?;
+                let after = match accounting.change {
+                    SessionChange::Start => SignedDuration::ZERO,
+                    SessionChange::Update | SessionChange::Stop => {
+                        SignedDuration::from_secs(ACCOUNTING_SLACK_SECS)
+                    }
+                };
+                self.holding(gateway, ip, at, after).filter(|session_id| {
+                    fits(session_id)
+                        && self
+                            .records
+                            .get(session_id)
+                            .is_some_and(|record| same_ike_sa(record, accounting.peer.ike_sa_id))
+                })
+            })
     }
 
     /// Accounting held for the VPN's events that no key joined to `session_id`, but that

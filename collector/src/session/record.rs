@@ -110,6 +110,50 @@ pub(super) struct AccountingSide {
 }
 
 impl AccountingSide {
+    /// Takes what one accounting record says (the session begun at `start`, reported at
+    /// `at`). Returns whether it is a Stop of a session accounting had stopped already.
+    pub(super) fn fold(
+        &mut self,
+        accounting: &model::SessionEvent,
+        start: Timestamp,
+        at: Timestamp,
+    ) -> bool {
+        self.seen = true;
+        if self.accounting_id.is_none() {
+            self.accounting_id.clone_from(&accounting.accounting_id);
+        }
+        if let Some(port) = accounting.peer.ike_sa_id
+            && !self.nas_ports.contains(&port)
+        {
+            self.nas_ports.push(port);
+        }
+        self.identities.merge_from(&accounting.peer.identities);
+        if self.client.ip.is_none() {
+            self.client = accounting.peer.client;
+        }
+        if self.connection.is_none() {
+            self.connection.clone_from(&accounting.peer.connection);
+        }
+        self.virtual_ip = self.virtual_ip.or(accounting.virtual_ip);
+        self.start = Some(self.start.map_or(start, |known| known.min(start)));
+        if let Some(counters) = accounting.counters {
+            self.counters = Some(larger(counters, self.counters));
+        }
+        if accounting.change != model::SessionChange::Stop {
+            return false;
+        }
+        let repeated = self.stop.is_some();
+        self.stop = Some(End::merge(
+            self.stop,
+            End {
+                at,
+                state: SessionState::Closed,
+                cause: accounting.cause,
+            },
+        ));
+        repeated
+    }
+
     pub(super) fn merge(&mut self, other: AccountingSide) {
         self.seen |= other.seen;
         if self.accounting_id.is_none() {
