@@ -653,7 +653,7 @@ impl CharonParser {
         if let Some(state) = self.state(line)
             && state.v1_waiting
             && state.child_failure.is_none()
-            && quick_mode_failure(message)
+            && ikev1::quick_mode_failure(message)
         {
             state.child_failure = Some(message.to_owned());
             return true;
@@ -843,94 +843,6 @@ impl CharonParser {
         false
     }
 
-    /// An IKEv1 IKE_SA's first CHILD_SA is up: its login (as the method lines said) and its
-    /// establishment, reported as of this line (the one that shows the login worked).
-    fn report_v1_login(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) {
-        let Some(state) = self.state(line) else {
-            return;
-        };
-        if !std::mem::take(&mut state.v1_waiting) {
-            return;
-        }
-        state.established = true;
-        state.auth_reported = true;
-        let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
-        self.push_auth(line, source, method, None, out);
-        self.push_ike(line, source, SaChange::Established, None, None, out);
-    }
-
-    /// `detected reauth of existing IKE_SA, adopting N children …`: an IKEv1 client logged in
-    /// again over its established IKE_SA (Windows does every 8 hours) and charon moved the
-    /// CHILD_SAs over, logging no `CHILD_SA … established`. The new IKE_SA continues the
-    /// session like a rekey; the old one's delete that follows does not end it.
-    fn handle_v1_reauth(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) -> bool {
-        let Some(SaKey::Id(new_id)) = line.key else {
-            return false;
-        };
-        let Some(new) = self.sas.get(&SaKey::Id(new_id)) else {
-            return false;
-        };
-        if !new.v1_waiting {
-            // An IKEv2 reauthentication is a login of its own (reported already).
-            return true;
-        }
-        let client_ip = new.client.ip;
-        let old_key = self
-            .sas
-            .iter()
-            .filter(|(key, state)| {
-                **key != SaKey::Id(new_id)
-                    && state.established
-                    && state.rekeyed_into.is_none()
-                    && state.client.ip.is_some()
-                    && state.client.ip == client_ip
-            })
-            .max_by_key(|(_, state)| state.last_seq)
-            .map(|(key, _)| *key);
-        let Some(old_key) = old_key else {
-            // Nothing to continue: the adopted CHILD_SA makes this a login.
-            self.report_v1_login(line, source, out);
-            return true;
-        };
-        let Some(old) = self.sas.get_mut(&old_key) else {
-            return false;
-        };
-        old.rekeyed_into = Some(new_id);
-        let old = old.clone();
-        if let Some(new) = self.sas.get_mut(&SaKey::Id(new_id)) {
-            new.v1_waiting = false;
-            new.established = true;
-            new.auth_reported = true;
-            new.identities.merge_from(&old.identities);
-            new.v1_method = new.v1_method.or(old.v1_method);
-        }
-        let body = EventBody::IkeSa(IkeSaEvent {
-            peer: self.peer_for(Some(old_key)),
-            change: SaChange::Rekeyed,
-            new_ike_sa_id: Some(new_id),
-            cause: None,
-        });
-        self.push(line, source, out, body);
-        true
-    }
-
-    /// An IKEv1 IKE_SA ended before quick mode brought up a CHILD_SA: a failed login, no
-    /// session.
-    fn report_v1_failure(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) {
-        let Some(state) = self.state(line) else {
-            return;
-        };
-        let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
-        let reason = state.child_failure.clone().unwrap_or_else(|| {
-            "IKEv1 IKE_SA ended before quick mode established a CHILD_SA".to_owned()
-        });
-        let failure = AuthFailure {
-            code: FailureCode::Other,
-            reason,
-        };
-        self.push_failure(line, source, method, failure, out);
-    }
-
     fn peer(&self, line: &Line<'_>) -> Peer {
         self.peer_for(line.key)
     }
@@ -1076,15 +988,6 @@ impl CharonParser {
     }
 }
 
-/// A line that says why an IKEv1 quick mode failed (what the peer or charon refused).
-fn quick_mode_failure(message: &str) -> bool {
-    (message.starts_with("received ") && message.ends_with(" error notify"))
-        || message.starts_with("no matching CHILD_SA config")
-        || message.starts_with("no acceptable proposal")
-        || message.starts_with("unable to install")
-        || message.starts_with("failed to establish CHILD_SA")
-}
-
 fn starts_with_thread_tag(text: &str) -> bool {
     thread_tag(text).is_some()
 }
@@ -1216,6 +1119,8 @@ fn packet_from(message: &str) -> Option<Endpoint> {
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
+
+mod ikev1;
 
 #[cfg(test)]
 mod tests;
