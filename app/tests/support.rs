@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -174,4 +174,57 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The configuration of a server and an agent on a testbed gateway (both run in its
+/// namespace, on 127.0.0.1:`port`): the agent follows `vpn_source` (a `[[gateway.sources]]`
+/// body) and receives charon's RADIUS accounting on 127.0.0.1:`acct_port` (the testbed's
+/// secret); the store is `WORK/data`, the agent's state `WORK/gateway-state`. Written to
+/// `WORK/config.toml` and checked with `check-config`.
+pub fn live_agent_config(work: &Path, vpn_source: &str, port: u16, acct_port: u16) -> PathBuf {
+    let token_file = work.join("ingest.token");
+    std::fs::write(&token_file, "e2e-token\n").expect("write token");
+    // The testbed's RADIUS secret (vpn-testbed.sh RADIUS_SECRET).
+    let radius_secret = work.join("radius.secret");
+    std::fs::write(&radius_secret, "radius-shared-secret\n").expect("write secret");
+    let config = format!(
+        r#"
+[gateway]
+name = "gw-live"
+server_url = "http://127.0.0.1:{port}"
+token_file = "{token}"
+state_dir = "{state}"
+batch_max_wait_ms = 100
+
+[[gateway.sources]]
+{vpn_source}
+
+[[gateway.sources]]
+type = "radius"
+listen = "127.0.0.1:{acct_port}"
+secret_file = "{radius_secret}"
+clients = ["127.0.0.1"]
+
+[store]
+data_dir = "{data}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+ingest_token_file = "{token}"
+"#,
+        token = token_file.display(),
+        state = work.join("gateway-state").display(),
+        radius_secret = radius_secret.display(),
+        data = work.join("data").display(),
+    );
+    let config_path = work.join("config.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let check = run(&["check-config", config_path.to_str().expect("utf-8 path")]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    config_path
 }

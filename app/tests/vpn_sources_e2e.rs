@@ -91,53 +91,11 @@ fn setup() -> Setup {
     })
     .unwrap_or_else(|error| panic!("the strongSwan testbed did not come up: {error}"));
     let work = tempfile::tempdir().unwrap();
-    let port = 18_080;
-    let token_file = work.path().join("ingest.token");
-    std::fs::write(&token_file, "e2e-token\n").unwrap();
-    // The testbed's RADIUS secret (vpn-testbed.sh RADIUS_SECRET).
-    let radius_secret = work.path().join("radius.secret");
-    std::fs::write(&radius_secret, "radius-shared-secret\n").unwrap();
-    let config = format!(
-        r#"
-[gateway]
-name = "gw-live"
-server_url = "http://127.0.0.1:{port}"
-token_file = "{token}"
-state_dir = "{state}"
-batch_max_wait_ms = 100
-
-[[gateway.sources]]
-type = "vici"
-socket = "{vici}"
-
-[[gateway.sources]]
-type = "radius"
-listen = "127.0.0.1:{acct_port}"
-secret_file = "{radius_secret}"
-clients = ["127.0.0.1"]
-
-[store]
-data_dir = "{data}"
-flush_interval_secs = 1
-
-[dashboards]
-listen = "127.0.0.1:{port}"
-ingest_token_file = "{token}"
-"#,
-        token = token_file.display(),
-        state = work.path().join("gateway-state").display(),
-        vici = testbed.vici_socket().display(),
-        radius_secret = radius_secret.display(),
-        data = work.path().join("data").display(),
+    let vici = format!(
+        "type = \"vici\"\nsocket = \"{}\"",
+        testbed.vici_socket().display()
     );
-    let config_path = work.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let check = support::run(&["check-config", config_path.to_str().unwrap()]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let config_path = support::live_agent_config(work.path(), &vici, 18_080, acct_port);
     Setup {
         testbed,
         work,

@@ -256,19 +256,19 @@ impl Record {
     /// A session an earlier process showed, read back from the store: its sources as they
     /// were, or (a snapshot of an earlier version) as far as the session tells them.
     pub(super) fn restored(session: Session) -> Record {
+        let mut record = Record::new(
+            session.session_id.clone(),
+            session.gateway.clone(),
+            Phase::Shown,
+            session.updated,
+        );
+        record.version = session.version;
+        record.client_geo = session.client_geo.clone();
         let sources = session
             .sources
             .as_ref()
             .and_then(|sources| serde_json::from_value::<Sources>(sources.0.clone()).ok());
         if let Some(sources) = sources {
-            let mut record = Record::new(
-                session.session_id.clone(),
-                session.gateway.clone(),
-                Phase::Shown,
-                session.updated,
-            );
-            record.version = session.version;
-            record.client_geo = session.client_geo;
             record.vpn = sources.vpn;
             record.accounting = sources.accounting;
             record.restored = sources.restored;
@@ -280,14 +280,6 @@ impl Record {
             state: session.state,
             cause: session.cause,
         });
-        let mut record = Record::new(
-            session.session_id.clone(),
-            session.gateway.clone(),
-            Phase::Shown,
-            session.updated,
-        );
-        record.version = session.version;
-        record.client_geo = session.client_geo;
         record.restored = if session.child_sa_counters.is_empty() {
             Restored {
                 baseline: Some(session.counters),

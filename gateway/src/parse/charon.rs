@@ -658,67 +658,16 @@ impl CharonParser {
             state.child_failure = Some(message.to_owned());
             return true;
         }
-        if message.starts_with("DPD check timed out") {
-            // IKEv1's dead peer detection: charon destroys the IKE_SA without another line.
-            let Some(state) = self.state(line) else {
-                return true;
-            };
-            if std::mem::take(&mut state.v1_waiting) {
-                state.end_reported = true;
-                state
-                    .child_failure
-                    .get_or_insert_with(|| message.to_owned());
-                self.report_v1_failure(line, source, out);
-            } else if state.established && !state.end_reported {
-                state.established = false;
-                state.end_reported = true;
-                self.push_ike(
-                    line,
-                    source,
-                    SaChange::Lost,
-                    Some(TerminateCause::LostService),
-                    None,
-                    out,
-                );
-            }
+        // The peer stopped answering: IKEv2 gives up after its retransmits, IKEv1's dead peer
+        // detection times out (and charon destroys the IKE_SA without another line).
+        if (message.starts_with("giving up after ") && message.ends_with(" retransmits"))
+            || message.starts_with("DPD check timed out")
+        {
+            self.peer_gone(line, source, message, out);
             return true;
         }
         if message.starts_with("detected reauth of existing IKE_SA") {
             return self.handle_v1_reauth(line, source, out);
-        }
-        if message.starts_with("giving up after ") && message.ends_with(" retransmits") {
-            if let Some(state) = self.state(line)
-                && std::mem::take(&mut state.v1_waiting)
-            {
-                state.end_reported = true;
-                state
-                    .child_failure
-                    .get_or_insert_with(|| message.to_owned());
-                self.report_v1_failure(line, source, out);
-                return true;
-            }
-            let established = self.state(line).is_some_and(|state| state.established);
-            if established {
-                self.push_ike(
-                    line,
-                    source,
-                    SaChange::Lost,
-                    Some(TerminateCause::LostService),
-                    None,
-                    out,
-                );
-            } else {
-                let failure = AuthFailure {
-                    code: FailureCode::Timeout,
-                    reason: message.to_owned(),
-                };
-                self.push_failure(line, source, AuthMethod::Unknown, failure, out);
-            }
-            // Keep the state a little longer: a `lease … went offline` line follows.
-            if let Some(state) = self.state(line) {
-                state.established = false;
-            }
-            return true;
         }
         if let Some(rest) = message.strip_prefix("lease ") {
             // lease 10.99.0.1 by 'client1@psk.vpn.test' went offline
@@ -841,6 +790,46 @@ impl CharonParser {
             return true;
         }
         false
+    }
+
+    /// The peer of an IKE_SA stopped answering: a session ends as lost, a login still
+    /// negotiating (or an IKEv1 one waiting for quick mode) failed.
+    fn peer_gone(&mut self, line: &Line<'_>, source: &str, message: &str, out: &mut Vec<Event>) {
+        let (waiting, established) = match self.state(line) {
+            Some(state) if state.end_reported => return,
+            Some(state) => {
+                let waiting = std::mem::take(&mut state.v1_waiting);
+                let established = state.established;
+                if waiting {
+                    state
+                        .child_failure
+                        .get_or_insert_with(|| message.to_owned());
+                }
+                // Keep the state a little longer: a `lease … went offline` line follows.
+                state.established = false;
+                state.end_reported = waiting || established;
+                (waiting, established)
+            }
+            None => (false, false),
+        };
+        if waiting {
+            self.report_v1_failure(line, source, out);
+        } else if established {
+            self.push_ike(
+                line,
+                source,
+                SaChange::Lost,
+                Some(TerminateCause::LostService),
+                None,
+                out,
+            );
+        } else {
+            let failure = AuthFailure {
+                code: FailureCode::Timeout,
+                reason: message.to_owned(),
+            };
+            self.push_failure(line, source, AuthMethod::Unknown, failure, out);
+        }
     }
 
     fn peer(&self, line: &Line<'_>) -> Peer {

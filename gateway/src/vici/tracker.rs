@@ -324,20 +324,7 @@ impl Tracker {
         let peer = peer_of(id, info);
         for (child_id, child) in listed {
             if up {
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    info.children.entry(child_id)
-                {
-                    out.push(child_event(
-                        &peer,
-                        child_id,
-                        &child,
-                        SaChange::Established,
-                        None,
-                        now,
-                        &original,
-                    ));
-                    slot.insert(child);
-                }
+                child_up(info, &peer, child_id, child, now, &original, out);
             } else if info.children.remove(&child_id).is_some() {
                 let counters = counters.get(&child_id).copied();
                 out.push(child_event(
@@ -730,6 +717,30 @@ fn peer_of(id: u64, info: &SaInfo) -> Peer {
         client: info.client,
         server: info.server,
         identities: info.identities.clone(),
+    }
+}
+
+/// A CHILD_SA of `info` is up: reported once, the first time it is seen.
+fn child_up(
+    info: &mut SaInfo,
+    peer: &Peer,
+    child_id: u64,
+    child: ChildInfo,
+    now: Timestamp,
+    original: &str,
+    out: &mut Vec<Produced>,
+) {
+    if let std::collections::btree_map::Entry::Vacant(slot) = info.children.entry(child_id) {
+        out.push(child_event(
+            peer,
+            child_id,
+            &child,
+            SaChange::Established,
+            None,
+            now,
+            original,
+        ));
+        slot.insert(child);
     }
 }
 

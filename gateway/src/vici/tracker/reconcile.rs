@@ -202,20 +202,7 @@ impl Tracker {
                 }
             }
             for (child_id, child) in listed_children {
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    info.children.entry(child_id)
-                {
-                    out.push(child_event(
-                        &peer,
-                        child_id,
-                        &child,
-                        SaChange::Established,
-                        None,
-                        now,
-                        &original,
-                    ));
-                    slot.insert(child);
-                }
+                child_up(info, &peer, child_id, child, now, &original, out);
             }
         }
     }
