@@ -1,15 +1,15 @@
 //! A log message with its envelope already split off: what every format parser works on.
 //!
-//! A line reaches a format parser either straight from a file of that format (the parser splits
-//! the envelope itself, see [`from_file_line`]) or through the `syslog` format, which splits the
-//! envelope with [`super::parse_syslog_envelope`] and hands the message to the parser that the
-//! program name selects. Either way the parser sees a [`Message`].
+//! A line reaches a daemon's parser (a [`DaemonParser`]) either straight from a file of that
+//! format ([`parse_file_line`] splits the envelope) or through the `syslog` format, which splits
+//! the envelope with [`super::parse_syslog_envelope`] and hands the message to the parser that
+//! the program name selects ([`parse_message`]). Either way the parser sees a [`Message`].
 
 use jiff::Timestamp;
 use model::{Event, EventBody, EventId, Observer, RejectReason};
 
 use super::envelope;
-use super::{LineOutcome, LogClock};
+use super::{LineOutcome, ParseOptions};
 
 /// One message and what its envelope said.
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +20,7 @@ pub(crate) struct Message<'a> {
     pub timestamp: Timestamp,
     /// The envelope's host, else the configured one.
     pub hostname: Option<&'a str>,
-    /// The syslog program (tag) and pid, when the envelope had them.
-    pub program: Option<&'a str>,
+    /// The syslog pid, when the envelope had one.
     pub pid: Option<u32>,
     /// The message after the envelope.
     pub text: &'a str,
@@ -81,32 +80,104 @@ pub(crate) fn next_part(out: &[Event], source: &str, seq: u64) -> u16 {
     u16::try_from(part).unwrap_or(u16::MAX)
 }
 
-/// Splits a line of a log file (a daemon's own log file, or a syslog file) into a [`Message`]:
-/// timestamp (resolved with the clock; the read time when the line has none), host (else
-/// `fallback_host`), program and pid. `is_message_start` tells whether the text after the
-/// timestamp already is the message (see [`envelope::split`]).
-pub(crate) fn from_file_line<'a>(
-    text: &'a str,
+/// A parser of one daemon's messages (charon, pluto, xl2tpd, pppd). It reads a line of the
+/// daemon's own log file through [`parse_file_line`] and a message the `syslog` format split
+/// off through [`parse_message`]; it only says what its lines look like and reads messages.
+pub(crate) trait DaemonParser {
+    /// Whether `program`, a line's syslog tag, is this daemon: the lines of other programs in
+    /// its file are ignored.
+    fn is_own_program(program: &str) -> bool;
+
+    /// Whether the text after a line's timestamp already is the message (a file log without
+    /// host and program), so that a message is never mistaken for a host name (see
+    /// [`envelope::split`]).
+    fn is_message_start(text: &str) -> bool;
+
+    /// The message of a line of the daemon's file, from the text after its envelope, or the
+    /// outcome of a line that is no message of the daemon's. By default, the text itself.
+    fn file_message(text: &str) -> Result<&str, LineOutcome> {
+        Ok(text)
+    }
+
+    /// Reads one message, appending its events; returns whether it was one the parser
+    /// understands (a message that only updated state is one).
+    fn read_message(&mut self, message: &Message<'_>, source: &str, out: &mut Vec<Event>) -> bool;
+
+    /// Forgets the least recently seen state once the parser keeps too much, so that hostile
+    /// input cannot grow it without bound; `seq` is the line just read.
+    fn evict(&mut self, seq: u64);
+}
+
+/// For [`DaemonParser::evict`]: the sequence number at or below which a quarter of the entries
+/// were last seen (at most `seq`, the line just read), so that keeping only the entries seen
+/// after it forgets the least recently seen quarter.
+pub(crate) fn quarter_cut(last_seqs: impl Iterator<Item = u64>, seq: u64) -> u64 {
+    let mut last_seqs: Vec<u64> = last_seqs.collect();
+    if last_seqs.is_empty() {
+        return 0;
+    }
+    let cut_idx = last_seqs.len() / 4;
+    let (_, cut, _) = last_seqs.select_nth_unstable(cut_idx);
+    (*cut).min(seq)
+}
+
+/// Reads a message whose envelope is already split (by [`parse_file_line`] or by the `syslog`
+/// format): parsed if the parser understood it or it yielded events, else ignored.
+pub(crate) fn parse_message<P: DaemonParser>(
+    parser: &mut P,
+    message: &Message<'_>,
+    source: &str,
+    out: &mut Vec<Event>,
+) -> LineOutcome {
+    let before = out.len();
+    let handled = parser.read_message(message, source, out);
+    parser.evict(message.seq);
+    if handled || out.len() > before {
+        LineOutcome::Parsed
+    } else {
+        LineOutcome::Ignored
+    }
+}
+
+/// Reads a line of a daemon's log file (its own file, or a syslog file): splits the envelope,
+/// ignores the lines of other programs, takes the message ([`DaemonParser::file_message`]),
+/// resolves the timestamp with the clock (the read time `now` when the line has none; a
+/// timestamp that names no instant rejects the line) and hands the [`Message`] to
+/// [`parse_message`]. The host is the envelope's, else the configured one.
+pub(crate) fn parse_file_line<P: DaemonParser>(
+    parser: &mut P,
+    text: &str,
     seq: u64,
     now: Timestamp,
-    clock: &mut LogClock,
-    fallback_host: Option<&'a str>,
-    is_message_start: impl Fn(&str) -> bool,
-) -> Result<Message<'a>, LineOutcome> {
-    let envelope = envelope::split(text, is_message_start);
+    options: &mut ParseOptions,
+    out: &mut Vec<Event>,
+) -> LineOutcome {
+    let envelope = envelope::split(text, P::is_message_start);
+    if let Some(program) = envelope.program
+        && !P::is_own_program(program)
+    {
+        return LineOutcome::Ignored;
+    }
+    let body = match P::file_message(envelope.message) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
     let timestamp = match envelope.stamp {
-        Some(stamp) => clock.resolve(stamp).ok_or_else(bad_timestamp)?,
+        Some(stamp) => match options.clock.resolve(stamp) {
+            Some(timestamp) => timestamp,
+            None => return bad_timestamp(),
+        },
         None => now,
     };
-    Ok(Message {
+    let message = Message {
         seq,
         timestamp,
-        hostname: envelope.host.or(fallback_host),
-        program: envelope.program,
+        hostname: envelope.host.or(options.hostname.as_deref()),
         pid: envelope.pid,
-        text: envelope.message,
+        text: body,
         original: text,
-    })
+    };
+    parse_message(parser, &message, &options.source, out)
 }
 
 /// The outcome of a line whose timestamp names no instant (Feb 30, a DST gap).

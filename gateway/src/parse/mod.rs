@@ -47,7 +47,7 @@ pub use access::{DurationUnit, JsonMapping, Keys, TimestampFormat};
 pub use clock::LogClock;
 pub use syslog::{SyslogError, SyslogMessage, SyslogTimestamp, parse_syslog_envelope};
 
-use message::{Message, next_part};
+use message::{Message, next_part, parse_file_line, parse_message};
 
 /// Longest line a parser looks at, by default. Longer lines are rejected as
 /// [`RejectReason::Oversized`] and kept truncated to this length.
@@ -306,10 +306,22 @@ impl Parser {
         }
         let options = &mut self.options;
         let (outcome, dataset) = match self.format {
-            Format::Charon => (self.charon.parse(&text, seq, now, options, out), None),
-            Format::Pluto => (self.pluto.parse(&text, seq, now, options, out), None),
-            Format::Xl2tpd => (self.xl2tpd.parse(&text, seq, now, options, out), None),
-            Format::Pppd => (self.pppd.parse(&text, seq, now, options, out), None),
+            Format::Charon => {
+                let outcome = parse_file_line(&mut self.charon, &text, seq, now, options, out);
+                (outcome, None)
+            }
+            Format::Pluto => {
+                let outcome = parse_file_line(&mut self.pluto, &text, seq, now, options, out);
+                (outcome, None)
+            }
+            Format::Xl2tpd => {
+                let outcome = parse_file_line(&mut self.xl2tpd, &text, seq, now, options, out);
+                (outcome, None)
+            }
+            Format::Pppd => {
+                let outcome = parse_file_line(&mut self.pppd, &text, seq, now, options, out);
+                (outcome, None)
+            }
             Format::RadiusDetail => {
                 let outcome = self.radius_detail.parse(&text, seq, now, options, out);
                 (outcome, None)
@@ -404,17 +416,16 @@ impl Parser {
             seq,
             timestamp,
             hostname: envelope.hostname.or(self.options.hostname.as_deref()),
-            program: envelope.app_name,
             pid: envelope.procid.and_then(|procid| procid.parse().ok()),
             text: body,
             original: text,
         };
         let source = self.options.source.as_str();
         let outcome = match program {
-            Program::Charon => self.charon.parse_message(&message, source, out),
-            Program::Pluto => self.pluto.parse_message(&message, source, out),
-            Program::Xl2tpd => self.xl2tpd.parse_message(&message, source, out),
-            Program::Pppd => self.pppd.parse_message(&message, source, out),
+            Program::Charon => parse_message(&mut self.charon, &message, source, out),
+            Program::Pluto => parse_message(&mut self.pluto, &message, source, out),
+            Program::Xl2tpd => parse_message(&mut self.xl2tpd, &message, source, out),
+            Program::Pppd => parse_message(&mut self.pppd, &message, source, out),
             Program::Radiusd => radiusd::parse_message(&message, source, out),
         };
         (outcome, dataset)

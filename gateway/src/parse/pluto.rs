@@ -16,15 +16,14 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use jiff::Timestamp;
 use model::{
     Auth, AuthFailure, AuthMethod, ChildSaEvent, Counters, Endpoint, Event, EventBody, FailureCode,
     Identities, IkeSaEvent, LeaseChange, Outcome, Peer, SaChange, TerminateCause, VirtualIpEvent,
 };
 
-use super::message::{self, Message, Origin};
+use super::message::{DaemonParser, Message, Origin, quarter_cut};
 use super::text::ShortStr;
-use super::{Format, LineOutcome, ParseOptions};
+use super::{Format, LineOutcome};
 
 /// How many pluto states the parser remembers before it forgets the least recently seen.
 const MAX_TRACKED_STATES: usize = 65_536;
@@ -85,43 +84,21 @@ struct Line<'a, 'm> {
     prefix: Prefix<'m>,
 }
 
-impl PlutoParser {
-    /// Parses a line of a pluto log file; lines of other programs in a syslog file are ignored.
-    pub(crate) fn parse(
-        &mut self,
-        text: &str,
-        seq: u64,
-        now: Timestamp,
-        options: &mut ParseOptions,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
-        let message = match message::from_file_line(
-            text,
-            seq,
-            now,
-            &mut options.clock,
-            options.hostname.as_deref(),
-            starts_like_pluto,
-        ) {
-            Ok(message) => message,
-            Err(outcome) => return outcome,
-        };
-        if message.program.is_some_and(|program| program != "pluto") {
-            return LineOutcome::Ignored;
-        }
-        // pluto's own logfile separates its timestamp with a colon: `Nov 25 09:33:12.123: …`.
-        let text = message.text.strip_prefix(": ").unwrap_or(message.text);
-        let message = Message { text, ..message };
-        self.parse_message(&message, &options.source, out)
+impl DaemonParser for PlutoParser {
+    fn is_own_program(program: &str) -> bool {
+        program == "pluto"
     }
 
-    /// Parses a message whose envelope is already split.
-    pub(crate) fn parse_message(
-        &mut self,
-        message: &Message<'_>,
-        source: &str,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
+    fn is_message_start(text: &str) -> bool {
+        starts_like_pluto(text)
+    }
+
+    /// pluto's own logfile separates its timestamp with a colon: `Nov 25 09:33:12.123: …`.
+    fn file_message(text: &str) -> Result<&str, LineOutcome> {
+        Ok(text.strip_prefix(": ").unwrap_or(text))
+    }
+
+    fn read_message(&mut self, message: &Message<'_>, source: &str, out: &mut Vec<Event>) -> bool {
         let (prefix, text) = split_prefix(message.text);
         let line = Line {
             message,
@@ -135,16 +112,25 @@ impl PlutoParser {
         if let Some(serial) = prefix.serial {
             self.touch(serial, &prefix, message.seq);
         }
-        let before = out.len();
-        let handled = self.handle(&line, text.trim_start(), out);
-        self.evict(message.seq);
-        if handled || out.len() > before {
-            LineOutcome::Parsed
-        } else {
-            LineOutcome::Ignored
-        }
+        self.handle(&line, text.trim_start(), out)
     }
 
+    fn evict(&mut self, seq: u64) {
+        if self.states.len() <= MAX_TRACKED_STATES && self.newest_ike.len() <= MAX_TRACKED_STATES {
+            return;
+        }
+        let cut = quarter_cut(self.states.values().map(|state| state.last_seq), seq);
+        self.states.retain(|_, state| state.last_seq > cut);
+        let states = &self.states;
+        self.newest_ike.retain(|instance, serial| {
+            states
+                .get(serial)
+                .is_some_and(|state| state.instance.as_deref() == Some(instance.as_str()))
+        });
+    }
+}
+
+impl PlutoParser {
     /// Creates or updates the state a line names with what its prefix says.
     fn touch(&mut self, serial: u64, prefix: &Prefix<'_>, seq: u64) {
         let state = self.states.entry(serial).or_default();
@@ -753,24 +739,6 @@ impl PlutoParser {
             None => method,
         };
         self.push_auth(line, method, Some(failure), out);
-    }
-
-    /// Forgets the least recently seen states once too many are tracked.
-    fn evict(&mut self, seq: u64) {
-        if self.states.len() <= MAX_TRACKED_STATES && self.newest_ike.len() <= MAX_TRACKED_STATES {
-            return;
-        }
-        let mut last_seqs: Vec<u64> = self.states.values().map(|state| state.last_seq).collect();
-        let cut_idx = last_seqs.len() / 4;
-        let (_, cut, _) = last_seqs.select_nth_unstable(cut_idx);
-        let cut = (*cut).min(seq);
-        self.states.retain(|_, state| state.last_seq > cut);
-        let states = &self.states;
-        self.newest_ike.retain(|instance, serial| {
-            states
-                .get(serial)
-                .is_some_and(|state| state.instance.as_deref() == Some(instance.as_str()))
-        });
     }
 }
 

@@ -27,15 +27,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use jiff::Timestamp;
 use model::{
     Auth, AuthFailure, AuthMethod, Counters, Endpoint, Event, EventBody, FailureCode, LeaseChange,
     Outcome, Peer, SessionChange, SessionEvent, TerminateCause, VirtualIpEvent,
 };
 
-use super::message::{self, Message, Origin};
+use super::Format;
+use super::message::{DaemonParser, Message, Origin, quarter_cut};
 use super::text::ShortStr;
-use super::{Format, LineOutcome, ParseOptions};
 
 /// How many pppd processes the parser remembers.
 const MAX_TRACKED_LINKS: usize = 65_536;
@@ -64,56 +63,34 @@ pub(crate) struct PppdParser {
     links: HashMap<Option<u32>, Link>,
 }
 
-impl PppdParser {
-    /// Parses a line of a pppd log; lines of other programs in a syslog file are ignored.
-    pub(crate) fn parse(
-        &mut self,
-        text: &str,
-        seq: u64,
-        now: Timestamp,
-        options: &mut ParseOptions,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
-        let message = match message::from_file_line(
-            text,
-            seq,
-            now,
-            &mut options.clock,
-            options.hostname.as_deref(),
-            |_| false,
-        ) {
-            Ok(message) => message,
-            Err(outcome) => return outcome,
-        };
-        if message.program.is_some_and(|program| program != "pppd") {
-            return LineOutcome::Ignored;
-        }
-        self.parse_message(&message, &options.source, out)
+impl DaemonParser for PppdParser {
+    fn is_own_program(program: &str) -> bool {
+        program == "pppd"
     }
 
-    /// Parses a message whose envelope is already split.
-    pub(crate) fn parse_message(
-        &mut self,
-        message: &Message<'_>,
-        source: &str,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
+    fn is_message_start(_: &str) -> bool {
+        false
+    }
+
+    fn read_message(&mut self, message: &Message<'_>, source: &str, out: &mut Vec<Event>) -> bool {
         let origin = Origin {
             source,
             dataset: Format::Pppd.dataset(),
             product: PRODUCT,
         };
-        let text = message.text.trim_end();
-        let before = out.len();
-        let handled = self.handle(message, &origin, text, out);
-        self.evict(message.seq);
-        if handled || out.len() > before {
-            LineOutcome::Parsed
-        } else {
-            LineOutcome::Ignored
-        }
+        self.handle(message, &origin, message.text.trim_end(), out)
     }
 
+    fn evict(&mut self, seq: u64) {
+        if self.links.len() <= MAX_TRACKED_LINKS {
+            return;
+        }
+        let cut = quarter_cut(self.links.values().map(|link| link.last_seq), seq);
+        self.links.retain(|_, link| link.last_seq > cut);
+    }
+}
+
+impl PppdParser {
     fn link(&mut self, message: &Message<'_>) -> &mut Link {
         let link = self.links.entry(message.pid).or_default();
         link.last_seq = message.seq;
@@ -368,18 +345,6 @@ impl PppdParser {
             reason: reason.to_owned(),
         };
         self.push_auth(message, origin, method, Some(failure), out);
-    }
-
-    /// Forgets the least recently seen links once too many are tracked.
-    fn evict(&mut self, seq: u64) {
-        if self.links.len() <= MAX_TRACKED_LINKS {
-            return;
-        }
-        let mut last_seqs: Vec<u64> = self.links.values().map(|link| link.last_seq).collect();
-        let cut_idx = last_seqs.len() / 4;
-        let (_, cut, _) = last_seqs.select_nth_unstable(cut_idx);
-        let cut = (*cut).min(seq);
-        self.links.retain(|_, link| link.last_seq > cut);
     }
 }
 

@@ -190,7 +190,6 @@ impl DetailParser {
             seq,
             timestamp,
             hostname: options.hostname.as_deref(),
-            program: None,
             pid: None,
             text: "",
             original: "",

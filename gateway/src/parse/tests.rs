@@ -170,6 +170,66 @@ fn format_names_round_trip() {
     );
 }
 
+/// The envelope path every daemon's format shares (`message::parse_file_line`): a line of
+/// another program is ignored, whatever its timestamp; one of the daemon's own with a date
+/// that does not exist is rejected and kept; the host is the envelope's, else the configured
+/// one.
+#[test]
+fn daemon_files_share_one_envelope_path() {
+    for (format, own) in [
+        (
+            Format::Charon,
+            "charon[7]: 09[IKE] <rw|1> received DELETE for IKE_SA rw[1]",
+        ),
+        (
+            Format::Pluto,
+            "pluto[7]: \"rw\"[1] 192.0.2.11 #1: deleting state",
+        ),
+        (
+            Format::Xl2tpd,
+            "xl2tpd[7]: Connection established to 192.0.2.11, 1701.  Local: 1, Remote: 2 (ref=0/0).  LNS session is 'default'",
+        ),
+        (Format::Pppd, "pppd[7]: Connection terminated."),
+    ] {
+        let input = format!(
+            "Nov 25 08:25:08 gw sshd[99]: Accepted publickey for root\n\
+             Nov 31 08:25:08 gw sshd[99]: Accepted publickey for root\n\
+             Nov 31 08:25:08 gw {own}\n\
+             Nov 25 08:25:08 gw {own}\n"
+        );
+        let mut parser = parser(format);
+        let mut events = Vec::new();
+        for (seq, line) in lines_of(input.as_bytes()).into_iter().enumerate() {
+            parser.parse_line(line, seq as u64, now(), &mut events);
+        }
+        let stats = parser.stats();
+        assert_eq!(
+            (stats.lines, stats.ignored, stats.n_rejected()),
+            (4, 2, 1),
+            "{format}: {stats}"
+        );
+        assert_eq!(
+            stats.rejected.get(&RejectReason::BadTimestamp),
+            Some(&1),
+            "{format}"
+        );
+        let rejected = &events[0];
+        assert_eq!(
+            (rejected.id.seq, rejected.observer.hostname.as_deref()),
+            (2, Some("gw1"))
+        );
+        for event in &events[1..] {
+            assert_eq!(event.id.seq, 3, "{format}");
+            assert_eq!(event.observer.hostname.as_deref(), Some("gw"), "{format}");
+            assert_eq!(
+                event.timestamp,
+                "2026-11-25T08:25:08Z".parse().unwrap(),
+                "{format}"
+            );
+        }
+    }
+}
+
 #[test]
 fn invalid_utf8_is_kept_visible() {
     assert_eq!(decode_lossless(b"ok \xff\xfe end"), "ok \\xff\\xfe end");

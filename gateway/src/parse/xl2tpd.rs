@@ -11,12 +11,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use jiff::Timestamp;
 use model::{Endpoint, Event, EventBody, L2tpChange, L2tpEvent, Peer};
 
-use super::message::{self, Message, Origin};
+use super::Format;
+use super::message::{DaemonParser, Message, Origin, quarter_cut};
 use super::text::ShortStr;
-use super::{Format, LineOutcome, ParseOptions};
 
 /// How many tunnels and how many calls the parser remembers.
 const MAX_TRACKED: usize = 65_536;
@@ -56,40 +55,16 @@ pub(crate) struct Xl2tpdParser {
     pending_reason: Option<String>,
 }
 
-impl Xl2tpdParser {
-    /// Parses a line of an xl2tpd log; lines of other programs in a syslog file are ignored.
-    pub(crate) fn parse(
-        &mut self,
-        text: &str,
-        seq: u64,
-        now: Timestamp,
-        options: &mut ParseOptions,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
-        let message = match message::from_file_line(
-            text,
-            seq,
-            now,
-            &mut options.clock,
-            options.hostname.as_deref(),
-            starts_with_function_name,
-        ) {
-            Ok(message) => message,
-            Err(outcome) => return outcome,
-        };
-        if message.program.is_some_and(|program| program != "xl2tpd") {
-            return LineOutcome::Ignored;
-        }
-        self.parse_message(&message, &options.source, out)
+impl DaemonParser for Xl2tpdParser {
+    fn is_own_program(program: &str) -> bool {
+        program == "xl2tpd"
     }
 
-    /// Parses a message whose envelope is already split.
-    pub(crate) fn parse_message(
-        &mut self,
-        message: &Message<'_>,
-        source: &str,
-        out: &mut Vec<Event>,
-    ) -> LineOutcome {
+    fn is_message_start(text: &str) -> bool {
+        starts_with_function_name(text)
+    }
+
+    fn read_message(&mut self, message: &Message<'_>, source: &str, out: &mut Vec<Event>) -> bool {
         let origin = Origin {
             source,
             dataset: Format::Xl2tpd.dataset(),
@@ -97,16 +72,44 @@ impl Xl2tpdParser {
         };
         // Under systemd, `xl2tpd -D` writes `xl2tpd[pid]: ` itself, inside the journal's own.
         let text = strip_own_tag(message.text.trim_end());
-        let before = out.len();
-        let handled = self.handle(message, &origin, text, out);
-        self.evict(message.seq);
-        if handled || out.len() > before {
-            LineOutcome::Parsed
-        } else {
-            LineOutcome::Ignored
-        }
+        self.handle(message, &origin, text, out)
     }
 
+    fn evict(&mut self, seq: u64) {
+        if self.tunnels.len() > MAX_TRACKED
+            || self.newest_tunnel.len() > MAX_TRACKED
+            || self.tunnel_by_peer.len() > MAX_TRACKED
+        {
+            let cut = quarter_cut(self.tunnels.values().map(|tunnel| tunnel.last_seq), seq);
+            self.tunnels.retain(|_, tunnel| tunnel.last_seq > cut);
+            // Keep only index entries that still describe their tunnel, so the indexes are
+            // never larger than the map.
+            let tunnels = &self.tunnels;
+            self.newest_tunnel.retain(|ip, id| {
+                tunnels
+                    .get(id)
+                    .is_some_and(|tunnel| tunnel.client.ip == Some(*ip))
+            });
+            self.tunnel_by_peer.retain(|(ip, remote), id| {
+                tunnels.get(id).is_some_and(|tunnel| {
+                    tunnel.client.ip == Some(*ip) && tunnel.peer_tunnel == Some(*remote)
+                })
+            });
+        }
+        if self.calls.len() > MAX_TRACKED || self.call_by_peer.len() > MAX_TRACKED {
+            let cut = quarter_cut(self.calls.values().map(|call| call.last_seq), seq);
+            self.calls.retain(|_, call| call.last_seq > cut);
+            let calls = &self.calls;
+            self.call_by_peer.retain(|remote, id| {
+                calls
+                    .get(id)
+                    .is_some_and(|call| call.peer_call == Some(*remote))
+            });
+        }
+    }
+}
+
+impl Xl2tpdParser {
     fn handle(
         &mut self,
         message: &Message<'_>,
@@ -384,51 +387,6 @@ impl Xl2tpdParser {
         };
         message.push(origin, out, EventBody::L2tp(event));
     }
-
-    /// Forgets the least recently seen tunnels and calls once too many are tracked.
-    fn evict(&mut self, seq: u64) {
-        if self.tunnels.len() > MAX_TRACKED
-            || self.newest_tunnel.len() > MAX_TRACKED
-            || self.tunnel_by_peer.len() > MAX_TRACKED
-        {
-            let cut = quarter_cut(self.tunnels.values().map(|tunnel| tunnel.last_seq), seq);
-            self.tunnels.retain(|_, tunnel| tunnel.last_seq > cut);
-            // Keep only index entries that still describe their tunnel, so the indexes are
-            // never larger than the map.
-            let tunnels = &self.tunnels;
-            self.newest_tunnel.retain(|ip, id| {
-                tunnels
-                    .get(id)
-                    .is_some_and(|tunnel| tunnel.client.ip == Some(*ip))
-            });
-            self.tunnel_by_peer.retain(|(ip, remote), id| {
-                tunnels.get(id).is_some_and(|tunnel| {
-                    tunnel.client.ip == Some(*ip) && tunnel.peer_tunnel == Some(*remote)
-                })
-            });
-        }
-        if self.calls.len() > MAX_TRACKED || self.call_by_peer.len() > MAX_TRACKED {
-            let cut = quarter_cut(self.calls.values().map(|call| call.last_seq), seq);
-            self.calls.retain(|_, call| call.last_seq > cut);
-            let calls = &self.calls;
-            self.call_by_peer.retain(|remote, id| {
-                calls
-                    .get(id)
-                    .is_some_and(|call| call.peer_call == Some(*remote))
-            });
-        }
-    }
-}
-
-/// The sequence number below which a quarter of the entries lie.
-fn quarter_cut(last_seqs: impl Iterator<Item = u64>, seq: u64) -> u64 {
-    let mut last_seqs: Vec<u64> = last_seqs.collect();
-    if last_seqs.is_empty() {
-        return 0;
-    }
-    let cut_idx = last_seqs.len() / 4;
-    let (_, cut, _) = last_seqs.select_nth_unstable(cut_idx);
-    (*cut).min(seq)
 }
 
 fn peer(client: Endpoint, lns: Option<String>) -> Peer {

@@ -4,12 +4,69 @@
 
 use model::{AuthFailure, AuthMethod, Event, EventBody, FailureCode, IkeSaEvent, SaChange};
 
-use super::{CharonParser, Line, SaKey};
+use super::{CharonParser, Line, SaKey, ShortStr, endpoint_pair};
 
 impl CharonParser {
+    /// IKEv1's own lines: `looking for pre-shared key peer configs matching …` (the only
+    /// line charon logs for a PSK main mode), `XAuth authentication of '…' successful|failed`,
+    /// why quick mode failed (while an IKE_SA waits for its first CHILD_SA), and `detected
+    /// reauth of existing IKE_SA`.
+    pub(super) fn ikev1(
+        &mut self,
+        line: &Line<'_>,
+        text: &str,
+        out: &mut Vec<Event>,
+    ) -> Option<bool> {
+        if let Some(rest) = text.strip_prefix("looking for pre-shared key peer configs matching ") {
+            // IKEv1 main mode with a PSK: charon logs no `authentication of … successful`.
+            if let Some(state) = self.state(line) {
+                state.ikev1 = true;
+                state.v1_method = Some(AuthMethod::Psk);
+                if let Some((_, remote)) = endpoint_pair(rest)
+                    && let Some(id) = remote.1.filter(|id| *id != "%any")
+                {
+                    state.identities.ike_id = Some(id.to_owned());
+                }
+            }
+            return Some(true);
+        }
+        if let Some(rest) = text.strip_prefix("XAuth authentication of '") {
+            let Some((user, verdict)) = rest.split_once_short("' ") else {
+                return Some(false);
+            };
+            if let Some(state) = self.state(line) {
+                state.identities.xauth_id = Some(user.to_owned());
+            }
+            if verdict == "successful" {
+                if let Some(state) = self.state(line) {
+                    state.v1_method = Some(AuthMethod::Xauth);
+                }
+            } else if verdict == "failed" {
+                let failure = AuthFailure {
+                    code: FailureCode::Other,
+                    reason: text.to_owned(),
+                };
+                self.push_failure(line, AuthMethod::Xauth, failure, out);
+            }
+            return Some(true);
+        }
+        if let Some(state) = self.state(line)
+            && state.v1_waiting
+            && state.child_failure.is_none()
+            && quick_mode_failure(text)
+        {
+            state.child_failure = Some(text.to_owned());
+            return Some(true);
+        }
+        if text.starts_with("detected reauth of existing IKE_SA") {
+            return Some(self.v1_reauth(line, out));
+        }
+        None
+    }
+
     /// An IKEv1 IKE_SA's first CHILD_SA is up: its login (as the method lines said) and its
     /// establishment, reported as of this line (the one that shows the login worked).
-    pub(super) fn report_v1_login(&mut self, line: &Line<'_>, source: &str, out: &mut Vec<Event>) {
+    pub(super) fn report_v1_login(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
         let Some(state) = self.state(line) else {
             return;
         };
@@ -19,20 +76,15 @@ impl CharonParser {
         state.established = true;
         state.auth_reported = true;
         let method = state.v1_method.unwrap_or(AuthMethod::Unknown);
-        self.push_auth(line, source, method, None, out);
-        self.push_ike(line, source, SaChange::Established, None, None, out);
+        self.push_auth(line, method, None, out);
+        self.push_ike(line, SaChange::Established, None, None, out);
     }
 
     /// `detected reauth of existing IKE_SA, adopting N children …`: an IKEv1 client logged in
     /// again over its established IKE_SA (Windows does every 8 hours) and charon moved the
     /// CHILD_SAs over, logging no `CHILD_SA … established`. The new IKE_SA continues the
     /// session like a rekey; the old one's delete that follows does not end it.
-    pub(super) fn handle_v1_reauth(
-        &mut self,
-        line: &Line<'_>,
-        source: &str,
-        out: &mut Vec<Event>,
-    ) -> bool {
+    fn v1_reauth(&mut self, line: &Line<'_>, out: &mut Vec<Event>) -> bool {
         let Some(SaKey::Id(new_id)) = line.key else {
             return false;
         };
@@ -58,7 +110,7 @@ impl CharonParser {
             .map(|(key, _)| *key);
         let Some(old_key) = old_key else {
             // Nothing to continue: the adopted CHILD_SA makes this a login.
-            self.report_v1_login(line, source, out);
+            self.report_v1_login(line, out);
             return true;
         };
         let Some(old) = self.sas.get_mut(&old_key) else {
@@ -79,18 +131,13 @@ impl CharonParser {
             new_ike_sa_id: Some(new_id),
             cause: None,
         });
-        self.push(line, source, out, body);
+        self.push(line, out, body);
         true
     }
 
     /// An IKEv1 IKE_SA ended before quick mode brought up a CHILD_SA: a failed login, no
     /// session.
-    pub(super) fn report_v1_failure(
-        &mut self,
-        line: &Line<'_>,
-        source: &str,
-        out: &mut Vec<Event>,
-    ) {
+    pub(super) fn report_v1_failure(&mut self, line: &Line<'_>, out: &mut Vec<Event>) {
         let Some(state) = self.state(line) else {
             return;
         };
@@ -102,12 +149,12 @@ impl CharonParser {
             code: FailureCode::Other,
             reason,
         };
-        self.push_failure(line, source, method, failure, out);
+        self.push_failure(line, method, failure, out);
     }
 }
 
 /// A line that says why an IKEv1 quick mode failed (what the peer or charon refused).
-pub(super) fn quick_mode_failure(message: &str) -> bool {
+fn quick_mode_failure(message: &str) -> bool {
     (message.starts_with("received ") && message.ends_with(" error notify"))
         || message.starts_with("no matching CHILD_SA config")
         || message.starts_with("no acceptable proposal")
