@@ -24,8 +24,6 @@
 mod cache;
 mod record;
 mod scope;
-#[cfg(test)]
-mod tests;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -665,3 +663,6 @@ fn client_address(body: &EventBody) -> Option<IpAddr> {
     };
     peer.client.ip
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,11 +34,13 @@ pub enum Error {
     /// The server could not be reached or could not take the batch now (5xx, 429): retry.
     #[error("server {url} did not take the batch: {detail}")]
     Server { url: String, detail: String },
-    /// The server refused this batch (4xx): retrying the same bytes will not help.
+    /// The server refused this batch (4xx): retrying the same bytes will not help, unless
+    /// the refusal was of the agent's token.
     #[error("server {url} refused the batch with HTTP {status}: {detail}")]
     Rejected {
         url: String,
         status: u16,
+        refusal: crate::ship::Refusal,
         detail: String,
     },
     /// charon's VICI socket could not be reached, or spoke something that is not VICI.

@@ -37,7 +37,7 @@ pub use config::{Config, SourceConfig, StartAt};
 pub use error::{Error, ErrorKind, Result};
 
 use parse::{LogClock, ParseOptions, Parser};
-use ship::{Backoff, Shipper};
+use ship::{Backoff, Refusal, Shipper};
 use sink::{SharedSpool, Sink};
 use spool::Spool;
 use tail::{Checkpoint, FileTailer, TailOptions};
@@ -385,12 +385,20 @@ impl Shipping {
                     total.accepted += ack.accepted;
                     total.duplicates += ack.duplicates;
                 }
-                Err(Error::Rejected { status: 413, .. }) if chunk.len() > 1 => {
+                Err(Error::Rejected {
+                    refusal: Refusal::TooLarge,
+                    ..
+                }) if chunk.len() > 1 => {
                     let second_half = chunk.split_off(chunk.len() / 2);
                     pending.push(second_half);
                     pending.push(chunk);
                 }
-                Err(error @ Error::Rejected { status, .. }) if status != 401 && status != 403 => {
+                Err(
+                    error @ Error::Rejected {
+                        refusal: Refusal::TooLarge | Refusal::Invalid,
+                        ..
+                    },
+                ) => {
                     let path = self.dead_letter(&chunk, &error)?;
                     tracing::error!(%error, n_events = chunk.len(), path = %path.display(), "the server refused a batch; kept it as a dead letter and went on");
                 }

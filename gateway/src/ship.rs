@@ -26,6 +26,33 @@ pub struct Shipper {
     gateway: String,
 }
 
+/// What the server's refusal of a batch means for it. Only this module reads HTTP statuses:
+/// a refusal is a 4xx other than 408 (timeout) and 429 (too many requests), which only say
+/// "later" (a 5xx likewise, an [`Error::Server`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 413: the batch is too large; its halves may pass.
+    TooLarge,
+    /// 401, 403: the agent's token is wrong or missing; the batch is fine, and goes once the
+    /// server takes the token.
+    Unauthorized,
+    /// Any other 4xx: the batch is invalid; sending the same bytes again cannot help.
+    Invalid,
+}
+
+impl Refusal {
+    fn of(status: reqwest::StatusCode) -> Option<Refusal> {
+        if !status.is_client_error() || matches!(status.as_u16(), 408 | 429) {
+            return None;
+        }
+        Some(match status.as_u16() {
+            413 => Refusal::TooLarge,
+            401 | 403 => Refusal::Unauthorized,
+            _ => Refusal::Invalid,
+        })
+    }
+}
+
 /// Which certificate authorities the agent trusts for an `https://` server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
@@ -103,10 +130,11 @@ impl Shipper {
             .map_err(|error| server_error(describe(&error)))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
-            if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+            if let Some(refusal) = Refusal::of(status) {
                 return Err(Error::Rejected {
                     url: self.url.clone(),
                     status: status.as_u16(),
+                    refusal,
                     detail: text,
                 });
             }
@@ -209,6 +237,27 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 413 halves a batch, 401/403 keep it for a later try, any other 4xx sets it aside as a
+    /// dead letter; 408, 429, 5xx (and success) are no refusal.
+    #[test]
+    fn a_refusal_is_a_4xx_that_says_more_than_later() {
+        for (status, refusal) in [
+            (413, Some(Refusal::TooLarge)),
+            (401, Some(Refusal::Unauthorized)),
+            (403, Some(Refusal::Unauthorized)),
+            (400, Some(Refusal::Invalid)),
+            (422, Some(Refusal::Invalid)),
+            (408, None),
+            (429, None),
+            (500, None),
+            (503, None),
+            (200, None),
+        ] {
+            let status = reqwest::StatusCode::from_u16(status).unwrap();
+            assert_eq!(Refusal::of(status), refusal, "{status}");
+        }
+    }
 
     #[test]
     fn the_borrowed_batch_is_an_ingest_batch_on_the_wire() {
