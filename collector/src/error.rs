@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use model::ErrorKind;
+
+/// What can stop the collector or one of its parts. Events it cannot place are not errors
+/// (they wait, or are counted).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the collector's output channel closed (the store writer stopped)")]
@@ -16,17 +20,9 @@ pub enum Error {
     GeoIpInvalid { path: PathBuf, reason: String },
 }
 
-/// Coarse classes of [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Invalid,
-    Unavailable,
-    Internal,
-}
-
 impl Error {
-    pub fn kind(&self) -> ErrorKind {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> model::ErrorKind {
         match self {
             Error::OutputClosed => ErrorKind::Unavailable,
             Error::GeoIpRead { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -48,14 +48,20 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of each kind of failure: the one place where a domain error's
+/// [`model::ErrorKind`] (whatever crate it comes from) becomes a status.
+pub(crate) fn status_of(kind: model::ErrorKind) -> StatusCode {
+    match kind {
+        model::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        model::ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        model::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        model::ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<store::Error> for ApiError {
     fn from(error: store::Error) -> ApiError {
-        let status = match error.kind() {
-            store::ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            store::ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            store::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            store::ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(error.kind());
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %error, "store error while answering a request");
         }
@@ -73,5 +79,31 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.message })),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_status_and_store_errors_answer_by_their_kind() {
+        assert_eq!(status_of(model::ErrorKind::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(model::ErrorKind::Invalid),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(model::ErrorKind::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status_of(model::ErrorKind::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let config = ApiError::from(store::Error::Config("bad root".to_owned()));
+        assert_eq!(config.status, StatusCode::BAD_REQUEST);
+        let overloaded = ApiError::from(store::Error::Overloaded(7));
+        assert_eq!(overloaded.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use model::ErrorKind;
+
 /// What can go wrong in the gateway. Malformed log lines are not errors (they become
 /// pipeline-error events); these are failures of the agent's own machinery.
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +51,10 @@ pub enum Error {
     /// A capture source could not open its interface (the message names the step).
     #[error(transparent)]
     Capture(#[from] crate::flow::capture::CaptureError),
-}
-
-/// Coarse classes of [`Error`], for callers that map errors to a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Invalid,
-    Unavailable,
-    Internal,
+    /// A fault of the agent itself that neither input nor configuration explains: a task
+    /// that panicked or was cancelled, a poisoned lock, a value that would not encode.
+    #[error("internal gateway error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -73,12 +70,19 @@ impl Error {
         }
     }
 
-    pub fn kind(&self) -> ErrorKind {
+    /// A task (`tail`, `checkpoint`, `spool`, …) that ended without returning: it panicked or
+    /// was cancelled.
+    pub(crate) fn task_failed(task: &str, join_error: tokio::task::JoinError) -> Error {
+        Error::Internal(format!("{task} task failed: {join_error}"))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> model::ErrorKind {
         match self {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Error::Io { .. } | Error::Corrupt { .. } => ErrorKind::Internal,
+            Error::Io { .. } | Error::Corrupt { .. } | Error::Internal(_) => ErrorKind::Internal,
             Error::Config(_) => ErrorKind::Invalid,
             Error::Socket { .. } => ErrorKind::Unavailable,
             Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
@@ -89,3 +93,24 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_did_not_return_is_an_internal_error_not_a_configuration_error() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let join_error = task.await.unwrap_err();
+        let error = Error::task_failed("tail", join_error);
+        assert_eq!(error.kind(), ErrorKind::Internal);
+        assert!(!matches!(error, Error::Config(_)), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("internal gateway error: tail task failed: task "),
+            "{error}"
+        );
+    }
+}

@@ -34,7 +34,7 @@ use jiff::tz::TimeZone;
 use tokio::sync::watch;
 
 pub use config::{Config, SourceConfig, StartAt};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, Result};
 
 use parse::{LogClock, ParseOptions, Parser};
 use ship::{Backoff, Refusal, Shipper};
@@ -209,7 +209,7 @@ pub async fn run(
             let _ = stop_tx.send(true);
             return match joined {
                 Ok(result) => result,
-                Err(join_error) => Err(Error::Config(format!("gateway task failed: {join_error}"))),
+                Err(join_error) => Err(Error::task_failed("gateway", join_error)),
             };
         }
     }
@@ -262,7 +262,7 @@ impl Follower {
                 (tailer, polled)
             })
             .await
-            .map_err(|join_error| Error::Config(format!("tail task failed: {join_error}")))?;
+            .map_err(|join_error| Error::task_failed("tail", join_error))?;
             tailer = returned_tailer;
             let polled = polled?;
             for notice in &polled.notices {
@@ -292,9 +292,7 @@ impl Follower {
                 let checkpoint_path = self.checkpoint_path.clone();
                 tokio::task::spawn_blocking(move || checkpoint.store(&checkpoint_path))
                     .await
-                    .map_err(|join_error| {
-                        Error::Config(format!("checkpoint task failed: {join_error}"))
-                    })??;
+                    .map_err(|join_error| Error::task_failed("checkpoint", join_error))??;
             }
             if !had_lines && polled.n_bytes == 0 {
                 tokio::select! {
@@ -415,7 +413,7 @@ impl Shipping {
             .join(format!("{}.json", Timestamp::now().as_microsecond()));
         let body = serde_json::json!({ "error": error.to_string(), "events": events });
         let bytes = serde_json::to_vec(&body)
-            .map_err(|error| Error::Config(format!("cannot encode a dead letter: {error}")))?;
+            .map_err(|error| Error::Internal(format!("cannot encode a dead letter: {error}")))?;
         fsutil::write_atomic(&path, &bytes)?;
         Ok(path)
     }

@@ -80,7 +80,7 @@ impl Shipper {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Config(format!("cannot set up TLS: {error}")))?
+        .map_err(|error| Error::Internal(format!("cannot set up TLS: {error}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let client = reqwest::Client::builder()
@@ -88,7 +88,7 @@ impl Shipper {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|error| Error::Config(format!("cannot build the HTTP client: {error}")))?;
+            .map_err(|error| Error::Internal(format!("cannot build the HTTP client: {error}")))?;
         Ok(Shipper {
             client,
             url: format!("{}{INGEST_PATH}", server_url.trim_end_matches('/')),

@@ -43,11 +43,11 @@ impl SharedSpool {
         tokio::task::spawn_blocking(move || {
             let mut spool = spool
                 .lock()
-                .map_err(|_| Error::Config("spool lock poisoned".to_owned()))?;
+                .map_err(|_| Error::Internal("spool lock poisoned".to_owned()))?;
             work(&mut spool)
         })
         .await
-        .map_err(|join_error| Error::Config(format!("spool task failed: {join_error}")))?
+        .map_err(|join_error| Error::task_failed("spool", join_error))?
     }
 
     /// Resolves when a source appended events since the last call.

@@ -9,7 +9,8 @@
 //! [`PipelineError`] for input that could not be parsed (kept, never dropped). The collector
 //! folds events into [`Session`]s. Gateways ship events to the server as [`IngestBatch`]es.
 //! What tunnelwatch itself does (retention deletes data, responders revoke users) is an
-//! [`AuditEntry`] in a hash chain ([`audit`]).
+//! [`AuditEntry`] in a hash chain ([`audit`]). Every crate's error says what kind of failure
+//! it is with one [`ErrorKind`].
 //!
 //! This crate is pure data: serde, jiff, sha2 (for the audit chain) and nothing else from the workspace or the async and
 //! storage worlds (no tokio, Arrow, DataFusion, tantivy or axum; checked by
@@ -114,6 +115,7 @@
 //! [`EventBody::ocsf_class_uid`] gives the class of an event.
 
 pub mod audit;
+mod error_kind;
 mod event;
 pub mod fields;
 mod flow;
@@ -124,6 +126,7 @@ mod vpn;
 pub mod wire;
 
 pub use audit::{AuditDraft, AuditEntry};
+pub use error_kind::ErrorKind;
 pub use event::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
 pub use flow::{
     ApiRequest, Flow, FlowEnd, JoinRestart, JoinTarget, SessionJoin, SessionJoinUpdate,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use model::ErrorKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to {action} {path}")]
@@ -72,15 +74,6 @@ pub enum Error {
     Internal(String),
 }
 
-/// Coarse classes of [`Error`], mapped to HTTP statuses by `dashboards`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Invalid,
-    Unavailable,
-    Internal,
-}
-
 impl Error {
     pub(crate) fn io(
         action: &'static str,
@@ -94,7 +87,8 @@ impl Error {
         }
     }
 
-    pub fn kind(&self) -> ErrorKind {
+    /// What kind of failure this is (`dashboards` answers requests by it).
+    pub fn kind(&self) -> model::ErrorKind {
         match self {
             Error::Query(_) | Error::Search(_) => ErrorKind::Invalid,
             Error::NotAStore(_) => ErrorKind::NotFound,
@@ -119,3 +113,54 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::Config;
+
+    /// Every check of `Config::validate` is a configuration error, not a query error.
+    #[test]
+    fn a_wrong_configuration_is_a_config_error() {
+        let retention = |table: &str, days: u32| BTreeMap::from([(table.to_owned(), days)]);
+        let wrong = [
+            Config {
+                flush_interval_secs: 0,
+                ..Config::default()
+            },
+            Config {
+                query_timeout_secs: 0,
+                ..Config::default()
+            },
+            Config {
+                query_memory_bytes: 1024,
+                ..Config::default()
+            },
+            Config {
+                retention: retention("no_such_table", 7),
+                ..Config::default()
+            },
+            Config {
+                retention: retention("flows", 0),
+                ..Config::default()
+            },
+            Config {
+                root: Some("file:///var/lib/tunnelwatch/tables".to_owned()),
+                root_options: BTreeMap::from([("aws_region".to_owned(), "x".to_owned())]),
+                ..Config::default()
+            },
+            Config {
+                root: Some("ftp://example.test/tables".to_owned()),
+                ..Config::default()
+            },
+        ];
+        for config in wrong {
+            let error = config.validate().unwrap_err();
+            assert!(matches!(error, Error::Config(_)), "{error:?}");
+            assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+        }
+        Config::default().validate().unwrap();
+    }
+}

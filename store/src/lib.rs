@@ -62,7 +62,7 @@ use model::{AuditEntry, Event, Session, SessionJoinUpdate};
 use serde::Deserialize;
 
 pub use compact::CompactReport;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, Result};
 pub use health::VerifyReport;
 pub use query::{OutputFormat, QueryResult, QueryStream, render_batch};
 pub use recent_sessions::RECENTLY_CLOSED_SECS;
@@ -141,12 +141,12 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         if self.flush_interval_secs == 0 || self.query_timeout_secs == 0 {
-            return Err(Error::Query(
+            return Err(Error::Config(
                 "flush_interval_secs and query_timeout_secs must be at least 1".to_owned(),
             ));
         }
         if self.query_memory_bytes < 16 * 1024 * 1024 {
-            return Err(Error::Query(
+            return Err(Error::Config(
                 "query_memory_bytes must be at least 16 MiB".to_owned(),
             ));
         }
@@ -168,13 +168,13 @@ impl Config {
         let mut policy = BTreeMap::new();
         for (name, days) in &self.retention {
             let Some(table) = Table::ALL.into_iter().find(|table| table.name() == name) else {
-                return Err(Error::Query(format!(
+                return Err(Error::Config(format!(
                     "[store.retention] names no table `{name}` (tables: {})",
                     Table::ALL.map(Table::name).join(", ")
                 )));
             };
             if *days == 0 {
-                return Err(Error::Query(format!(
+                return Err(Error::Config(format!(
                     "[store.retention] {name} = 0: keep a table at least 1 day (remove the line to keep it forever)"
                 )));
             }

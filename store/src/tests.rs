@@ -1,6 +1,6 @@
 use model::{
-    Auth, AuthFailure, AuthMethod, Counters, Endpoint, Event, EventBody, EventId, FailureCode,
-    Identities, Observer, Outcome, Peer, Session, SessionState,
+    Auth, AuthFailure, AuthMethod, Counters, Endpoint, ErrorKind, Event, EventBody, EventId,
+    FailureCode, Identities, Observer, Outcome, Peer, Session, SessionState,
 };
 
 use super::*;

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use model::{
-    Auth, AuthFailure, AuthMethod, Endpoint, Event, EventBody, EventId, FailureCode, Identities,
-    Observer, Outcome, Peer,
+    Auth, AuthFailure, AuthMethod, Endpoint, ErrorKind, Event, EventBody, EventId, FailureCode,
+    Identities, Observer, Outcome, Peer,
 };
-use store::{Config, ErrorKind, SearchOptions, Store};
+use store::{Config, SearchOptions, Store};
 use testbed::s3::{ACCESS_KEY_ID, REGION, S3Server, SECRET_ACCESS_KEY};
 
 const BUCKET: &str = "tunnelwatch-test";

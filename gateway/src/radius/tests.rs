@@ -123,10 +123,10 @@ async fn the_secret_loses_one_trailing_newline_and_must_not_be_empty() {
         std::fs::write(&path, empty).unwrap();
         let error = read_secret(&path).await.unwrap_err();
         assert!(error.to_string().contains("is empty"), "{error}");
-        assert_eq!(error.kind(), crate::ErrorKind::Invalid);
+        assert_eq!(error.kind(), model::ErrorKind::Invalid);
     }
     let error = read_secret(&dir.path().join("missing")).await.unwrap_err();
-    assert_eq!(error.kind(), crate::ErrorKind::NotFound);
+    assert_eq!(error.kind(), model::ErrorKind::NotFound);
     assert_eq!(format!("{:?}", Secret(b"s3cret".to_vec())), "Secret(..)");
 }
 

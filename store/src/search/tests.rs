@@ -1,7 +1,7 @@
-use model::{Event, Outcome};
+use model::{ErrorKind, Event, Outcome};
 
 use crate::tests::{auth_event, config};
-use crate::{ErrorKind, SearchOptions, Store};
+use crate::{SearchOptions, Store};
 
 /// An auth event of `user` from `ip` whose raw line is `line`, `seq` seconds after the base.
 fn event(seq: u64, user: &str, ip: &str, outcome: Outcome, line: &str) -> Event {
