@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -285,6 +286,112 @@ async fn write_loop(
     flush_interval: Duration,
     max_buffered_rows: usize,
 ) -> anyhow::Result<()> {
+    // Flushes, compaction and retention run beside the appends (`maintain`): acknowledgements
+    // never wait for them.
+    let full = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(maintain(
+        store.clone(),
+        flush_interval,
+        full.clone(),
+        stop_rx,
+    ));
+    // What a failed append held that nobody sends again: written with the next one.
+    let mut unstored = Unstored::default();
+    while let Some(output) = outputs.recv().await {
+        // Group commit: whatever else is already waiting goes into the same WAL
+        // record and fsync.
+        let mut group = vec![output];
+        while group.len() < MAX_GROUP {
+            match outputs.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        let mut joins = Vec::new();
+        let mut checkpoint = None;
+        let mut batches: Vec<_> = group
+            .into_iter()
+            .map(|output| {
+                replies.push(output.reply);
+                joins.extend(output.joins);
+                // The collector's newest checkpoint as of the group's last batch.
+                if output.checkpoint.is_some() {
+                    checkpoint = output.checkpoint;
+                }
+                (output.events, output.sessions)
+            })
+            .collect();
+        // What an earlier failed append held goes first (the group is newer).
+        let carried = std::mem::take(&mut unstored);
+        if !carried.is_empty() {
+            batches.insert(
+                0,
+                (carried.events, carried.sessions.into_values().collect()),
+            );
+            replies.insert(0, None);
+            joins.splice(0..0, carried.joins);
+            checkpoint = checkpoint.or(carried.checkpoint);
+        }
+        let attempt = Unstored::of_group(&batches, &replies, &joins, checkpoint.as_ref());
+        let store_for_task = store.clone();
+        // Late session joins and the collector's checkpoint travel in the same WAL
+        // record as the batches that caused them.
+        let appended = tokio::task::spawn_blocking(move || {
+            store_for_task.append_collected(batches, joins, checkpoint)
+        })
+        .await
+        .context("store append panicked")?;
+        match appended {
+            Ok(receipts) => {
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(IngestAck {
+                            accepted: receipt.accepted,
+                            duplicates: receipt.duplicates,
+                        }));
+                    }
+                }
+            }
+            Err(error) => {
+                // The senders resend their events; the collector's side of them (and
+                // events nobody resends) is kept for the next append.
+                unstored = attempt;
+                tracing::error!(%error, n_batches = replies.len(), "cannot store batches; the senders will retry");
+                // The whole chain, so that the gateway's log says why ("No space
+                // left on device").
+                let answer = format!("cannot store the batch: {}", error_chain(&error));
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(answer.clone()));
+                }
+            }
+        }
+        if store.buffered_rows().unwrap_or(0) >= max_buffered_rows {
+            full.notify_one();
+        }
+    }
+    // Everything is appended: the maintenance stops, then one last flush.
+    let _ = stop_tx.send(true);
+    maintenance
+        .await
+        .context("the store's maintenance panicked")?;
+    let store_for_task = store.clone();
+    tokio::task::spawn_blocking(move || store_for_task.flush())
+        .await
+        .context("final flush panicked")?
+        .context("final flush failed")?;
+    Ok(())
+}
+
+/// Flushes to Parquet on a timer and when `full` says much is buffered; compacts and applies
+/// retention on theirs. One at a time, each on a blocking thread, until `stop`.
+async fn maintain(
+    store: store::Store,
+    flush_interval: Duration,
+    full: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Retention at start and then every ten minutes (partitions are hours).
@@ -292,87 +399,15 @@ async fn write_loop(
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut compaction = tokio::time::interval(COMPACTION_INTERVAL);
     compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // What a failed append held that nobody sends again: written with the next one.
-    let mut unstored = Unstored::default();
     loop {
         tokio::select! {
-            output = outputs.recv() => {
-                let Some(output) = output else { break };
-                // Group commit: whatever else is already waiting goes into the same WAL
-                // record and fsync.
-                let mut group = vec![output];
-                while group.len() < MAX_GROUP {
-                    match outputs.try_recv() {
-                        Ok(more) => group.push(more),
-                        Err(_) => break,
-                    }
-                }
-                let mut replies = Vec::with_capacity(group.len());
-                let mut joins = Vec::new();
-                let mut checkpoint = None;
-                let mut batches: Vec<_> = group
-                    .into_iter()
-                    .map(|output| {
-                        replies.push(output.reply);
-                        joins.extend(output.joins);
-                        // The collector's newest checkpoint as of the group's last batch.
-                        if output.checkpoint.is_some() {
-                            checkpoint = output.checkpoint;
-                        }
-                        (output.events, output.sessions)
-                    })
-                    .collect();
-                // What an earlier failed append held goes first (the group is newer).
-                let carried = std::mem::take(&mut unstored);
-                if !carried.is_empty() {
-                    batches.insert(0, (carried.events, carried.sessions.into_values().collect()));
-                    replies.insert(0, None);
-                    joins.splice(0..0, carried.joins);
-                    checkpoint = checkpoint.or(carried.checkpoint);
-                }
-                let attempt = Unstored::of_group(&batches, &replies, &joins, checkpoint.as_ref());
-                let store_for_task = store.clone();
-                // Late session joins and the collector's checkpoint travel in the same WAL
-                // record as the batches that caused them.
-                let appended = tokio::task::spawn_blocking(move || store_for_task.append_collected(batches, joins, checkpoint))
-                    .await
-                    .context("store append panicked")?;
-                match appended {
-                    Ok(receipts) => {
-                        for (reply, receipt) in replies.into_iter().zip(receipts) {
-                            if let Some(reply) = reply {
-                                let _ = reply.send(Ok(IngestAck { accepted: receipt.accepted, duplicates: receipt.duplicates }));
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        // The senders resend their events; the collector's side of them (and
-                        // events nobody resends) is kept for the next append.
-                        unstored = attempt;
-                        tracing::error!(%error, n_batches = replies.len(), "cannot store batches; the senders will retry");
-                        // The whole chain, so that the gateway's log says why ("No space
-                        // left on device").
-                        let answer = format!("cannot store the batch: {}", error_chain(&error));
-                        for reply in replies.into_iter().flatten() {
-                            let _ = reply.send(Err(answer.clone()));
-                        }
-                    }
-                }
-                if store.buffered_rows().unwrap_or(0) >= max_buffered_rows {
-                    flush(&store).await;
-                }
-            }
             _ = ticker.tick() => flush(&store).await,
+            () = full.notified() => flush(&store).await,
             _ = retention.tick() => apply_retention(&store).await,
             _ = compaction.tick() => compact(&store).await,
+            _ = stop.changed() => return,
         }
     }
-    let store_for_task = store.clone();
-    tokio::task::spawn_blocking(move || store_for_task.flush())
-        .await
-        .context("final flush panicked")?
-        .context("final flush failed")?;
-    Ok(())
 }
 
 /// What a failed append held that its senders do not send again: the collector's session

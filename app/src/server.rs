@@ -15,7 +15,13 @@ pub struct RunningServer {
     pub store: store::Store,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Where SQL queries run: threads of their own, so that analysts' queries do not hold up
+    /// the tasks that answer ingest and health checks.
+    query_runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// Threads of the query runtime.
+const QUERY_THREADS: usize = 2;
 
 /// What a server needs besides its listener.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +52,13 @@ impl RunningServer {
                     settings.store.data_dir.display()
                 )
             })?;
+        let query_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(QUERY_THREADS)
+            .thread_name("tw-query")
+            .enable_all()
+            .build()
+            .context("cannot start the query threads")?;
+        let store = store.with_query_runtime(query_runtime.handle().clone());
         let (pipeline, pipeline_task) =
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;
         let state = dashboards::AppState {
@@ -76,6 +89,7 @@ impl RunningServer {
             store,
             stop: Some(stop_tx),
             task,
+            query_runtime: Some(query_runtime),
         })
     }
 
@@ -90,6 +104,15 @@ impl RunningServer {
     /// Waits until the server stops on its own (an error).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         (&mut self.task).await.context("the server task panicked")?
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (and wait for its threads) inside async code.
+        if let Some(runtime) = self.query_runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

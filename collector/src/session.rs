@@ -63,8 +63,9 @@ const CLOSED_GRACE_SECS: i64 = 10 * 60;
 /// How far accounting's times may be from the VPN's for the same session (RADIUS timestamps
 /// are the NAS's clock or the receive time minus Acct-Delay-Time).
 const ACCOUNTING_SLACK_SECS: i64 = 120;
-/// How long a login may stay negotiating (in event time) before it is forgotten.
-const PENDING_TTL_SECS: i64 = 60 * 60;
+/// How long a login may stay negotiating (in event time) before it is forgotten: IKE_AUTH
+/// takes seconds, and each login still negotiating is in every checkpoint.
+const PENDING_TTL_SECS: i64 = 5 * 60;
 /// Two reports of an IKE_SA starting to negotiate this close together are the same one (a
 /// syslog copy of the log, a resent batch), not the daemon reusing the id after a restart.
 const SAME_ATTEMPT_SECS: i64 = 2;

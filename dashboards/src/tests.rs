@@ -518,3 +518,25 @@ async fn metrics_add_the_collectors_figures_after_the_stores() {
     let (_, body) = call(&state, get("/api/v1/health")).await;
     assert_eq!(body["collector"]["join"]["matched"], 7);
 }
+
+/// Every 503 says when to come back (busy with queries, a failing flush, a full disk).
+#[test]
+fn unavailable_answers_say_when_to_retry() {
+    use axum::response::IntoResponse;
+    let response = crate::ApiError::unavailable("3 queries are running already").into_response();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()),
+        Some("2")
+    );
+    let response = crate::ApiError::bad_request("no").into_response();
+    assert!(
+        response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none()
+    );
+}

@@ -13,8 +13,13 @@ impl Store {
     /// Seals `draft` as the next entry of the audit trail and stores it durably (WAL and
     /// fsync) before returning it.
     pub fn record_audit(&self, draft: AuditDraft) -> Result<AuditEntry> {
-        let mut inner = self.lock()?;
-        let (n, prev_hash) = inner.audit_head.clone();
+        // The writer lock keeps other writers (and other entries) out until this one is
+        // durable and the chain's head has moved; readers wait only for the short parts.
+        let mut writer = self.writer()?;
+        let Some(wal) = writer.as_mut() else {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        };
+        let (n, prev_hash) = self.lock()?.audit_head.clone();
         let entry = draft.seal(n + 1, jiff::Timestamp::now(), &prev_hash);
         let record = WalRecord {
             events: Vec::new(),
@@ -23,10 +28,8 @@ impl Store {
             session_joins: Vec::new(),
             collector: None,
         };
-        match inner.wal.as_mut() {
-            Some(wal) => wal.append(&record)?,
-            None => return Err(Error::ReadOnly(self.dir.clone())),
-        }
+        wal.append(&record)?;
+        let mut inner = self.lock()?;
         inner.audit_head = (n + 1, entry.hash.clone());
         inner.buffer.push_audit(record.audit);
         Ok(entry)

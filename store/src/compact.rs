@@ -42,10 +42,10 @@ impl Store {
     pub fn compact(&self, now: jiff::Timestamp) -> Result<CompactReport> {
         self.reap_replaced()?;
         let candidates: Vec<(Table, Vec<Segment>)> = {
-            let inner = self.lock()?;
-            if inner.wal.is_none() {
+            if !self.writable()? {
                 return Err(Error::ReadOnly(self.dir.clone()));
             }
+            let inner = self.lock()?;
             let mut candidates = Vec::new();
             for (table, segments) in &inner.segments {
                 let mut by_hour: std::collections::BTreeMap<i64, Vec<Segment>> =

@@ -57,6 +57,9 @@ pub enum Error {
         "{0} rows wait for a flush to Parquet that keeps failing; refusing more until it succeeds"
     )]
     Overloaded(usize),
+    /// As many queries as allowed (`max_concurrent_queries`) are running already.
+    #[error("{0} queries are running already (max_concurrent_queries); try again in a moment")]
+    Busy(usize),
     #[error("the data directory {dir} is in use by another tunnelwatch process (pid {pid})")]
     InUse { dir: PathBuf, pid: String },
     /// The object store holding the segments failed (unreachable, denied, missing).
@@ -98,7 +101,7 @@ impl Error {
             Error::ReadOnly(_) | Error::Config(_) => ErrorKind::Invalid,
             // The remote store may come back; the gateway keeps spooling meanwhile.
             Error::ObjectStore { .. } => ErrorKind::Unavailable,
-            Error::Timeout(_) | Error::Overloaded(_) | Error::InUse { .. } => {
+            Error::Timeout(_) | Error::Overloaded(_) | Error::Busy(_) | Error::InUse { .. } => {
                 ErrorKind::Unavailable
             }
             Error::Io { .. }

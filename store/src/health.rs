@@ -42,11 +42,11 @@ impl VerifyReport {
 impl Store {
     /// Rebuilds the full-text index from the `events` segments; returns the events indexed.
     pub fn rebuild_index(&self) -> Result<u64> {
+        if !self.writable()? {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
         let events = {
             let inner = self.lock()?;
-            if inner.wal.is_none() {
-                return Err(Error::ReadOnly(self.dir.clone()));
-            }
             inner
                 .segments
                 .get(&Table::Events)
@@ -73,13 +73,10 @@ impl Store {
     /// index covers every `events` segment. With `repair` (a writable store), corrupt segments
     /// are moved to `DATA/quarantine/` and the index is rebuilt from what is intact.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        let (segments, corrupt_wal_records, writable) = {
+        let writable = self.writable()?;
+        let (segments, corrupt_wal_records) = {
             let inner = self.lock()?;
-            (
-                inner.segments.clone(),
-                inner.corrupt_wal_records,
-                inner.wal.is_some(),
-            )
+            (inner.segments.clone(), inner.corrupt_wal_records)
         };
         if repair && !writable {
             return Err(Error::ReadOnly(self.dir.clone()));

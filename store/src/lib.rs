@@ -29,6 +29,7 @@
 //! DATA/state/sessions.json                        sessions open at the last flush, and
 //!                                                 recently closed ones (`recent_sessions`)
 //! DATA/state/storage.json                         the storage root, if not DATA/tables
+//! DATA/state/flushes.json                         the flushes that wrote all their segments
 //! DATA/state/collector.json                       the collector's checkpoint at the last
 //!                                                 flush (logins it was assembling)
 //! ```
@@ -40,6 +41,7 @@ mod audit;
 mod collector_state;
 mod compact;
 mod error;
+mod flushes;
 mod health;
 mod join_restart;
 mod prune;
@@ -98,6 +100,10 @@ pub struct Config {
     /// Memory one query may use for sorts, joins and aggregations.
     #[serde(default = "default_query_memory_bytes")]
     pub query_memory_bytes: usize,
+    /// Queries that may run at once; one more is refused at once (503 with `Retry-After`,
+    /// counted), so that analysts cannot starve ingest and health checks.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
     /// Days to keep each table (`[store.retention]`, e.g. `flows = 90`); tables not named are
     /// kept forever, except `session_joins`, which follows the later of `flows` and
     /// `api_requests` when both are named. Whole hour partitions older than this are deleted, each deletion
@@ -123,6 +129,7 @@ impl Default for Config {
             max_buffered_rows: default_max_buffered_rows(),
             query_timeout_secs: default_query_timeout_secs(),
             query_memory_bytes: default_query_memory_bytes(),
+            max_concurrent_queries: default_max_concurrent_queries(),
             retention: BTreeMap::new(),
             root: None,
             root_options: BTreeMap::new(),
@@ -143,6 +150,11 @@ impl Config {
         if self.flush_interval_secs == 0 || self.query_timeout_secs == 0 {
             return Err(Error::Config(
                 "flush_interval_secs and query_timeout_secs must be at least 1".to_owned(),
+            ));
+        }
+        if self.max_concurrent_queries == 0 {
+            return Err(Error::Config(
+                "max_concurrent_queries must be at least 1".to_owned(),
             ));
         }
         if self.query_memory_bytes < 16 * 1024 * 1024 {
@@ -208,6 +220,10 @@ fn default_query_memory_bytes() -> usize {
     1024 * 1024 * 1024
 }
 
+fn default_max_concurrent_queries() -> usize {
+    4
+}
+
 /// What [`Store::append`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendReceipt {
@@ -237,18 +253,37 @@ pub struct StoreStats {
     pub index_failures: u64,
     /// The index was unreadable at open and was moved to quarantine and rebuilt.
     pub quarantined_index: bool,
+    /// Queries running now.
+    pub running_queries: usize,
+    /// Queries refused since the start because `max_concurrent_queries` ran already.
+    pub refused_queries: u64,
 }
 
 /// The store of one data directory.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Everything queries and health read; held only for short in-memory work, never across
+    /// a disk write, an fsync or indexing, so readers never wait for those.
     inner: Arc<Mutex<Inner>>,
+    /// The write-ahead log, `None` when opened read-only: held by whoever appends (across the
+    /// fsync) or rotates it, so writers go one at a time. Taken before `inner`, never after.
+    writer: Arc<Mutex<Option<Wal>>>,
+    /// One flush at a time (its tail writes state files and indexes without other locks).
+    flushing: Arc<Mutex<()>>,
     search: Arc<SearchIndex>,
     storage: Arc<Storage>,
     dir: PathBuf,
     retention: BTreeMap<Table, u32>,
     query_timeout: Duration,
     query_memory_bytes: usize,
+    /// The queries allowed to run at once (`max_concurrent_queries`).
+    admission: Arc<tokio::sync::Semaphore>,
+    max_concurrent_queries: usize,
+    /// Queries refused because that many ran already.
+    refused_queries: Arc<std::sync::atomic::AtomicU64>,
+    /// Where queries run, when the caller gave a runtime of their own
+    /// ([`Store::with_query_runtime`]); else on the caller's.
+    query_runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Rows accepted since the last flush, in the chunks they arrived in: a query takes a
@@ -327,8 +362,6 @@ impl Buffer {
 
 #[derive(Debug)]
 struct Inner {
-    /// None when opened read-only.
-    wal: Option<Wal>,
     buffer: Buffer,
     /// Rows taken by a flush in progress: still visible to queries until their files exist.
     flushing: Option<Buffer>,
@@ -338,6 +371,9 @@ struct Inner {
     recent_sessions: RecentSessions,
     /// The newest collector checkpoint (WAL, else `state/collector.json`).
     collector_checkpoint: Option<model::CollectorCheckpoint>,
+    /// Flushes that wrote all their segments (`flushes`); `None` for a reader of a directory
+    /// from before the manifest existed (everything there is complete).
+    complete_flushes: Option<BTreeSet<String>>,
     /// Per table, the highest event position per source in its Parquet segments: a table
     /// never takes an event at or below it.
     table_watermarks: BTreeMap<Table, Watermarks>,
@@ -408,10 +444,22 @@ impl Store {
         let (mut quarantined_segments, quarantined_index) = count_quarantined(&dir)?;
         let mut next_segment = 0;
         let mut join_tables = HashMap::new();
+        let complete_flushes = flushes::load(&dir)?;
         for table in Table::ALL {
             let mut files = Vec::new();
             let mut replaced = std::collections::HashSet::new();
             for found in segment::list(&storage, table.name(), writable)? {
+                // A file of a flush that did not finish: its rows are still in the WAL.
+                if let (Some(complete), Some(flush)) =
+                    (&complete_flushes, flushes::flush_of(&found.key))
+                    && !complete.contains(flush)
+                {
+                    if writable {
+                        tracing::warn!(key = %found.key, "removed a segment of a flush that did not finish (its rows are replayed from the write-ahead log)");
+                        storage.delete(&found.key)?;
+                    }
+                    continue;
+                }
                 match segment::read_footer(&storage, &found.key).and_then(|footer| {
                     // Schema evolution: a file of another version is read if its columns
                     // fit; one whose types conflict is set aside, never misread.
@@ -459,13 +507,13 @@ impl Store {
             segments.insert(table, files);
         }
         let mut inner = Inner {
-            wal,
             buffer: Buffer::default(),
             flushing: None,
             watermarks: Watermarks::new(),
             segments,
             recent_sessions: RecentSessions::load(&dir)?,
             collector_checkpoint: collector_state::load(&dir)?,
+            complete_flushes: None,
             table_watermarks: table_watermarks.clone(),
             next_segment,
             corrupt_wal_records: 0,
@@ -480,6 +528,17 @@ impl Store {
         };
         for watermarks in table_watermarks.values() {
             segment::merge(&mut inner.watermarks, watermarks);
+        }
+        // The flushes whose files are here (all of them complete now; in a directory from
+        // before the manifest, every one).
+        let present = present_flushes(&inner.segments);
+        inner.complete_flushes = match complete_flushes {
+            Some(complete) => Some(complete.intersection(&present).cloned().collect()),
+            None if writable => Some(present),
+            None => None,
+        };
+        if writable && let Some(complete) = &inner.complete_flushes {
+            flushes::store(&dir, complete)?;
         }
         // Replay the WAL: an event goes back into memory unless every table that takes it
         // already has it in Parquet; flushes and queries then give it only to the tables that
@@ -541,12 +600,18 @@ impl Store {
         }
         Ok(Store {
             inner: Arc::new(Mutex::new(inner)),
+            writer: Arc::new(Mutex::new(wal)),
+            flushing: Arc::new(Mutex::new(())),
             search: Arc::new(search),
             storage,
             retention: config.retention_policy()?,
             dir,
             query_timeout: Duration::from_secs(config.query_timeout_secs),
             query_memory_bytes: config.query_memory_bytes,
+            admission: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
+            max_concurrent_queries: config.max_concurrent_queries,
+            refused_queries: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            query_runtime: None,
         })
     }
 
@@ -554,6 +619,18 @@ impl Store {
         self.inner
             .lock()
             .map_err(|_| Error::Internal("store lock poisoned".to_owned()))
+    }
+
+    /// The write-ahead log, for a writer (appends, rotation): taken before [`Store::lock`].
+    fn writer(&self) -> Result<MutexGuard<'_, Option<Wal>>> {
+        self.writer
+            .lock()
+            .map_err(|_| Error::Internal("store writer lock poisoned".to_owned()))
+    }
+
+    /// Whether this store may write (it holds the data directory's lock and its WAL).
+    pub(crate) fn writable(&self) -> Result<bool> {
+        Ok(self.writer()?.is_some())
     }
 
     /// Stores a batch durably: after this returns `Ok`, a crash does not lose it. Events
@@ -596,10 +673,12 @@ impl Store {
         joins: Vec<SessionJoinUpdate>,
         checkpoint: Option<model::CollectorCheckpoint>,
     ) -> Result<Vec<AppendReceipt>> {
-        let mut inner = self.lock()?;
-        if inner.wal.is_none() {
+        // Writers one at a time; readers only wait for the short in-memory parts.
+        let mut writer = self.writer()?;
+        let Some(wal) = writer.as_mut() else {
             return Err(Error::ReadOnly(self.dir.clone()));
-        }
+        };
+        let inner = self.lock()?;
         let mut receipts = Vec::with_capacity(batches.len());
         let mut accepted = Vec::new();
         let mut all_sessions = Vec::new();
@@ -638,6 +717,7 @@ impl Store {
         if n_buffered >= inner.max_buffered_rows {
             return Err(Error::Overloaded(n_buffered));
         }
+        drop(inner);
         let record = WalRecord {
             events: accepted,
             sessions: all_sessions,
@@ -645,10 +725,10 @@ impl Store {
             session_joins: joins,
             collector: checkpoint,
         };
-        match inner.wal.as_mut() {
-            Some(wal) => wal.append(&record)?,
-            None => return Err(Error::ReadOnly(self.dir.clone())),
-        }
+        // The fsync, with no reader waiting on it (the writer lock keeps other appends and
+        // flushes' rotations out, so the positions checked above still hold).
+        wal.append(&record)?;
+        let mut inner = self.lock()?;
         // Durable now: only from here on does a resend count as a duplicate.
         segment::merge(&mut inner.watermarks, &positions);
         for session in &record.sessions {
@@ -669,13 +749,21 @@ impl Store {
     }
 
     /// Writes every buffered row to Parquet and drops the WAL generations that held them.
+    /// Appends and queries go on meanwhile: the rows being flushed stay visible until their
+    /// segments are in place, and the state files and the search index are written without
+    /// holding anything a reader needs.
     pub fn flush(&self) -> Result<FlushReport> {
+        let _one_flush = self
+            .flushing
+            .lock()
+            .map_err(|_| Error::Internal("store flush lock poisoned".to_owned()))?;
         let (taken, old_generations, segment_base, table_watermarks) = {
-            let mut guard = self.lock()?;
-            let inner = &mut *guard;
-            let Some(wal) = inner.wal.as_mut() else {
+            let mut writer = self.writer()?;
+            let Some(wal) = writer.as_mut() else {
                 return Err(Error::ReadOnly(self.dir.clone()));
             };
+            let mut guard = self.lock()?;
+            let inner = &mut *guard;
             if inner.buffer.is_empty() {
                 return Ok(FlushReport::default());
             }
@@ -692,57 +780,84 @@ impl Store {
             )
         };
         let written = self.write_segments(&taken, segment_base, &table_watermarks);
-        let mut inner = self.lock()?;
-        inner.flushing = None;
-        let written = match written {
-            Ok(written) => written,
-            Err(error) => {
-                // Keep the rows (they are still in the old WAL generations) for the next try,
-                // ahead of what arrived meanwhile.
-                let arrived = std::mem::take(&mut inner.buffer);
-                inner.buffer = taken;
-                inner.buffer.extend(arrived);
-                return Err(error);
-            }
-        };
-        let mut flushed = Watermarks::new();
-        for event in taken.all_events() {
-            bump(&mut flushed, event);
-        }
-        for table in Table::ALL.into_iter().filter(|table| table.from_events()) {
-            segment::merge(inner.table_watermarks.entry(table).or_default(), &flushed);
-        }
-        let mut report = FlushReport::default();
-        let mut to_index = Vec::new();
-        for (table, written_segment, n_rows, rows) in written {
-            match (table, rows) {
-                (Table::Events, Some(rows)) => to_index.push((written_segment.key.clone(), rows)),
-                (Table::SessionJoins, Some(rows)) => {
-                    inner.join_tables.insert(
-                        written_segment.key.clone(),
-                        session_joins::tables_in_batch(&rows),
-                    );
+        let (report, to_index, recent_sessions, checkpoint, complete) = {
+            let mut inner = self.lock()?;
+            inner.flushing = None;
+            let written = match written {
+                Ok(written) => written,
+                Err(error) => {
+                    // Keep the rows (they are still in the old WAL generations) for the next
+                    // try, ahead of what arrived meanwhile.
+                    let arrived = std::mem::take(&mut inner.buffer);
+                    inner.buffer = taken;
+                    inner.buffer.extend(arrived);
+                    return Err(error);
                 }
-                _ => {}
+            };
+            let mut flushed = Watermarks::new();
+            for event in taken.all_events() {
+                bump(&mut flushed, event);
             }
-            inner
-                .segments
-                .entry(table)
-                .or_default()
-                .push(written_segment);
-            *report.rows.entry(table.name()).or_default() += n_rows;
-        }
-        inner.recent_sessions.prune();
-        inner.recent_sessions.store(&self.dir)?;
+            for table in Table::ALL.into_iter().filter(|table| table.from_events()) {
+                segment::merge(inner.table_watermarks.entry(table).or_default(), &flushed);
+            }
+            let flush_id = written
+                .first()
+                .and_then(|(_, written_segment, _, _)| flushes::flush_of(&written_segment.key))
+                .map(str::to_owned);
+            let mut report = FlushReport::default();
+            let mut to_index = Vec::new();
+            for (table, written_segment, n_rows, rows) in written {
+                match (table, rows) {
+                    (Table::Events, Some(rows)) => {
+                        to_index.push((written_segment.key.clone(), rows));
+                    }
+                    (Table::SessionJoins, Some(rows)) => {
+                        inner.join_tables.insert(
+                            written_segment.key.clone(),
+                            session_joins::tables_in_batch(&rows),
+                        );
+                    }
+                    _ => {}
+                }
+                inner
+                    .segments
+                    .entry(table)
+                    .or_default()
+                    .push(written_segment);
+                *report.rows.entry(table.name()).or_default() += n_rows;
+            }
+            inner.recent_sessions.prune();
+            // Every file of this flush is in place: it is complete (before the WAL that
+            // holds its rows goes).
+            let present = present_flushes(&inner.segments);
+            let complete = {
+                let complete = inner.complete_flushes.get_or_insert_with(BTreeSet::new);
+                complete.extend(flush_id);
+                complete.retain(|id| present.contains(id));
+                complete.clone()
+            };
+            (
+                report,
+                to_index,
+                inner.recent_sessions.clone(),
+                inner.collector_checkpoint.clone(),
+                complete,
+            )
+        };
+        flushes::store(&self.dir, &complete)?;
+        // The state as of the rows just flushed (or newer), then the WAL generations that
+        // held them: a crash in between replays them, which is harmless.
+        recent_sessions.store(&self.dir)?;
         // Before the old WAL generations go: they may hold the newest checkpoint.
-        collector_state::store(&self.dir, inner.collector_checkpoint.as_ref())?;
-        if let Some(wal) = inner.wal.as_ref() {
+        collector_state::store(&self.dir, checkpoint.as_ref())?;
+        if let Some(wal) = self.writer()?.as_ref() {
             wal.remove(&old_generations)?;
         }
         // The index is derived data: a failure here loses nothing (the segments are in
         // place, and the next open indexes what the index lacks).
         if let Err(error) = self.index_flushed(&to_index) {
-            inner.index_failures += to_index.len() as u64;
+            self.lock()?.index_failures += to_index.len() as u64;
             tracing::error!(%error, n_segments = to_index.len(), "cannot index flushed segments; they are searchable after a restart or `store rebuild-index`");
         }
         Ok(report)
@@ -803,7 +918,7 @@ impl Store {
                 continue;
             }
             for (hour, rows) in segment::split_by_hour(&batch)? {
-                let stem = format!("part-{stamp:020}-{segment_base:08}-{file_idx:04}");
+                let stem = format!("{}-{file_idx:04}", flushes::flush_id(stamp, segment_base));
                 file_idx += 1;
                 let key = segment::write(
                     &self.storage,
@@ -845,7 +960,7 @@ impl Store {
     /// Searches the full-text index (see [`search`] for the query language). Events are
     /// searchable once flushed.
     pub fn search(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
-        if self.lock()?.wal.is_none() {
+        if !self.writable()? {
             // A reader in another process: see what the writer committed since.
             self.search.refresh()?;
         }
@@ -882,7 +997,18 @@ impl Store {
             indexed_events: self.search.num_docs(),
             index_failures: inner.index_failures,
             quarantined_index: inner.quarantined_index,
+            running_queries: self.running_queries(),
+            refused_queries: self
+                .refused_queries
+                .load(std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Runs queries on `runtime` from now on (the caller's own, beside the one that serves
+    /// ingest and health checks), so that a heavy query does not hold up their tasks.
+    pub fn with_query_runtime(mut self, runtime: tokio::runtime::Handle) -> Store {
+        self.query_runtime = Some(runtime);
+        self
     }
 
     /// Runs one read-only SQL statement over every table.
@@ -893,6 +1019,11 @@ impl Store {
     /// Starts one read-only SQL statement and returns its rows as they are computed (see
     /// [`QueryStream`]); errors in the statement come back here, before any row.
     pub async fn query_stream(&self, sql: &str) -> Result<QueryStream> {
+        let Ok(admission) = self.admission.clone().try_acquire_owned() else {
+            self.refused_queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::Busy(self.max_concurrent_queries));
+        };
         let (segments, rows, table_watermarks, corrected) = {
             let inner = self.lock()?;
             // Rows being flushed were taken from the buffer: they come first.
@@ -921,7 +1052,31 @@ impl Store {
         })
         .await
         .map_err(|error| Error::Internal(format!("query snapshot task failed: {error}")))??;
-        query::stream(snapshot, sql, self.query_timeout, self.query_memory_bytes).await
+        let stream = match &self.query_runtime {
+            Some(runtime) => {
+                // Planned and run there; only the batches come back here.
+                let sql = sql.to_owned();
+                let (timeout, memory) = (self.query_timeout, self.query_memory_bytes);
+                let query_runtime = runtime.clone();
+                runtime
+                    .spawn(async move {
+                        query::stream(snapshot, &sql, timeout, memory)
+                            .await
+                            .map(|stream| stream.run_on(&query_runtime))
+                    })
+                    .await
+                    .map_err(|error| Error::Internal(format!("query task failed: {error}")))??
+            }
+            None => {
+                query::stream(snapshot, sql, self.query_timeout, self.query_memory_bytes).await?
+            }
+        };
+        Ok(stream.admitted(admission))
+    }
+
+    /// Queries running now.
+    pub fn running_queries(&self) -> usize {
+        self.max_concurrent_queries - self.admission.available_permits()
     }
 
     /// Runs a query and returns its rows as JSON objects keyed by column name.
@@ -942,6 +1097,16 @@ type Written = (
     usize,
     Option<datafusion::arrow::array::RecordBatch>,
 );
+
+/// The flushes whose (uncompacted) files are among `segments`.
+fn present_flushes(segments: &BTreeMap<Table, Vec<Segment>>) -> BTreeSet<String> {
+    segments
+        .values()
+        .flatten()
+        .filter_map(|found| flushes::flush_of(&found.key))
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Whether `table` already has `event` in Parquet.
 fn covered(table_watermarks: &BTreeMap<Table, Watermarks>, table: Table, event: &Event) -> bool {

@@ -228,9 +228,18 @@ impl Snapshot {
 /// runs from its start to its last batch; dropping the stream cancels the query.
 pub struct QueryStream {
     schema: SchemaRef,
-    batches: datafusion::physical_plan::SendableRecordBatchStream,
+    batches: Batches,
     deadline: tokio::time::Instant,
     timeout: Duration,
+    /// The query's place among those allowed to run at once, given back when it is dropped.
+    _admission: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Where a query's batches come from: computed as they are polled, or by a task on the
+/// query runtime that hands them over a channel (dropped: the task stops).
+enum Batches {
+    Here(datafusion::physical_plan::SendableRecordBatchStream),
+    Elsewhere(tokio::sync::mpsc::Receiver<Result<RecordBatch>>),
 }
 
 impl std::fmt::Debug for QueryStream {
@@ -249,12 +258,50 @@ impl QueryStream {
     /// The next batch, `None` at the end, an error if the query failed or ran out of time.
     pub async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
         use futures::StreamExt;
-        match tokio::time::timeout_at(self.deadline, self.batches.next()).await {
-            Ok(None) => None,
-            Ok(Some(Ok(batch))) => Some(Ok(batch)),
-            Ok(Some(Err(error))) => Some(Err(Error::Execution(clean(&error.to_string())))),
+        let next = async {
+            match &mut self.batches {
+                Batches::Here(stream) => stream.next().await.map(|batch| {
+                    batch.map_err(|error| Error::Execution(clean(&error.to_string())))
+                }),
+                Batches::Elsewhere(receiver) => receiver.recv().await,
+            }
+        };
+        match tokio::time::timeout_at(self.deadline, next).await {
+            Ok(batch) => batch,
             Err(_) => Some(Err(Error::Timeout(self.timeout.as_secs()))),
         }
+    }
+
+    /// Runs the rest of this query on `runtime`, handing its batches over a channel: the
+    /// caller's runtime only waits for them.
+    pub(crate) fn run_on(mut self, runtime: &tokio::runtime::Handle) -> QueryStream {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let Batches::Here(stream) =
+            std::mem::replace(&mut self.batches, Batches::Elsewhere(receiver))
+        else {
+            return self;
+        };
+        let mut producer = QueryStream {
+            schema: self.schema.clone(),
+            batches: Batches::Here(stream),
+            deadline: self.deadline,
+            timeout: self.timeout,
+            _admission: None,
+        };
+        runtime.spawn(async move {
+            while let Some(batch) = producer.next_batch().await {
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        self
+    }
+
+    pub(crate) fn admitted(mut self, permit: tokio::sync::OwnedSemaphorePermit) -> QueryStream {
+        self._admission = Some(permit);
+        self
     }
 
     /// Every remaining batch.
@@ -336,9 +383,10 @@ pub(crate) async fn stream(
             .map_err(|error| Error::Execution(clean(&error.to_string())))?;
         Ok(QueryStream {
             schema,
-            batches,
+            batches: Batches::Here(batches),
             deadline,
             timeout,
+            _admission: None,
         })
     };
     match tokio::time::timeout_at(deadline, work).await {

@@ -20,7 +20,7 @@ const FILE: &str = "sessions.json";
 /// What data directories of earlier versions hold: the open sessions only.
 const OLD_FILE: &str = "open_sessions.json";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct RecentSessions {
     by_id: HashMap<String, Session>,
 }

@@ -30,10 +30,10 @@ impl Store {
         for (&table, &days) in &self.retention {
             let cutoff = now.as_microsecond() - i64::from(days) * 24 * segment::HOUR_MICROS;
             let expired: BTreeMap<i64, Vec<Segment>> = {
-                let inner = self.lock()?;
-                if inner.wal.is_none() {
+                if !self.writable()? {
                     return Err(Error::ReadOnly(self.dir.clone()));
                 }
+                let inner = self.lock()?;
                 let mut by_hour: BTreeMap<i64, Vec<Segment>> = BTreeMap::new();
                 for found in inner.segments.get(&table).into_iter().flatten() {
                     if let Some(hour) = found.hour

@@ -79,6 +79,8 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
             "corrupt_wal_records": stats.corrupt_wal_records,
             "index_failures": stats.index_failures,
             "quarantined_index": stats.quarantined_index,
+            "running_queries": stats.running_queries,
+            "refused_queries": stats.refused_queries,
         },
     })))
 }
@@ -134,6 +136,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             "1 if the search index was quarantined and rebuilt",
             u64::from(stats.quarantined_index),
         ),
+        gauge(
+            "tunnelwatch_store_running_queries",
+            "SQL queries running now",
+            stats.running_queries as u64,
+        ),
+        Metric {
+            name: "tunnelwatch_store_refused_queries_total",
+            help: "SQL queries refused (503) because max_concurrent_queries ran already",
+            kind: crate::MetricKind::Counter,
+            value: stats.refused_queries,
+        },
     ];
     if let Some(collector) = &state.collector {
         metrics.extend(collector.metrics());

@@ -1,0 +1,375 @@
+//! The server under load: does `/healthz` stay fast, and do ingest acknowledgements, while
+//! gateways ingest without pause (flushes every second) and while analysts list sessions on
+//! a store of over a million events?
+//!
+//! `cargo bench -p app --bench serve` (release) runs a real server in this process on a
+//! temporary data directory, its clients on threads of their own (they would be other hosts),
+//! and prints a table: each figure, its target and whether it was met. Under `cargo test`
+//! (`--bench` not given) it runs a few seconds on a small store, as a smoke test.
+//!
+//! Loads:
+//! - `ingest`: one gateway posting batches of 500 events as fast as they are acknowledged
+//!   (durable: WAL and fsync), the store flushing every second; a prober asks `/healthz`
+//!   every 20 ms.
+//! - `queries`: the store first holds `EVENTS` events (half of them logins, so there are
+//!   sessions to list); four analysts list sessions (`/api/v1/sessions`) back to back while a
+//!   gateway posts a batch every 100 ms and the prober asks `/healthz`.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use model::{
+    Auth, AuthMethod, Endpoint, Event, EventBody, EventId, Identities, IkeSaEvent, IngestBatch,
+    Observer, Outcome, Peer, SaChange,
+};
+
+/// The `/healthz` and acknowledgement target (P99).
+const TARGET_MS: f64 = 10.0;
+const BATCH: u64 = 500;
+const TOKEN: &str = "bench-token";
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (phase_secs, events) = if full { (20, 1_100_000) } else { (2, 20_000) };
+    let data = tempfile::tempdir().unwrap();
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = app::server::ServerSettings {
+        store: store::Config {
+            flush_interval_secs: 1,
+            ..store::Config::for_dir(data.path())
+        },
+        collector: collector::Config::default(),
+        ingest_token: Some(TOKEN.to_owned()),
+        tls: None,
+    };
+    let server = server_runtime.block_on(async {
+        let listener = app::server::bind("127.0.0.1:0").await.unwrap();
+        app::server::RunningServer::start(settings, listener)
+            .await
+            .unwrap()
+    });
+    let base = format!("http://{}", server.addr);
+    let mut rows = Vec::new();
+    let mut seq = 0u64;
+
+    // Ingest without pause.
+    let load = Load::new();
+    let prober = load.probe_healthz(&base);
+    let ingest = load.ingest(&base, &mut seq, None);
+    std::thread::sleep(Duration::from_secs(phase_secs));
+    load.stop();
+    let healthz = prober.join().unwrap();
+    let (acks, n_events) = ingest.join().unwrap();
+    seq += n_events;
+    let rate = n_events as f64 / phase_secs as f64;
+    rows.push(row("ingest", "events acknowledged per second", rate, None));
+    rows.extend(latency_rows("ingest", "/healthz", &healthz));
+    rows.extend(latency_rows("ingest", "ingest acknowledgement", &acks));
+
+    // Fill the store, then list sessions from four analysts.
+    let started = Instant::now();
+    fill(&base, &mut seq, events);
+    println!(
+        "stored {events} more events in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let load = Load::new();
+    let prober = load.probe_healthz(&base);
+    let ingest = load.ingest(&base, &mut seq, Some(Duration::from_millis(100)));
+    let analysts: Vec<_> = (0..4).map(|_| load.list_sessions(&base)).collect();
+    std::thread::sleep(Duration::from_secs(phase_secs));
+    load.stop();
+    let healthz = prober.join().unwrap();
+    let (acks, _) = ingest.join().unwrap();
+    let mut lists = Vec::new();
+    let mut refused = 0;
+    for analyst in analysts {
+        let (done, busy) = analyst.join().unwrap();
+        lists.extend(done);
+        refused += busy;
+    }
+    rows.push(row(
+        "queries",
+        "session lists per second (4 analysts)",
+        lists.len() as f64 / phase_secs as f64,
+        None,
+    ));
+    rows.push(row("queries", "lists refused (503)", refused as f64, None));
+    rows.extend(latency_rows("queries", "/healthz", &healthz));
+    rows.extend(latency_rows("queries", "ingest acknowledgement", &acks));
+    rows.extend(
+        latency_rows("queries", "session list", &lists)
+            .into_iter()
+            .map(|mut row| {
+                row.target = None;
+                row
+            }),
+    );
+
+    println!(
+        "\n{:<8} {:<42} {:>12} {:>10}  verdict",
+        "load", "figure", "value", "target"
+    );
+    for row in &rows {
+        let (target, verdict) = match row.target {
+            Some(target) if row.value <= target => (format!("{target:.0} ms"), "met"),
+            Some(target) => (format!("{target:.0} ms"), "MISSED"),
+            None => (String::new(), ""),
+        };
+        println!(
+            "{:<8} {:<42} {:>12.1} {:>10}  {verdict}",
+            row.load, row.figure, row.value, target
+        );
+    }
+    server_runtime.block_on(server.shutdown()).unwrap();
+}
+
+struct Row {
+    load: &'static str,
+    figure: String,
+    value: f64,
+    target: Option<f64>,
+}
+
+fn row(load: &'static str, figure: &str, value: f64, target: Option<f64>) -> Row {
+    Row {
+        load,
+        figure: figure.to_owned(),
+        value,
+        target,
+    }
+}
+
+/// P50, P99 and the maximum of `samples` (milliseconds); the P99 has the target.
+fn latency_rows(load: &'static str, what: &str, samples: &[Duration]) -> Vec<Row> {
+    let mut ms: Vec<f64> = samples
+        .iter()
+        .map(|sample| sample.as_secs_f64() * 1000.0)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if ms.is_empty() {
+            f64::NAN
+        } else {
+            ms[((ms.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    vec![
+        row(
+            load,
+            &format!("{what} P50 (ms, n={})", ms.len()),
+            at(0.5),
+            None,
+        ),
+        row(load, &format!("{what} P99 (ms)"), at(0.99), Some(TARGET_MS)),
+        row(load, &format!("{what} max (ms)"), at(1.0), None),
+    ]
+}
+
+/// The clients of one load, each on a thread of its own with its own runtime.
+struct Load {
+    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn probe_healthz(&self, base: &str) -> std::thread::JoinHandle<Vec<Duration>> {
+        let url = format!("{base}/healthz");
+        let stop = self.stop.clone();
+        client_thread(move |client| async move {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                assert!(response.status().is_success());
+                response.bytes().await.unwrap();
+                samples.push(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            samples
+        })
+    }
+
+    /// Posts batches (the next one when the last was acknowledged, or every `pace`);
+    /// returns the acknowledgement times and how many events were stored.
+    fn ingest(
+        &self,
+        base: &str,
+        seq: &mut u64,
+        pace: Option<Duration>,
+    ) -> std::thread::JoinHandle<(Vec<Duration>, u64)> {
+        let url = format!("{base}{}", model::wire::INGEST_PATH);
+        let stop = self.stop.clone();
+        let first = *seq;
+        // Far enough ahead of anything the other loads send.
+        *seq += 100_000_000;
+        client_thread(move |client| async move {
+            let mut acks = Vec::new();
+            let mut next = first;
+            while !stop.load(Ordering::Relaxed) {
+                let batch = batch(next, BATCH);
+                let started = Instant::now();
+                post(&client, &url, &batch).await;
+                acks.push(started.elapsed());
+                next += BATCH;
+                if let Some(pace) = pace {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            (acks, next - first)
+        })
+    }
+
+    /// Lists sessions back to back; returns how long each list took and how many were
+    /// refused.
+    fn list_sessions(&self, base: &str) -> std::thread::JoinHandle<(Vec<Duration>, u64)> {
+        let url = format!("{base}/api/v1/sessions?limit=100");
+        let stop = self.stop.clone();
+        client_thread(move |client| async move {
+            let mut done = Vec::new();
+            let mut refused = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                let status = response.status();
+                response.bytes().await.unwrap();
+                if status.as_u16() == 503 {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                } else {
+                    assert!(status.is_success(), "{status}");
+                    done.push(started.elapsed());
+                }
+            }
+            (done, refused)
+        })
+    }
+}
+
+fn client_thread<T, F, Fut>(work: F) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(reqwest::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // reqwest is built without a default crypto provider (as in the product).
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        runtime.block_on(work(client))
+    })
+}
+
+async fn post(client: &reqwest::Client, url: &str, batch: &IngestBatch) {
+    let response = client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(batch)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// Loads the store to `until` events, in big batches.
+fn fill(base: &str, seq: &mut u64, until: u64) {
+    let url = format!("{base}{}", model::wire::INGEST_PATH);
+    let mut next = *seq;
+    let target = until;
+    let stored = Arc::new(AtomicU64::new(0));
+    let stored_in_task = stored.clone();
+    client_thread(move |client| async move {
+        while stored_in_task.load(Ordering::Relaxed) < target {
+            let batch = batch(next, 5_000);
+            post(&client, &url, &batch).await;
+            next += 5_000;
+            stored_in_task.fetch_add(5_000, Ordering::Relaxed);
+        }
+        next
+    })
+    .join()
+    .map(|next| *seq = next)
+    .unwrap();
+}
+
+/// `n` events from position `first` on: logins, each an authentication and an IKE_SA
+/// established (so sessions), of a thousand users.
+fn batch(first: u64, n: u64) -> IngestBatch {
+    let events = (first..first + n)
+        .map(|seq| {
+            let login = seq / 2;
+            let peer = Peer {
+                connection: Some("rw-psk".to_owned()),
+                ike_sa_id: Some(login),
+                client: Endpoint::new("192.0.2.11".parse().unwrap(), Some(4500)),
+                server: Endpoint::default(),
+                identities: Identities {
+                    ike_id: Some(format!("user{}@bench.test", login % 1000)),
+                    ..Identities::default()
+                },
+            };
+            let body = if seq % 2 == 0 {
+                EventBody::Auth(Auth {
+                    peer,
+                    method: AuthMethod::Psk,
+                    outcome: Outcome::Success,
+                    failure: None,
+                })
+            } else {
+                EventBody::IkeSa(IkeSaEvent {
+                    peer,
+                    change: SaChange::Established,
+                    new_ike_sa_id: None,
+                    cause: None,
+                })
+            };
+            Event {
+                id: EventId::new("bench-gw/charon@1", seq, 0),
+                timestamp: jiff::Timestamp::now(),
+                dataset: "strongswan.charon".to_owned(),
+                observer: Observer {
+                    hostname: Some("bench-gw".to_owned()),
+                    product: Some("strongswan".to_owned()),
+                },
+                original: format!("bench line {seq}"),
+                session_id: None,
+                source_geo: None,
+                body,
+            }
+        })
+        .collect();
+    IngestBatch {
+        gateway: "bench-gw".to_owned(),
+        events,
+    }
+}
