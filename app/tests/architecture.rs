@@ -65,11 +65,12 @@ fn workspace_edges() -> BTreeMap<String, BTreeSet<String>> {
 fn crates_depend_only_in_the_documented_direction() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("model", &[][..]),
-        ("gateway", &["model"][..]),
+        ("durable", &[][..]),
+        ("gateway", &["model", "durable"][..]),
         ("collector", &["model"][..]),
-        ("store", &["model"][..]),
-        ("alerting", &["model", "store"][..]),
-        ("playbooks", &["model"][..]),
+        ("store", &["model", "durable"][..]),
+        ("alerting", &["model", "durable", "store"][..]),
+        ("playbooks", &["model", "durable"][..]),
         (
             "dashboards",
             &["model", "store", "alerting", "playbooks"][..],
@@ -78,6 +79,7 @@ fn crates_depend_only_in_the_documented_direction() {
             "app",
             &[
                 "model",
+                "durable",
                 "gateway",
                 "collector",
                 "store",
@@ -177,6 +179,51 @@ fn model_is_pure_data() {
         &tree,
         "model",
         &[
+            "tokio",
+            "arrow",
+            "arrow-array",
+            "datafusion",
+            "parquet",
+            "tantivy",
+            "axum",
+        ],
+    );
+}
+
+/// The durable-file toolkit sits beneath everything that keeps files: the gateway's agent
+/// links it, so it stays as small as its job (std, serde, serde_json, thiserror).
+#[test]
+fn durable_is_a_leaf() {
+    let metadata: serde_json::Value = serde_json::from_str(&cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]))
+    .unwrap();
+    let durable = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|package| package["name"] == "durable")
+        .expect("the durable crate is a workspace member");
+    for dep in durable["dependencies"].as_array().unwrap() {
+        let kind = &dep["kind"];
+        if kind.is_null() || kind == "build" {
+            let name = dep["name"].as_str().unwrap();
+            assert!(
+                ["serde", "serde_json", "thiserror"].contains(&name),
+                "durable depends on {name}: it may use std, serde, serde_json and thiserror only"
+            );
+        }
+    }
+    let tree = normal_tree(&["-p", "durable"]);
+    assert_absent(
+        &tree,
+        "durable",
+        &[
+            "model",
             "tokio",
             "arrow",
             "arrow-array",
