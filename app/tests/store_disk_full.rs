@@ -7,69 +7,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use model::{Endpoint, Event, EventBody, EventId, IngestBatch, Observer};
 use support::Daemon;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tunnelwatch-test",
-            ])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "cannot mount a tmpfs at {} (this test needs root)",
-            dir.display()
-        );
-        Tmpfs(dir.to_owned())
-    }
-
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Writes to `path` until the file system is full.
-fn fill(path: &Path) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).unwrap();
-    let chunk = vec![0xa5_u8; 4096];
-    loop {
-        match file.write_all(&chunk) {
-            Ok(()) => {}
-            Err(error) if error.raw_os_error() == Some(28) => break,
-            Err(error) => panic!("filling the disk: {error}"),
-        }
-    }
-    // The last partial chunk may have left a few bytes; take them too.
-    while file.write(&[0xa5]).map(|n| n == 1).unwrap_or(false) {}
-}
+use testbed::tmpfs::{Tmpfs, fill};
 
 fn event(seq: u64) -> Event {
     Event {
@@ -100,8 +42,8 @@ fn event(seq: u64) -> Event {
 #[test]
 fn a_full_disk_refuses_with_503_and_resumes_when_space_returns() {
     let work = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&work.path().join("disk"), "6m");
-    let data = disk.0.join("data");
+    let disk = Tmpfs::mount(&work.path().join("disk"), "6m").unwrap();
+    let data = disk.path().join("data");
     let port = support::free_port();
     let config = work.path().join("config.toml");
     std::fs::write(
@@ -159,15 +101,15 @@ fn a_full_disk_refuses_with_503_and_resumes_when_space_returns() {
     let acknowledged = next;
     // Flushing turns the write-ahead log into smaller Parquet and may free space, so take
     // whatever is left with a filler file: now flushes fail too, and nothing may be lost.
-    let filler = disk.0.join("filler");
-    fill(&filler);
+    let filler = disk.path().join("filler");
+    fill(&filler).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     let (status, body) = send(next);
     assert_eq!(status, 503, "{body}");
 
     // Space returns: the same batch is taken, and more after it.
     std::fs::remove_file(&filler).unwrap();
-    disk.resize("256m");
+    disk.resize("256m").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = send(next);

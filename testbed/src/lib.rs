@@ -27,11 +27,13 @@
 //! Debian's package manager (missing packages are installed on first use). A missing
 //! prerequisite is an [`Error`] with [`ErrorKind::Prerequisite`], never a silent skip.
 //!
-//! [`pki`] makes a throwaway CA and server certificate for TLS tests.
+//! [`pki`] makes a throwaway CA and server certificate for TLS tests; [`tmpfs`] a small file
+//! system that fills up.
 
 pub mod chromium;
 pub mod pki;
 pub mod s3;
+pub mod tmpfs;
 
 use std::fmt;
 use std::fs;

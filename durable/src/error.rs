@@ -1,0 +1,55 @@
+//! The durable-file toolkit's error type.
+//!
+//! `durable` is a leaf beneath `model`, so its errors have no `model::ErrorKind`: every crate
+//! that uses it turns them into its own `Error` (the gateway's and the store's `From`), whose
+//! kind and wording are that crate's (a held lock is "another tunnelwatch gateway" in one and
+//! "another tunnelwatch process" in the other).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that must be read whole is not what this version wrote (a cursor, a state
+    /// file): never guessed at.
+    #[error("corrupt {what} {path}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    /// Another process holds the directory's lock ([`crate::lock_dir`]).
+    #[error("{dir} is in use by another process (pid {pid})")]
+    InUse { dir: PathBuf, pid: String },
+    /// The record would take the spool past its bound: nothing was written.
+    #[error("the spool {dir} is full ({used} of {limit} bytes)")]
+    Full { dir: PathBuf, used: u64, limit: u64 },
+    /// A record that cannot be spooled: it does not encode, or is larger than a record may be.
+    #[error("cannot spool a record in {dir}: {detail}")]
+    Record { dir: PathBuf, detail: String },
+    /// The caller's mistake: an invalid or unknown cursor name, a position past the end.
+    #[error("invalid use of the spool {dir}: {detail}")]
+    Invalid { dir: PathBuf, detail: String },
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
