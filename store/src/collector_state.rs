@@ -34,7 +34,7 @@ pub(crate) fn store(dir: &Path, checkpoint: Option<&CollectorCheckpoint>) -> Res
             let bytes = serde_json::to_vec(checkpoint).map_err(|error| {
                 Error::Internal(format!("cannot encode the collector state: {error}"))
             })?;
-            crate::storage::write_atomic(&path, &bytes)
+            Ok(durable::write_atomic(&path, &bytes)?)
         }
         None => match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

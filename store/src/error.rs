@@ -117,6 +117,28 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The durable-file toolkit's failures, in the store's words.
+impl From<durable::Error> for Error {
+    fn from(error: durable::Error) -> Error {
+        match error {
+            durable::Error::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path,
+                source,
+            },
+            durable::Error::Corrupt { what, path, detail } => Error::Corrupt { what, path, detail },
+            durable::Error::InUse { dir, pid } => Error::InUse { dir, pid },
+            error @ (durable::Error::Full { .. }
+            | durable::Error::Record { .. }
+            | durable::Error::Invalid { .. }) => Error::Internal(error.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -39,7 +39,10 @@ pub(crate) fn load(dir: &Path) -> Result<Option<BTreeSet<String>>> {
 pub(crate) fn store(dir: &Path, complete: &BTreeSet<String>) -> Result<()> {
     let bytes = serde_json::to_vec(complete)
         .map_err(|error| Error::Internal(format!("cannot encode the flush manifest: {error}")))?;
-    crate::storage::write_atomic(&dir.join("state").join(FILE), &bytes)
+    Ok(durable::write_atomic(
+        &dir.join("state").join(FILE),
+        &bytes,
+    )?)
 }
 
 /// The flush a segment's file name says wrote it (`part-<micros>-<n>-<i>-<crc>.parquet`);

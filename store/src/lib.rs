@@ -56,7 +56,7 @@ mod storage;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -392,7 +392,7 @@ struct Inner {
     /// Above this many buffered rows (flushes are failing), appends are refused.
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
-    _lock: Option<std::fs::File>,
+    _lock: Option<durable::DirLock>,
 }
 
 impl Store {
@@ -405,7 +405,7 @@ impl Store {
             std::fs::create_dir_all(&path)
                 .map_err(|error| Error::io("create directory", &path, error))?;
         }
-        let lock = lock_dir(dir)?;
+        let lock = durable::lock_dir(dir)?;
         let wal = Wal::open(&dir.join("wal"))?;
         Store::load(config, Some((wal, lock)))
     }
@@ -421,7 +421,7 @@ impl Store {
         Store::load(config, None)
     }
 
-    fn load(config: &Config, writer: Option<(Wal, std::fs::File)>) -> Result<Store> {
+    fn load(config: &Config, writer: Option<(Wal, durable::DirLock)>) -> Result<Store> {
         let dir = config.data_dir.clone();
         let writable = writer.is_some();
         let storage = Arc::new(Storage::open(
@@ -1128,36 +1128,6 @@ fn bump(watermarks: &mut Watermarks, event: &Event) {
         None => {
             watermarks.insert(event.id.source.clone(), position);
         }
-    }
-}
-
-/// Takes the data directory's lock file, or says which process holds it.
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    use std::io::{Read, Write};
-    let path = dir.join("LOCK");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|error| Error::io("open", &path, error))?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0)
-                .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
-                .map_err(|error| Error::io("write", &path, error))?;
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            Err(Error::InUse {
-                dir: dir.to_owned(),
-                pid: holder.trim().to_owned(),
-            })
-        }
-        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path, error)),
     }
 }
 

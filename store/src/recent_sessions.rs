@@ -10,7 +10,6 @@ use std::path::Path;
 use model::Session;
 
 use crate::error::{Error, Result};
-use crate::wal;
 
 /// How long (in event time, before the newest session change) a closed session is kept for
 /// a restart. At least the collector's own grace for closed sessions (ten minutes).
@@ -94,7 +93,7 @@ impl RecentSessions {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(Error::io("remove", &old, error)),
         }
-        wal::sync_dir(&state)
+        Ok(durable::sync_dir(&state)?)
     }
 
     /// Open sessions, oldest first.

@@ -152,7 +152,7 @@ impl Storage {
             };
             let bytes = serde_json::to_vec_pretty(&record)
                 .map_err(|error| Error::Internal(format!("cannot encode the root: {error}")))?;
-            write_atomic(&record_path, &bytes)?;
+            durable::write_atomic(&record_path, &bytes)?;
         }
         Ok(storage)
     }
@@ -211,7 +211,7 @@ impl Storage {
     /// Stores `bytes` under `key`, atomically: a reader sees the whole object or nothing.
     pub(crate) fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         match &self.kind {
-            Kind::Local(root) => write_atomic(&root.join(key), &bytes),
+            Kind::Local(root) => Ok(durable::write_atomic(&root.join(key), &bytes)?),
             Kind::Remote(remote) => {
                 let location = remote.location(key);
                 let store = remote.store.clone();
@@ -499,33 +499,6 @@ fn footer_length(tail: &[u8]) -> std::result::Result<u64, String> {
     Ok(u64::from(u32::from_le_bytes([
         tail[0], tail[1], tail[2], tail[3],
     ])))
-}
-
-/// Writes a file whole or not at all: temp file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let Some(dir) = path.parent() else {
-        return Err(Error::Internal(format!("{} has no parent", path.display())));
-    };
-    std::fs::create_dir_all(dir).map_err(|error| Error::io("create directory", dir, error))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        use std::io::Write;
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|error| Error::io("create", &tmp, error))?;
-        file.write_all(bytes)
-            .map_err(|error| Error::io("write", &tmp, error))?;
-        file.sync_all()
-            .map_err(|error| Error::io("fsync", &tmp, error))?;
-        std::fs::rename(&tmp, path).map_err(|error| Error::io("rename", &tmp, error))
-    })();
-    if result.is_err() {
-        // Do not leave a partial temp file taking the space a retry needs.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    crate::wal::sync_dir(dir)
 }
 
 /// Collects the `.parquet` files under `root/dir` (depth 0: the table, 1: `date=…`, 2:

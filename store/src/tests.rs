@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use model::{
     Auth, AuthFailure, AuthMethod, Counters, Endpoint, ErrorKind, Event, EventBody, EventId,
     FailureCode, Identities, Observer, Outcome, Peer, Session, SessionState,

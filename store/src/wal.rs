@@ -149,7 +149,7 @@ impl Wal {
         self.generation = next;
         self.len = 0;
         self.broken = false;
-        sync_dir(&self.dir)?;
+        durable::sync_dir(&self.dir)?;
         Ok(older)
     }
 
@@ -162,7 +162,7 @@ impl Wal {
                 Err(error) => return Err(Error::io("delete", &path, error)),
             }
         }
-        sync_dir(&self.dir)
+        Ok(durable::sync_dir(&self.dir)?)
     }
 }
 
@@ -257,11 +257,4 @@ fn generations(dir: &Path) -> Result<Vec<u64>> {
         .collect();
     generations.sort_unstable();
     Ok(generations)
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = File::open(dir).map_err(|error| Error::io("open directory", dir, error))?;
-    handle
-        .sync_all()
-        .map_err(|error| Error::io("fsync directory", dir, error))
 }
