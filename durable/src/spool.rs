@@ -113,7 +113,8 @@ impl std::fmt::Display for Damage {
 /// of the others stands (at the first record of a new spool), and its file is written at
 /// once; the file of a cursor no longer named is removed (it would hold records forever).
 /// A spool written before cursors had names (one `cursor.json`, the gateway's spool before
-/// this crate) is read as it is: `cursor.json` is where every cursor without a file starts.
+/// this crate) is read as it is: `cursor.json` is where every cursor without a file starts
+/// (and a cursor whose file is behind it moves up to it: that version ran after this one).
 #[derive(Debug)]
 pub struct Spool<R> {
     dir: PathBuf,
@@ -145,14 +146,22 @@ impl<R> Spool<R> {
             stored.push(cursors::load(&cursors::path(dir, name))?);
         }
         // Where a cursor without a file starts: the unnamed cursor of an older spool, else
-        // the slowest of the others, else the first record.
+        // the slowest of the others, else the first record. The unnamed cursor also moves a
+        // cursor whose file is behind it: the older version ran after this one, and
+        // everything before either position was read.
         let start = legacy
             .or_else(|| stored.iter().flatten().min().copied())
             .unwrap_or_default();
-        let mut unsaved: Vec<bool> = stored.iter().map(Option::is_none).collect();
+        let mut unsaved: Vec<bool> = stored
+            .iter()
+            .map(|position| position.is_none() || legacy > *position)
+            .collect();
         let mut positions: Vec<Position> = stored
             .iter()
-            .map(|position| position.unwrap_or(start))
+            .map(|position| match position {
+                Some(position) => legacy.map_or(*position, |legacy| legacy.max(*position)),
+                None => start,
+            })
             .collect();
 
         let segments = segment::list(dir)?;

@@ -94,6 +94,33 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The durable-file toolkit's failures, in the gateway's words: a held spool lock is a
+/// configuration error (two agents on one `state_dir`), a full spool waits for the server.
+impl From<durable::Error> for Error {
+    fn from(error: durable::Error) -> Error {
+        match error {
+            durable::Error::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path,
+                source,
+            },
+            durable::Error::Corrupt { what, path, detail } => Error::Corrupt { what, path, detail },
+            durable::Error::InUse { dir, pid } => Error::Config(format!(
+                "{} is in use by another tunnelwatch gateway (pid {pid}); give each agent its own state_dir",
+                dir.display()
+            )),
+            durable::Error::Full { used, limit, .. } => Error::SpoolFull { used, limit },
+            error @ (durable::Error::Record { .. } | durable::Error::Invalid { .. }) => {
+                Error::Internal(error.to_string())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@
 mod config;
 mod error;
 pub mod flow;
-mod fsutil;
 pub mod parse;
 pub mod radius;
 pub mod ship;
@@ -61,7 +60,7 @@ pub async fn run(
         None => ship::Trust::System,
     };
     let shipper = Shipper::new(&config.server_url, token, gateway_name, &trust)?;
-    fsutil::create_dir_all(&config.state_dir.join("checkpoints"))?;
+    durable::create_dir_all(&config.state_dir.join("checkpoints"))?;
     let spool = Spool::open(&config.state_dir.join("spool"), config.spool_max_bytes)?;
     let spool = SharedSpool::new(spool);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -79,7 +78,7 @@ pub async fn run(
                 ..
             } => (format, path, start_at, json_mapping),
             SourceConfig::Vici { socket, .. } => {
-                fsutil::create_dir_all(&config.state_dir.join("vici"))?;
+                durable::create_dir_all(&config.state_dir.join("vici"))?;
                 let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
                 let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
                 let vici = vici::ViciSource {
@@ -407,14 +406,14 @@ impl Shipping {
     }
 
     fn dead_letter(&self, events: &[model::Event], error: &Error) -> Result<PathBuf> {
-        fsutil::create_dir_all(&self.dead_letter_dir)?;
+        durable::create_dir_all(&self.dead_letter_dir)?;
         let path = self
             .dead_letter_dir
             .join(format!("{}.json", Timestamp::now().as_microsecond()));
         let body = serde_json::json!({ "error": error.to_string(), "events": events });
         let bytes = serde_json::to_vec(&body)
             .map_err(|error| Error::Internal(format!("cannot encode a dead letter: {error}")))?;
-        fsutil::write_atomic(&path, &bytes)?;
+        durable::write_atomic(&path, &bytes)?;
         Ok(path)
     }
 }

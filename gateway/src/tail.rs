@@ -63,14 +63,14 @@ impl Checkpoint {
         }
     }
 
-    /// Writes atomically (temp file, fsync, rename).
+    /// Writes atomically (temp file, fsync, rename, fsync of the directory).
     pub fn store(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).map_err(|error| Error::Corrupt {
             what: "checkpoint",
             path: path.to_owned(),
             detail: error.to_string(),
         })?;
-        crate::fsutil::write_atomic(path, &bytes)
+        Ok(durable::write_atomic(path, &bytes)?)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The cursors' files: `cursor-<name>.json`, each `{"segment":N,"offset":M}`, replaced
 //! atomically. `cursor.json` is the one unnamed cursor of a spool written before cursors had
 //! names (the gateway's, until this crate): it is read as the position of every cursor that
-//! has no file of its own yet, and removed once they have.
+//! has no file of its own yet (and of one whose file is behind it: the older version ran
+//! after this one), and removed once their files say so.
 
 use std::path::{Path, PathBuf};
 

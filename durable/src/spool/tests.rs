@@ -416,6 +416,31 @@ fn a_spool_written_before_cursors_had_names_is_read_as_it_is() {
 }
 
 #[test]
+fn an_older_version_that_ran_after_this_one_moves_the_cursor_it_knew() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = open(dir.path(), &["ship"]);
+    for id in 0..4 {
+        spool.append(&note(id)).unwrap();
+    }
+    assert_eq!(take(&mut spool, "ship", 1), [0]);
+    let after_first = spool.position("ship").unwrap();
+    let after_second = spool.peek("ship", 1, usize::MAX).unwrap().unwrap().next;
+    drop(spool);
+    // The older version shipped one more record and wrote its own cursor.json.
+    let legacy = dir.path().join("cursor.json");
+    std::fs::write(&legacy, serde_json::to_vec(&after_second).unwrap()).unwrap();
+    let mut spool = open(dir.path(), &["ship"]);
+    assert_eq!(spool.position("ship"), Some(after_second));
+    assert_eq!(unread(&mut spool, "ship"), [2, 3]);
+    assert!(std::fs::metadata(&legacy).is_err(), "cursor.json is gone");
+    drop(spool);
+    // A cursor.json behind the cursor's file moves nothing back.
+    std::fs::write(&legacy, serde_json::to_vec(&after_first).unwrap()).unwrap();
+    let mut spool = open(dir.path(), &["ship"]);
+    assert_eq!(unread(&mut spool, "ship"), [2, 3]);
+}
+
+#[test]
 fn one_process_per_spool() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path(), &["ship"]);

@@ -17,7 +17,6 @@ use jiff::Timestamp;
 use model::{Event, Observer};
 use tokio::sync::watch;
 
-use crate::fsutil;
 use crate::ship::Backoff;
 use crate::sink::Sink;
 use crate::{Error, Result};
@@ -212,5 +211,5 @@ fn store_state(path: &Path, state: &TrackerState) -> Result<()> {
         path: path.to_owned(),
         detail: error.to_string(),
     })?;
-    fsutil::write_atomic(path, &bytes)
+    Ok(durable::write_atomic(path, &bytes)?)
 }
