@@ -18,7 +18,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use model::{
@@ -57,17 +57,15 @@ fn main() {
     });
     let base = format!("http://{}", server.addr);
     let mut rows = Vec::new();
-    let mut seq = 0u64;
 
     // Ingest without pause.
     let load = Load::new();
     let prober = load.probe_healthz(&base);
-    let ingest = load.ingest(&base, &mut seq, None);
+    let ingest = load.ingest(&base, "bench-gw1", None);
     std::thread::sleep(Duration::from_secs(phase_secs));
     load.stop();
     let healthz = prober.join().unwrap();
     let (acks, n_events) = ingest.join().unwrap();
-    seq += n_events;
     let rate = n_events as f64 / phase_secs as f64;
     rows.push(row("ingest", "events acknowledged per second", rate, None));
     rows.extend(latency_rows("ingest", "/healthz", &healthz));
@@ -75,14 +73,14 @@ fn main() {
 
     // Fill the store, then list sessions from four analysts.
     let started = Instant::now();
-    fill(&base, &mut seq, events);
+    fill(&base, events);
     println!(
         "stored {events} more events in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     let load = Load::new();
     let prober = load.probe_healthz(&base);
-    let ingest = load.ingest(&base, &mut seq, Some(Duration::from_millis(100)));
+    let ingest = load.ingest(&base, "bench-gw3", Some(Duration::from_millis(100)));
     let analysts: Vec<_> = (0..4).map(|_| load.list_sessions(&base)).collect();
     std::thread::sleep(Duration::from_secs(phase_secs));
     load.stop();
@@ -211,19 +209,17 @@ impl Load {
     fn ingest(
         &self,
         base: &str,
-        seq: &mut u64,
+        gateway: &'static str,
         pace: Option<Duration>,
     ) -> std::thread::JoinHandle<(Vec<Duration>, u64)> {
         let url = format!("{base}{}", model::wire::INGEST_PATH);
         let stop = self.stop.clone();
-        let first = *seq;
-        // Far enough ahead of anything the other loads send.
-        *seq += 100_000_000;
+        let first = 0;
         client_thread(move |client| async move {
             let mut acks = Vec::new();
             let mut next = first;
             while !stop.load(Ordering::Relaxed) {
-                let batch = batch(next, BATCH);
+                let batch = batch(gateway, next, BATCH);
                 let started = Instant::now();
                 post(&client, &url, &batch).await;
                 acks.push(started.elapsed());
@@ -301,33 +297,29 @@ async fn post(client: &reqwest::Client, url: &str, batch: &IngestBatch) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
-/// Loads the store to `until` events, in big batches.
-fn fill(base: &str, seq: &mut u64, until: u64) {
+/// Adds `n` events to the store (a gateway of their own), in big batches.
+fn fill(base: &str, n: u64) {
     let url = format!("{base}{}", model::wire::INGEST_PATH);
-    let mut next = *seq;
-    let target = until;
-    let stored = Arc::new(AtomicU64::new(0));
-    let stored_in_task = stored.clone();
     client_thread(move |client| async move {
-        while stored_in_task.load(Ordering::Relaxed) < target {
-            let batch = batch(next, 5_000);
-            post(&client, &url, &batch).await;
+        let mut next = 0;
+        while next < n {
+            post(&client, &url, &batch("bench-gw2", next, 5_000)).await;
             next += 5_000;
-            stored_in_task.fetch_add(5_000, Ordering::Relaxed);
         }
-        next
     })
     .join()
-    .map(|next| *seq = next)
     .unwrap();
 }
 
-/// `n` events from position `first` on: logins, each an authentication and an IKE_SA
-/// established (so sessions), of a thousand users.
-fn batch(first: u64, n: u64) -> IngestBatch {
+/// `n` events from position `first` on: logins of a thousand users, each an
+/// authentication, its IKE_SA established and, a few minutes later, deleted (so sessions,
+/// nearly all of them closed), three seconds apart: a store of a million events holds five
+/// weeks of a busy gateway.
+fn batch(gateway: &str, first: u64, n: u64) -> IngestBatch {
+    let epoch = jiff::Timestamp::now().as_second() - 40 * 24 * 3600;
     let events = (first..first + n)
         .map(|seq| {
-            let login = seq / 2;
+            let login = seq / 3;
             let peer = Peer {
                 connection: Some("rw-psk".to_owned()),
                 ike_sa_id: Some(login),
@@ -338,27 +330,42 @@ fn batch(first: u64, n: u64) -> IngestBatch {
                     ..Identities::default()
                 },
             };
-            let body = if seq % 2 == 0 {
-                EventBody::Auth(Auth {
-                    peer,
-                    method: AuthMethod::Psk,
-                    outcome: Outcome::Success,
-                    failure: None,
-                })
-            } else {
-                EventBody::IkeSa(IkeSaEvent {
-                    peer,
-                    change: SaChange::Established,
-                    new_ike_sa_id: None,
-                    cause: None,
-                })
+            let (body, second) = match seq % 3 {
+                0 => (
+                    EventBody::Auth(Auth {
+                        peer,
+                        method: AuthMethod::Psk,
+                        outcome: Outcome::Success,
+                        failure: None,
+                    }),
+                    login * 9,
+                ),
+                1 => (
+                    EventBody::IkeSa(IkeSaEvent {
+                        peer,
+                        change: SaChange::Established,
+                        new_ike_sa_id: None,
+                        cause: None,
+                    }),
+                    login * 9,
+                ),
+                _ => (
+                    EventBody::IkeSa(IkeSaEvent {
+                        peer,
+                        change: SaChange::Deleted,
+                        new_ike_sa_id: None,
+                        cause: Some(model::TerminateCause::UserRequest),
+                    }),
+                    login * 9 + 300,
+                ),
             };
             Event {
-                id: EventId::new("bench-gw/charon@1", seq, 0),
-                timestamp: jiff::Timestamp::now(),
+                id: EventId::new(format!("{gateway}/charon@1"), seq, 0),
+                timestamp: jiff::Timestamp::from_second(epoch + i64::try_from(second).unwrap_or(0))
+                    .unwrap(),
                 dataset: "strongswan.charon".to_owned(),
                 observer: Observer {
-                    hostname: Some("bench-gw".to_owned()),
+                    hostname: Some(gateway.to_owned()),
                     product: Some("strongswan".to_owned()),
                 },
                 original: format!("bench line {seq}"),
@@ -369,7 +376,7 @@ fn batch(first: u64, n: u64) -> IngestBatch {
         })
         .collect();
     IngestBatch {
-        gateway: "bench-gw".to_owned(),
+        gateway: gateway.to_owned(),
         events,
     }
 }
