@@ -22,3 +22,6 @@ pub use error::{Error, Result};
 pub use lock::{DirLock, lock_dir};
 pub use spool::{Damage, Limits, Peeked, Position, Spool};
 pub use write::{create_dir_all, sync_dir, write_atomic};
+
+#[cfg(test)]
+mod tests;

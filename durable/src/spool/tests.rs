@@ -4,6 +4,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::tests::file_names;
 
 mod property;
 
@@ -59,15 +60,6 @@ fn take(spool: &mut Spool<Note>, cursor: &str, n: usize) -> Vec<u64> {
 
 fn segments(dir: &Path) -> Vec<u64> {
     segment::list(dir).unwrap()
-}
-
-fn file_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 /// A record as the gateway's spool wrote it before this crate: `[u32 length][u32
