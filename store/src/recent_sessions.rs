@@ -73,27 +73,20 @@ impl RecentSessions {
         });
     }
 
-    /// Writes the state file (atomically: a temporary file, fsync, rename) and removes the
-    /// older version's file.
+    /// Writes the state file (atomically, `durable::write_atomic`) and removes the older
+    /// version's file.
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
         let state = dir.join("state");
-        let path = state.join(FILE);
-        let tmp = path.with_extension("json.tmp");
         let sessions: Vec<&Session> = self.by_id.values().collect();
         let bytes = serde_json::to_vec(&sessions)
             .map_err(|error| Error::Internal(format!("cannot encode the sessions: {error}")))?;
-        std::fs::write(&tmp, bytes).map_err(|error| Error::io("write", &tmp, error))?;
-        let file = std::fs::File::open(&tmp).map_err(|error| Error::io("open", &tmp, error))?;
-        file.sync_all()
-            .map_err(|error| Error::io("fsync", &tmp, error))?;
-        std::fs::rename(&tmp, &path).map_err(|error| Error::io("rename", &tmp, error))?;
+        durable::write_atomic(&state.join(FILE), &bytes)?;
         let old = state.join(OLD_FILE);
         match std::fs::remove_file(&old) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(Error::io("remove", &old, error)),
+            Ok(()) => Ok(durable::sync_dir(&state)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::io("remove", &old, error)),
         }
-        Ok(durable::sync_dir(&state)?)
     }
 
     /// Open sessions, oldest first.
