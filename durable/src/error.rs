@@ -30,6 +30,9 @@ pub enum Error {
     /// The record would take the spool past its bound: nothing was written.
     #[error("the spool {dir} is full ({used} of {limit} bytes)")]
     Full { dir: PathBuf, used: u64, limit: u64 },
+    /// A value that JSON cannot hold (a map with keys that are not strings).
+    #[error("cannot encode {what}: {detail}")]
+    Encode { what: &'static str, detail: String },
     /// A record that cannot be spooled: it does not encode, or is larger than a record may be.
     #[error("cannot spool a record in {dir}: {detail}")]
     Record { dir: PathBuf, detail: String },

@@ -5,7 +5,8 @@
 //! the gateway's queue of event batches to ship (cursor `ship`), and next the alert journal,
 //! the notification outbox (a cursor per channel) and the agent's action journal. Beside it,
 //! [`lock_dir`] keeps one process per directory, [`write_atomic`] replaces a file whole or
-//! not at all, and [`sync_dir`] and [`create_dir_all`] make a directory's entries durable.
+//! not at all ([`write_json`] and [`read_json`] for a state file of one JSON value), and
+//! [`sync_dir`] and [`create_dir_all`] make a directory's entries durable.
 //!
 //! A leaf of the workspace: std, serde, serde_json and thiserror only (checked by
 //! `app/tests/architecture.rs`, `durable_is_a_leaf`), so that the gateway's agent can link it
@@ -16,11 +17,13 @@ mod crc32;
 mod error;
 mod lock;
 mod spool;
+mod state_file;
 mod write;
 
 pub use error::{Error, Result};
 pub use lock::{DirLock, lock_dir};
 pub use spool::{Damage, Limits, Peeked, Position, Spool};
+pub use state_file::{read_json, write_json};
 pub use write::{create_dir_all, sync_dir, write_atomic};
 
 #[cfg(test)]

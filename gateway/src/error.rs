@@ -114,9 +114,9 @@ impl From<durable::Error> for Error {
                 dir.display()
             )),
             durable::Error::Full { used, limit, .. } => Error::SpoolFull { used, limit },
-            error @ (durable::Error::Record { .. } | durable::Error::Invalid { .. }) => {
-                Error::Internal(error.to_string())
-            }
+            error @ (durable::Error::Encode { .. }
+            | durable::Error::Record { .. }
+            | durable::Error::Invalid { .. }) => Error::Internal(error.to_string()),
         }
     }
 }

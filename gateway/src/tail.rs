@@ -50,27 +50,12 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|error| Error::Corrupt {
-                    what: "checkpoint",
-                    path: path.to_owned(),
-                    detail: error.to_string(),
-                }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(Error::io("read checkpoint", path, error)),
-        }
+        Ok(durable::read_json(path, "checkpoint")?)
     }
 
     /// Writes atomically (temp file, fsync, rename, fsync of the directory).
     pub fn store(&self, path: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(|error| Error::Corrupt {
-            what: "checkpoint",
-            path: path.to_owned(),
-            detail: error.to_string(),
-        })?;
-        Ok(durable::write_atomic(path, &bytes)?)
+        Ok(durable::write_json(path, "checkpoint", self)?)
     }
 }
 

@@ -13,29 +13,20 @@ use crate::error::{Error, Result};
 const FILE: &str = "collector.json";
 
 pub(crate) fn load(dir: &Path) -> Result<Option<CollectorCheckpoint>> {
-    let path = dir.join("state").join(FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| Error::Corrupt {
-                what: "collector state file",
-                path,
-                detail: error.to_string(),
-            }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::io("read", &path, error)),
-    }
+    Ok(durable::read_json(
+        &dir.join("state").join(FILE),
+        "collector state file",
+    )?)
 }
 
 pub(crate) fn store(dir: &Path, checkpoint: Option<&CollectorCheckpoint>) -> Result<()> {
     let path = dir.join("state").join(FILE);
     match checkpoint {
-        Some(checkpoint) => {
-            let bytes = serde_json::to_vec(checkpoint).map_err(|error| {
-                Error::Internal(format!("cannot encode the collector state: {error}"))
-            })?;
-            Ok(durable::write_atomic(&path, &bytes)?)
-        }
+        Some(checkpoint) => Ok(durable::write_json(
+            &path,
+            "collector state file",
+            checkpoint,
+        )?),
         None => match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

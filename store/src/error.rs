@@ -132,7 +132,8 @@ impl From<durable::Error> for Error {
             },
             durable::Error::Corrupt { what, path, detail } => Error::Corrupt { what, path, detail },
             durable::Error::InUse { dir, pid } => Error::InUse { dir, pid },
-            error @ (durable::Error::Full { .. }
+            error @ (durable::Error::Encode { .. }
+            | durable::Error::Full { .. }
             | durable::Error::Record { .. }
             | durable::Error::Invalid { .. }) => Error::Internal(error.to_string()),
         }

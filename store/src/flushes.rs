@@ -16,32 +16,23 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const FILE: &str = "flushes.json";
 
 /// The ids of complete flushes, or `None` when the directory predates the manifest.
 pub(crate) fn load(dir: &Path) -> Result<Option<BTreeSet<String>>> {
-    let path = dir.join("state").join(FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| Error::Corrupt {
-                what: "flush manifest",
-                path,
-                detail: error.to_string(),
-            }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::io("read", &path, error)),
-    }
+    Ok(durable::read_json(
+        &dir.join("state").join(FILE),
+        "flush manifest",
+    )?)
 }
 
 pub(crate) fn store(dir: &Path, complete: &BTreeSet<String>) -> Result<()> {
-    let bytes = serde_json::to_vec(complete)
-        .map_err(|error| Error::Internal(format!("cannot encode the flush manifest: {error}")))?;
-    Ok(durable::write_atomic(
+    Ok(durable::write_json(
         &dir.join("state").join(FILE),
-        &bytes,
+        "flush manifest",
+        complete,
     )?)
 }
 

@@ -28,23 +28,14 @@ impl RecentSessions {
     pub(crate) fn load(dir: &Path) -> Result<RecentSessions> {
         let state = dir.join("state");
         for name in [FILE, OLD_FILE] {
-            let path = state.join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let sessions: Vec<Session> =
-                        serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
-                            what: "sessions state file",
-                            path: path.clone(),
-                            detail: error.to_string(),
-                        })?;
-                    let mut recent = RecentSessions::default();
-                    for session in &sessions {
-                        recent.track(session);
-                    }
-                    return Ok(recent);
+            let sessions: Option<Vec<Session>> =
+                durable::read_json(&state.join(name), "sessions state file")?;
+            if let Some(sessions) = sessions {
+                let mut recent = RecentSessions::default();
+                for session in &sessions {
+                    recent.track(session);
                 }
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(Error::io("read", &path, error)),
+                return Ok(recent);
             }
         }
         Ok(RecentSessions::default())
@@ -73,14 +64,12 @@ impl RecentSessions {
         });
     }
 
-    /// Writes the state file (atomically, `durable::write_atomic`) and removes the older
+    /// Writes the state file (atomically, `durable::write_json`) and removes the older
     /// version's file.
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
         let state = dir.join("state");
         let sessions: Vec<&Session> = self.by_id.values().collect();
-        let bytes = serde_json::to_vec(&sessions)
-            .map_err(|error| Error::Internal(format!("cannot encode the sessions: {error}")))?;
-        durable::write_atomic(&state.join(FILE), &bytes)?;
+        durable::write_json(&state.join(FILE), "sessions state file", &sessions)?;
         let old = state.join(OLD_FILE);
         match std::fs::remove_file(&old) {
             Ok(()) => Ok(durable::sync_dir(&state)?),

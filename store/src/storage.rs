@@ -106,17 +106,7 @@ impl Storage {
         writable: bool,
     ) -> Result<Storage> {
         let record_path = data_dir.join(RECORD);
-        let recorded: Option<Recorded> = match std::fs::read(&record_path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
-                    what: "storage root record",
-                    path: record_path.clone(),
-                    detail: error.to_string(),
-                })?,
-            ),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => return Err(Error::io("read", &record_path, error)),
-        };
+        let recorded: Option<Recorded> = durable::read_json(&record_path, "storage root record")?;
         let (root, options) = match (root, &recorded) {
             (Some(root), Some(recorded)) if recorded.root != root => {
                 return Err(Error::Config(format!(

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Position;
-use crate::{Error, Result, write_atomic};
+use crate::{Error, Result, read_json, write_json};
 
 const PREFIX: &str = "cursor-";
 const SUFFIX: &str = ".json";
@@ -55,26 +55,11 @@ pub(crate) fn legacy_path(dir: &Path) -> PathBuf {
 /// an error naming it, never a guess (a cursor guessed too far loses records, too early
 /// sends them again).
 pub(crate) fn load(path: &Path) -> Result<Option<Position>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| Error::Corrupt {
-                what: "spool cursor",
-                path: path.to_owned(),
-                detail: error.to_string(),
-            }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::io("read", path, error)),
-    }
+    read_json(path, "spool cursor")
 }
 
 pub(crate) fn store(path: &Path, position: Position) -> Result<()> {
-    let bytes = serde_json::to_vec(&position).map_err(|error| Error::Corrupt {
-        what: "spool cursor",
-        path: path.to_owned(),
-        detail: error.to_string(),
-    })?;
-    write_atomic(path, &bytes)
+    write_json(path, "spool cursor", &position)
 }
 
 /// The names of the cursor files in `dir` (not the legacy `cursor.json`).

@@ -194,22 +194,9 @@ enum SessionEnd {
 }
 
 fn load_state(path: &Path) -> Result<TrackerState> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| Error::Corrupt {
-            what: "VICI tracker state",
-            path: path.to_owned(),
-            detail: error.to_string(),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(TrackerState::default()),
-        Err(error) => Err(Error::io("read", path, error)),
-    }
+    Ok(durable::read_json(path, "VICI tracker state")?.unwrap_or_default())
 }
 
 fn store_state(path: &Path, state: &TrackerState) -> Result<()> {
-    let bytes = serde_json::to_vec(state).map_err(|error| Error::Corrupt {
-        what: "VICI tracker state",
-        path: path.to_owned(),
-        detail: error.to_string(),
-    })?;
-    Ok(durable::write_atomic(path, &bytes)?)
+    Ok(durable::write_json(path, "VICI tracker state", state)?)
 }
