@@ -308,10 +308,14 @@ impl Sessionizer {
                 self.stats.orphan_events += 1;
             }
         }
-        // Snapshots before eviction: a session that began and ended within a batch that
-        // spans more than the grace (a long log read at once) is still shown.
+        // A login negotiating too long is settled first (shown if accounting saw it), so
+        // that its snapshot goes out with this batch's: a restart before the next batch
+        // would otherwise lose it, being in no checkpoint once shown. Snapshots come before
+        // eviction: a session that began and ended within a batch that spans more than the
+        // grace (a long log read at once) is still shown.
+        self.settle_stale(now);
         let snapshots = self.snapshots();
-        self.evict(now);
+        self.evict();
         snapshots
     }
 
@@ -582,44 +586,50 @@ impl Sessionizer {
         }
     }
 
-    fn evict(&mut self, now: Timestamp) {
-        let mut evicted: HashSet<String> = HashSet::new();
-        let mut stale: Vec<String> = Vec::new();
-        for record in self.records.values() {
-            let Some(high_water) = self.high_water.get(&record.gateway) else {
-                continue;
-            };
-            let closed_before = high_water.as_second() - CLOSED_GRACE_SECS;
-            let pending_before = high_water.as_second() - PENDING_TTL_SECS;
-            match record.phase {
-                Phase::Shown => {
-                    if record
-                        .end()
-                        .is_some_and(|end| end.as_second() < closed_before)
-                    {
-                        evicted.insert(record.session_id.clone());
-                    }
-                }
-                Phase::Negotiating => {
-                    let began = record.vpn.first_seen.unwrap_or_else(|| record.start());
-                    if began.as_second() < pending_before {
-                        stale.push(record.session_id.clone());
-                    }
-                }
-                Phase::Held { .. } => {}
-            }
-        }
-        for session_id in stale {
-            let accounted = self
-                .records
-                .get(&session_id)
-                .is_some_and(|record| record.accounting.seen);
+    /// Logins negotiating longer than [`PENDING_TTL_SECS`] (in their gateway's event time):
+    /// shown if accounting reported them, else abandoned.
+    fn settle_stale(&mut self, now: Timestamp) {
+        let stale: Vec<(String, bool)> = self
+            .records
+            .values()
+            .filter(|record| record.phase == Phase::Negotiating)
+            .filter(|record| {
+                self.high_water
+                    .get(&record.gateway)
+                    .is_some_and(|high_water| {
+                        let began = record.vpn.first_seen.unwrap_or_else(|| record.start());
+                        began.as_second() < high_water.as_second() - PENDING_TTL_SECS
+                    })
+            })
+            .map(|record| (record.session_id.clone(), record.accounting.seen))
+            .collect();
+        for (session_id, accounted) in stale {
             if accounted {
                 self.show(&session_id);
             } else {
                 self.abandon(&session_id, now);
             }
         }
+    }
+
+    /// Forgets shown sessions ended longer than [`CLOSED_GRACE_SECS`] ago (in their
+    /// gateway's event time), and IKE_SAs negotiating longer than [`PENDING_TTL_SECS`].
+    fn evict(&mut self) {
+        let evicted: HashSet<String> = self
+            .records
+            .values()
+            .filter(|record| record.phase == Phase::Shown)
+            .filter(|record| {
+                self.high_water
+                    .get(&record.gateway)
+                    .is_some_and(|high_water| {
+                        record.end().is_some_and(|end| {
+                            end.as_second() < high_water.as_second() - CLOSED_GRACE_SECS
+                        })
+                    })
+            })
+            .map(|record| record.session_id.clone())
+            .collect();
         if !evicted.is_empty() {
             self.records
                 .retain(|session_id, _| !evicted.contains(session_id));
