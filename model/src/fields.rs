@@ -1,16 +1,210 @@
-//! The field dictionary: every field name tunnelwatch stores, its ECS (or `vpn.*`) name and
-//! the OCSF attribute it corresponds to. Storage column names are derived from it with
-//! [`column_name`], so SQL users can rely on `source.ip` being the column `source_ip`.
+//! The field dictionary: every field tunnelwatch stores or lets a rule read, with its ECS (or
+//! `vpn.*`) name, its type, the OCSF attribute it corresponds to, and how to read it from an
+//! [`Event`] and from a [`Session`].
+//!
+//! [`FIELDS`] lists them all, in the order the crate documentation does; each is also a
+//! constant of its own ([`SOURCE_IP`] is `source.ip`), so that code naming a field is checked
+//! by the compiler. Storage column names are derived from the dotted names ([`column_name`]:
+//! `source.ip` is the column `source_ip`), so SQL users can rely on them.
+//!
+//! Rules and mappings name fields in text: [`resolve`] turns such a name into its [`Field`]
+//! once, when they are loaded, and an unknown name is an error that names it (and the field
+//! it is closest to, if one is near). Reading a field is then a call of its getter:
+//! [`Field::of_event`], [`Field::of_session`]. The store builds its Arrow columns from the
+//! same getters (`store::schema`), so what a rule reads is what SQL sees.
+//!
+//! A few fields are carried by no event and no session: the alert, audit and join
+//! bookkeeping of the tables that alone hold them ([`Field::only_in`]).
+
+mod dictionary;
+mod event;
+mod resolve;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+
+use crate::{Event, Session};
+
+pub use dictionary::*;
+pub use resolve::resolve;
+
+/// The type of a field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// Text: keywords, identities, messages ([`Value::Str`]).
+    Str,
+    /// A whole number: ports, counts, bytes, nanoseconds ([`Value::Int`]).
+    Int,
+    /// A floating-point number: coordinates ([`Value::Float`]).
+    Float,
+    /// An instant, UTC ([`Value::Time`]).
+    Time,
+    /// An IPv4 or IPv6 address ([`Value::Ip`]); stored as text.
+    Ip,
+}
+
+/// One value of a field, as read from an event or a session. It borrows what it can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    /// Counters held as `u64` saturate at `i64::MAX`, as they are stored.
+    Int(i64),
+    Float(f64),
+    /// Stored to the microsecond.
+    Time(Timestamp),
+    /// Stored as text (`192.0.2.1`, `2001:db8::1`).
+    Ip(IpAddr),
+}
+
+impl Value<'_> {
+    /// The type of this value.
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            Value::Str(_) => FieldType::Str,
+            Value::Int(_) => FieldType::Int,
+            Value::Float(_) => FieldType::Float,
+            Value::Time(_) => FieldType::Time,
+            Value::Ip(_) => FieldType::Ip,
+        }
+    }
+
+    /// The text, if this is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is a whole number.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(number) => Some(*number),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is a floating-point number.
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            Value::Float(number) => Some(*number),
+            _ => None,
+        }
+    }
+
+    /// The instant, if this is a time.
+    pub fn as_time(&self) -> Option<Timestamp> {
+        match self {
+            Value::Time(at) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The address, if this is an IP address.
+    pub fn as_ip(&self) -> Option<IpAddr> {
+        match self {
+            Value::Ip(ip) => Some(*ip),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(text: &'a str) -> Value<'a> {
+        Value::Str(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(text: String) -> Self {
+        Value::Str(Cow::Owned(text))
+    }
+}
+
+impl From<Timestamp> for Value<'_> {
+    fn from(at: Timestamp) -> Self {
+        Value::Time(at)
+    }
+}
+
+impl From<IpAddr> for Value<'_> {
+    fn from(ip: IpAddr) -> Self {
+        Value::Ip(ip)
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(text) => f.write_str(text),
+            Value::Int(number) => write!(f, "{number}"),
+            Value::Float(number) => write!(f, "{number}"),
+            Value::Time(time) => write!(f, "{time}"),
+            Value::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// How a field is read from a `T`: `None` where this one has no value for it.
+pub type Getter<T> = for<'a> fn(&'a T) -> Option<Value<'a>>;
 
 /// One field of the vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Field {
     /// The dotted name: ECS where ECS has the field, `vpn.*` where it has none.
     pub name: &'static str,
+    /// The storage column name ([`column_name`] of `name`).
+    pub column: &'static str,
+    /// The type of its values.
+    pub ty: FieldType,
     /// The OCSF attribute path (classes 3002 Authentication, 4001 Network Activity, 4002
     /// HTTP Activity), or "" where OCSF has none.
     pub ocsf: &'static str,
+    /// What it holds, in a phrase (the crate documentation's table has the same).
     pub description: &'static str,
+    /// Reads the field from an event; `None` if no event carries it.
+    pub event: Option<Getter<Event>>,
+    /// Reads the field from a session snapshot; `None` if sessions do not carry it.
+    pub session: Option<Getter<Session>>,
+    /// For a field no event and no session carries (alert, audit and join bookkeeping): the
+    /// tables that alone hold it. Empty for every other field.
+    pub only_in: &'static [&'static str],
+}
+
+impl Field {
+    /// The value of this field in `event`, if it has one.
+    pub fn of_event<'a>(&self, event: &'a Event) -> Option<Value<'a>> {
+        self.event.and_then(|get| get(event))
+    }
+
+    /// The value of this field in `session`, if it has one.
+    pub fn of_session<'a>(&self, session: &'a Session) -> Option<Value<'a>> {
+        self.session.and_then(|get| get(session))
+    }
+}
+
+/// A field is known by its name.
+impl PartialEq for Field {
+    fn eq(&self, other: &Field) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Field {}
+
+impl fmt::Debug for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Field")
+            .field("name", &self.name)
+            .field("ty", &self.ty)
+            .field("event", &self.event.is_some())
+            .field("session", &self.session.is_some())
+            .field("only_in", &self.only_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The storage column name of a field: dots become underscores, `@timestamp` is `timestamp`.
@@ -20,132 +214,50 @@ pub fn column_name(field_name: &str) -> String {
 
 /// Looks a field up by its column name (`source_ip` → `source.ip`).
 pub fn by_column(column: &str) -> Option<&'static Field> {
-    FIELDS
-        .iter()
-        .find(|field| column_name(field.name) == column)
+    FIELDS.iter().find(|field| field.column == column)
 }
 
-macro_rules! fields {
-    ($($name:literal, $ocsf:literal, $description:literal;)*) => {
-        /// Every field, in the order the documentation lists them.
-        pub const FIELDS: &[Field] = &[$(Field { name: $name, ocsf: $ocsf, description: $description }),*];
-    };
+/// Looks a field up by its dotted name (`source.ip`).
+pub fn by_name(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|field| field.name == name)
 }
 
-fields! {
-    "@timestamp", "time", "when the event happened (UTC)";
-    "session_id", "session.uid", "the VPN session the row belongs to (tunnelwatch's own)";
-    "event.id", "metadata.uid", "stable id: source id and sequence (`gw1/charon:42`)";
-    "event.kind", "", "`event`, `state` or `pipeline_error`";
-    "event.category", "category_uid", "`authentication`, `network`, `session`, `web`, `process`";
-    "event.action", "activity_id", "what happened, e.g. `auth-failure`, `ike-sa-established`";
-    "event.outcome", "status_id", "`success` or `failure`";
-    "event.reason", "status_detail", "why, in the source's own words";
-    "event.dataset", "metadata.log_name", "which parser produced it, e.g. `strongswan.charon`";
-    "event.original", "raw_data", "the raw line or message";
-    "event.start", "start_time", "start of a session or flow";
-    "event.end", "end_time", "end of a session or flow (null while open)";
-    "event.duration", "duration", "length in nanoseconds (ECS unit)";
-    "event.created", "metadata.processed_time", "when tunnelwatch made a row (a session join correction: when it was decided; the newest wins)";
-    "observer.hostname", "metadata.product.uid", "the gateway that saw it";
-    "observer.product", "metadata.product.name", "e.g. `strongswan`";
-    "user.name", "user.name", "the account: EAP/XAuth identity if any, else the IKE identity";
-    "source.ip", "src_endpoint.ip", "the VPN client's public address (or a flow's initiator)";
-    "source.port", "src_endpoint.port", "its port";
-    "source.bytes", "traffic.bytes_out", "bytes the client sent";
-    "source.packets", "traffic.packets_out", "packets the client sent";
-    "source.geo.country_iso_code", "src_endpoint.location.country", "country of source.ip";
-    "source.geo.country_name", "", "country name of source.ip";
-    "source.geo.city_name", "src_endpoint.location.city", "city of source.ip";
-    "source.geo.location.lat", "src_endpoint.location.lat", "latitude of source.ip (approximate)";
-    "source.geo.location.lon", "src_endpoint.location.long", "longitude of source.ip (approximate)";
-    "source.as.number", "src_endpoint.autonomous_system.number", "ASN of source.ip";
-    "source.as.organization.name", "src_endpoint.autonomous_system.name", "AS organisation";
-    "destination.ip", "dst_endpoint.ip", "the gateway address (or a flow's responder)";
-    "destination.port", "dst_endpoint.port", "its port";
-    "destination.bytes", "traffic.bytes_in", "bytes the client received";
-    "destination.packets", "traffic.packets_in", "packets the client received";
-    "network.transport", "connection_info.protocol_name", "`tcp`, `udp`, `icmp`";
-    "network.bytes", "traffic.bytes", "source.bytes + destination.bytes";
-    "http.request.method", "http_request.http_method", "HTTP method";
-    "http.request.id", "http_request.uid", "request id from the access log";
-    "http.response.status_code", "http_response.code", "HTTP status";
-    "http.response.bytes", "http_response.length", "response size";
-    "url.domain", "http_request.url.hostname", "Host of the request";
-    "url.path", "http_request.url.path", "path of the request";
-    "error.message", "status_detail", "what was wrong with a rejected input";
-    "message", "message", "a human-readable summary (alerts, audit entries)";
-    "rule.id", "finding_info.analytic.uid", "id of the alert rule that fired";
-    "rule.name", "finding_info.analytic.name", "name of the alert rule that fired";
-    "event.severity", "severity_id", "alert severity (higher is worse)";
-    "user.target.name", "dst_user.name", "the user an action was aimed at (revocations)";
-    "vpn.connection", "", "VPN connection (config) name, e.g. `rw-psk`";
-    "vpn.ike_sa_id", "", "IKE_SA unique id on its gateway";
-    "vpn.new_ike_sa_id", "", "for a rekey: the IKE_SA that replaces it";
-    "vpn.child_sa", "", "CHILD_SA config name";
-    "vpn.child_sa_id", "", "CHILD_SA unique id";
-    "vpn.spi_in", "", "inbound SPI (hex)";
-    "vpn.spi_out", "", "outbound SPI (hex)";
-    "vpn.local_ts", "", "local traffic selector";
-    "vpn.remote_ts", "", "remote traffic selector";
-    "vpn.ike_id", "user.uid", "IKE identity (IDi) of the peer";
-    "vpn.eap_id", "user.name", "EAP identity";
-    "vpn.xauth_id", "user.name", "XAuth user (IKEv1)";
-    "vpn.cert_subject", "certificate.subject", "peer certificate subject DN";
-    "vpn.cert_serial", "certificate.serial_number", "peer certificate serial (hex)";
-    "vpn.auth_method", "auth_protocol", "`psk`, `cert`, `eap-mschapv2`, `eap-radius`, `xauth`, `chap`, `pap`";
-    "vpn.auth_failure", "status_code", "failure class, e.g. `psk_mismatch`, `radius_reject`";
-    "vpn.virtual_ip", "src_endpoint.intermediate_ips", "the address the VPN handed the client";
-    "vpn.accounting_id", "session.uid_alt", "RADIUS Acct-Session-Id";
-    "vpn.state", "session.is_remote", "`active`, `closed`, `lost`";
-    "vpn.terminate_cause", "", "`user_request`, `admin_reset`, `lost_service`, `timeout`, `lost` (ended while nobody listened), `other`";
-    "vpn.rekey_count", "", "how many IKE rekeys the session had";
-    "vpn.session_version", "", "snapshot version; the newest wins";
-    "vpn.ike_sa_ids", "", "all IKE_SA unique ids of a session";
-    "vpn.tcp_flags", "connection_info.tcp_flags", "TCP flags seen in a flow, either direction, OR-ed";
-    "vpn.flow_end", "", "why a flow record was exported: `idle`, `active`, `tcp_end`, `evicted`, `forced`";
-    "vpn.session_join", "", "how a flow or API request found its session: `matched`, `late`, `unmatched`, `not_vpn`";
-    "vpn.join_table", "", "the table a session join correction applies to: `flows`, `api_requests`, or `events` (a VPN event, also in `auth_events`)";
-    "vpn.audit_prev_hash", "", "hash of the previous audit entry (tamper-evident chain)";
-    "vpn.audit_hash", "", "hash of this audit entry over its fields and vpn.audit_prev_hash";
+/// Text, borrowed; `None` stays `None`.
+fn text<'a>(value: impl Into<Option<&'a str>>) -> Option<Value<'a>> {
+    value.into().map(Value::from)
+}
+
+/// A count held as `u64`, saturating at `i64::MAX` as the store holds it.
+fn count(value: impl Into<Option<u64>>) -> Option<Value<'static>> {
+    value
+        .into()
+        .map(|count| Value::Int(i64::try_from(count).unwrap_or(i64::MAX)))
+}
+
+/// The bytes of [`column_name`]`(name)`, computed at compile time for [`Field::column`]; `N`
+/// is [`column_len`]`(name)`.
+const fn column_bytes<const N: usize>(name: &str) -> [u8; N] {
+    let name = name.as_bytes();
+    let skip = name.len() - N;
+    let mut column = [0; N];
+    let mut idx = 0;
+    while idx < N {
+        column[idx] = match name[skip + idx] {
+            b'.' => b'_',
+            byte => byte,
+        };
+        idx += 1;
+    }
+    column
+}
+
+/// The length of [`column_name`]`(name)` for the names of the dictionary (at most one `@`).
+const fn column_len(name: &str) -> usize {
+    match name.as_bytes() {
+        [b'@', ..] => name.len() - 1,
+        _ => name.len(),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_names_are_unique() {
-        let mut seen = std::collections::BTreeSet::new();
-        for field in FIELDS {
-            assert!(
-                seen.insert(column_name(field.name)),
-                "duplicate column for {}",
-                field.name
-            );
-        }
-    }
-
-    #[test]
-    fn crate_docs_list_every_field() {
-        let docs = include_str!("lib.rs");
-        for field in FIELDS {
-            assert!(
-                docs.contains(&format!("`{}`", field.name)),
-                "lib.rs docs do not mention `{}`",
-                field.name
-            );
-        }
-    }
-
-    #[test]
-    fn column_name_examples() {
-        assert_eq!(column_name("@timestamp"), "timestamp");
-        assert_eq!(
-            column_name("source.geo.country_iso_code"),
-            "source_geo_country_iso_code"
-        );
-        assert_eq!(by_column("user_name").map(|f| f.name), Some("user.name"));
-        assert!(by_column("nope").is_none());
-    }
-}
+mod tests;

@@ -12,7 +12,8 @@
 //! [`AuditEntry`] in a hash chain ([`audit`]). Every crate's error says what kind of failure
 //! it is with one [`ErrorKind`].
 //!
-//! This crate is pure data: serde, jiff, sha2 (for the audit chain) and nothing else from the workspace or the async and
+//! This crate is pure data: serde, jiff, sha2 (for the audit chain), thiserror (for its one
+//! [`Error`], an unknown field name) and nothing else from the workspace or the async and
 //! storage worlds (no tokio, Arrow, DataFusion, tantivy or axum; checked by
 //! `app/tests/architecture.rs`).
 //!
@@ -21,7 +22,9 @@
 //! Field names follow the [Elastic Common Schema](https://www.elastic.co/guide/en/ecs/current/)
 //! where ECS has a field, and a `vpn.*` namespace where it has none. Stored columns use the
 //! same names with dots replaced by underscores ([`fields::column_name`]). [`fields::FIELDS`]
-//! is the machine-readable form of this table; a test keeps the two in step.
+//! is the machine-readable form of this table, with each field's type and how to read it
+//! from an [`Event`] and a [`Session`]; a test keeps the two in step. Rules resolve the
+//! names they use with [`fields::resolve`] when they are loaded.
 //!
 //! | field | column | OCSF attribute | meaning |
 //! |---|---|---|---|
@@ -114,7 +117,12 @@
 //!
 //! [`EventBody::ocsf_class_uid`] gives the class of an event.
 
+// So that `Error::kind` returns `model::ErrorKind` here as in every crate's error.rs (the words
+// app/tests/architecture.rs looks for).
+extern crate self as model;
+
 pub mod audit;
+mod error;
 mod error_kind;
 mod event;
 pub mod fields;
@@ -126,6 +134,7 @@ mod vpn;
 pub mod wire;
 
 pub use audit::{AuditDraft, AuditEntry};
+pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
 pub use event::{Event, EventBody, EventId, Observer, PipelineError, RejectReason};
 pub use flow::{
