@@ -1,56 +1,47 @@
-//! The tables SQL sees, their Arrow schemas, and the hand-written converters from model types
-//! to Arrow record batches.
+//! The tables SQL sees, their Arrow schemas, and the converters from model types to Arrow
+//! record batches.
 //!
-//! Each table is a list of [`Column`]s: a name (the ECS field name with dots replaced by
-//! underscores, see `model::fields`), a type, and a function that reads the cell from a model
-//! value. The schema and the conversion come from the same list, so they cannot drift apart.
+//! Each table is a list of `Column`s: a field of `model::fields`, which gives the column its
+//! name (the ECS name with dots replaced by underscores) and type, and whether the table
+//! allows nulls in it. The schema and the conversion come from the same list, so they cannot
+//! drift apart. Events and sessions are read with the fields' own getters, so SQL sees what
+//! alert rules read; the audit log and session join corrections, which no rule reads, are
+//! read by getters of their own here (`Row`). Runs of columns that several tables share
+//! (where a client came from, the gateway side of a peer, the identities a peer presented, the
+//! session a flow or API request was joined to) are written once.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, ArrowPrimitiveType, Float64Builder, Int64Builder, PrimitiveBuilder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use model::{Event, EventBody, Geo, Peer, Session};
+use model::fields::{self as f, FieldType, Getter, Value};
+use model::{Event, EventBody, Session};
 
 use crate::{Error, Result};
 
-/// A column's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Utf8,
-    Int64,
-    Float64,
-    /// Microseconds since the epoch, UTC.
-    Timestamp,
+/// One column of a table: a field of the vocabulary, and whether the table allows nulls in
+/// it (the same field may be required in one table and optional in another).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Column {
+    pub(crate) field: &'static f::Field,
+    pub(crate) nullable: bool,
 }
 
-impl Kind {
-    fn data_type(self) -> DataType {
-        match self {
-            Kind::Utf8 => DataType::Utf8,
-            Kind::Int64 => DataType::Int64,
-            Kind::Float64 => DataType::Float64,
-            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        }
-    }
-}
-
-/// One cell, as read from a model value.
-pub enum Cell<'a> {
-    Str(Option<Cow<'a, str>>),
-    Int(Option<i64>),
-    Float(Option<f64>),
-    Ts(Option<jiff::Timestamp>),
-}
-
-/// A column of table `T`.
-pub struct Column<T> {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub nullable: bool,
-    pub get: fn(&T) -> Cell<'_>,
+/// A run of columns, written as SQL declares them: `FIELD null` or `FIELD not null`, where
+/// `FIELD` is a constant of `model::fields` (`SOURCE_IP` is the column `source_ip`).
+macro_rules! columns {
+    ($($field:ident $nullability:tt $($null:ident)?),* $(,)?) => {
+        &[$(Column {
+            field: &f::$field,
+            nullable: columns!(@nullable $nullability $($null)?),
+        }),*]
+    };
+    (@nullable null) => { true };
+    (@nullable not null) => { false };
 }
 
 /// The tables, by name.
@@ -124,17 +115,37 @@ impl Table {
         "destination_as_number",
     ];
 
+    /// The columns, in order: the table's runs of columns, one after the other.
+    pub(crate) fn columns(self) -> impl Iterator<Item = &'static Column> {
+        let runs: &'static [&'static [Column]] = match self {
+            Table::Events => EVENTS,
+            Table::AuthEvents => AUTH_EVENTS,
+            Table::Sessions => SESSIONS,
+            Table::Flows => FLOWS,
+            Table::ApiRequests => API_REQUESTS,
+            Table::Alerts => ALERTS,
+            Table::AuditLog => AUDIT_LOG,
+            Table::SessionJoins => SESSION_JOINS,
+        };
+        runs.iter().flat_map(|run| run.iter())
+    }
+
     pub fn schema(self) -> SchemaRef {
-        match self {
-            Table::Events => schema_of(EVENT_COLUMNS),
-            Table::AuthEvents => schema_of(AUTH_COLUMNS),
-            Table::Sessions => schema_of(SESSION_COLUMNS),
-            Table::Flows => schema_of(FLOW_COLUMNS),
-            Table::ApiRequests => schema_of(API_REQUEST_COLUMNS),
-            Table::Alerts => schema_of(ALERT_COLUMNS),
-            Table::AuditLog => schema_of(AUDIT_COLUMNS),
-            Table::SessionJoins => schema_of(SESSION_JOIN_COLUMNS),
-        }
+        let fields: Vec<Field> = self
+            .columns()
+            .map(|column| {
+                let data_type = match column.field.ty {
+                    FieldType::Str | FieldType::Ip => DataType::Utf8,
+                    FieldType::Int => DataType::Int64,
+                    FieldType::Float => DataType::Float64,
+                    FieldType::Time => {
+                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+                    }
+                };
+                Field::new(column.field.column, data_type, column.nullable)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
     }
 
     /// Whether an event becomes a row of this table.
@@ -152,777 +163,289 @@ impl Table {
 
     /// The rows of this table for `events`, as one record batch.
     pub fn events_batch(self, events: &[&Event]) -> Result<RecordBatch> {
-        match self {
-            Table::Events => to_batch(EVENT_COLUMNS, events),
-            Table::AuthEvents => to_batch(AUTH_COLUMNS, events),
-            Table::Flows => to_batch(FLOW_COLUMNS, events),
-            Table::ApiRequests => to_batch(API_REQUEST_COLUMNS, events),
-            Table::Sessions | Table::Alerts | Table::AuditLog | Table::SessionJoins => {
-                Ok(RecordBatch::new_empty(self.schema()))
-            }
+        if self.from_events() {
+            to_batch(self, events)
+        } else {
+            Ok(RecordBatch::new_empty(self.schema()))
         }
     }
 
     /// Column names, in order.
     pub fn column_names(self) -> Vec<&'static str> {
-        fn names<T>(columns: &[Column<T>]) -> Vec<&'static str> {
-            columns.iter().map(|column| column.name).collect()
-        }
-        match self {
-            Table::Events => names(EVENT_COLUMNS),
-            Table::AuthEvents => names(AUTH_COLUMNS),
-            Table::Sessions => names(SESSION_COLUMNS),
-            Table::Flows => names(FLOW_COLUMNS),
-            Table::ApiRequests => names(API_REQUEST_COLUMNS),
-            Table::Alerts => names(ALERT_COLUMNS),
-            Table::AuditLog => names(AUDIT_COLUMNS),
-            Table::SessionJoins => names(SESSION_JOIN_COLUMNS),
-        }
+        self.columns().map(|column| column.field.column).collect()
     }
 }
 
-/// Session snapshots as one record batch.
-pub fn sessions_batch(sessions: &[&Session]) -> Result<RecordBatch> {
-    to_batch(SESSION_COLUMNS, sessions)
-}
+/// The client of a VPN peer or session: its public address, and where that is.
+const CLIENT: &[Column] = columns![
+    SOURCE_IP null, SOURCE_PORT null, SOURCE_GEO_COUNTRY_ISO_CODE null,
+    SOURCE_GEO_COUNTRY_NAME null, SOURCE_GEO_CITY_NAME null, SOURCE_GEO_LOCATION_LAT null,
+    SOURCE_GEO_LOCATION_LON null, SOURCE_AS_NUMBER null, SOURCE_AS_ORGANIZATION_NAME null,
+];
 
-fn schema_of<T>(columns: &[Column<T>]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|column| Field::new(column.name, column.kind.data_type(), column.nullable))
-        .collect();
-    Arc::new(Schema::new(fields))
-}
+/// The gateway side of a VPN event: the address the client reached, the connection and the
+/// IKE_SA.
+const GATEWAY: &[Column] = columns![
+    DESTINATION_IP null, DESTINATION_PORT null, VPN_CONNECTION null, VPN_IKE_SA_ID null,
+];
 
-fn to_batch<T>(columns: &[Column<T>], rows: &[&T]) -> Result<RecordBatch> {
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
-    for column in columns {
-        let array: ArrayRef = match column.kind {
-            Kind::Utf8 => {
-                let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
-                for row in rows {
-                    match (column.get)(row) {
-                        Cell::Str(value) => builder.append_option(value),
-                        _ => return Err(wrong_cell(column.name)),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            Kind::Int64 => {
-                let mut builder = Int64Builder::with_capacity(rows.len());
-                for row in rows {
-                    match (column.get)(row) {
-                        Cell::Int(value) => builder.append_option(value),
-                        _ => return Err(wrong_cell(column.name)),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            Kind::Float64 => {
-                let mut builder = Float64Builder::with_capacity(rows.len());
-                for row in rows {
-                    match (column.get)(row) {
-                        Cell::Float(value) => builder.append_option(value),
-                        _ => return Err(wrong_cell(column.name)),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            Kind::Timestamp => {
-                let mut builder =
-                    TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-                for row in rows {
-                    match (column.get)(row) {
-                        Cell::Ts(value) => {
-                            builder.append_option(value.map(|ts| ts.as_microsecond()))
-                        }
-                        _ => return Err(wrong_cell(column.name)),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-        };
-        arrays.push(array);
-    }
-    RecordBatch::try_new(schema_of(columns), arrays).map_err(|error| Error::Arrow {
-        context: "build record batch",
-        source: error,
-    })
-}
+/// Every identity a peer presented.
+const IDENTITIES: &[Column] = columns![
+    VPN_IKE_ID null, VPN_EAP_ID null, VPN_XAUTH_ID null, VPN_CERT_SUBJECT null,
+    VPN_CERT_SERIAL null,
+];
 
-fn wrong_cell(column: &str) -> Error {
-    Error::Internal(format!("column {column} read a cell of the wrong type"))
-}
-
-fn s(value: &str) -> Cell<'_> {
-    Cell::Str(Some(Cow::Borrowed(value)))
-}
-fn opt(value: Option<&str>) -> Cell<'_> {
-    Cell::Str(value.map(Cow::Borrowed))
-}
-fn owned(value: Option<String>) -> Cell<'static> {
-    Cell::Str(value.map(Cow::Owned))
-}
-fn int(value: Option<u64>) -> Cell<'static> {
-    Cell::Int(value.map(|value| i64::try_from(value).unwrap_or(i64::MAX)))
-}
-
-/// The peer of a VPN event, if it has one.
-fn peer_of(event: &Event) -> Option<&Peer> {
-    match &event.body {
-        EventBody::Auth(auth) => Some(&auth.peer),
-        EventBody::IkeSa(ike) => Some(&ike.peer),
-        EventBody::ChildSa(child) => Some(&child.peer),
-        EventBody::VirtualIp(vip) => Some(&vip.peer),
-        EventBody::L2tp(l2tp) => Some(&l2tp.peer),
-        EventBody::Session(session) => Some(&session.peer),
-        EventBody::Flow(_) | EventBody::ApiRequest(_) | EventBody::PipelineError(_) => None,
-    }
-}
-
-fn user_name(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::Flow(flow) => opt(flow.user_name.as_deref()),
-        EventBody::ApiRequest(request) => opt(request.user_name.as_deref()),
-        _ => opt(peer_of(event).and_then(|peer| peer.identities.user_name())),
-    }
-}
-
-fn source_ip(event: &Event) -> Cell<'_> {
-    let ip = match &event.body {
-        EventBody::Flow(flow) => flow.source.ip,
-        EventBody::ApiRequest(request) => request.client_ip,
-        _ => peer_of(event).and_then(|peer| peer.client.ip),
-    };
-    owned(ip.map(|ip| ip.to_string()))
-}
-
-fn source_port(event: &Event) -> Cell<'_> {
-    let port = match &event.body {
-        EventBody::Flow(flow) => flow.source.port,
-        EventBody::ApiRequest(_) => None,
-        _ => peer_of(event).and_then(|peer| peer.client.port),
-    };
-    int(port.map(u64::from))
-}
-
-fn destination_ip(event: &Event) -> Cell<'_> {
-    let ip = match &event.body {
-        EventBody::Flow(flow) => flow.destination.ip,
-        EventBody::ApiRequest(request) => request.destination.ip,
-        _ => peer_of(event).and_then(|peer| peer.server.ip),
-    };
-    owned(ip.map(|ip| ip.to_string()))
-}
-
-fn destination_port(event: &Event) -> Cell<'_> {
-    let port = match &event.body {
-        EventBody::Flow(flow) => flow.destination.port,
-        EventBody::ApiRequest(request) => request.destination.port,
-        _ => peer_of(event).and_then(|peer| peer.server.port),
-    };
-    int(port.map(u64::from))
-}
-
-fn identity(event: &Event, pick: fn(&model::Identities) -> Option<&str>) -> Cell<'_> {
-    opt(peer_of(event).and_then(|peer| pick(&peer.identities)))
-}
-
-fn geo(event: &Event, pick: fn(&Geo) -> Cell<'_>) -> Cell<'_> {
-    match &event.source_geo {
-        Some(geo) => pick(geo),
-        None => pick(&EMPTY_GEO),
-    }
-}
-
-static EMPTY_GEO: Geo = Geo {
-    country_iso_code: None,
-    country_name: None,
-    city_name: None,
-    lat: None,
-    lon: None,
-    as_number: None,
-    as_organization: None,
-};
-
-fn outcome(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::Auth(auth) => s(auth.outcome.as_str()),
-        EventBody::PipelineError(_) => s("failure"),
-        _ => Cell::Str(None),
-    }
-}
-
-fn reason(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::Auth(auth) => opt(auth.failure.as_ref().map(|failure| failure.reason.as_str())),
-        EventBody::L2tp(l2tp) => opt(l2tp.reason.as_deref()),
-        EventBody::PipelineError(error) => s(error.message.as_str()),
-        _ => Cell::Str(None),
-    }
-}
-
-fn auth_method(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::Auth(auth) => s(auth.method.as_str()),
-        _ => Cell::Str(None),
-    }
-}
-
-fn auth_failure(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::Auth(auth) => opt(auth.failure.as_ref().map(|failure| failure.code.as_str())),
-        _ => Cell::Str(None),
-    }
-}
-
-fn virtual_ip(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::VirtualIp(vip) => owned(Some(vip.ip.to_string())),
-        EventBody::Session(session) => owned(session.virtual_ip.map(|ip| ip.to_string())),
-        _ => Cell::Str(None),
-    }
-}
-
-fn terminate_cause(event: &Event) -> Cell<'_> {
-    match &event.body {
-        EventBody::IkeSa(ike) => opt(ike.cause.map(|cause| cause.as_str())),
-        EventBody::Session(session) => opt(session.cause.map(|cause| cause.as_str())),
-        _ => Cell::Str(None),
-    }
-}
-
-macro_rules! col {
-    ($name:literal, $kind:ident, $nullable:literal, $get:expr) => {
-        Column {
-            name: $name,
-            kind: Kind::$kind,
-            nullable: $nullable,
-            get: $get,
-        }
-    };
-}
+/// A flow or API request, and the session the collector joined it to.
+const JOINED: &[Column] = columns![
+    TIMESTAMP not null, EVENT_ID not null, SESSION_ID null, USER_NAME null,
+    OBSERVER_HOSTNAME null,
+];
 
 /// `events`: every event but flows and API requests, with the fields most events share.
-pub const EVENT_COLUMNS: &[Column<Event>] = &[
-    col!("timestamp", Timestamp, false, |event| Cell::Ts(Some(
-        event.timestamp
-    ))),
-    col!("event_id", Utf8, false, |event| owned(Some(
-        event.id.to_string()
-    ))),
-    col!("event_kind", Utf8, false, |event| s(event.body.kind())),
-    col!("event_category", Utf8, false, |event| s(event
-        .body
-        .category())),
-    col!("event_action", Utf8, false, |event| owned(Some(
-        event.body.action()
-    ))),
-    col!("event_outcome", Utf8, true, |event| outcome(event)),
-    col!("event_reason", Utf8, true, |event| reason(event)),
-    col!("event_dataset", Utf8, false, |event| s(&event.dataset)),
-    col!("observer_hostname", Utf8, true, |event| opt(event
-        .observer
-        .hostname
-        .as_deref())),
-    col!("observer_product", Utf8, true, |event| opt(event
-        .observer
-        .product
-        .as_deref())),
-    col!("session_id", Utf8, true, |event| opt(event
-        .session_id
-        .as_deref())),
-    col!("user_name", Utf8, true, |event| user_name(event)),
-    col!("source_ip", Utf8, true, |event| source_ip(event)),
-    col!("source_port", Int64, true, |event| source_port(event)),
-    col!("source_geo_country_iso_code", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.country_iso_code.as_deref())
-    )),
-    col!("source_geo_country_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.country_name.as_deref())
-    )),
-    col!("source_geo_city_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.city_name.as_deref())
-    )),
-    col!("source_geo_location_lat", Float64, true, |event| geo(
-        event,
-        |geo| Cell::Float(geo.lat)
-    )),
-    col!("source_geo_location_lon", Float64, true, |event| geo(
-        event,
-        |geo| Cell::Float(geo.lon)
-    )),
-    col!("source_as_number", Int64, true, |event| geo(event, |geo| {
-        int(geo.as_number.map(u64::from))
-    })),
-    col!("source_as_organization_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.as_organization.as_deref())
-    )),
-    col!("destination_ip", Utf8, true, |event| destination_ip(event)),
-    col!("destination_port", Int64, true, |event| destination_port(
-        event
-    )),
-    col!("vpn_connection", Utf8, true, |event| opt(
-        peer_of(event).and_then(|peer| peer.connection.as_deref())
-    )),
-    col!("vpn_ike_sa_id", Int64, true, |event| int(
-        peer_of(event).and_then(|peer| peer.ike_sa_id)
-    )),
-    col!("vpn_ike_id", Utf8, true, |event| identity(event, |ids| ids
-        .ike_id
-        .as_deref())),
-    col!("vpn_eap_id", Utf8, true, |event| identity(event, |ids| ids
-        .eap_id
-        .as_deref())),
-    col!("vpn_auth_method", Utf8, true, |event| auth_method(event)),
-    col!("vpn_auth_failure", Utf8, true, |event| auth_failure(event)),
-    col!("vpn_virtual_ip", Utf8, true, |event| virtual_ip(event)),
-    col!("vpn_terminate_cause", Utf8, true, |event| terminate_cause(
-        event
-    )),
-    col!("error_message", Utf8, true, |event| match &event.body {
-        EventBody::PipelineError(error) => s(&error.message),
-        _ => Cell::Str(None),
-    }),
-    col!("event_original", Utf8, false, |event| s(&event.original)),
+const EVENTS: &[&[Column]] = &[
+    columns![
+        TIMESTAMP not null, EVENT_ID not null, EVENT_KIND not null, EVENT_CATEGORY not null,
+        EVENT_ACTION not null, EVENT_OUTCOME null, EVENT_REASON null, EVENT_DATASET not null,
+        OBSERVER_HOSTNAME null, OBSERVER_PRODUCT null, SESSION_ID null, USER_NAME null,
+    ],
+    CLIENT,
+    GATEWAY,
+    columns![
+        VPN_IKE_ID null, VPN_EAP_ID null, VPN_AUTH_METHOD null, VPN_AUTH_FAILURE null,
+        VPN_VIRTUAL_IP null, VPN_TERMINATE_CAUSE null, ERROR_MESSAGE null,
+        EVENT_ORIGINAL not null,
+    ],
 ];
 
 /// `auth_events`: every authentication attempt.
-pub const AUTH_COLUMNS: &[Column<Event>] = &[
-    col!("timestamp", Timestamp, false, |event| Cell::Ts(Some(
-        event.timestamp
-    ))),
-    col!("event_id", Utf8, false, |event| owned(Some(
-        event.id.to_string()
-    ))),
-    col!("event_outcome", Utf8, true, |event| outcome(event)),
-    col!("event_reason", Utf8, true, |event| reason(event)),
-    col!("vpn_auth_method", Utf8, true, |event| auth_method(event)),
-    col!("vpn_auth_failure", Utf8, true, |event| auth_failure(event)),
-    col!("user_name", Utf8, true, |event| user_name(event)),
-    col!("vpn_ike_id", Utf8, true, |event| identity(event, |ids| ids
-        .ike_id
-        .as_deref())),
-    col!("vpn_eap_id", Utf8, true, |event| identity(event, |ids| ids
-        .eap_id
-        .as_deref())),
-    col!("vpn_xauth_id", Utf8, true, |event| identity(event, |ids| {
-        ids.xauth_id.as_deref()
-    })),
-    col!("vpn_cert_subject", Utf8, true, |event| identity(
-        event,
-        |ids| ids.cert_subject.as_deref()
-    )),
-    col!("vpn_cert_serial", Utf8, true, |event| identity(
-        event,
-        |ids| ids.cert_serial.as_deref()
-    )),
-    col!("source_ip", Utf8, true, |event| source_ip(event)),
-    col!("source_port", Int64, true, |event| source_port(event)),
-    col!("source_geo_country_iso_code", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.country_iso_code.as_deref())
-    )),
-    col!("source_geo_country_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.country_name.as_deref())
-    )),
-    col!("source_geo_city_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.city_name.as_deref())
-    )),
-    col!("source_geo_location_lat", Float64, true, |event| geo(
-        event,
-        |geo| Cell::Float(geo.lat)
-    )),
-    col!("source_geo_location_lon", Float64, true, |event| geo(
-        event,
-        |geo| Cell::Float(geo.lon)
-    )),
-    col!("source_as_number", Int64, true, |event| geo(event, |geo| {
-        int(geo.as_number.map(u64::from))
-    })),
-    col!("source_as_organization_name", Utf8, true, |event| geo(
-        event,
-        |geo| opt(geo.as_organization.as_deref())
-    )),
-    col!("destination_ip", Utf8, true, |event| destination_ip(event)),
-    col!("destination_port", Int64, true, |event| destination_port(
-        event
-    )),
-    col!("vpn_connection", Utf8, true, |event| opt(
-        peer_of(event).and_then(|peer| peer.connection.as_deref())
-    )),
-    col!("vpn_ike_sa_id", Int64, true, |event| int(
-        peer_of(event).and_then(|peer| peer.ike_sa_id)
-    )),
-    col!("session_id", Utf8, true, |event| opt(event
-        .session_id
-        .as_deref())),
-    col!("observer_hostname", Utf8, true, |event| opt(event
-        .observer
-        .hostname
-        .as_deref())),
-    col!("observer_product", Utf8, true, |event| opt(event
-        .observer
-        .product
-        .as_deref())),
-    col!("event_dataset", Utf8, false, |event| s(&event.dataset)),
-    col!("event_original", Utf8, false, |event| s(&event.original)),
+const AUTH_EVENTS: &[&[Column]] = &[
+    columns![
+        TIMESTAMP not null, EVENT_ID not null, EVENT_OUTCOME null, EVENT_REASON null,
+        VPN_AUTH_METHOD null, VPN_AUTH_FAILURE null, USER_NAME null,
+    ],
+    IDENTITIES,
+    CLIENT,
+    GATEWAY,
+    columns![
+        SESSION_ID null, OBSERVER_HOSTNAME null, OBSERVER_PRODUCT null, EVENT_DATASET not null,
+        EVENT_ORIGINAL not null,
+    ],
 ];
-
-fn session_geo(session: &Session, pick: fn(&Geo) -> Cell<'_>) -> Cell<'_> {
-    match &session.client_geo {
-        Some(geo) => pick(geo),
-        None => pick(&EMPTY_GEO),
-    }
-}
 
 /// `sessions`: one row per session snapshot; the `sessions` view keeps the newest.
-pub const SESSION_COLUMNS: &[Column<Session>] = &[
-    col!("session_id", Utf8, false, |session| s(&session.session_id)),
-    col!("timestamp", Timestamp, false, |session| Cell::Ts(Some(
-        session.updated
-    ))),
-    col!("observer_hostname", Utf8, true, |session| opt(session
-        .gateway
-        .as_deref())),
-    col!("vpn_connection", Utf8, true, |session| opt(session
-        .connection
-        .as_deref())),
-    col!("user_name", Utf8, true, |session| opt(session.user_name())),
-    col!("vpn_ike_id", Utf8, true, |session| opt(session
-        .identities
-        .ike_id
-        .as_deref())),
-    col!("vpn_eap_id", Utf8, true, |session| opt(session
-        .identities
-        .eap_id
-        .as_deref())),
-    col!("vpn_xauth_id", Utf8, true, |session| opt(session
-        .identities
-        .xauth_id
-        .as_deref())),
-    col!("vpn_cert_subject", Utf8, true, |session| opt(session
-        .identities
-        .cert_subject
-        .as_deref())),
-    col!("vpn_cert_serial", Utf8, true, |session| opt(session
-        .identities
-        .cert_serial
-        .as_deref())),
-    col!("vpn_auth_method", Utf8, true, |session| opt(session
-        .method
-        .map(|method| method.as_str()))),
-    col!("source_ip", Utf8, true, |session| owned(
-        session.client.ip.map(|ip| ip.to_string())
-    )),
-    col!("source_port", Int64, true, |session| int(session
-        .client
-        .port
-        .map(u64::from))),
-    col!("source_geo_country_iso_code", Utf8, true, |session| {
-        session_geo(session, |geo| opt(geo.country_iso_code.as_deref()))
-    }),
-    col!(
-        "source_geo_country_name",
-        Utf8,
-        true,
-        |session| session_geo(session, |geo| opt(geo.country_name.as_deref()))
-    ),
-    col!("source_geo_city_name", Utf8, true, |session| session_geo(
-        session,
-        |geo| opt(geo.city_name.as_deref())
-    )),
-    col!("source_geo_location_lat", Float64, true, |session| {
-        session_geo(session, |geo| Cell::Float(geo.lat))
-    }),
-    col!("source_geo_location_lon", Float64, true, |session| {
-        session_geo(session, |geo| Cell::Float(geo.lon))
-    }),
-    col!("source_as_number", Int64, true, |session| session_geo(
-        session,
-        |geo| int(geo.as_number.map(u64::from))
-    )),
-    col!("source_as_organization_name", Utf8, true, |session| {
-        session_geo(session, |geo| opt(geo.as_organization.as_deref()))
-    }),
-    col!("vpn_virtual_ip", Utf8, true, |session| owned(
-        session.virtual_ip.map(|ip| ip.to_string())
-    )),
-    col!("event_start", Timestamp, false, |session| Cell::Ts(Some(
-        session.start
-    ))),
-    col!("event_end", Timestamp, true, |session| Cell::Ts(
-        session.end
-    )),
-    col!("event_duration", Int64, true, |session| Cell::Int(
-        session
-            .end
-            .and_then(|end| { i64::try_from(end.duration_since(session.start).as_nanos()).ok() })
-    )),
-    col!("vpn_state", Utf8, false, |session| s(session
-        .state
-        .as_str())),
-    col!("vpn_terminate_cause", Utf8, true, |session| opt(session
-        .cause
-        .map(|cause| cause.as_str()))),
-    col!("source_bytes", Int64, false, |session| int(Some(
-        session.counters.bytes_in
-    ))),
-    col!("destination_bytes", Int64, false, |session| int(Some(
-        session.counters.bytes_out
-    ))),
-    col!("network_bytes", Int64, false, |session| int(Some(
-        session
-            .counters
-            .bytes_in
-            .saturating_add(session.counters.bytes_out)
-    ))),
-    col!("source_packets", Int64, true, |session| int(session
-        .counters
-        .packets_in)),
-    col!("destination_packets", Int64, true, |session| int(session
-        .counters
-        .packets_out)),
-    col!("vpn_accounting_id", Utf8, true, |session| opt(session
-        .accounting_id
-        .as_deref())),
-    col!("vpn_rekey_count", Int64, false, |session| int(Some(
-        u64::from(session.rekey_count)
-    ))),
-    col!("vpn_ike_sa_ids", Utf8, false, |session| owned(Some(
-        session
-            .ike_sa_ids
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    ))),
-    col!("vpn_session_version", Int64, false, |session| int(Some(
-        session.version
-    ))),
+const SESSIONS: &[&[Column]] = &[
+    columns![
+        SESSION_ID not null, TIMESTAMP not null, OBSERVER_HOSTNAME null, VPN_CONNECTION null,
+        USER_NAME null,
+    ],
+    IDENTITIES,
+    columns![VPN_AUTH_METHOD null],
+    CLIENT,
+    columns![
+        VPN_VIRTUAL_IP null, EVENT_START not null, EVENT_END null, EVENT_DURATION null,
+        VPN_STATE not null, VPN_TERMINATE_CAUSE null, SOURCE_BYTES not null,
+        DESTINATION_BYTES not null, NETWORK_BYTES not null, SOURCE_PACKETS null,
+        DESTINATION_PACKETS null, VPN_ACCOUNTING_ID null, VPN_REKEY_COUNT not null,
+        VPN_IKE_SA_IDS not null, VPN_SESSION_VERSION not null,
+    ],
 ];
-
-fn flow_of(event: &Event) -> Option<&model::Flow> {
-    match &event.body {
-        EventBody::Flow(flow) => Some(flow),
-        _ => None,
-    }
-}
 
 /// `flows`: network flows of VPN clients.
-pub const FLOW_COLUMNS: &[Column<Event>] = &[
-    col!("timestamp", Timestamp, false, |event| Cell::Ts(Some(
-        event.timestamp
-    ))),
-    col!("event_id", Utf8, false, |event| owned(Some(
-        event.id.to_string()
-    ))),
-    col!("session_id", Utf8, true, |event| opt(event
-        .session_id
-        .as_deref())),
-    col!("user_name", Utf8, true, |event| user_name(event)),
-    col!("observer_hostname", Utf8, true, |event| opt(event
-        .observer
-        .hostname
-        .as_deref())),
-    col!("event_start", Timestamp, true, |event| Cell::Ts(
-        flow_of(event).map(|flow| flow.start)
-    )),
-    col!("event_end", Timestamp, true, |event| Cell::Ts(
-        flow_of(event).map(|flow| flow.end)
-    )),
-    col!("source_ip", Utf8, true, |event| source_ip(event)),
-    col!("source_port", Int64, true, |event| source_port(event)),
-    col!("destination_ip", Utf8, true, |event| destination_ip(event)),
-    col!("destination_port", Int64, true, |event| destination_port(
-        event
-    )),
-    col!("network_transport", Utf8, true, |event| opt(
-        flow_of(event).map(|flow| flow.transport.as_str())
-    )),
-    col!("source_bytes", Int64, true, |event| int(
-        flow_of(event).map(|flow| flow.source_bytes)
-    )),
-    col!("destination_bytes", Int64, true, |event| int(flow_of(
-        event
-    )
-    .map(|flow| flow.destination_bytes))),
-    col!("source_packets", Int64, true, |event| int(
-        flow_of(event).map(|flow| flow.source_packets)
-    )),
-    col!("destination_packets", Int64, true, |event| int(flow_of(
-        event
-    )
-    .map(|flow| flow.destination_packets))),
-    col!("vpn_tcp_flags", Int64, true, |event| int(
-        flow_of(event).and_then(|flow| flow.tcp_flags.map(u64::from))
-    )),
-    col!("vpn_flow_end", Utf8, true, |event| opt(flow_of(event)
-        .and_then(|flow| flow
-            .end_reason
-            .map(model::FlowEnd::as_str)))),
-    col!("vpn_session_join", Utf8, true, |event| opt(session_join(
-        event
-    )
-    .map(model::SessionJoin::as_str))),
+const FLOWS: &[&[Column]] = &[
+    JOINED,
+    columns![
+        EVENT_START null, EVENT_END null, SOURCE_IP null, SOURCE_PORT null, DESTINATION_IP null,
+        DESTINATION_PORT null, NETWORK_TRANSPORT null, SOURCE_BYTES null,
+        DESTINATION_BYTES null, SOURCE_PACKETS null, DESTINATION_PACKETS null,
+        VPN_TCP_FLAGS null, VPN_FLOW_END null, VPN_SESSION_JOIN null,
+    ],
 ];
-
-fn session_join(event: &Event) -> Option<model::SessionJoin> {
-    match &event.body {
-        EventBody::Flow(flow) => flow.session_join,
-        EventBody::ApiRequest(request) => request.session_join,
-        _ => None,
-    }
-}
-
-fn request_of(event: &Event) -> Option<&model::ApiRequest> {
-    match &event.body {
-        EventBody::ApiRequest(request) => Some(request),
-        _ => None,
-    }
-}
 
 /// `api_requests`: HTTP requests to APIs behind the VPN.
-pub const API_REQUEST_COLUMNS: &[Column<Event>] = &[
-    col!("timestamp", Timestamp, false, |event| Cell::Ts(Some(
-        event.timestamp
-    ))),
-    col!("event_id", Utf8, false, |event| owned(Some(
-        event.id.to_string()
-    ))),
-    col!("session_id", Utf8, true, |event| opt(event
-        .session_id
-        .as_deref())),
-    col!("user_name", Utf8, true, |event| user_name(event)),
-    col!("observer_hostname", Utf8, true, |event| opt(event
-        .observer
-        .hostname
-        .as_deref())),
-    col!("source_ip", Utf8, true, |event| source_ip(event)),
-    col!("destination_ip", Utf8, true, |event| destination_ip(event)),
-    col!("destination_port", Int64, true, |event| destination_port(
-        event
-    )),
-    col!("http_request_method", Utf8, true, |event| opt(request_of(
-        event
-    )
-    .map(|request| request.method.as_str()))),
-    col!("url_domain", Utf8, true, |event| opt(
-        request_of(event).and_then(|request| request.host.as_deref())
-    )),
-    col!("url_path", Utf8, true, |event| opt(
-        request_of(event).map(|request| request.path.as_str())
-    )),
-    col!("http_response_status_code", Int64, true, |event| int(
-        request_of(event).map(|request| u64::from(request.status))
-    )),
-    col!("http_response_bytes", Int64, true, |event| int(request_of(
-        event
-    )
-    .and_then(|request| request.response_bytes))),
-    col!("event_duration", Int64, true, |event| int(request_of(
-        event
-    )
-    .and_then(|request| request
-        .duration_us
-        .map(|us| us.saturating_mul(1000))))),
-    col!("http_request_id", Utf8, true, |event| opt(request_of(
-        event
-    )
-    .and_then(|request| request.request_id.as_deref()))),
-    col!("vpn_session_join", Utf8, true, |event| opt(session_join(
-        event
-    )
-    .map(model::SessionJoin::as_str))),
-    col!("event_original", Utf8, false, |event| s(&event.original)),
+const API_REQUESTS: &[&[Column]] = &[
+    JOINED,
+    columns![
+        SOURCE_IP null, DESTINATION_IP null, DESTINATION_PORT null, HTTP_REQUEST_METHOD null,
+        URL_DOMAIN null, URL_PATH null, HTTP_RESPONSE_STATUS_CODE null,
+        HTTP_RESPONSE_BYTES null, EVENT_DURATION null, HTTP_REQUEST_ID null,
+        VPN_SESSION_JOIN null, EVENT_ORIGINAL not null,
+    ],
 ];
 
-/// Tables whose rows no part of tunnelwatch produces yet: the schema exists so that SQL and
-/// dashboards can rely on the table, and it holds no rows.
-pub enum NoRows {}
+/// `alerts`: alerts raised by rules (filled by the alerting engine). No part of tunnelwatch
+/// writes rows yet: the schema exists so that SQL and dashboards can rely on the table.
+const ALERTS: &[&[Column]] = &[columns![
+    TIMESTAMP not null, EVENT_ID not null, RULE_ID not null, RULE_NAME not null,
+    EVENT_SEVERITY null, EVENT_ACTION not null, EVENT_REASON null, MESSAGE null, USER_NAME null,
+    SOURCE_IP null, SESSION_ID null, EVENT_START null, EVENT_END null,
+]];
+
+/// `audit_log`: what operators and playbooks did, hash-chained (filled by playbooks).
+const AUDIT_LOG: &[&[Column]] = &[columns![
+    TIMESTAMP not null, EVENT_ID not null, EVENT_ACTION not null, EVENT_OUTCOME null,
+    USER_NAME null, USER_TARGET_NAME null, SOURCE_IP null, MESSAGE null,
+    VPN_AUDIT_PREV_HASH null, VPN_AUDIT_HASH null,
+]];
 
 /// `session_joins`: late corrections of the session a flow or API request was joined to
 /// ([`model::SessionJoinUpdate`]). A row lands in the hour of the row it corrects; the views
 /// of `flows` and `api_requests` show the newest correction of each event (see
 /// [`crate::session_joins`]).
-pub const SESSION_JOIN_COLUMNS: &[Column<model::SessionJoinUpdate>] = &[
-    col!("timestamp", Timestamp, false, |update| Cell::Ts(Some(
-        update.timestamp
-    ))),
-    col!("event_id", Utf8, false, |update| s(&update.event_id)),
-    col!("vpn_join_table", Utf8, false, |update| s(update
-        .target
-        .as_str())),
-    col!("session_id", Utf8, true, |update| opt(update
-        .session_id
-        .as_deref())),
-    col!("user_name", Utf8, true, |update| opt(update
-        .user_name
-        .as_deref())),
-    col!("vpn_session_join", Utf8, false, |update| s(update
-        .join
-        .as_str())),
-    col!("event_created", Timestamp, false, |update| Cell::Ts(Some(
-        update.decided
-    ))),
-];
+const SESSION_JOINS: &[&[Column]] = &[columns![
+    TIMESTAMP not null, EVENT_ID not null, VPN_JOIN_TABLE not null, SESSION_ID null,
+    USER_NAME null, VPN_SESSION_JOIN not null, EVENT_CREATED not null,
+]];
+
+/// What a table's rows are made of, and how each of its fields is read from one.
+pub(crate) trait Row: Sized {
+    /// How `field` is read from a row; `None` if this kind of row does not carry it.
+    fn getter(field: &f::Field) -> Option<Getter<Self>>;
+}
+
+impl Row for Event {
+    fn getter(field: &f::Field) -> Option<Getter<Event>> {
+        field.event
+    }
+}
+
+impl Row for Session {
+    fn getter(field: &f::Field) -> Option<Getter<Session>> {
+        field.session
+    }
+}
+
+impl Row for model::AuditEntry {
+    fn getter(field: &f::Field) -> Option<Getter<Self>> {
+        let get: Getter<Self> = match field.name {
+            "@timestamp" => |entry| Some(entry.timestamp.into()),
+            "event.id" => |entry| Some(entry.id.as_str().into()),
+            "event.action" => |entry| Some(entry.draft.action.as_str().into()),
+            "event.outcome" => |entry| entry.draft.outcome.as_deref().map(Value::from),
+            "user.name" => |entry| entry.draft.actor.as_deref().map(Value::from),
+            "user.target.name" => |entry| entry.draft.target.as_deref().map(Value::from),
+            "source.ip" => |entry| entry.draft.source_ip.map(Value::from),
+            "message" => |entry| Some(entry.draft.message.as_str().into()),
+            "vpn.audit_prev_hash" => |entry| Some(entry.prev_hash.as_str().into()),
+            "vpn.audit_hash" => |entry| Some(entry.hash.as_str().into()),
+            _ => return None,
+        };
+        Some(get)
+    }
+}
+
+impl Row for model::SessionJoinUpdate {
+    fn getter(field: &f::Field) -> Option<Getter<Self>> {
+        let get: Getter<Self> = match field.name {
+            "@timestamp" => |update| Some(update.timestamp.into()),
+            "event.id" => |update| Some(update.event_id.as_str().into()),
+            "vpn.join_table" => |update| Some(update.target.as_str().into()),
+            "session_id" => |update| update.session_id.as_deref().map(Value::from),
+            "user.name" => |update| update.user_name.as_deref().map(Value::from),
+            "vpn.session_join" => |update| Some(update.join.as_str().into()),
+            "event.created" => |update| Some(update.decided.into()),
+            _ => return None,
+        };
+        Some(get)
+    }
+}
+
+/// Session snapshots as one record batch.
+pub fn sessions_batch(sessions: &[&Session]) -> Result<RecordBatch> {
+    to_batch(Table::Sessions, sessions)
+}
 
 /// Session join corrections as one record batch.
 pub fn session_joins_batch(updates: &[&model::SessionJoinUpdate]) -> Result<RecordBatch> {
-    to_batch(SESSION_JOIN_COLUMNS, updates)
+    to_batch(Table::SessionJoins, updates)
 }
 
-/// `alerts`: alerts raised by rules (filled by the alerting engine).
-pub const ALERT_COLUMNS: &[Column<NoRows>] = &[
-    col!("timestamp", Timestamp, false, |never| match *never {}),
-    col!("event_id", Utf8, false, |never| match *never {}),
-    col!("rule_id", Utf8, false, |never| match *never {}),
-    col!("rule_name", Utf8, false, |never| match *never {}),
-    col!("event_severity", Int64, true, |never| match *never {}),
-    col!("event_action", Utf8, false, |never| match *never {}),
-    col!("event_reason", Utf8, true, |never| match *never {}),
-    col!("message", Utf8, true, |never| match *never {}),
-    col!("user_name", Utf8, true, |never| match *never {}),
-    col!("source_ip", Utf8, true, |never| match *never {}),
-    col!("session_id", Utf8, true, |never| match *never {}),
-    col!("event_start", Timestamp, true, |never| match *never {}),
-    col!("event_end", Timestamp, true, |never| match *never {}),
-];
+/// The rows of `audit_log`.
+pub fn audit_batch(entries: &[&model::AuditEntry]) -> Result<RecordBatch> {
+    to_batch(Table::AuditLog, entries)
+}
 
-/// `audit_log`: what operators and playbooks did, hash-chained (filled by playbooks).
-pub const AUDIT_COLUMNS: &[Column<model::AuditEntry>] = &[
-    col!("timestamp", Timestamp, false, |entry| Cell::Ts(Some(
-        entry.timestamp
-    ))),
-    col!("event_id", Utf8, false, |entry| s(&entry.id)),
-    col!("event_action", Utf8, false, |entry| s(&entry.draft.action)),
-    col!("event_outcome", Utf8, true, |entry| opt(entry
-        .draft
-        .outcome
-        .as_deref())),
-    col!("user_name", Utf8, true, |entry| opt(entry
-        .draft
-        .actor
-        .as_deref())),
-    col!("user_target_name", Utf8, true, |entry| opt(entry
-        .draft
-        .target
-        .as_deref())),
-    col!("source_ip", Utf8, true, |entry| owned(
-        entry.draft.source_ip.map(|ip| ip.to_string())
-    )),
-    col!("message", Utf8, true, |entry| s(&entry.draft.message)),
-    col!("vpn_audit_prev_hash", Utf8, true, |entry| s(
-        &entry.prev_hash
-    )),
-    col!("vpn_audit_hash", Utf8, true, |entry| s(&entry.hash)),
-];
+/// `rows` as a record batch of `table`, whose rows they must be.
+fn to_batch<T: Row>(table: Table, rows: &[&T]) -> Result<RecordBatch> {
+    let arrays = table
+        .columns()
+        .map(|column| {
+            let field = column.field;
+            let name = || format!("{}.{}", table.name(), field.column);
+            let get = T::getter(field).ok_or_else(|| {
+                Error::Internal(format!("column {} has no getter for its rows", name()))
+            })?;
+            let values = rows.iter().map(|row| get(row));
+            array(field.ty, values, rows.len()).ok_or_else(|| {
+                Error::Internal(format!(
+                    "column {} read a value that is not {:?}",
+                    name(),
+                    field.ty
+                ))
+            })
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    RecordBatch::try_new(table.schema(), arrays).map_err(|error| Error::Arrow {
+        context: "build record batch",
+        source: error,
+    })
+}
+
+/// The Arrow array of a column of type `ty`; `None` if a value is of another type.
+fn array<'a>(
+    ty: FieldType,
+    values: impl Iterator<Item = Option<Value<'a>>>,
+    n_rows: usize,
+) -> Option<ArrayRef> {
+    match ty {
+        FieldType::Str => texts(values, n_rows, |value| value.as_str().map(Cow::Borrowed)),
+        FieldType::Ip => texts(values, n_rows, |value| {
+            Some(value.as_ip()?.to_string().into())
+        }),
+        FieldType::Int => primitives(Int64Builder::with_capacity(n_rows), values, Value::as_int),
+        FieldType::Float => primitives(
+            Float64Builder::with_capacity(n_rows),
+            values,
+            Value::as_float,
+        ),
+        FieldType::Time => {
+            let builder = TimestampMicrosecondBuilder::with_capacity(n_rows).with_timezone("UTC");
+            primitives(builder, values, |value| {
+                Some(value.as_time()?.as_microsecond())
+            })
+        }
+    }
+}
+
+/// A text column; `None` if `text` finds no text in a value.
+fn texts<'a>(
+    values: impl Iterator<Item = Option<Value<'a>>>,
+    n_rows: usize,
+    text: for<'v> fn(&'v Value<'a>) -> Option<Cow<'v, str>>,
+) -> Option<ArrayRef> {
+    let mut builder = StringBuilder::with_capacity(n_rows, n_rows * 16);
+    for value in values {
+        match value {
+            None => builder.append_null(),
+            Some(value) => builder.append_value(text(&value)?),
+        }
+    }
+    Some(Arc::new(builder.finish()))
+}
+
+/// A column of numbers or times; `None` if `native` finds no number in a value.
+fn primitives<'a, P: ArrowPrimitiveType>(
+    mut builder: PrimitiveBuilder<P>,
+    values: impl Iterator<Item = Option<Value<'a>>>,
+    native: fn(&Value<'a>) -> Option<P::Native>,
+) -> Option<ArrayRef> {
+    for value in values {
+        match value {
+            None => builder.append_null(),
+            Some(value) => builder.append_value(native(&value)?),
+        }
+    }
+    Some(Arc::new(builder.finish()))
+}
 
 /// Audit entries back from `audit_log` rows (for checking the chain).
 pub fn audit_entries(batch: &RecordBatch) -> Result<Vec<model::AuditEntry>> {
@@ -972,165 +495,5 @@ pub fn audit_entries(batch: &RecordBatch) -> Result<Vec<model::AuditEntry>> {
         .collect()
 }
 
-/// The rows of `audit_log`.
-pub fn audit_batch(entries: &[&model::AuditEntry]) -> Result<RecordBatch> {
-    to_batch(AUDIT_COLUMNS, entries)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every column is a documented field of the vocabulary (ECS or `vpn.*`), named by
-    /// `model::fields::column_name`.
-    #[test]
-    fn every_column_is_a_documented_field() {
-        for table in Table::ALL {
-            for column in table.column_names() {
-                assert!(
-                    model::fields::by_column(column).is_some(),
-                    "{}.{column} is not in model::fields::FIELDS",
-                    table.name()
-                );
-            }
-        }
-    }
-
-    /// The schema of every table, pinned: column names, order, types and nullability (and
-    /// any metadata). Parquet segments written before are read with today's schema, so a
-    /// change here is a migration, not a refactoring.
-    #[test]
-    fn tables_keep_their_schemas() {
-        let mut rendered = String::new();
-        for table in Table::ALL {
-            let schema = table.schema();
-            rendered.push_str(&format!("{}\n", table.name()));
-            assert!(
-                schema.metadata().is_empty(),
-                "{} has metadata",
-                table.name()
-            );
-            for field in schema.fields() {
-                let nullable = if field.is_nullable() {
-                    "null"
-                } else {
-                    "not null"
-                };
-                rendered.push_str(&format!(
-                    "  {}: {:?} {nullable}\n",
-                    field.name(),
-                    field.data_type()
-                ));
-                assert!(field.metadata().is_empty(), "{} has metadata", field.name());
-            }
-        }
-        expect_test::expect_file!["../testdata/schema/tables.expected"].assert_eq(&rendered);
-    }
-
-    /// Every cell of every table for realistic rows of each kind (testdata/schema/*.jsonl):
-    /// what the converters write, pinned.
-    #[test]
-    fn rows_keep_their_cells() {
-        let events: Vec<Event> = fixture("events.jsonl");
-        let sessions: Vec<Session> = fixture("sessions.jsonl");
-        let joins: Vec<model::SessionJoinUpdate> = fixture("session_joins.jsonl");
-        let at = jiff::Timestamp::from_second(1_795_000_000).unwrap();
-        let first = model::AuditDraft {
-            action: "retention.delete".to_owned(),
-            outcome: Some("success".to_owned()),
-            actor: Some("policy:90-days".to_owned()),
-            target: None,
-            source_ip: None,
-            message: "deleted 3 hours of flows".to_owned(),
-        }
-        .seal(1, at, model::audit::GENESIS);
-        let second = model::AuditDraft {
-            action: "revoke.terminate".to_owned(),
-            outcome: None,
-            actor: Some("analyst@example.org".to_owned()),
-            target: Some("bob".to_owned()),
-            source_ip: Some("2001:db8::5".parse().unwrap()),
-            message: "terminated bob's sessions".to_owned(),
-        }
-        .seal(2, at, &first.hash);
-        let mut rendered = String::new();
-        for table in Table::ALL {
-            let batch = match table {
-                Table::Sessions => sessions_batch(&sessions.iter().collect::<Vec<_>>()),
-                Table::SessionJoins => session_joins_batch(&joins.iter().collect::<Vec<_>>()),
-                Table::AuditLog => audit_batch(&[&first, &second]),
-                _ => {
-                    let taken: Vec<&Event> =
-                        events.iter().filter(|event| table.takes(event)).collect();
-                    table.events_batch(&taken)
-                }
-            }
-            .unwrap();
-            rendered.push_str(&render_batch(table.name(), &batch));
-        }
-        expect_test::expect_file!["../testdata/schema/rows.expected"].assert_eq(&rendered);
-    }
-
-    pub(crate) fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/schema")
-            .join(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        text.lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|error| panic!("{name}: {error}"))
-            })
-            .collect()
-    }
-
-    fn render_batch(table: &str, batch: &RecordBatch) -> String {
-        use datafusion::arrow::array::{Array, StringArray};
-        use datafusion::arrow::util::display::array_value_to_string;
-        let mut rendered = format!("{table}: {} rows\n", batch.num_rows());
-        for row in 0..batch.num_rows() {
-            rendered.push_str(&format!("  row {row}\n"));
-            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                let cell = if column.is_null(row) {
-                    "null".to_owned()
-                } else if let Some(text) = column.as_any().downcast_ref::<StringArray>() {
-                    format!("{:?}", text.value(row))
-                } else {
-                    array_value_to_string(column, row).unwrap()
-                };
-                rendered.push_str(&format!("    {}: {cell}\n", field.name()));
-            }
-        }
-        rendered
-    }
-
-    #[test]
-    fn table_names_are_the_ones_users_script_against() {
-        let names: Vec<&str> = Table::ALL.iter().map(|table| table.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "events",
-                "auth_events",
-                "sessions",
-                "flows",
-                "api_requests",
-                "alerts",
-                "audit_log",
-                "session_joins"
-            ]
-        );
-        for required in ["source_ip", "user_name", "event_outcome", "session_id"] {
-            assert!(
-                Table::AuthEvents.column_names().contains(&required),
-                "auth_events lacks {required}"
-            );
-        }
-        for table in [Table::Flows, Table::ApiRequests] {
-            assert!(
-                table.column_names().contains(&"session_id")
-                    && table.column_names().contains(&"user_name")
-            );
-        }
-        assert!(Table::Flows.column_names().contains(&"destination_port"));
-    }
-}
+mod tests;
