@@ -501,3 +501,107 @@ fn the_only_unsafe_code_is_the_capture_socket() {
         }
     }
 }
+
+/// Every `.rs` file of the workspace (sources, tests, benches, examples), as text.
+fn all_rust_files() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                out.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&workspace_root(), &mut out);
+    out
+}
+
+/// The checks an invariant names: its italic parentheses, `*(...)*`, which may span lines.
+/// An invariant runs to the next one or to the end of its paragraph.
+fn invariant_references(architecture: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = architecture;
+    while let Some(at) = rest.find("**Invariant:**") {
+        rest = &rest[at + "**Invariant:**".len()..];
+        let end = [rest.find("**Invariant:**"), rest.find("\n\n")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
+        let mut invariant = &rest[..end];
+        let summary: String = invariant.chars().take(60).collect();
+        let mut checks = String::new();
+        while let Some(open) = invariant.find("*(") {
+            let Some(close) = invariant[open..].find(")*") else {
+                break;
+            };
+            checks.push_str(&invariant[open + 2..open + close]);
+            checks.push('\n');
+            invariant = &invariant[open + close + 2..];
+        }
+        found.push((summary, checks));
+    }
+    found
+}
+
+/// ARCHITECTURE.md's invariants each name their checks, and what they name exists: every
+/// test function in backticks is defined somewhere in the workspace, every `.rs` path is a
+/// file. A renamed or deleted test cannot leave an invariant pointing at nothing.
+#[test]
+fn every_invariant_names_checks_that_exist() {
+    let root = workspace_root();
+    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let files = all_rust_files();
+    let defined: BTreeSet<String> = files
+        .iter()
+        .flat_map(|(_, text)| {
+            text.split("fn ")
+                .skip(1)
+                .map(|after| {
+                    after
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .chain(files.iter().filter_map(|(path, _)| {
+            let in_tests = path.parent()?.file_name()? == "tests";
+            in_tests.then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        }))
+        .collect();
+    let references = invariant_references(&architecture);
+    assert!(references.len() > 50, "ARCHITECTURE.md lost its invariants");
+    let mut problems = Vec::new();
+    for (summary, checks) in &references {
+        if checks.is_empty() {
+            problems.push(format!("invariant '{summary}…' names no check"));
+            continue;
+        }
+        for quoted in checks.split('`').skip(1).step_by(2) {
+            let is_test_name = quoted.contains('_')
+                && quoted
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_test_name && !defined.contains(quoted) {
+                problems.push(format!("'{summary}…' names `{quoted}`, defined nowhere"));
+            }
+        }
+        for word in checks.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+            let word = word.trim_matches(|c: char| "()`*.:".contains(c));
+            if word.ends_with(".rs") && word.contains('/') && !root.join(word).is_file() {
+                problems.push(format!("'{summary}…' names {word}, which is not a file"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
