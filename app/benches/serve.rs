@@ -68,6 +68,12 @@ fn main() {
     let (acks, n_events) = ingest.join().unwrap();
     let rate = n_events as f64 / phase_secs as f64;
     rows.push(row("ingest", "events acknowledged per second", rate, None));
+    rows.push(row(
+        "ingest",
+        "batches refused (503) and posted again",
+        RETRIED.swap(0, Ordering::Relaxed) as f64,
+        None,
+    ));
     rows.extend(latency_rows("ingest", "/healthz", &healthz));
     rows.extend(latency_rows("ingest", "ingest acknowledgement", &acks));
 
@@ -75,8 +81,9 @@ fn main() {
     let started = Instant::now();
     fill(&base, events);
     println!(
-        "stored {events} more events in {:.0} s",
-        started.elapsed().as_secs_f64()
+        "stored {events} more events in {:.0} s ({} batches refused and posted again)",
+        started.elapsed().as_secs_f64(),
+        RETRIED.swap(0, Ordering::Relaxed)
     );
     let load = Load::new();
     let prober = load.probe_healthz(&base);
@@ -100,6 +107,12 @@ fn main() {
         None,
     ));
     rows.push(row("queries", "lists refused (503)", refused as f64, None));
+    rows.push(row(
+        "queries",
+        "batches refused (503) and posted again",
+        RETRIED.swap(0, Ordering::Relaxed) as f64,
+        None,
+    ));
     rows.extend(latency_rows("queries", "/healthz", &healthz));
     rows.extend(latency_rows("queries", "ingest acknowledgement", &acks));
     rows.extend(
@@ -286,16 +299,37 @@ where
     })
 }
 
+/// Posts a batch until it is acknowledged: a 503 (the store's buffer is full while a flush
+/// runs) is retried after the `Retry-After` it names, as the gateway does. The time this
+/// takes, retries included, is the acknowledgement's.
 async fn post(client: &reqwest::Client, url: &str, batch: &IngestBatch) {
-    let response = client
-        .post(url)
-        .bearer_auth(TOKEN)
-        .json(batch)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+    loop {
+        let response = client
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(batch)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if status.as_u16() == 503 {
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(1);
+            RETRIED.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        assert!(status.is_success(), "{status}");
+        return;
+    }
 }
+
+/// Batches refused with a 503 and posted again.
+static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Adds `n` events to the store (a gateway of their own), in big batches.
 fn fill(base: &str, n: u64) {

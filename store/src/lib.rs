@@ -57,7 +57,7 @@ mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use model::{AuditEntry, Event, Session, SessionJoinUpdate};
@@ -265,6 +265,9 @@ pub struct Store {
     /// Everything queries and health read; held only for short in-memory work, never across
     /// a disk write, an fsync or indexing, so readers never wait for those.
     inner: Arc<Mutex<Inner>>,
+    /// The figures of `inner` as of the last time it was unlocked: `/healthz`, `/metrics`
+    /// and the pipeline's "is the buffer full" read these and never wait for `inner`.
+    figures: Arc<RwLock<Figures>>,
     /// The write-ahead log, `None` when opened read-only: held by whoever appends (across the
     /// fsync) or rotates it, so writers go one at a time. Taken before `inner`, never after.
     writer: Arc<Mutex<Option<Wal>>>,
@@ -360,6 +363,49 @@ impl Buffer {
     }
 }
 
+/// What [`Store::stats`] reports of [`Inner`], published whenever the state lock is let go.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    buffered_events: usize,
+    buffered_sessions: usize,
+    buffered_rows: usize,
+    segments: usize,
+    open_sessions: usize,
+    corrupt_wal_records: u64,
+    quarantined_segments: usize,
+    index_failures: u64,
+    quarantined_index: bool,
+}
+
+/// The state lock held: [`Inner`], whose figures are published when it is let go.
+struct State<'a> {
+    guard: MutexGuard<'a, Inner>,
+    figures: &'a RwLock<Figures>,
+}
+
+impl std::ops::Deref for State<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for State<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.guard
+    }
+}
+
+impl Drop for State<'_> {
+    fn drop(&mut self) {
+        let figures = self.guard.figures();
+        match self.figures.write() {
+            Ok(mut published) => *published = figures,
+            Err(poisoned) => *poisoned.into_inner() = figures,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     buffer: Buffer,
@@ -393,6 +439,22 @@ struct Inner {
     max_buffered_rows: usize,
     /// Held by a writer: one writing process per data directory.
     _lock: Option<durable::DirLock>,
+}
+
+impl Inner {
+    fn figures(&self) -> Figures {
+        Figures {
+            buffered_events: self.buffer.n_events(),
+            buffered_sessions: self.buffer.n_sessions(),
+            buffered_rows: self.buffer.n_rows,
+            segments: self.segments.values().map(Vec::len).sum(),
+            open_sessions: self.recent_sessions.n_open(),
+            corrupt_wal_records: self.corrupt_wal_records,
+            quarantined_segments: self.quarantined_segments,
+            index_failures: self.index_failures,
+            quarantined_index: self.quarantined_index,
+        }
+    }
 }
 
 impl Store {
@@ -599,6 +661,7 @@ impl Store {
             index_missing(&storage, &search, &events)?;
         }
         Ok(Store {
+            figures: Arc::new(RwLock::new(inner.figures())),
             inner: Arc::new(Mutex::new(inner)),
             writer: Arc::new(Mutex::new(wal)),
             flushing: Arc::new(Mutex::new(())),
@@ -615,10 +678,24 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
-        self.inner
+    fn lock(&self) -> Result<State<'_>> {
+        let guard = self
+            .inner
             .lock()
-            .map_err(|_| Error::Internal("store lock poisoned".to_owned()))
+            .map_err(|_| Error::Internal("store lock poisoned".to_owned()))?;
+        Ok(State {
+            guard,
+            figures: &self.figures,
+        })
+    }
+
+    /// The figures as of the last unlock (never waits for the state lock).
+    fn figures(&self) -> Figures {
+        match self.figures.read() {
+            Ok(figures) => *figures,
+            // A panic while publishing left a whole `Copy` value: still the newest.
+            Err(poisoned) => **poisoned.get_ref(),
+        }
     }
 
     /// The write-ahead log, for a writer (appends, rotation): taken before [`Store::lock`].
@@ -744,8 +821,7 @@ impl Store {
 
     /// Rows waiting in memory (and the WAL) for the next flush.
     pub fn buffered_rows(&self) -> Result<usize> {
-        let inner = self.lock()?;
-        Ok(inner.buffer.n_rows)
+        Ok(self.figures().buffered_rows)
     }
 
     /// Writes every buffered row to Parquet and drops the WAL generations that held them.
@@ -762,12 +838,15 @@ impl Store {
             let Some(wal) = writer.as_mut() else {
                 return Err(Error::ReadOnly(self.dir.clone()));
             };
-            let mut guard = self.lock()?;
-            let inner = &mut *guard;
-            if inner.buffer.is_empty() {
+            // Rows reach the buffer only under the writer lock, which this holds: it stays
+            // as it is while the WAL rotates (a file created and synced, with no reader
+            // waiting on it), and its rows are exactly those of the old generations.
+            if self.lock()?.buffer.is_empty() {
                 return Ok(FlushReport::default());
             }
             let old_generations = wal.rotate()?;
+            let mut guard = self.lock()?;
+            let inner = &mut *guard;
             let taken = std::mem::take(&mut inner.buffer);
             inner.flushing = Some(taken.clone());
             let segment_base = inner.next_segment;
@@ -985,18 +1064,20 @@ impl Store {
         Ok(self.lock()?.collector_checkpoint.clone())
     }
 
+    /// The store's figures, as of the last change: it never waits for a writer or a query
+    /// (health checks and `/metrics` call it).
     pub fn stats(&self) -> Result<StoreStats> {
-        let inner = self.lock()?;
+        let figures = self.figures();
         Ok(StoreStats {
-            buffered_events: inner.buffer.n_events(),
-            buffered_sessions: inner.buffer.n_sessions(),
-            segments: inner.segments.values().map(Vec::len).sum(),
-            open_sessions: inner.recent_sessions.n_open(),
-            corrupt_wal_records: inner.corrupt_wal_records,
-            quarantined_segments: inner.quarantined_segments,
+            buffered_events: figures.buffered_events,
+            buffered_sessions: figures.buffered_sessions,
+            segments: figures.segments,
+            open_sessions: figures.open_sessions,
+            corrupt_wal_records: figures.corrupt_wal_records,
+            quarantined_segments: figures.quarantined_segments,
             indexed_events: self.search.num_docs(),
-            index_failures: inner.index_failures,
-            quarantined_index: inner.quarantined_index,
+            index_failures: figures.index_failures,
+            quarantined_index: figures.quarantined_index,
             running_queries: self.running_queries(),
             refused_queries: self
                 .refused_queries

@@ -22,6 +22,8 @@ const OLD_FILE: &str = "open_sessions.json";
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RecentSessions {
     by_id: HashMap<String, Session>,
+    /// How many of them are open (kept as they change: health checks read it often).
+    n_open: usize,
 }
 
 impl RecentSessions {
@@ -48,8 +50,15 @@ impl RecentSessions {
             .get(&session.session_id)
             .is_none_or(|known| session.version >= known.version);
         if newer {
-            self.by_id
-                .insert(session.session_id.clone(), session.clone());
+            let was_open = self
+                .by_id
+                .insert(session.session_id.clone(), session.clone())
+                .is_some_and(|known| known.state.is_open());
+            match (was_open, session.state.is_open()) {
+                (false, true) => self.n_open += 1,
+                (true, false) => self.n_open -= 1,
+                _ => {}
+            }
         }
     }
 
@@ -62,6 +71,7 @@ impl RecentSessions {
         self.by_id.retain(|_, session| {
             session.state.is_open() || session.end.is_none_or(|end| end.as_second() >= before)
         });
+        debug_assert_eq!(self.n_open, self.count_open());
     }
 
     /// Writes the state file (atomically, `durable::write_json`) and removes the older
@@ -89,6 +99,10 @@ impl RecentSessions {
     }
 
     pub(crate) fn n_open(&self) -> usize {
+        self.n_open
+    }
+
+    fn count_open(&self) -> usize {
         self.by_id
             .values()
             .filter(|session| session.state.is_open())

@@ -840,6 +840,58 @@ async fn readers_answer_while_the_wal_is_being_written() {
     writer.join().unwrap();
 }
 
+/// `/healthz` and `/metrics` (`stats`) and the pipeline's "is the buffer full"
+/// (`buffered_rows`) never wait for the state lock, which a flush or a query may hold, and
+/// what they report is what the state was when it was last let go.
+#[test]
+fn health_figures_answer_while_the_state_is_locked_and_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path())).unwrap();
+    let figures = |store: &Store| {
+        let stats = store.stats().unwrap();
+        (
+            stats.buffered_events,
+            stats.buffered_sessions,
+            stats.open_sessions,
+            stats.segments,
+            store.buffered_rows().unwrap(),
+        )
+    };
+    assert_eq!(figures(&store), (0, 0, 0, 0, 0));
+    store
+        .append(
+            vec![auth_event(1, "alice", Outcome::Success)],
+            vec![session("s-alice", 1, SessionState::Active)],
+        )
+        .unwrap();
+    assert_eq!(figures(&store), (1, 1, 1, 0, 2));
+    // The state lock held elsewhere (a flush taking its buffer, a query's snapshot): the
+    // figures answer at once. A std Mutex taken twice would never answer, hence a thread.
+    let held = store.inner.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = store.clone();
+    std::thread::spawn(move || tx.send(figures(&reader)));
+    let answered = rx.recv_timeout(std::time::Duration::from_secs(30));
+    drop(held);
+    assert_eq!(
+        answered.expect("stats waited for the state lock"),
+        (1, 1, 1, 0, 2)
+    );
+    // A session that ends is no longer open; a flush empties the buffer into segments.
+    store
+        .append(vec![], vec![session("s-alice", 2, SessionState::Closed)])
+        .unwrap();
+    assert_eq!(figures(&store).2, 0);
+    store.flush().unwrap();
+    let (events, sessions, open, segments, rows) = figures(&store);
+    assert_eq!((events, sessions, open, rows), (0, 0, 0, 0));
+    assert!(segments >= 2, "{segments} segments after a flush");
+    // Reopened, the figures are the state's from the start.
+    drop(store);
+    let store = Store::open(&config(dir.path())).unwrap();
+    assert_eq!(figures(&store), (0, 0, 0, segments, 0));
+}
+
 /// At most `max_concurrent_queries` run at once; one more is refused at once (and counted),
 /// and a place comes free when a query's stream is dropped.
 #[tokio::test]
