@@ -6,6 +6,7 @@
 //! temporary data directory, its clients on threads of their own (they would be other hosts),
 //! and prints a table: each figure, its target and whether it was met. Under `cargo test`
 //! (`--bench` not given) it runs a few seconds on a small store, as a smoke test.
+//! `TW_BENCH_KEEP=DIR` keeps the store in DIR (a new directory) to query it afterwards.
 //!
 //! Loads:
 //! - `ingest`: one gateway posting batches of 500 events as fast as they are acknowledged
@@ -35,15 +36,20 @@ fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (phase_secs, events) = if full { (20, 1_100_000) } else { (2, 20_000) };
     let data = tempfile::tempdir().unwrap();
+    // TW_BENCH_KEEP=DIR: the store in DIR (which must not exist yet), kept for a look after.
+    #[allow(clippy::disallowed_methods)]
+    let kept = std::env::var_os("TW_BENCH_KEEP").map(std::path::PathBuf::from);
+    let data_dir = kept.unwrap_or_else(|| data.path().to_owned());
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("tw-server")
         .enable_all()
         .build()
         .unwrap();
     let settings = app::server::ServerSettings {
         store: store::Config {
             flush_interval_secs: 1,
-            ..store::Config::for_dir(data.path())
+            ..store::Config::for_dir(&data_dir)
         },
         collector: collector::Config::default(),
         ingest_token: Some(TOKEN.to_owned()),
@@ -59,6 +65,7 @@ fn main() {
     let mut rows = Vec::new();
 
     // Ingest without pause.
+    let cpu = Cpu::start();
     let load = Load::new();
     let prober = load.probe_healthz(&base);
     let ingest = load.ingest(&base, "bench-gw1", None);
@@ -76,6 +83,7 @@ fn main() {
     ));
     rows.extend(latency_rows("ingest", "/healthz", &healthz));
     rows.extend(latency_rows("ingest", "ingest acknowledgement", &acks));
+    let mut profiles = vec![("ingest", cpu.stop())];
 
     // Fill the store, then list sessions from four analysts.
     let started = Instant::now();
@@ -85,6 +93,7 @@ fn main() {
         started.elapsed().as_secs_f64(),
         RETRIED.swap(0, Ordering::Relaxed)
     );
+    let cpu = Cpu::start();
     let load = Load::new();
     let prober = load.probe_healthz(&base);
     let ingest = load.ingest(&base, "bench-gw3", Some(Duration::from_millis(100)));
@@ -100,6 +109,7 @@ fn main() {
         lists.extend(done);
         refused += busy;
     }
+    profiles.push(("queries", cpu.stop()));
     rows.push(row(
         "queries",
         "session lists per second (4 analysts)",
@@ -138,6 +148,19 @@ fn main() {
             "{:<8} {:<42} {:>12.1} {:>10}  {verdict}",
             row.load, row.figure, row.value, target
         );
+    }
+    // Where the two cores went: CPU seconds per group of threads (named by the product:
+    // tw-server is the HTTP and ingest runtime, tw-query DataFusion's, thrd-tantivy the
+    // index writer's; bench-client the load's own clients).
+    println!(
+        "\n{:<8} {:<42} {:>12} {:>10}",
+        "load", "threads", "CPU s", "of 2 cores"
+    );
+    for (load, (wall, groups)) in &profiles {
+        for (group, cpu) in groups {
+            let share = cpu / (2.0 * wall) * 100.0;
+            println!("{load:<8} {group:<42} {cpu:>12.1} {share:>9.0}%");
+        }
     }
     server_runtime.block_on(server.shutdown()).unwrap();
 }
@@ -271,32 +294,106 @@ impl Load {
     }
 }
 
+/// CPU time by group of threads over a phase, from `/proc/self/task/*/stat` (Linux).
+struct Cpu {
+    started: Instant,
+    before: Threads,
+}
+
+/// The process's CPU seconds so far, and each live thread's (id, name, seconds).
+struct Threads {
+    process: f64,
+    threads: std::collections::BTreeMap<String, (String, f64)>,
+}
+
+impl Cpu {
+    fn start() -> Cpu {
+        Cpu {
+            started: Instant::now(),
+            before: threads(),
+        }
+    }
+
+    /// The phase's wall seconds and CPU seconds per group of threads (a name with its
+    /// digits dropped), busiest first. What threads that ended during the phase used (the
+    /// load's clients, tantivy's indexing threads, tokio's blocking pool) is "ended".
+    fn stop(self) -> (f64, Vec<(String, f64)>) {
+        let wall = self.started.elapsed().as_secs_f64();
+        let now = threads();
+        let mut groups = std::collections::BTreeMap::<String, f64>::new();
+        let mut live = 0.0;
+        for (id, (name, cpu)) in &now.threads {
+            let before = self.before.threads.get(id).map_or(0.0, |(_, cpu)| *cpu);
+            let group: String = name.chars().filter(|c| !c.is_ascii_digit()).collect();
+            let group = group.trim_end_matches(['-', '_']).to_owned();
+            *groups.entry(group).or_default() += cpu - before;
+            live += cpu - before;
+        }
+        let ended = now.process - self.before.process - live;
+        groups.insert("ended during the phase".to_owned(), ended);
+        let mut used: Vec<(String, f64)> = groups
+            .into_iter()
+            .filter(|(_, used)| *used >= 0.05)
+            .collect();
+        used.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (wall, used)
+    }
+}
+
+fn threads() -> Threads {
+    // utime and stime in clock ticks (USER_HZ, 100 on Linux), after the name's parenthesis.
+    let times = |stat: &str| -> Option<(String, f64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((stat[open + 1..close].to_owned(), (utime + stime) / 100.0))
+    };
+    let mut threads = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("stat"))
+            && let Some(times) = times(&stat)
+        {
+            threads.insert(task.file_name().to_string_lossy().into_owned(), times);
+        }
+    }
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| times(&stat))
+        .map_or(0.0, |(_, cpu)| cpu);
+    Threads { process, threads }
+}
+
 fn client_thread<T, F, Fut>(work: F) -> std::thread::JoinHandle<T>
 where
     T: Send + 'static,
     F: FnOnce(reqwest::Client) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T>,
 {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // reqwest is built without a default crypto provider (as in the product).
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
+    std::thread::Builder::new()
+        .name("bench-client".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            // reqwest is built without a default crypto provider (as in the product).
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            runtime.block_on(work(client))
+        })
         .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        runtime.block_on(work(client))
-    })
 }
 
 /// Posts a batch until it is acknowledged: a 503 (the store's buffer is full while a flush

@@ -859,7 +859,7 @@ impl Store {
             )
         };
         let written = self.write_segments(&taken, segment_base, &table_watermarks);
-        let (report, to_index, recent_sessions, checkpoint, complete) = {
+        let (report, to_index, recent_sessions, checkpoint, complete, forgotten) = {
             let mut inner = self.lock()?;
             inner.flushing = None;
             let written = match written {
@@ -906,7 +906,7 @@ impl Store {
                     .push(written_segment);
                 *report.rows.entry(table.name()).or_default() += n_rows;
             }
-            inner.recent_sessions.prune();
+            let forgotten = inner.recent_sessions.prune();
             // Every file of this flush is in place: it is complete (before the WAL that
             // holds its rows goes).
             let present = present_flushes(&inner.segments);
@@ -922,8 +922,10 @@ impl Store {
                 inner.recent_sessions.clone(),
                 inner.collector_checkpoint.clone(),
                 complete,
+                forgotten,
             )
         };
+        drop(forgotten);
         flushes::store(&self.dir, &complete)?;
         // The state as of the rows just flushed (or newer), then the WAL generations that
         // held them: a crash in between replays them, which is harmless.

@@ -1032,3 +1032,41 @@ async fn a_crash_between_the_files_of_a_flush_loses_and_doubles_nothing() {
         );
     }
 }
+
+/// A flush forgets the sessions that closed more than `RECENTLY_CLOSED_SECS` before the
+/// newest change and hands them back (to be freed outside the state lock); open ones and
+/// recently closed ones stay, and the open count follows.
+#[test]
+fn prune_hands_back_exactly_the_sessions_closed_long_before_the_newest_change() {
+    let at = |second: i64| jiff::Timestamp::from_second(1_795_000_000 + second).unwrap();
+    let snapshot = |id: &str, state: SessionState, end: Option<i64>, updated: i64| Session {
+        end: end.map(at),
+        updated: at(updated),
+        ..session(id, 1, state)
+    };
+    let mut recent = recent_sessions::RecentSessions::default();
+    recent.track(&snapshot("old", SessionState::Closed, Some(0), 0));
+    recent.track(&snapshot(
+        "edge",
+        SessionState::Closed,
+        Some(10_000 - RECENTLY_CLOSED_SECS),
+        9_000,
+    ));
+    recent.track(&snapshot("open-long", SessionState::Active, None, 100));
+    recent.track(&snapshot("newest", SessionState::Active, None, 10_000));
+    assert_eq!(recent.n_open(), 2);
+    let forgotten: Vec<String> = recent
+        .prune()
+        .into_iter()
+        .map(|session| session.session_id)
+        .collect();
+    assert_eq!(forgotten, ["old"]);
+    let mut kept: Vec<String> = recent.all().into_iter().map(|s| s.session_id).collect();
+    kept.sort();
+    assert_eq!(kept, ["edge", "newest", "open-long"]);
+    assert_eq!(recent.n_open(), 2);
+    assert!(
+        recent.prune().is_empty(),
+        "a second prune forgets nothing more"
+    );
+}
