@@ -1,14 +1,18 @@
-//! The durable-file toolkit's error type.
+//! The durable-file toolkit's error types.
 //!
 //! `durable` is a leaf beneath `model`, so its errors have no `model::ErrorKind`: every crate
 //! that uses it turns them into its own `Error` (the gateway's and the store's `From`), whose
 //! kind and wording are that crate's (a held lock is "another tunnelwatch gateway" in one and
-//! "another tunnelwatch process" in the other).
+//! "another tunnelwatch process" in the other). A failed or corrupt file ([`FileError`]) is
+//! worded the same everywhere, so those crates hold it as it is.
 
 use std::path::PathBuf;
 
+/// A file that could not be read or written, or that is not what this version wrote: the
+/// failures every crate that keeps files words the same way. The gateway's and the store's
+/// errors hold it as it is (their `File` variant), so the wording is written once, here.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum FileError {
     #[error("failed to {action} {path}")]
     Io {
         action: &'static str,
@@ -17,13 +21,49 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file that must be read whole is not what this version wrote (a cursor, a state
-    /// file): never guessed at.
+    /// file, a segment): never guessed at.
     #[error("corrupt {what} {path}: {detail}")]
     Corrupt {
         what: &'static str,
         path: PathBuf,
         detail: String,
     },
+}
+
+impl FileError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> FileError {
+        FileError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        detail: impl Into<String>,
+    ) -> FileError {
+        FileError::Corrupt {
+            what,
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The operating system's reason, for a failed read or write.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            FileError::Io { source, .. } => Some(source.kind()),
+            FileError::Corrupt { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Another process holds the directory's lock ([`crate::lock_dir`]).
     #[error("{dir} is in use by another process (pid {pid})")]
     InUse { dir: PathBuf, pid: String },
@@ -47,11 +87,7 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Error {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::File(FileError::io(action, path, source))
     }
 }
 

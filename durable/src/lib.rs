@@ -20,7 +20,7 @@ mod spool;
 mod state_file;
 mod write;
 
-pub use error::{Error, Result};
+pub use error::{Error, FileError, Result};
 pub use lock::{DirLock, lock_dir};
 pub use spool::{Damage, Limits, Peeked, Position, Spool};
 pub use state_file::{read_json, write_json};

@@ -84,7 +84,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         let error = lock_dir(&missing).unwrap_err();
-        assert!(matches!(error, Error::Io { action: "open", .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                Error::File(crate::FileError::Io { action: "open", .. })
+            ),
+            "{error}"
+        );
         assert!(error.to_string().ends_with("missing/LOCK"), "{error}");
     }
 }

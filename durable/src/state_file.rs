@@ -6,20 +6,20 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Result, write_atomic};
+use crate::{Error, FileError, Result, write_atomic};
 
 /// Reads the JSON value in `path`: `None` when there is no file. A file that does not hold
-/// a `T` is [`Error::Corrupt`] naming it as `what`, never a guess (a state file is written
+/// a `T` is [`FileError::Corrupt`](crate::FileError::Corrupt) naming it as `what`, never a guess (a state file is written
 /// whole, so a bad one was damaged or written by something else).
 pub fn read_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result<Option<T>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| Error::Corrupt {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            Error::File(FileError::Corrupt {
                 what,
                 path: path.to_owned(),
                 detail: error.to_string(),
-            }),
+            })
+        }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(Error::io("read", path, error)),
     }
@@ -70,7 +70,10 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         let error = read_json::<Vec<u64>>(&path, "checkpoint").unwrap_err();
-        assert!(matches!(error, Error::Io { action: "read", .. }), "{error}");
+        assert!(
+            matches!(error, Error::File(FileError::Io { action: "read", .. })),
+            "{error}"
+        );
     }
 
     #[test]

@@ -125,10 +125,10 @@ mod tests {
         assert!(
             matches!(
                 error,
-                Error::Io {
+                Error::File(crate::FileError::Io {
                     action: "rename",
                     ..
-                }
+                })
             ),
             "{error}"
         );
@@ -142,10 +142,10 @@ mod tests {
         assert!(
             matches!(
                 error,
-                Error::Io {
+                Error::File(crate::FileError::Io {
                     action: "create",
                     ..
-                }
+                })
             ),
             "{error}"
         );
@@ -160,10 +160,10 @@ mod tests {
         assert!(
             matches!(
                 error,
-                Error::Io {
+                Error::File(crate::FileError::Io {
                     action: "create directory",
                     ..
-                }
+                })
             ),
             "{error}"
         );

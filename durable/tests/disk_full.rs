@@ -22,7 +22,7 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn is_no_space(error: &Error) -> bool {
-    matches!(error, Error::Io { source, .. } if source.raw_os_error() == Some(ENOSPC))
+    matches!(error, Error::File(durable::FileError::Io { source, .. }) if source.raw_os_error() == Some(ENOSPC))
 }
 
 /// Larger than a page, so that it needs space a full disk does not have.

@@ -8,19 +8,10 @@ use model::ErrorKind;
 /// pipeline-error events); these are failures of the agent's own machinery.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("corrupt {what} {path}: {detail}")]
-    Corrupt {
-        what: &'static str,
-        path: PathBuf,
-        detail: String,
-    },
+    /// A file the agent reads or keeps (a log, a capture, the spool, a checkpoint) could not
+    /// be read or written, or is not what was written.
+    #[error(transparent)]
+    File(#[from] durable::FileError),
     #[error("invalid gateway configuration: {0}")]
     Config(String),
     #[error("the spool is full ({used} of {limit} bytes); waiting for the server to take events")]
@@ -63,11 +54,7 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Error {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::File(durable::FileError::io(action, path, source))
     }
 
     /// A task (`tail`, `checkpoint`, `spool`, …) that ended without returning: it panicked or
@@ -79,10 +66,10 @@ impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> model::ErrorKind {
         match self {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::File(file) if file.io_kind() == Some(std::io::ErrorKind::NotFound) => {
                 ErrorKind::NotFound
             }
-            Error::Io { .. } | Error::Corrupt { .. } | Error::Internal(_) => ErrorKind::Internal,
+            Error::File(_) | Error::Internal(_) => ErrorKind::Internal,
             Error::Config(_) => ErrorKind::Invalid,
             Error::Socket { .. } => ErrorKind::Unavailable,
             Error::SpoolFull { .. } | Error::Server { .. } => ErrorKind::Unavailable,
@@ -99,16 +86,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<durable::Error> for Error {
     fn from(error: durable::Error) -> Error {
         match error {
-            durable::Error::Io {
-                action,
-                path,
-                source,
-            } => Error::Io {
-                action,
-                path,
-                source,
-            },
-            durable::Error::Corrupt { what, path, detail } => Error::Corrupt { what, path, detail },
+            durable::Error::File(file) => Error::File(file),
             durable::Error::InUse { dir, pid } => Error::Config(format!(
                 "{} is in use by another tunnelwatch gateway (pid {pid}); give each agent its own state_dir",
                 dir.display()

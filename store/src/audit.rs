@@ -46,7 +46,7 @@ pub(crate) fn audit_head_in(storage: &Storage, segments: &[Segment]) -> Result<(
             Ok(batches) => batches,
             // A damaged audit segment must not stop the store from opening; `store verify`
             // reports the gap it leaves in the chain.
-            Err(error @ Error::Corrupt { .. }) => {
+            Err(error @ Error::File(durable::FileError::Corrupt { .. })) => {
                 tracing::error!(%error, "unreadable audit_log segment");
                 continue;
             }

@@ -188,7 +188,7 @@ fn merge_groups(storage: &Storage, files: &[Segment]) -> Result<Vec<Vec<Segment>
         let n_rows = match segment::row_count(storage, &found.key) {
             Ok(n_rows) => n_rows,
             // Damaged: leave it for `store verify`.
-            Err(Error::Corrupt { .. }) => continue,
+            Err(Error::File(durable::FileError::Corrupt { .. })) => continue,
             Err(error) => return Err(error),
         };
         if n_rows >= MAX_MERGE_ROWS / 2 {

@@ -6,13 +6,10 @@ use model::ErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file the store keeps (the WAL, a segment, a state file) could not be read or
+    /// written, or is not what was written.
+    #[error(transparent)]
+    File(#[from] durable::FileError),
     #[error("failed to {context}")]
     Arrow {
         context: &'static str,
@@ -40,12 +37,6 @@ pub enum Error {
     /// A query failed while running.
     #[error("query failed: {0}")]
     Execution(String),
-    #[error("corrupt {what} {path}: {detail}")]
-    Corrupt {
-        what: &'static str,
-        path: PathBuf,
-        detail: String,
-    },
     #[error("the store at {0} is opened read-only")]
     ReadOnly(PathBuf),
     #[error("no tunnelwatch data directory at {0} (expected a `tables` folder; is --data right?)")]
@@ -83,11 +74,15 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Error {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::File(durable::FileError::io(action, path, source))
+    }
+
+    pub(crate) fn corrupt(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        detail: impl Into<String>,
+    ) -> Error {
+        Error::File(durable::FileError::corrupt(what, path, detail))
     }
 
     /// What kind of failure this is (`dashboards` answers requests by it).
@@ -95,7 +90,7 @@ impl Error {
         match self {
             Error::Query(_) | Error::Search(_) => ErrorKind::Invalid,
             Error::NotAStore(_) => ErrorKind::NotFound,
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            Error::File(file) if file.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
                 ErrorKind::Unavailable
             }
             Error::ReadOnly(_) | Error::Config(_) => ErrorKind::Invalid,
@@ -104,11 +99,10 @@ impl Error {
             Error::Timeout(_) | Error::Overloaded(_) | Error::Busy(_) | Error::InUse { .. } => {
                 ErrorKind::Unavailable
             }
-            Error::Io { .. }
+            Error::File(_)
             | Error::Arrow { .. }
             | Error::Parquet { .. }
             | Error::Execution(_)
-            | Error::Corrupt { .. }
             | Error::Index { .. }
             | Error::Internal(_) => ErrorKind::Internal,
         }
@@ -121,16 +115,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<durable::Error> for Error {
     fn from(error: durable::Error) -> Error {
         match error {
-            durable::Error::Io {
-                action,
-                path,
-                source,
-            } => Error::Io {
-                action,
-                path,
-                source,
-            },
-            durable::Error::Corrupt { what, path, detail } => Error::Corrupt { what, path, detail },
+            durable::Error::File(file) => Error::File(file),
             durable::Error::InUse { dir, pid } => Error::InUse { dir, pid },
             error @ (durable::Error::Encode { .. }
             | durable::Error::Full { .. }

@@ -103,7 +103,7 @@ impl Store {
                             .push(self.storage.describe(&found.key));
                     }
                 }
-                Err(error @ Error::Corrupt { .. }) => {
+                Err(error @ Error::File(durable::FileError::Corrupt { .. })) => {
                     tracing::error!(%error, "corrupt segment");
                     report
                         .corrupt_segments
@@ -196,7 +196,7 @@ pub(crate) fn open_search(dir: &Path, writable: bool, inner: &mut Inner) -> Resu
     let index_dir = dir.join("index");
     match SearchIndex::open(&index_dir, writable) {
         Ok(index) => Ok(index),
-        Err(error @ Error::Corrupt { .. }) => {
+        Err(error @ Error::File(durable::FileError::Corrupt { .. })) => {
             tracing::error!(%error, "unreadable search index");
             inner.quarantined_index = true;
             if !writable {
@@ -233,7 +233,7 @@ pub(crate) fn index_missing(
                 n_segments += 1;
             }
             // The footer was readable at open but a page is not: `store verify` quarantines.
-            Err(error @ Error::Corrupt { .. }) => {
+            Err(error @ Error::File(durable::FileError::Corrupt { .. })) => {
                 tracing::error!(%error, "cannot index a segment");
             }
             Err(error) => return Err(error),

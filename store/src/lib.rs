@@ -528,10 +528,12 @@ impl Store {
                     footer
                         .check_against(&table.schema())
                         .map(|()| footer)
-                        .map_err(|detail| Error::Corrupt {
-                            what: "segment of an incompatible schema",
-                            path: storage.describe(&found.key),
-                            detail,
+                        .map_err(|detail| {
+                            Error::corrupt(
+                                "segment of an incompatible schema",
+                                storage.describe(&found.key),
+                                detail,
+                            )
                         })
                 }) {
                     Ok(footer) => {
@@ -546,7 +548,7 @@ impl Store {
                         }
                         files.push(found);
                     }
-                    Err(error @ Error::Corrupt { .. }) => {
+                    Err(error @ Error::File(durable::FileError::Corrupt { .. })) => {
                         tracing::error!(key = %found.key, %error, "unreadable parquet segment");
                         quarantined_segments += 1;
                         if writable {

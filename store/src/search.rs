@@ -245,15 +245,11 @@ fn index_error(context: &'static str) -> impl Fn(tantivy::TantivyError) -> Error
 impl SearchIndex {
     /// Opens (or, when `writable`, creates) the index in `dir`. A reader of a store without
     /// an index gets an empty one in memory. An index whose files cannot be read, or whose
-    /// schema is not this version's, is an [`Error::Corrupt`].
+    /// schema is not this version's, is a corrupt file ([`durable::FileError::Corrupt`]).
     pub(crate) fn open(dir: &Path, writable: bool) -> Result<SearchIndex> {
         let (schema, fields) = schema();
         let has_meta = std::fs::metadata(dir.join("meta.json")).is_ok();
-        let corrupt = |detail: String| Error::Corrupt {
-            what: "search index",
-            path: dir.to_owned(),
-            detail,
-        };
+        let corrupt = |detail: String| Error::corrupt("search index", dir.to_owned(), detail);
         let index = if has_meta {
             let index = Index::open_in_dir(dir).map_err(|error| corrupt(error.to_string()))?;
             if index.schema() != schema {

@@ -269,11 +269,11 @@ fn check_crc(storage: &Storage, key: &str, bytes: &[u8]) -> Result<()> {
     };
     let actual = crc32fast::hash(bytes);
     if actual != expected {
-        return Err(Error::Corrupt {
-            what: "parquet file",
-            path: storage.describe(key),
-            detail: format!("its bytes have CRC-32 {actual:08x}, its name says {expected:08x}"),
-        });
+        return Err(Error::corrupt(
+            "parquet file",
+            storage.describe(key),
+            format!("its bytes have CRC-32 {actual:08x}, its name says {expected:08x}"),
+        ));
     }
     Ok(())
 }
@@ -314,11 +314,7 @@ pub(crate) fn read_with_footer(storage: &Storage, key: &str) -> Result<(Vec<Reco
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bytes = storage.get(key)?;
     check_crc(storage, key, &bytes)?;
-    let corrupt = |detail: String| Error::Corrupt {
-        what: "parquet file",
-        path: storage.describe(key),
-        detail,
-    };
+    let corrupt = |detail: String| Error::corrupt("parquet file", storage.describe(key), detail);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|error| corrupt(error.to_string()))?;
     let footer = footer_of(storage, key, builder.metadata())?;
@@ -348,11 +344,7 @@ fn footer_of(storage: &Storage, key: &str, parquet: &ParquetMetaData) -> Result<
         metadata.schema_descr(),
         metadata.key_value_metadata(),
     )
-    .map_err(|error| Error::Corrupt {
-        what: "parquet schema",
-        path: storage.describe(key),
-        detail: error.to_string(),
-    })?;
+    .map_err(|error| Error::corrupt("parquet schema", storage.describe(key), error.to_string()))?;
     let join_tables = crate::session_joins::tables_in_footer(parquet);
     let mut footer = Footer {
         watermarks: Watermarks::new(),
@@ -361,10 +353,8 @@ fn footer_of(storage: &Storage, key: &str, parquet: &ParquetMetaData) -> Result<
         join_tables,
     };
     for pair in metadata.key_value_metadata().into_iter().flatten() {
-        let corrupt = |detail: String| Error::Corrupt {
-            what: "parquet footer metadata",
-            path: storage.describe(key),
-            detail,
+        let corrupt = |detail: String| {
+            Error::corrupt("parquet footer metadata", storage.describe(key), detail)
         };
         let value = pair.value.as_deref().unwrap_or_default();
         if pair.key == WATERMARKS_KEY {

@@ -236,11 +236,7 @@ impl Storage {
 
     /// The Parquet footer of the segment under `key` (reading only the file's tail).
     pub(crate) fn footer(&self, key: &str) -> Result<ParquetMetaData> {
-        let corrupt = |detail: String| Error::Corrupt {
-            what: "parquet file",
-            path: self.describe(key),
-            detail,
-        };
+        let corrupt = |detail: String| Error::corrupt("parquet file", self.describe(key), detail);
         match &self.kind {
             Kind::Local(root) => {
                 let path = root.join(key);

@@ -172,7 +172,9 @@ pub(crate) fn read_all(dir: &Path) -> Result<(Vec<WalRecord>, u64)> {
     let mut n_corrupt = 0;
     let gens = match generations(dir) {
         Ok(gens) => gens,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(Error::File(durable::FileError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             return Ok((records, 0));
         }
         Err(error) => return Err(error),

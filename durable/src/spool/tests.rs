@@ -324,11 +324,11 @@ fn a_garbage_cursor_file_is_an_error_naming_it_and_changes_nothing() {
         let error =
             Spool::<Note>::open(dir.path(), &["email", "webhook"], Limits::new(BIG)).unwrap_err();
         match &error {
-            Error::Corrupt {
+            Error::File(crate::FileError::Corrupt {
                 what: "spool cursor",
                 path: named,
                 ..
-            } => assert_eq!(*named, path),
+            }) => assert_eq!(*named, path),
             other => panic!("{other}"),
         }
         assert!(
