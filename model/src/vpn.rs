@@ -206,6 +206,23 @@ pub struct Auth {
     pub failure: Option<AuthFailure>,
 }
 
+impl Auth {
+    /// An attempt that succeeded unless it names its failure (what every daemon's log says).
+    pub fn attempt(peer: Peer, method: AuthMethod, failure: Option<AuthFailure>) -> Auth {
+        let outcome = if failure.is_some() {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        Auth {
+            peer,
+            method,
+            outcome,
+            failure,
+        }
+    }
+}
+
 /// Byte and packet counters of an SA or session, from the client's point of view:
 /// `in` is what the client sent (ECS `source.bytes`), `out` what it received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use model::{
     Auth, AuthFailure, AuthMethod, Endpoint, Event, EventBody, Identities, IkeSaEvent, LeaseChange,
-    Outcome, Peer, RejectReason, SaChange, TerminateCause, VirtualIpEvent,
+    Peer, RejectReason, SaChange, TerminateCause, VirtualIpEvent,
 };
 
 use super::message::{DaemonParser, Message, Origin, quarter_cut};
@@ -320,17 +320,7 @@ impl CharonParser {
         failure: Option<AuthFailure>,
         out: &mut Vec<Event>,
     ) {
-        let outcome = if failure.is_some() {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        let body = EventBody::Auth(Auth {
-            peer: self.peer(line),
-            method,
-            outcome,
-            failure,
-        });
+        let body = EventBody::Auth(Auth::attempt(self.peer(line), method, failure));
         self.push(line, out, body);
     }
 

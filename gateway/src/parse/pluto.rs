@@ -704,17 +704,8 @@ impl PlutoParser {
         failure: Option<AuthFailure>,
         out: &mut Vec<Event>,
     ) {
-        let outcome = if failure.is_some() {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        let body = EventBody::Auth(Auth {
-            peer: self.peer(line, line.prefix.serial),
-            method,
-            outcome,
-            failure,
-        });
+        let peer = self.peer(line, line.prefix.serial);
+        let body = EventBody::Auth(Auth::attempt(peer, method, failure));
         line.message.push(&line.origin, out, body);
     }
 

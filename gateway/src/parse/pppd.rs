@@ -29,7 +29,7 @@ use std::net::IpAddr;
 
 use model::{
     Auth, AuthFailure, AuthMethod, Counters, Endpoint, Event, EventBody, FailureCode, LeaseChange,
-    Outcome, Peer, SessionChange, SessionEvent, TerminateCause, VirtualIpEvent,
+    Peer, SessionChange, SessionEvent, TerminateCause, VirtualIpEvent,
 };
 
 use super::Format;
@@ -318,17 +318,7 @@ impl PppdParser {
         failure: Option<AuthFailure>,
         out: &mut Vec<Event>,
     ) {
-        let outcome = if failure.is_some() {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        let auth = Auth {
-            peer: peer_of(self.link(message)),
-            method,
-            outcome,
-            failure,
-        };
+        let auth = Auth::attempt(peer_of(self.link(message)), method, failure);
         message.push(origin, out, EventBody::Auth(auth));
     }
 
