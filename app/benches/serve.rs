@@ -75,12 +75,7 @@ fn main() {
     let (acks, n_events) = ingest.join().unwrap();
     let rate = n_events as f64 / phase_secs as f64;
     rows.push(row("ingest", "events acknowledged per second", rate, None));
-    rows.push(row(
-        "ingest",
-        "batches refused (503) and posted again",
-        RETRIED.swap(0, Ordering::Relaxed) as f64,
-        None,
-    ));
+    rows.push(retried_row("ingest"));
     rows.extend(latency_rows("ingest", "/healthz", &healthz));
     rows.extend(latency_rows("ingest", "ingest acknowledgement", &acks));
     let mut profiles = vec![("ingest", cpu.stop())];
@@ -117,12 +112,7 @@ fn main() {
         None,
     ));
     rows.push(row("queries", "lists refused (503)", refused as f64, None));
-    rows.push(row(
-        "queries",
-        "batches refused (503) and posted again",
-        RETRIED.swap(0, Ordering::Relaxed) as f64,
-        None,
-    ));
+    rows.push(retried_row("queries"));
     rows.extend(latency_rows("queries", "/healthz", &healthz));
     rows.extend(latency_rows("queries", "ingest acknowledgement", &acks));
     rows.extend(
@@ -423,6 +413,17 @@ async fn post(client: &reqwest::Client, url: &str, batch: &IngestBatch) {
         assert!(status.is_success(), "{status}");
         return;
     }
+}
+
+/// The batches refused and posted again since the last call, as a row of `load`.
+fn retried_row(load: &'static str) -> Row {
+    let retried = RETRIED.swap(0, Ordering::Relaxed) as f64;
+    row(
+        load,
+        "batches refused (503) and posted again",
+        retried,
+        None,
+    )
 }
 
 /// Batches refused with a 503 and posted again.

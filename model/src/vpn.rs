@@ -235,6 +235,19 @@ pub struct Counters {
     pub packets_out: Option<u64>,
 }
 
+impl Counters {
+    /// Byte counts a log line gave for both directions (no packet counts), or `None` when
+    /// either is missing.
+    pub fn of_bytes(bytes_in: Option<u64>, bytes_out: Option<u64>) -> Option<Counters> {
+        Some(Counters {
+            bytes_in: bytes_in?,
+            bytes_out: bytes_out?,
+            packets_in: None,
+            packets_out: None,
+        })
+    }
+}
+
 /// What happened to an SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

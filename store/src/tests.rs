@@ -41,6 +41,19 @@ pub(crate) fn auth_event(seq: u64, user: &str, outcome: Outcome) -> Event {
     }
 }
 
+/// Every WAL generation file with its bytes, to put back later as a crash would have left
+/// them.
+pub(crate) fn wal_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
 pub(crate) fn session(id: &str, version: u64, state: SessionState) -> Session {
     Session {
         session_id: id.to_owned(),
@@ -208,14 +221,7 @@ async fn a_crash_between_parquet_and_wal_removal_does_not_duplicate() {
     store
         .append(vec![auth_event(1, "a", Outcome::Success)], vec![])
         .unwrap();
-    let wal_copy: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.path().join("wal"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
+    let wal_copy = wal_files(dir.path());
     store.flush().unwrap();
     drop(store);
     // Put the old WAL generation back, as if the process died before deleting it.
@@ -983,14 +989,7 @@ async fn a_crash_between_the_files_of_a_flush_loses_and_doubles_nothing() {
     ];
     store.append(events, vec![]).unwrap();
     let wal = dir.path().join("wal");
-    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&wal)
-        .unwrap()
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
+    let saved = wal_files(dir.path());
     store.flush().unwrap();
     drop(store);
     // What the disk held at the crash: the flush's first auth_events file only, no manifest

@@ -588,15 +588,7 @@ impl PlutoParser {
         let local_ts = state.local_ts.clone();
         let remote_ts = state.remote_ts.clone();
         // pluto counts from its own point of view: `in` is what the client sent.
-        let counters = match (bytes_in, bytes_out) {
-            (Some(bytes_in), Some(bytes_out)) => Some(Counters {
-                bytes_in,
-                bytes_out,
-                packets_in: None,
-                packets_out: None,
-            }),
-            _ => None,
-        };
+        let counters = Counters::of_bytes(bytes_in, bytes_out);
         let child = ChildSaEvent {
             peer: self.peer(line, Some(serial)),
             change: SaChange::Deleted,

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use model::{AuditDraft, Outcome};
 
-use crate::tests::{auth_event, config, count};
+use crate::tests::{auth_event, config, count, wal_files};
 use crate::{Config, SearchOptions, Store, Table, segment};
 
 /// An auth event `hours_ago` hours before `now`.
@@ -129,14 +129,7 @@ async fn a_replayed_wal_does_not_repeat_audit_entries() {
     let store = Store::open(&config(dir.path())).unwrap();
     store.record_audit(draft("one")).unwrap();
     store.record_audit(draft("two")).unwrap();
-    let wal_copy: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
-        .unwrap()
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
+    let wal_copy = wal_files(dir.path());
     store.flush().unwrap();
     drop(store);
     // As if the process died after writing Parquet and before removing the WAL.

@@ -226,15 +226,7 @@ impl CharonParser {
         let (spi_in, bytes_in) = spi_and_bytes(in_part, "_i");
         let (spi_out, bytes_out) = spi_and_bytes(out_part.trim_end_matches(')'), "_o");
         let (local_ts, remote_ts) = ts.split_once_short(" === ").unwrap_or((ts, ""));
-        let counters = match (bytes_in, bytes_out) {
-            (Some(bytes_in), Some(bytes_out)) => Some(Counters {
-                bytes_in,
-                bytes_out,
-                packets_in: None,
-                packets_out: None,
-            }),
-            _ => None,
-        };
+        let counters = Counters::of_bytes(bytes_in, bytes_out);
         let child = ChildSaEvent {
             peer: self.peer(line),
             change: SaChange::Deleted,
