@@ -79,7 +79,7 @@ fn crates_depend_only_in_the_documented_direction() {
         ("playbooks", &["model", "durable"][..]),
         (
             "dashboards",
-            &["model", "store", "alerting", "playbooks"][..],
+            &["model", "durable", "store", "alerting", "playbooks"][..],
         ),
         (
             "app",

@@ -48,6 +48,57 @@ impl ApiError {
     }
 }
 
+/// What the parts of `dashboards` that are not HTTP (accounts, tokens, sessions: [`crate::access`]) fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    File(#[from] durable::FileError),
+    /// The audit trail could not record the change, so it was not made (fail closed).
+    #[error("the audit trail cannot record this, so it was refused: {0}")]
+    Audit(store::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> model::ErrorKind {
+        match self {
+            Error::Invalid(_) => model::ErrorKind::Invalid,
+            Error::NotFound(_) => model::ErrorKind::NotFound,
+            Error::Audit(_) => model::ErrorKind::Unavailable,
+            Error::File(_) | Error::Internal(_) => model::ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<durable::Error> for Error {
+    fn from(error: durable::Error) -> Error {
+        match error {
+            durable::Error::File(file) => Error::File(file),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> ApiError {
+        let status = status_of(error.kind());
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %error, "access error while answering a request");
+        }
+        ApiError {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// The HTTP status of each kind of failure: the one place where a domain error's
 /// [`model::ErrorKind`] (whatever crate it comes from) becomes a status.
 pub(crate) fn status_of(kind: model::ErrorKind) -> StatusCode {

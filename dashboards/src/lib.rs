@@ -8,6 +8,7 @@
 //! This is the only crate that knows HTTP status codes and JSON response shapes: domain
 //! errors arrive with a `kind()`, and [`error::ApiError`] maps it to a status in one place.
 
+pub mod access;
 pub mod api;
 mod assets;
 mod error;

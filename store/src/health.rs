@@ -142,17 +142,7 @@ impl Store {
         &self,
         segments: &BTreeMap<Table, Vec<Segment>>,
     ) -> Result<(usize, Option<String>)> {
-        let mut entries = Vec::new();
-        for found in segments.get(&Table::AuditLog).into_iter().flatten() {
-            if let Ok(batches) = segment::read_all(&self.storage, &found.key) {
-                for batch in batches {
-                    entries.extend(schema::audit_entries(&batch)?);
-                }
-            }
-        }
-        entries.extend(self.lock()?.buffer.all_audit().cloned());
-        entries.sort_by_key(|entry| entry.number());
-        entries.dedup_by_key(|entry| entry.number());
+        let entries = self.audit_entries_in(segments)?;
         let Some(first) = entries.first() else {
             return Ok((0, None));
         };
@@ -165,6 +155,33 @@ impl Store {
             .err()
             .map(|chain_break| chain_break.to_string());
         Ok((entries.len(), broken))
+    }
+}
+
+impl Store {
+    /// The audit trail as kept: the readable `audit_log` segments and the entries not yet
+    /// flushed, in chain order.
+    pub fn audit_entries(&self) -> Result<Vec<model::AuditEntry>> {
+        let segments = self.lock()?.segments.clone();
+        self.audit_entries_in(&segments)
+    }
+
+    fn audit_entries_in(
+        &self,
+        segments: &BTreeMap<Table, Vec<Segment>>,
+    ) -> Result<Vec<model::AuditEntry>> {
+        let mut entries = Vec::new();
+        for found in segments.get(&Table::AuditLog).into_iter().flatten() {
+            if let Ok(batches) = segment::read_all(&self.storage, &found.key) {
+                for batch in batches {
+                    entries.extend(schema::audit_entries(&batch)?);
+                }
+            }
+        }
+        entries.extend(self.lock()?.buffer.all_audit().cloned());
+        entries.sort_by_key(|entry| entry.number());
+        entries.dedup_by_key(|entry| entry.number());
+        Ok(entries)
     }
 }
 
