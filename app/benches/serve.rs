@@ -54,6 +54,12 @@ fn main() {
         collector: collector::Config::default(),
         ingest_token: Some(TOKEN.to_owned()),
         tls: None,
+        // The analysts' reads go without credentials here (what is measured is serving).
+        access: dashboards::access::Settings {
+            anonymous_role: Some(dashboards::access::Role::Analyst),
+            ..dashboards::access::Settings::default()
+        },
+        allow_unauthenticated_ingest: false,
     };
     let server = server_runtime.block_on(async {
         let listener = app::server::bind("127.0.0.1:0").await.unwrap();

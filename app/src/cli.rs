@@ -149,8 +149,104 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Operator accounts of the console and API (works while the server runs).
+    #[cfg(feature = "server")]
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens for scripts, and gateway credentials (works while the server runs).
+    #[cfg(feature = "server")]
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Check a configuration file and say what it configures.
     CheckConfig { file: PathBuf },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add an operator (the password is asked for, or read from standard input).
+    Add {
+        name: String,
+        /// viewer, analyst, responder or admin (each includes the one before).
+        #[arg(long)]
+        role: dashboards::access::Role,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// List operators (never their secrets).
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Set an operator's password; their signed-in sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Disable an operator: their sessions end now and they cannot sign in.
+    Disable {
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Enable a disabled operator.
+    Enable {
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Enrol a TOTP second factor and print its otpauth:// URI for an authenticator app.
+    Totp {
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (the only time it is shown; only its hash is kept).
+    Create {
+        name: String,
+        /// What the token may do in the API: viewer, analyst, responder or admin.
+        #[arg(long, required_unless_present = "gateway", conflicts_with = "gateway")]
+        role: Option<dashboards::access::Role>,
+        /// A gateway's credential instead: it may only send events, in the name of gateway
+        /// NAME and from its sources.
+        #[arg(long)]
+        gateway: bool,
+        /// With --gateway: the subject of the client certificate the gateway presents under
+        /// mutual TLS.
+        #[arg(long, requires = "gateway")]
+        client_subject: Option<String>,
+        /// The token stops working after this many days (1 to 3650; default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// List tokens: name, grant, expiry, state (never the tokens).
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[cfg(feature = "server")]
@@ -269,9 +365,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .as_deref()
                 .map(read_secret)
                 .transpose()?;
-            if ingest_token.is_none() {
+            if config.dashboards.allow_unauthenticated_ingest {
                 tracing::warn!(
-                    "no [dashboards] ingest_token_file: anyone who reaches {listen} can send events"
+                    "[dashboards] allow_unauthenticated_ingest: anyone who reaches {listen} can send events in any gateway's name"
                 );
             }
             let tls = crate::config::server_tls(&config.dashboards)?;
@@ -282,6 +378,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                     collector: config.collector.clone(),
                     ingest_token,
                     tls,
+                    access: config.dashboards.access_settings(),
+                    allow_unauthenticated_ingest: config.dashboards.allow_unauthenticated_ingest,
                 };
                 let mut server = crate::server::RunningServer::start(settings, listener).await?;
                 tokio::select! {
@@ -434,11 +532,107 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        #[cfg(feature = "server")]
+        Command::User { action } => {
+            use crate::control::Request;
+            let (data, request) = match action {
+                UserAction::Add {
+                    name,
+                    role,
+                    password_stdin,
+                    data,
+                } => {
+                    let password = read_password(password_stdin, &name)?;
+                    (
+                        data,
+                        Request::UserAdd {
+                            name,
+                            role,
+                            password,
+                        },
+                    )
+                }
+                UserAction::List { data } => (data, Request::UserList),
+                UserAction::Passwd {
+                    name,
+                    password_stdin,
+                    data,
+                } => {
+                    let password = read_password(password_stdin, &name)?;
+                    (data, Request::UserPasswd { name, password })
+                }
+                UserAction::Disable { name, data } => (data, Request::UserDisable { name }),
+                UserAction::Enable { name, data } => (data, Request::UserEnable { name }),
+                UserAction::Totp { name, data } => (data, Request::UserTotp { name }),
+            };
+            println!("{}", crate::control::run(&data, request)?);
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Token { action } => {
+            use crate::control::Request;
+            use dashboards::access::Grant;
+            let (data, request) = match action {
+                TokenAction::Create {
+                    name,
+                    role,
+                    gateway,
+                    client_subject,
+                    expires_days,
+                    data,
+                } => {
+                    let grant = match (gateway, role) {
+                        (true, _) => Grant::Gateway {
+                            gateway: name.clone(),
+                            client_subject,
+                        },
+                        (false, Some(role)) => Grant::Role { role },
+                        (false, None) => anyhow::bail!("give --role ROLE or --gateway"),
+                    };
+                    (
+                        data,
+                        Request::TokenCreate {
+                            name,
+                            grant,
+                            expires_days,
+                        },
+                    )
+                }
+                TokenAction::List { data } => (data, Request::TokenList),
+                TokenAction::Revoke { name, data } => (data, Request::TokenRevoke { name }),
+            };
+            println!("{}", crate::control::run(&data, request)?);
+            Ok(())
+        }
         Command::CheckConfig { file } => {
             println!("{}", commands::check_config(&file)?);
             Ok(())
         }
     }
+}
+
+/// A new password: the first line of standard input, or asked twice on the terminal.
+#[cfg(feature = "server")]
+fn read_password(from_stdin: bool, name: &str) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!(
+            "standard input is not a terminal: give --password-stdin and the password on it"
+        );
+    }
+    let first = rpassword::prompt_password(format!("password for {name}: "))
+        .context("cannot read the password")?;
+    let again = rpassword::prompt_password("again: ").context("cannot read the password")?;
+    if first != again {
+        anyhow::bail!("the two passwords differ");
+    }
+    Ok(first)
 }
 
 /// This machine's name, for `observer.hostname` when the configuration names none.

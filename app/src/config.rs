@@ -102,6 +102,9 @@ impl AppConfig {
                     "[dashboards] tls_cert_file and tls_key_file go together: set both or neither"
                 );
             }
+            self.dashboards
+                .check()
+                .map_err(|reason| anyhow::anyhow!("[dashboards] {reason}"))?;
         }
         Ok(())
     }

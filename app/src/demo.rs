@@ -95,13 +95,26 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     store_config.flush_interval_secs = 2;
     let mut collector_config = collector::Config::default();
     collector_config.geoip.city_db.clone_from(&options.geoip);
+    // Anonymous visitors browse as viewers (a banner says so); the admin's password is new at
+    // every start and printed below; the demo's gateway has a credential of its own.
     let settings = ServerSettings {
         store: store_config,
         collector: collector_config,
         ingest_token: None,
         tls: None,
+        access: dashboards::access::Settings {
+            anonymous_role: Some(dashboards::access::Role::Viewer),
+            ..dashboards::access::Settings::default()
+        },
+        allow_unauthenticated_ingest: false,
     };
     let mut server = RunningServer::start(settings, listener).await?;
+    let (admin_password, gateway_token) = {
+        let access = server.access.clone();
+        tokio::task::spawn_blocking(move || demo_credentials(&access))
+            .await
+            .context("creating the demo's accounts panicked")??
+    };
 
     let demo_dir = data_dir.join("demo");
     std::fs::create_dir_all(&demo_dir)
@@ -134,7 +147,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let gateway_task = tokio::spawn(async move {
-        gateway::run(&gateway_config, "demo-gw", None, async {
+        gateway::run(&gateway_config, "demo-gw", Some(gateway_token), async {
             let _ = stop_rx.await;
         })
         .await
@@ -149,7 +162,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let banner = [
         String::new(),
         "  tunnelwatch demo".to_owned(),
-        format!("  console:  {url}"),
+        format!("  console:  {url}   (browse as viewer, or sign in: admin / {admin_password})"),
         format!("  API:      {url}/api/v1/sessions   {url}/api/v1/auth-events"),
         format!(
             "  data:     {}{}",
@@ -199,6 +212,35 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         Ok(Ok(())) => {}
     }
     server.shutdown().await
+}
+
+/// The demo's admin (a new random password at every start) and its gateway's token.
+fn demo_credentials(access: &dashboards::access::Access) -> anyhow::Result<(String, String)> {
+    use dashboards::access::{Actor, Grant, Role, secret};
+    let actor = Actor::cli("demo");
+    let password = secret::hex(&secret::random_bytes::<9>()?);
+    if access.users().iter().any(|user| user.name == "admin") {
+        access.set_password(&actor, "admin", &password)?;
+    } else {
+        access.add_user(&actor, "admin", Role::Admin, &password)?;
+    }
+    if access
+        .tokens()
+        .iter()
+        .any(|token| token.name == "demo-gw" && token.revoked.is_none())
+    {
+        access.revoke_token(&actor, "demo-gw")?;
+    }
+    let token = access.create_token(
+        &actor,
+        "demo-gw",
+        Grant::Gateway {
+            gateway: "demo-gw".to_owned(),
+            client_subject: None,
+        },
+        None,
+    )?;
+    Ok((password, token))
 }
 
 /// Writes the backlog, then a scenario every few seconds, forever.

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 #[cfg(feature = "server")]
+pub mod control;
+#[cfg(feature = "server")]
 pub mod demo;
 pub mod pcap;
 #[cfg(feature = "server")]

@@ -13,6 +13,8 @@ use crate::pipeline::Pipeline;
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub store: store::Store,
+    /// Accounts, tokens and sessions.
+    pub access: dashboards::access::Access,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
     /// Where SQL queries run: threads of their own, so that analysts' queries do not hold up
@@ -31,6 +33,10 @@ pub struct ServerSettings {
     pub ingest_token: Option<String>,
     /// Serve HTTPS with this config (plain HTTP without).
     pub tls: Option<std::sync::Arc<dashboards::tls::ServerConfig>>,
+    /// Anonymous access, second factors, session timeouts.
+    pub access: dashboards::access::Settings,
+    /// `[dashboards] allow_unauthenticated_ingest`.
+    pub allow_unauthenticated_ingest: bool,
 }
 
 impl RunningServer {
@@ -52,6 +58,19 @@ impl RunningServer {
                     settings.store.data_dir.display()
                 )
             })?;
+        // Before the query runtime: a runtime may not be dropped on an error path in here.
+        let access = {
+            let store = store.clone();
+            let data_dir = settings.store.data_dir.clone();
+            let access_settings = settings.access.clone();
+            tokio::task::spawn_blocking(move || {
+                dashboards::access::Access::open(&data_dir, access_settings, store)
+            })
+            .await
+            .context("opening the accounts panicked")??
+        };
+        let control = crate::control::listen(&settings.store.data_dir, access.clone())
+            .context("cannot open the control socket the `user` and `token` commands use")?;
         let query_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(QUERY_THREADS)
             .thread_name("tw-query")
@@ -65,6 +84,11 @@ impl RunningServer {
             store: store.clone(),
             ingest: std::sync::Arc::new(pipeline.clone()),
             ingest_token: settings.ingest_token,
+            access: access.clone(),
+            web: dashboards::WebSettings {
+                secure_cookies: settings.tls.is_some(),
+                allow_unauthenticated_ingest: settings.allow_unauthenticated_ingest,
+            },
             collector: Some(std::sync::Arc::new(pipeline)),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -79,14 +103,22 @@ impl RunningServer {
                 None => dashboards::serve(listener, state, stopped).await,
             }
             .context("the HTTP server failed")?;
+            control.abort();
             // The router (and with it the last pipeline handle) is gone: drain and flush.
             pipeline_task.await.context("the pipeline panicked")??;
             Ok(())
         });
         tracing::info!(%addr, scheme, data = %settings.store.data_dir.display(), "server listening");
+        if let Some(setup_token) = access.setup_token() {
+            tracing::warn!(
+                "no account exists yet: open {scheme}://{addr}/login and create the first admin with the one-time setup token {setup_token} (or run `tunnelwatch user add NAME --role admin --data {}`)",
+                settings.store.data_dir.display()
+            );
+        }
         Ok(RunningServer {
             addr,
             store,
+            access,
             stop: Some(stop_tx),
             task,
             query_runtime: Some(query_runtime),

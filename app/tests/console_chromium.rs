@@ -53,7 +53,7 @@ fn the_console_renders_sessions_and_failures() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = \"{}\"\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[store]\ndata_dir = \"{}\"\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\nallow_unauthenticated_ingest = true\n",
             data.display()
         ),
     )

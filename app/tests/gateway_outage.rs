@@ -61,6 +61,9 @@ flush_interval_secs = 1
 
 [dashboards]
 listen = "127.0.0.1:{port}"
+# This test is about its own subject: anonymous callers read as analysts (access is tested in access_e2e.rs).
+anonymous_role = "analyst"
+allow_unauthenticated_ingest = true
 "#,
         state = work.path().join("state").display(),
         log = log.display(),

@@ -78,6 +78,8 @@ flush_interval_secs = 1
 
 [dashboards]
 listen = "127.0.0.1:{port}"
+# This test is about its own subject: anonymous callers read as analysts (access is tested in access_e2e.rs).
+anonymous_role = "analyst"
 ingest_token_file = "{token}"
 tls_cert_file = "{cert}"
 tls_key_file = "{key}"

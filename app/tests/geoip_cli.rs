@@ -258,7 +258,7 @@ fn a_broken_database_shows_in_the_servers_health() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = \"{}\"\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[store]\ndata_dir = \"{}\"\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\nallow_unauthenticated_ingest = true\n",
             dir.path().join("data").display()
         ),
     )

@@ -99,7 +99,7 @@ fn kill_9_in_a_loop_loses_and_duplicates_no_acknowledged_event() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = \"{}\"\nflush_interval_secs = 1\nmax_buffered_rows = 2000\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\ningest_token_file = \"{}\"\n",
+            "[store]\ndata_dir = \"{}\"\nflush_interval_secs = 1\nmax_buffered_rows = 2000\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\ningest_token_file = \"{}\"\n",
             data.display(),
             token.display()
         ),

@@ -49,7 +49,7 @@ fn a_full_disk_refuses_with_503_and_resumes_when_space_returns() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = \"{}\"\nflush_interval_secs = 1\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[store]\ndata_dir = \"{}\"\nflush_interval_secs = 1\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\nallow_unauthenticated_ingest = true\n",
             data.display()
         ),
     )

@@ -62,7 +62,7 @@ fn a_server_keeps_its_segments_in_s3_and_the_cli_reads_them() {
              [store.root_options]\naws_endpoint = \"{}\"\naws_allow_http = \"true\"\naws_region = \"{REGION}\"\n\
              # no instance metadata service here: keep credential lookups on loopback\n\
              aws_metadata_endpoint = \"http://127.0.0.1:9\"\n\n\
-             [dashboards]\nlisten = \"127.0.0.1:{port}\"\n",
+             [dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\nallow_unauthenticated_ingest = true\n",
             data.display(),
             s3.endpoint()
         ),

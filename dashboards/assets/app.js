@@ -143,8 +143,12 @@ async function getJson(path) {
     let message = "HTTP " + response.status;
     try {
       const body = await response.json();
-      if (body && body.error) message = body.error;
+      if (body && body.message) message = body.message;
     } catch (_) { /* not JSON */ }
+    if (response.status === 401) {
+      // Not signed in, or the session ended: the sign-in page brings the user back.
+      window.location.assign("/login");
+    }
     const error = new Error(message);
     error.status = response.status;
     throw error;
@@ -439,5 +443,51 @@ document.getElementById("user-window").addEventListener("submit", (event) => {
     document.getElementById("user-to").value.trim(),
   );
 });
+// Who is signed in: their name and role with a sign-out button, or the anonymous banner.
+let csrfToken = null;
+
+async function whoami() {
+  const response = await fetch("/api/v1/auth/me", { headers: { accept: "application/json" } });
+  if (response.status === 401) {
+    window.location.assign("/login");
+    return false;
+  }
+  if (!response.ok) return true;
+  const me = await response.json();
+  const box = document.getElementById("whoami");
+  box.replaceChildren();
+  if (me.kind === "anonymous") {
+    const banner = document.getElementById("anonymous-banner");
+    banner.hidden = false;
+    document.getElementById("anonymous-role").textContent = printable(me.role);
+    const signIn = link("Sign in", "/login");
+    box.appendChild(signIn);
+    return true;
+  }
+  csrfToken = me.csrf_token;
+  const who = document.createElement("span");
+  who.id = "whoami-name";
+  who.textContent = printable(me.name) + " (" + printable(me.role) + ")";
+  box.appendChild(who);
+  if (me.kind === "user") {
+    const button = document.createElement("button");
+    button.id = "sign-out";
+    button.type = "button";
+    button.textContent = "Sign out";
+    button.addEventListener("click", signOut);
+    box.appendChild(button);
+  }
+  return true;
+}
+
+async function signOut() {
+  await fetch("/api/v1/auth/logout", {
+    method: "POST",
+    headers: { "x-csrf-token": csrfToken || "" },
+    credentials: "same-origin",
+  });
+  window.location.assign("/login");
+}
+
 window.addEventListener("hashchange", route);
-route();
+whoami().then((go) => { if (go) route(); }, () => route());

@@ -94,6 +94,9 @@ pub enum Principal {
     Token { name: String, grant: Grant },
     /// No credential, let in as `[dashboards] anonymous_role`.
     Anonymous { role: Role },
+    /// The shared `[dashboards] ingest_token_file` of one-gateway set-ups: ingest only, in
+    /// any gateway's name.
+    SharedIngestToken,
 }
 
 impl Principal {
@@ -108,7 +111,8 @@ impl Principal {
             Principal::Token {
                 grant: Grant::Gateway { .. },
                 ..
-            } => None,
+            }
+            | Principal::SharedIngestToken => None,
         }
     }
 
@@ -118,6 +122,7 @@ impl Principal {
             Principal::User { name, .. } => name.clone(),
             Principal::Token { name, .. } => format!("token:{name}"),
             Principal::Anonymous { .. } => "anonymous".to_owned(),
+            Principal::SharedIngestToken => "ingest_token_file".to_owned(),
         };
         Actor {
             name,
@@ -177,6 +182,9 @@ pub struct AccessCounters {
     pub logins_failed: std::sync::atomic::AtomicU64,
     pub logins_throttled: std::sync::atomic::AtomicU64,
     pub denied_requests: std::sync::atomic::AtomicU64,
+    /// Ingest batches refused: sent in another gateway's name, or leaping a sequence.
+    pub ingest_refused_identity: std::sync::atomic::AtomicU64,
+    pub ingest_refused_sequence: std::sync::atomic::AtomicU64,
 }
 
 struct Snapshot {

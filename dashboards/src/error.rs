@@ -4,47 +4,75 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-/// An error answer: a status and `{"error": "..."}`.
+/// An error answer: a status and `{"code": "...", "message": "..."}`. The code is stable
+/// for scripts (`unauthorized`, `forbidden`, `bad_credentials`, …); the message is for people.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    /// Overrides the code the status gives (`totp_required` rather than `unauthorized`).
+    pub code: Option<&'static str>,
     pub message: String,
+    /// Seconds to wait, sent as `Retry-After` (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
+            code: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// No credential, or one that is not valid (401).
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// A valid credential that may not do this (403).
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
+    }
+
+    /// The `code` of the JSON answer.
+    pub fn code(&self) -> &'static str {
+        self.code.unwrap_or(match self.status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ if self.status.is_server_error() => "internal",
+            _ => "error",
+        })
     }
 }
 
@@ -92,10 +120,7 @@ impl From<Error> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %error, "access error while answering a request");
         }
-        ApiError {
-            status,
-            message: error.to_string(),
-        }
+        ApiError::new(status, error.to_string())
     }
 }
 
@@ -116,10 +141,7 @@ impl From<store::Error> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %error, "store error while answering a request");
         }
-        ApiError {
-            status,
-            message: error.to_string(),
-        }
+        ApiError::new(status, error.to_string())
     }
 }
 
@@ -128,18 +150,23 @@ const RETRY_AFTER_SECS: &str = "2";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = self.code();
         let mut response = (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(serde_json::json!({ "code": code, "message": self.message })),
         )
             .into_response();
         // Busy or briefly unable (too many queries, a flush that keeps failing, a full
-        // disk): say when to come back.
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        // disk), or too many attempts: say when to come back.
+        let retry_after = self.retry_after.map(|secs| secs.to_string()).or_else(|| {
+            (self.status == StatusCode::SERVICE_UNAVAILABLE).then(|| RETRY_AFTER_SECS.to_owned())
+        });
+        if let Some(value) =
+            retry_after.and_then(|text| axum::http::HeaderValue::from_str(&text).ok())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
         }
         response
     }

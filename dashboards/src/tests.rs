@@ -33,12 +33,32 @@ impl Ingest for DirectIngest {
     }
 }
 
+/// A state whose callers without credentials browse as analysts, and which takes events
+/// without a credential unless `token` is the shared ingest token: the tests of what the
+/// API answers. Access itself is tested in `routes::tests` and `access::tests`.
 pub(crate) fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
     let store = store::Store::open(&store::Config::for_dir(dir)).unwrap();
+    state_of(store, dir, token)
+}
+
+pub(crate) fn state_of(
+    store: store::Store,
+    dir: &std::path::Path,
+    token: Option<&str>,
+) -> AppState {
+    let settings = access::Settings {
+        anonymous_role: Some(access::Role::Analyst),
+        ..access::Settings::default()
+    };
     AppState {
         store: store.clone(),
-        ingest: Arc::new(DirectIngest(store)),
+        ingest: Arc::new(DirectIngest(store.clone())),
         ingest_token: token.map(str::to_owned),
+        access: access::Access::open(dir, settings, store).unwrap(),
+        web: WebSettings {
+            secure_cookies: false,
+            allow_unauthenticated_ingest: token.is_none(),
+        },
         collector: None,
     }
 }
@@ -180,7 +200,10 @@ async fn bad_requests_get_clear_errors() {
     ] {
         let (status, error) = call(&state, post_batch(body.to_vec(), None)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
-        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(needle),
+            "{error}"
+        );
     }
     let oversized = vec![b' '; model::wire::MAX_INGEST_BODY_BYTES + 1];
     let (status, _) = call(&state, post_batch(oversized, None)).await;
@@ -188,7 +211,7 @@ async fn bad_requests_get_clear_errors() {
     let (status, error) = call(&state, get("/api/v1/sessions?state=bogus")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        error["error"]
+        error["message"]
             .as_str()
             .unwrap()
             .contains("vpn_state must be one of active, closed, lost")
@@ -297,12 +320,7 @@ async fn sql_streams_rows_and_refuses_what_it_must() {
     let mut config = store::Config::for_dir(dir.path());
     config.query_timeout_secs = 1;
     let store = store::Store::open(&config).unwrap();
-    let state = AppState {
-        store: store.clone(),
-        ingest: Arc::new(DirectIngest(store.clone())),
-        ingest_token: None,
-        collector: None,
-    };
+    let state = state_of(store.clone(), dir.path(), None);
     store
         .append(
             vec![failure_event(1, "mallory"), failure_event(2, "eve")],

@@ -71,9 +71,12 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let listener = TlsListener::new(listener, tls)?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<TlsPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Accepts TCP connections and hands out those whose TLS handshake succeeded.
@@ -137,6 +140,19 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// The peer of a TLS connection, for `ConnectInfo` (the source address of audit entries
+/// and login throttling).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsPeer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
+        TlsPeer(*stream.remote_addr())
     }
 }
 

@@ -164,12 +164,21 @@ fn session() -> Session {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
     let work = tempfile::tempdir().unwrap();
-    let store = store::Store::open(&store::Config::for_dir(work.path().join("data"))).unwrap();
+    let data = work.path().join("data");
+    let store = store::Store::open(&store::Config::for_dir(&data)).unwrap();
     store.append(events(), vec![session()]).unwrap();
+    // Anonymous visitors browse as viewers here, as in the demo; signing in is tested in
+    // login_chromium.rs.
+    let settings = dashboards::access::Settings {
+        anonymous_role: Some(dashboards::access::Role::Viewer),
+        ..dashboards::access::Settings::default()
+    };
     let state = dashboards::AppState {
-        store,
+        store: store.clone(),
         ingest: Arc::new(NoIngest),
         ingest_token: None,
+        access: dashboards::access::Access::open(&data, settings, store).unwrap(),
+        web: dashboards::WebSettings::default(),
         collector: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -821,6 +821,16 @@ impl Store {
         Ok(receipts)
     }
 
+    /// The highest stored sequence number of each of `sources` (`None`: nothing stored yet),
+    /// for the ingest endpoint's check that a batch does not leap far ahead of them.
+    pub fn stored_sequences(&self, sources: &[&str]) -> Result<Vec<Option<u64>>> {
+        let inner = self.lock()?;
+        Ok(sources
+            .iter()
+            .map(|source| inner.watermarks.get(*source).map(|(seq, _)| *seq))
+            .collect())
+    }
+
     /// Rows waiting in memory (and the WAL) for the next flush.
     pub fn buffered_rows(&self) -> Result<usize> {
         Ok(self.figures().buffered_rows)

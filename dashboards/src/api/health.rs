@@ -148,6 +148,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             value: stats.refused_queries,
         },
     ];
+    metrics.extend(access_metrics(&state.access));
     if let Some(collector) = &state.collector {
         metrics.extend(collector.metrics());
     }
@@ -171,6 +172,76 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         )],
         body,
     ))
+}
+
+fn access_metrics(access: &crate::access::Access) -> Vec<crate::Metric> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = access.counters();
+    let counter = |name, help, value: &std::sync::atomic::AtomicU64| crate::Metric {
+        name,
+        help,
+        kind: crate::MetricKind::Counter,
+        value: value.load(Relaxed),
+    };
+    let (throttled_keys, evicted_keys) = access.n_throttled_keys();
+    vec![
+        counter(
+            "tunnelwatch_logins_succeeded_total",
+            "Operators signed in",
+            &counters.logins_ok,
+        ),
+        counter(
+            "tunnelwatch_logins_failed_total",
+            "Sign-ins refused: wrong name, password or code, disabled account, missing second factor",
+            &counters.logins_failed,
+        ),
+        counter(
+            "tunnelwatch_logins_throttled_total",
+            "Sign-ins refused without a check because of earlier failures (429)",
+            &counters.logins_throttled,
+        ),
+        counter(
+            "tunnelwatch_requests_denied_total",
+            "Requests refused for want of a credential or a role (401, 403)",
+            &counters.denied_requests,
+        ),
+        counter(
+            "tunnelwatch_ingest_refused_identity_total",
+            "Ingest batches refused: sent in another gateway's name or with its sources",
+            &counters.ingest_refused_identity,
+        ),
+        counter(
+            "tunnelwatch_ingest_refused_sequence_total",
+            "Ingest batches refused: a sequence leaping far past what is stored",
+            &counters.ingest_refused_sequence,
+        ),
+        crate::Metric {
+            name: "tunnelwatch_console_sessions",
+            help: "Signed-in console sessions",
+            kind: crate::MetricKind::Gauge,
+            value: access.n_sessions() as u64,
+        },
+        crate::Metric {
+            name: "tunnelwatch_login_throttled_keys",
+            help: "Accounts and addresses with failed sign-ins remembered",
+            kind: crate::MetricKind::Gauge,
+            value: throttled_keys as u64,
+        },
+        counter_value(
+            "tunnelwatch_login_throttle_evicted_total",
+            "Failed-sign-in records dropped to stay within memory",
+            evicted_keys,
+        ),
+    ]
+}
+
+fn counter_value(name: &'static str, help: &'static str, value: u64) -> crate::Metric {
+    crate::Metric {
+        name,
+        help,
+        kind: crate::MetricKind::Counter,
+        value,
+    }
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -1,5 +1,8 @@
 //! The JSON API under `/api/v1`, one module per resource.
 
+pub mod accounts;
+pub mod audit;
+pub mod auth;
 pub mod auth_events;
 pub mod health;
 pub mod ingest;
@@ -8,33 +11,7 @@ pub mod sessions;
 pub mod sql;
 pub mod users;
 
-use axum::Router;
-use axum::routing::{get, post};
-
-use crate::{ApiError, AppState};
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", get(sessions::list))
-        .route("/sessions/{id}", get(sessions::show))
-        .route("/users/{name}/activity", get(users::activity))
-        .route("/auth-events", get(auth_events::list))
-        .route("/search", get(search::search))
-        .route(
-            "/sql",
-            post(sql::sql).layer(axum::extract::DefaultBodyLimit::max(
-                sql::MAX_SQL_BYTES + 1024,
-            )),
-        )
-        .route("/stats", get(health::stats))
-        .route("/health", get(health::detail))
-        .route(
-            "/ingest",
-            post(ingest::ingest).layer(axum::extract::DefaultBodyLimit::max(
-                model::wire::MAX_INGEST_BODY_BYTES,
-            )),
-        )
-}
+use crate::ApiError;
 
 /// Clamps a `limit` query parameter.
 pub(crate) fn limit(requested: Option<u32>) -> u32 {

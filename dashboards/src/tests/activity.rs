@@ -490,7 +490,7 @@ async fn unknown_sessions_are_404_and_hostile_ids_are_400() {
     fill(&state.store);
     let (status, body) = call(&state, get("/api/v1/sessions/s-0123456789abcdef")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["error"], "no session with id \"s-0123456789abcdef\"");
+    assert_eq!(body["message"], "no session with id \"s-0123456789abcdef\"");
 
     let long = "a".repeat(10 * 1024);
     for id in [
@@ -511,7 +511,7 @@ async fn unknown_sessions_are_404_and_hostile_ids_are_400() {
         let what: String = id.chars().take(40).collect();
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
         assert!(
-            body["error"].is_string(),
+            body["message"].is_string(),
             "{what}: a JSON error, not {body}"
         );
     }
