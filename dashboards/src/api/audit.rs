@@ -4,7 +4,25 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
+use crate::routes::Caller;
 use crate::{ApiError, AppState};
+
+/// Records what a caller is about to do (a query, a search) in the audit trail, durably,
+/// before it is done; when the trail cannot take it, the request is refused (503).
+pub(crate) async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &'static str,
+    target: &'static str,
+    message: String,
+) -> Result<(), ApiError> {
+    let access = state.access.clone();
+    let actor = caller.actor();
+    tokio::task::spawn_blocking(move || access.record(&actor, action, target, message))
+        .await
+        .map_err(|error| ApiError::internal(format!("the audit record failed: {error}")))??;
+    Ok(())
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

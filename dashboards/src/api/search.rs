@@ -25,6 +25,7 @@ pub struct SearchQuery {
 
 pub async fn search(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::routes::Caller>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let text = query.q.unwrap_or_default();
@@ -33,6 +34,14 @@ pub async fn search(
             "the search is longer than {MAX_QUERY_BYTES} bytes"
         )));
     }
+    super::audit::record(
+        &state,
+        &caller,
+        "search.query",
+        "search",
+        format!("{} searched: {text}", caller.actor().name),
+    )
+    .await?;
     let options = store::SearchOptions {
         from: super::timestamp("from", query.from.as_deref())?,
         to: super::timestamp("to", query.to.as_deref())?,

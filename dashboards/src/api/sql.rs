@@ -3,17 +3,19 @@
 //!
 //! Body: `{"sql": "SELECT …", "format": "json" | "csv"}` (JSON lines by default). A statement
 //! that is wrong, refused (anything but reading) or too slow before its first row gets a
-//! 400 or 503 with `{"error": …}`. Once rows flow the status is 200; if the query fails
+//! 400 or 503 with `{"code": …, "message": …}`. Once rows flow the status is 200; if the query fails
 //! later, the stream ends with an error line (`{"error": …}` in JSON lines, `# error: …` in
 //! CSV). A client that goes away cancels the query.
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use crate::routes::Caller;
 use crate::{ApiError, AppState};
 
 /// The largest SQL text accepted.
@@ -29,13 +31,24 @@ pub struct SqlRequest {
 
 pub async fn sql(
     State(state): State<AppState>,
-    Json(request): Json<SqlRequest>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let request = super::auth::json_body(body)?;
     if request.sql.len() > MAX_SQL_BYTES {
         return Err(ApiError::bad_request(format!(
             "the statement is longer than {MAX_SQL_BYTES} bytes"
         )));
     }
+    // Who looked at what: the statement's text, before it runs.
+    super::audit::record(
+        &state,
+        &caller,
+        "sql.query",
+        "sql",
+        format!("{} ran SQL: {}", caller.actor().name, request.sql),
+    )
+    .await?;
     let (format, content_type) = match request.format.as_deref().unwrap_or("json") {
         "json" => (store::OutputFormat::Json, "application/x-ndjson"),
         "csv" => (store::OutputFormat::Csv, "text/csv; charset=utf-8"),

@@ -497,9 +497,16 @@ async fn sign_in_then_csrf_guards_every_change_and_sign_out_ends_the_cookie() {
             "account.add success",
             "login success",
             "login success",
+            "sql.query success",
             "logout success"
         ]
     );
+    let entries = state.store.audit_entries().unwrap();
+    let query = entries
+        .iter()
+        .find(|entry| entry.draft.action == "sql.query")
+        .unwrap();
+    assert_eq!(query.draft.message, "op-analyst ran SQL: select 1 as one");
 }
 
 #[tokio::test]
@@ -680,4 +687,32 @@ async fn a_gateway_credential_sends_only_in_its_own_name_and_cannot_leap_a_seque
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_query_the_audit_trail_cannot_record_is_refused() {
+    let world = world(None);
+    let (_, token) = world.role_tokens[1].clone();
+    // The same accounts over a store that cannot write: the audit trail is unavailable.
+    let dir = world._dir.path();
+    let read_only = store::Store::open_read_only(&store::Config::for_dir(dir)).unwrap();
+    let mut state = world.state.clone();
+    state.access = Access::open(dir, Settings::default(), read_only).unwrap();
+    let (status, _, body) = send(
+        &state,
+        Request::post("/api/v1/sql")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(SQL))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the audit trail cannot record this"),
+        "{body}"
+    );
 }
