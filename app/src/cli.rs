@@ -161,8 +161,47 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The audit trail: check its hash chain and seals, or print it.
+    #[cfg(feature = "server")]
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Check a configuration file and say what it configures.
     CheckConfig { file: PathBuf },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check every hash and every seal; exit code 1 naming the first entry at fault (an
+    /// edited, removed, reordered or added entry, one after the last seal, a seal under
+    /// another key). Safe while a server runs (its newest entries may await their seal).
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        /// The seal public key you published (64 hex digits, as in DATA/audit/seal.pub);
+        /// without it, the one in the data directory, which an intruder could have replaced.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the audit trail, oldest first.
+    Show {
+        #[arg(long)]
+        data: PathBuf,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// Only entries of this actor (an account, `cli:USER`, `token:NAME`, `server`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// table or json (one object per line).
+        #[arg(long, default_value = "table")]
+        format: store::OutputFormat,
+    },
 }
 
 #[cfg(feature = "server")]
@@ -604,6 +643,26 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", crate::control::run(&data, request)?);
             Ok(())
         }
+        #[cfg(feature = "server")]
+        Command::Audit { action } => match action {
+            AuditAction::Verify { data, public_key } => {
+                println!("{}", commands::audit_verify(&data, public_key.as_deref())?);
+                Ok(())
+            }
+            AuditAction::Show {
+                data,
+                from,
+                to,
+                actor,
+                format,
+            } => {
+                print!(
+                    "{}",
+                    commands::audit_show(&data, from, to, actor.as_deref(), format)?
+                );
+                Ok(())
+            }
+        },
         Command::CheckConfig { file } => {
             println!("{}", commands::check_config(&file)?);
             Ok(())

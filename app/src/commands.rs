@@ -497,6 +497,83 @@ pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
 
 /// `tunnelwatch store rebuild-index`.
 #[cfg(feature = "server")]
+/// `tunnelwatch audit verify`: the summary, or an error naming the first entry at fault.
+#[cfg(feature = "server")]
+pub fn audit_verify(data_dir: &Path, public_key: Option<&Path>) -> anyhow::Result<String> {
+    let (key_path, published) = match public_key {
+        Some(path) => (path.to_owned(), true),
+        None => (data_dir.join("audit").join("seal.pub"), false),
+    };
+    let key_text = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read the seal public key {}", key_path.display()))?;
+    let key = store::parse_public_key(&key_text)
+        .with_context(|| format!("{} holds no seal public key", key_path.display()))?;
+    let store = store::Store::open_read_only(&crate::config::store_config_for_dir(data_dir))
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    let entries = store.audit_entries()?;
+    let summary = store::verify_trail(entries, &key)
+        .map_err(|broken| anyhow::anyhow!("the audit trail does not verify: {broken}"))?;
+    let mut text = format!(
+        "the audit trail verifies: {} entries (audit:{} to audit:{}), {} seals, under key {}",
+        summary.n_entries,
+        summary.first,
+        summary.last,
+        summary.n_seals,
+        store::public_key_hex(&key)
+    );
+    if !published {
+        text.push_str(&format!(
+            "\nnote: checked against {}, which an intruder could have replaced: pass --public-key with the key you published",
+            key_path.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// `tunnelwatch audit show`: the entries in the window, oldest first.
+#[cfg(feature = "server")]
+pub fn audit_show(
+    data_dir: &Path,
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+    actor: Option<&str>,
+    format: store::OutputFormat,
+) -> anyhow::Result<String> {
+    let store = store::Store::open_read_only(&crate::config::store_config_for_dir(data_dir))
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    let entries = store.audit_entries()?.into_iter().filter(|entry| {
+        from.is_none_or(|from| entry.timestamp >= from)
+            && to.is_none_or(|to| entry.timestamp < to)
+            && actor.is_none_or(|actor| entry.draft.actor.as_deref() == Some(actor))
+    });
+    let mut out = String::new();
+    match format {
+        store::OutputFormat::Json => {
+            for entry in entries {
+                out.push_str(&serde_json::to_string(&entry)?);
+                out.push('\n');
+            }
+        }
+        _ => {
+            let escape = |text: &str| text.escape_debug().to_string();
+            for entry in entries {
+                out.push_str(&format!(
+                    "{} {} {:<22} {:<9} {:<16} {:<7} {:<20} {}\n",
+                    entry.id,
+                    entry.timestamp,
+                    escape(entry.draft.actor.as_deref().unwrap_or("-")),
+                    entry.draft.role.as_deref().unwrap_or("-"),
+                    escape(&entry.draft.action),
+                    entry.draft.outcome.as_deref().unwrap_or("-"),
+                    escape(entry.draft.target.as_deref().unwrap_or("-")),
+                    escape(&entry.draft.message),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn rebuild_index(data_dir: &Path) -> anyhow::Result<String> {
     let store = store::Store::open(&crate::config::store_config_for_dir(data_dir)).context(
         "rebuilding the index needs the data directory to itself: stop the server first",

@@ -296,7 +296,17 @@ pub fn run(data_dir: &Path, request: Request) -> anyhow::Result<String> {
                 socket_path(data_dir).display()
             )
         })?;
-    let access = Access::open(data_dir, dashboards::access::Settings::default(), store)
-        .with_context(|| format!("cannot read the accounts of {}", data_dir.display()))?;
-    apply(&access, &local_actor()?, request).map_err(|message| anyhow::anyhow!(message))
+    let access = Access::open(
+        data_dir,
+        dashboards::access::Settings::default(),
+        store.clone(),
+    )
+    .with_context(|| format!("cannot read the accounts of {}", data_dir.display()))?;
+    let result =
+        apply(&access, &local_actor()?, request).map_err(|message| anyhow::anyhow!(message));
+    // Sealed before the store closes, as a server does at shutdown.
+    if let Err(error) = store.seal_audit() {
+        tracing::error!(%error, "sealing the audit trail failed");
+    }
+    result
 }

@@ -377,11 +377,30 @@ async fn write_loop(
         .await
         .context("the store's maintenance panicked")?;
     let store_for_task = store.clone();
-    tokio::task::spawn_blocking(move || store_for_task.flush())
-        .await
-        .context("final flush panicked")?
-        .context("final flush failed")?;
+    tokio::task::spawn_blocking(move || {
+        // Sealed at shutdown: a stopped server leaves a trail `audit verify` passes.
+        if let Err(error) = store_for_task.seal_audit() {
+            tracing::error!(%error, "sealing the audit trail at shutdown failed");
+        }
+        store_for_task.flush()
+    })
+    .await
+    .context("final flush panicked")?
+    .context("final flush failed")?;
     Ok(())
+}
+
+/// Signs the audit trail's head when entries have waited `audit_seal_interval_secs`.
+async fn seal_if_due(store: &store::Store) {
+    let store_for_task = store.clone();
+    match tokio::task::spawn_blocking(move || store_for_task.seal_audit_if_due()).await {
+        Ok(Ok(Some(seal))) => tracing::debug!(seal = %seal.id, "sealed the audit trail"),
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "sealing the audit trail failed; retried at the next tick")
+        }
+        Err(error) => tracing::error!(%error, "the audit seal task panicked"),
+    }
 }
 
 /// Flushes to Parquet on a timer and when `full` says much is buffered; compacts and applies
@@ -401,7 +420,10 @@ async fn maintain(
     compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => flush(&store).await,
+            _ = ticker.tick() => {
+                flush(&store).await;
+                seal_if_due(&store).await;
+            }
             () = full.notified() => flush(&store).await,
             _ = retention.tick() => apply_retention(&store).await,
             _ = compaction.tick() => compact(&store).await,

@@ -327,6 +327,9 @@ fn accounts_tokens_and_sessions_against_a_running_server() {
         Some(r#"{"gateway":"gw","events":[]}"#.to_owned()),
     );
     assert_eq!(status, 401, "{body}");
+    // The seal key's public half, as an operator would publish it while the server runs.
+    let published = work.path().join("published-seal.pub");
+    std::fs::copy(data.join("audit/seal.pub"), &published).unwrap();
     // The admin's view: metrics count the refusals.
     let admin = cli_ok(
         &[
@@ -381,20 +384,75 @@ fn accounts_tokens_and_sessions_against_a_running_server() {
     // Every change and sign-in is in the audit trail, with who did it.
     let audit = support::sql_csv(
         &data,
-        "select event_action, event_outcome, user_name, user_target_name from audit_log order by event_id",
+        "select event_action, event_outcome, user_name, user_roles, user_target_name from audit_log order by event_id",
     );
     for needle in [
-        "account.add,success,setup,root-admin",
-        "account.add,success,cli:root [admin],alice",
-        "login,success,alice [analyst],alice",
-        "account.disable,success,cli:root [admin],alice",
-        "login,failure,alice [analyst],alice",
-        "token.create,success,cli:root [admin],ci",
-        "token.revoke,success,cli:root [admin],ci",
-        "account.add,success,cli:root [admin],carol",
+        "account.add,success,setup,,root-admin",
+        "account.add,success,cli:root,admin,alice",
+        "login,success,alice,analyst,alice",
+        "account.disable,success,cli:root,admin,alice",
+        "login,failure,alice,analyst,alice",
+        "token.create,success,cli:root,admin,ci",
+        "token.revoke,success,cli:root,admin,ci",
+        "account.add,success,cli:root,admin,carol",
     ] {
         assert!(audit.contains(needle), "{needle} not in\n{audit}");
     }
+
+    // Sealed at shutdown: the trail verifies against the published key, not against another.
+    let verified = cli_ok(
+        &[
+            "audit",
+            "verify",
+            "--data",
+            data_arg,
+            "--public-key",
+            published.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        verified.starts_with("the audit trail verifies: "),
+        "{verified}"
+    );
+    let other = work.path().join("other.pub");
+    std::fs::write(
+        &other,
+        format!(
+            "{}\n",
+            "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+        ),
+    )
+    .unwrap();
+    cli_err(
+        &[
+            "audit",
+            "verify",
+            "--data",
+            data_arg,
+            "--public-key",
+            other.to_str().unwrap(),
+        ],
+        None,
+        "signed by another key",
+    );
+    let shown = cli_ok(
+        &["audit", "show", "--data", data_arg, "--actor", "cli:root"],
+        None,
+    );
+    assert!(
+        shown.contains("account.disable") && !shown.contains("login "),
+        "{shown}"
+    );
+    let json = cli_ok(
+        &["audit", "show", "--data", data_arg, "--format", "json"],
+        None,
+    );
+    assert!(
+        json.lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok())
+    );
+    assert!(json.contains("\"action\":\"audit.seal\""), "{json}");
 
     // A damaged accounts file stops the server at start, saying which file.
     std::fs::write(data.join("access/accounts.json"), "{\"version\":1,").unwrap();
@@ -535,5 +593,90 @@ fn a_gateway_credential_speaks_only_for_its_own_gateway() {
     assert!(
         server_log.contains("refused an ingest batch"),
         "{server_log}"
+    );
+}
+
+#[test]
+fn an_account_change_the_audit_trail_cannot_take_is_refused_and_nothing_changes() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = testbed::tmpfs::Tmpfs::mount(&work.path().join("disk"), "64m").unwrap();
+    let data = disk.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    cli_ok(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--data",
+            data_arg,
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let port = support::free_port();
+    let config_path = work.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let _server = Daemon::spawn(
+        "server",
+        &["server", "--config", config_path.to_str().unwrap()],
+        &work.path().join("server.log"),
+    );
+    wait_for("the server", Duration::from_secs(30), || {
+        support::get_json(&format!("http://127.0.0.1:{port}/healthz"))
+    });
+    let before = std::fs::read(data.join("access/accounts.json")).unwrap();
+    // The disk fills up: the audit trail cannot take an entry, so the change is refused.
+    testbed::tmpfs::fill(&disk.path().join("filler")).unwrap();
+    let output = cli(
+        &[
+            "user",
+            "add",
+            "mallory",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--data",
+            data_arg,
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the audit trail cannot record this, so it was refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("access/accounts.json")).unwrap(),
+        before
+    );
+    // A sign-in that cannot be recorded does not happen either (503, not a session).
+    let http = Http::new(port);
+    assert_eq!(
+        http.login("alice", PASSWORD).unwrap_err()["code"],
+        "unavailable"
+    );
+    // With room again, the same change goes through.
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    cli_ok(
+        &[
+            "user",
+            "add",
+            "mallory",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            "--data",
+            data_arg,
+        ],
+        Some(&format!("{PASSWORD}\n")),
     );
 }

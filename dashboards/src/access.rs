@@ -295,13 +295,15 @@ impl Access {
         action: &str,
         target: &str,
         message: String,
-        change: impl FnOnce(&mut Registry, Timestamp) -> Result<()>,
+        change: impl FnOnce(&mut Registry, Timestamp) -> Result<serde_json::Value>,
     ) -> Result<()> {
         let _one_at_a_time = lock(&self.inner.changes);
         let now = Timestamp::now();
         let mut registry = self.snapshot().registry.clone();
-        change(&mut registry, now)?;
-        self.audit(draft(by, action, Some("success"), target, message.clone()))?;
+        let details = change(&mut registry, now)?;
+        let mut entry = draft(by, action, Some("success"), target, message.clone());
+        entry.details = Some(details.to_string());
+        self.audit(entry)?;
         if let Err(error) = registry.save(&self.inner.path) {
             // Best effort: the entry above said it happened; say it did not.
             let _ = self.audit(draft(
@@ -344,7 +346,7 @@ impl Access {
                 created: now,
                 changed: now,
             });
-            Ok(())
+            Ok(serde_json::json!({"account": name, "role": role}))
         })?;
         *lock(&self.inner.setup_token) = None;
         Ok(())
@@ -359,7 +361,7 @@ impl Access {
             let account = registry.user_mut(&name)?;
             account.password_hash = password_hash;
             account.changed = now;
-            Ok(())
+            Ok(serde_json::json!({"account": name}))
         })?;
         lock(&self.inner.sessions).end_user(&name);
         Ok(())
@@ -387,7 +389,7 @@ impl Access {
                     "{name} is the last enabled admin; add or enable another first"
                 )));
             }
-            Ok(())
+            Ok(serde_json::json!({"account": name, "prior": {"disabled": !disabled}}))
         })?;
         if disabled {
             lock(&self.inner.sessions).end_user(&name);
@@ -410,9 +412,10 @@ impl Access {
         let message = format!("{} enrolled a TOTP second factor for {name}", by.name);
         self.change(by, "account.totp", &name, message, |registry, now| {
             let account = registry.user_mut(&name)?;
+            let had_one = account.totp_secret.is_some();
             account.totp_secret = Some(encoded);
             account.changed = now;
-            Ok(())
+            Ok(serde_json::json!({"account": name, "prior": {"totp": had_one}}))
         })?;
         lock(&self.inner.sessions).end_user(&name);
         Ok(uri)
@@ -490,7 +493,7 @@ impl Access {
                 expires,
                 revoked: None,
             });
-            Ok(())
+            Ok(serde_json::json!({"token": name, "grant": grant, "expires": expires}))
         })?;
         Ok(token)
     }
@@ -524,7 +527,7 @@ impl Access {
                 return Err(Error::Invalid(format!("token {name} is already revoked")));
             }
             token.revoked = Some(now);
-            Ok(())
+            Ok(serde_json::json!({"token": name, "grant": token.grant}))
         })
     }
 
@@ -762,14 +765,15 @@ fn draft(
     target: &str,
     message: String,
 ) -> AuditDraft {
-    let role = by.role.map_or(String::new(), |role| format!(" [{role}]"));
     AuditDraft {
         action: action.to_owned(),
         outcome: outcome.map(str::to_owned),
-        actor: Some(format!("{}{role}", by.name)),
+        actor: Some(by.name.clone()),
         target: Some(target.to_owned()),
         source_ip: by.source_ip,
         message,
+        role: by.role.map(|role| role.as_str().to_owned()),
+        details: None,
     }
 }
 

@@ -74,6 +74,7 @@
 //! | `rule.name` | `rule_name` | `finding_info.analytic.name` | name of the alert rule that fired |
 //! | `event.severity` | `event_severity` | `severity_id` | alert severity (higher is worse) |
 //! | `user.target.name` | `user_target_name` | `dst_user.name` | the user an action was aimed at (revocations) |
+//! | `user.roles` | `user_roles` | `actor.user.type` | the role of the operator who acted (audit) |
 //! | `vpn.connection` | `vpn_connection` | — | VPN connection (config) name, e.g. `rw-psk` |
 //! | `vpn.ike_sa_id` | `vpn_ike_sa_id` | — | IKE_SA unique id on its gateway |
 //! | `vpn.new_ike_sa_id` | `vpn_new_ike_sa_id` | — | for a rekey: the IKE_SA that replaces it |
@@ -103,6 +104,8 @@
 //! | `vpn.join_table` | `vpn_join_table` | — | the table a session join correction applies to: `flows`, `api_requests`, or `events` (a VPN event, also in `auth_events`) |
 //! | `vpn.audit_prev_hash` | `vpn_audit_prev_hash` | — | hash of the previous audit entry (tamper-evident chain) |
 //! | `vpn.audit_hash` | `vpn_audit_hash` | — | hash of this audit entry over its fields and vpn.audit_prev_hash |
+//! | `vpn.audit_version` | `vpn_audit_version` | — | the format of an audit entry (1: the first; 2: with user.roles and vpn.audit_details) |
+//! | `vpn.audit_details` | `vpn_audit_details` | — | structured details of an audit entry, JSON (ids of plans, alerts and runs; the prior state an undo needs; a seal's signature) |
 //!
 //! # OCSF classes
 //!

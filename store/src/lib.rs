@@ -63,6 +63,9 @@ use std::time::Duration;
 use model::{AuditEntry, Event, Session, SessionJoinUpdate};
 use serde::Deserialize;
 
+pub use audit::{
+    SealKey, TrailBreak, TrailSummary, parse_public_key, public_key_hex, verify_trail,
+};
 pub use compact::CompactReport;
 pub use error::{Error, Result};
 pub use health::VerifyReport;
@@ -119,7 +122,29 @@ pub struct Config {
     /// `aws_allow_http`, …; credentials preferably from the environment).
     #[serde(default)]
     pub root_options: BTreeMap<String, String>,
+    /// Sign the audit trail's head after this many entries…
+    #[serde(default = "default_audit_seal_every")]
+    pub audit_seal_every: u64,
+    /// …and at least this often while entries wait (and at shutdown).
+    #[serde(default = "default_audit_seal_interval_secs")]
+    pub audit_seal_interval_secs: u64,
+    /// The Ed25519 key that signs seals; by default `DATA/audit/seal.key`, made at the first
+    /// start (0600), its public half in `seal.pub` beside it.
+    #[serde(default)]
+    pub audit_seal_key_file: Option<PathBuf>,
 }
+
+fn default_audit_seal_every() -> u64 {
+    100
+}
+
+fn default_audit_seal_interval_secs() -> u64 {
+    60
+}
+
+/// The least `[store.retention] audit_log` a configuration may ask for: a year, what
+/// compliance regimes commonly require of audit records.
+pub const AUDIT_LOG_MIN_RETENTION_DAYS: u32 = 365;
 
 impl Default for Config {
     fn default() -> Config {
@@ -133,6 +158,9 @@ impl Default for Config {
             retention: BTreeMap::new(),
             root: None,
             root_options: BTreeMap::new(),
+            audit_seal_every: default_audit_seal_every(),
+            audit_seal_interval_secs: default_audit_seal_interval_secs(),
+            audit_seal_key_file: None,
         }
     }
 }
@@ -163,6 +191,18 @@ impl Config {
             ));
         }
         self.retention_policy()?;
+        if let Some(days) = self.retention.get("audit_log")
+            && *days < AUDIT_LOG_MIN_RETENTION_DAYS
+        {
+            return Err(Error::Config(format!(
+                "[store.retention] audit_log = {days} is below the compliance minimum of {AUDIT_LOG_MIN_RETENTION_DAYS} days"
+            )));
+        }
+        if self.audit_seal_every == 0 || self.audit_seal_interval_secs == 0 {
+            return Err(Error::Config(
+                "audit_seal_every and audit_seal_interval_secs must be at least 1".to_owned(),
+            ));
+        }
         if let Some(root) = &self.root {
             if root.starts_with("file:") && !self.root_options.is_empty() {
                 return Err(Error::Config(
@@ -287,6 +327,8 @@ pub struct Store {
     /// Where queries run, when the caller gave a runtime of their own
     /// ([`Store::with_query_runtime`]); else on the caller's.
     query_runtime: Option<tokio::runtime::Handle>,
+    /// Signs the audit trail's head (`None` when opened read-only).
+    sealer: Option<Arc<audit::Sealer>>,
 }
 
 /// Rows accepted since the last flush, in the chunks they arrived in: a query takes a
@@ -469,7 +511,26 @@ impl Store {
         }
         let lock = durable::lock_dir(dir)?;
         let wal = Wal::open(&dir.join("wal"))?;
-        Store::load(config, Some((wal, lock)))
+        let mut store = Store::load(config, Some((wal, lock)))?;
+        let key_path = config
+            .audit_seal_key_file
+            .clone()
+            .unwrap_or_else(|| audit::default_seal_key_path(dir));
+        let key = audit::SealKey::load_or_create(&key_path)?;
+        let last_seal = store
+            .audit_entries()?
+            .iter()
+            .filter(|entry| entry.draft.action == model::audit::SEAL_ACTION)
+            .filter_map(AuditEntry::number)
+            .max()
+            .unwrap_or(0);
+        store.sealer = Some(Arc::new(audit::Sealer {
+            key,
+            every: config.audit_seal_every,
+            interval: Duration::from_secs(config.audit_seal_interval_secs),
+            last: Mutex::new((last_seal, std::time::Instant::now())),
+        }));
+        Ok(store)
     }
 
     /// Opens an existing data directory for reading only; never writes to it.
@@ -677,6 +738,7 @@ impl Store {
             max_concurrent_queries: config.max_concurrent_queries,
             refused_queries: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             query_runtime: None,
+            sealer: None,
         })
     }
 

@@ -45,7 +45,30 @@ impl Store {
                 by_hour
             };
             for (hour, segments) in expired {
-                deleted.push(self.delete_partition(table, days, hour, &segments)?);
+                // The audit trail's own hours go only once a seal covers every entry in them
+                // (the deletion itself is then recorded, so a verifier knows where the trail
+                // must start), and in order.
+                let audit_through = if table == Table::AuditLog {
+                    let through = self.audit_numbers_in(&segments)?;
+                    let sealed = self
+                        .sealer
+                        .as_ref()
+                        .and_then(|sealer| sealer.last.lock().ok().map(|last| last.0))
+                        .unwrap_or(0);
+                    if through > sealed {
+                        tracing::info!(
+                            partition = hour,
+                            through,
+                            sealed,
+                            "retention keeps audit entries no seal covers yet"
+                        );
+                        break;
+                    }
+                    Some(through)
+                } else {
+                    None
+                };
+                deleted.push(self.delete_partition(table, days, hour, &segments, audit_through)?);
             }
         }
         Ok(deleted)
@@ -57,6 +80,7 @@ impl Store {
         days: u32,
         hour: i64,
         segments: &[Segment],
+        audit_through: Option<u64>,
     ) -> Result<DeletedPartition> {
         let partition_name = segment::partition_dir(hour)?;
         let rows: u64 = segments
@@ -79,6 +103,18 @@ impl Store {
                 segments.len(),
                 table.name(),
                 table.name(),
+            ),
+            role: None,
+            details: Some(
+                serde_json::json!({
+                    "table": table.name(),
+                    "partition": partition_name,
+                    "files": segments.len(),
+                    "rows": rows,
+                    "retention_days": days,
+                    "audit_through": audit_through,
+                })
+                .to_string(),
             ),
         })?;
         for found in segments {
@@ -110,6 +146,21 @@ impl Store {
             rows,
             audit_id: entry.id,
         })
+    }
+}
+
+impl Store {
+    /// The highest audit entry number in `segments`.
+    fn audit_numbers_in(&self, segments: &[Segment]) -> Result<u64> {
+        let mut through = 0;
+        for found in segments {
+            for batch in segment::read_all(&self.storage, &found.key)? {
+                for entry in crate::schema::audit_entries(&batch)? {
+                    through = through.max(entry.number().unwrap_or(0));
+                }
+            }
+        }
+        Ok(through)
     }
 }
 

@@ -284,7 +284,8 @@ const ALERTS: &[&[Column]] = &[columns![
 const AUDIT_LOG: &[&[Column]] = &[columns![
     TIMESTAMP not null, EVENT_ID not null, EVENT_ACTION not null, EVENT_OUTCOME null,
     USER_NAME null, USER_TARGET_NAME null, SOURCE_IP null, MESSAGE null,
-    VPN_AUDIT_PREV_HASH null, VPN_AUDIT_HASH null,
+    VPN_AUDIT_PREV_HASH null, VPN_AUDIT_HASH null, USER_ROLES null, VPN_AUDIT_DETAILS null,
+    VPN_AUDIT_VERSION null,
 ]];
 
 /// `session_joins`: late corrections of the session a flow or API request was joined to
@@ -327,6 +328,9 @@ impl Row for model::AuditEntry {
             "message" => |entry| Some(entry.draft.message.as_str().into()),
             "vpn.audit_prev_hash" => |entry| Some(entry.prev_hash.as_str().into()),
             "vpn.audit_hash" => |entry| Some(entry.hash.as_str().into()),
+            "user.roles" => |entry| entry.draft.role.as_deref().map(Value::from),
+            "vpn.audit_details" => |entry| entry.draft.details.as_deref().map(Value::from),
+            "vpn.audit_version" => |entry| Some(Value::Int(i64::from(entry.version))),
             _ => return None,
         };
         Some(get)
@@ -474,6 +478,23 @@ pub fn audit_entries(batch: &RecordBatch) -> Result<Vec<model::AuditEntry>> {
     let get = |column: &StringArray, row: usize| -> Option<String> {
         (!column.is_null(row)).then(|| column.value(row).to_owned())
     };
+    // Columns added with version 2 of the entries: absent from older segments.
+    let optional_text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+    };
+    let (roles, details) = (
+        optional_text("user_roles"),
+        optional_text("vpn_audit_details"),
+    );
+    let versions = batch
+        .column_by_name("vpn_audit_version")
+        .and_then(|column| {
+            column
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        });
     (0..batch.num_rows())
         .map(|row| {
             Ok(model::AuditEntry {
@@ -487,9 +508,15 @@ pub fn audit_entries(batch: &RecordBatch) -> Result<Vec<model::AuditEntry>> {
                     target: get(targets, row),
                     source_ip: get(ips, row).and_then(|ip| ip.parse().ok()),
                     message: get(messages, row).unwrap_or_default(),
+                    role: roles.and_then(|column| get(column, row)),
+                    details: details.and_then(|column| get(column, row)),
                 },
                 prev_hash: get(prevs, row).unwrap_or_default(),
                 hash: get(hashes, row).unwrap_or_default(),
+                version: versions
+                    .filter(|column| !column.is_null(row))
+                    .and_then(|column| u32::try_from(column.value(row)).ok())
+                    .unwrap_or(1),
             })
         })
         .collect()

@@ -112,7 +112,12 @@ fn accounts_persist_and_every_change_is_audited() {
     .collect();
     assert_eq!(actions, expected, "refused changes leave no entry");
     let entry = &store.audit_entries().unwrap()[0];
-    assert_eq!(entry.draft.actor.as_deref(), Some("cli:root [admin]"));
+    assert_eq!(entry.draft.actor.as_deref(), Some("cli:root"));
+    assert_eq!(entry.draft.role.as_deref(), Some("admin"));
+    assert_eq!(
+        entry.draft.details.as_deref(),
+        Some(r#"{"account":"alice","role":"admin"}"#)
+    );
     assert_eq!(
         entry.draft.message,
         "cli:root added account alice with role admin"

@@ -480,7 +480,7 @@ async fn sign_in_then_csrf_guards_every_change_and_sign_out_ends_the_cookie() {
         .unwrap()
         .into_iter()
         .filter(|entry| {
-            entry.draft.actor.as_deref() == Some("op-analyst [analyst]")
+            entry.draft.actor.as_deref() == Some("op-analyst")
                 || entry.draft.target.as_deref() == Some("op-analyst")
         })
         .map(|entry| {

@@ -196,6 +196,8 @@ fields! {
         only_in: ["alerts"];
     USER_TARGET_NAME: "user.target.name", Str, "dst_user.name", "the user an action was aimed at (revocations)",
         only_in: ["audit_log"];
+    USER_ROLES: "user.roles", Str, "actor.user.type", "the role of the operator who acted (audit)",
+        only_in: ["audit_log"];
     VPN_CONNECTION: "vpn.connection", Str, "", "VPN connection (config) name, e.g. `rw-psk`",
         event: |event| text(peer(event)?.connection.as_deref()),
         session: |session| text(session.connection.as_deref());
@@ -270,5 +272,9 @@ fields! {
     VPN_AUDIT_PREV_HASH: "vpn.audit_prev_hash", Str, "", "hash of the previous audit entry (tamper-evident chain)",
         only_in: ["audit_log"];
     VPN_AUDIT_HASH: "vpn.audit_hash", Str, "", "hash of this audit entry over its fields and vpn.audit_prev_hash",
+        only_in: ["audit_log"];
+    VPN_AUDIT_VERSION: "vpn.audit_version", Int, "", "the format of an audit entry (1: the first; 2: with user.roles and vpn.audit_details)",
+        only_in: ["audit_log"];
+    VPN_AUDIT_DETAILS: "vpn.audit_details", Str, "", "structured details of an audit entry, JSON (ids of plans, alerts and runs; the prior state an undo needs; a seal's signature)",
         only_in: ["audit_log"];
 }

@@ -29,6 +29,8 @@ fn draft(message: &str) -> AuditDraft {
         target: None,
         source_ip: Some("192.0.2.7".parse().unwrap()),
         message: message.to_owned(),
+        role: None,
+        details: None,
     }
 }
 
@@ -170,6 +172,10 @@ fn retention_settings_are_checked() {
     for (settings, expected) in [
         (vec![("flow", 3)], "[store.retention] names no table `flow`"),
         (vec![("flows", 0)], "keep a table at least 1 day"),
+        (
+            vec![("audit_log", 30)],
+            "audit_log = 30 is below the compliance minimum of 365 days",
+        ),
     ] {
         let error = keeping(dir.path(), &settings).validate().unwrap_err();
         assert!(error.to_string().contains(expected), "{error}");
@@ -201,5 +207,44 @@ fn late_join_corrections_follow_the_rows_they_correct() {
         policy(&[("flows", 30), ("api_requests", 90), ("session_joins", 7)])
             .get(&Table::SessionJoins),
         Some(&7)
+    );
+}
+
+#[test]
+fn retention_deletes_only_sealed_audit_entries_and_the_trail_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keeping(dir.path(), &[("audit_log", 365)]);
+    let store = Store::open(&config).unwrap();
+    for message in ["first", "second", "third"] {
+        store.record_audit(draft(message)).unwrap();
+    }
+    store.flush().unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 400);
+    // Nothing sealed yet: the trail's hours stay, however old.
+    assert_eq!(store.apply_retention(later).unwrap(), vec![]);
+    store.seal_audit().unwrap();
+    store.flush().unwrap();
+    let deleted = store.apply_retention(later).unwrap();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    store.seal_audit().unwrap();
+    let key = crate::parse_public_key(&store.seal_public_key().unwrap()).unwrap();
+    let entries = store.audit_entries().unwrap();
+    // The trail now starts with the record of the deletion, right after what it deleted.
+    assert_eq!(entries[0].draft.action, "retention.delete");
+    assert!(
+        entries[0]
+            .draft
+            .details
+            .as_deref()
+            .unwrap()
+            .contains(r#""audit_through":4"#)
+    );
+    let summary = crate::verify_trail(entries.clone(), &key).unwrap();
+    assert_eq!((summary.first, summary.last), (5, 6));
+    // Removing that record as well is found.
+    let error = crate::verify_trail(entries[1..].to_vec(), &key).unwrap_err();
+    assert!(
+        error.to_string().contains("the trail starts at audit:6"),
+        "{error}"
     );
 }

@@ -62,6 +62,8 @@ fn rows_keep_their_cells() {
         target: None,
         source_ip: None,
         message: "deleted 3 hours of flows".to_owned(),
+        role: None,
+        details: None,
     }
     .seal(1, at, model::audit::GENESIS);
     let second = model::AuditDraft {
@@ -71,6 +73,8 @@ fn rows_keep_their_cells() {
         target: Some("bob".to_owned()),
         source_ip: Some("2001:db8::5".parse().unwrap()),
         message: "terminated bob's sessions".to_owned(),
+        role: None,
+        details: None,
     }
     .seal(2, at, &first.hash);
     let mut rendered = String::new();
