@@ -30,6 +30,7 @@
 //! [`pki`] makes a throwaway CA and server certificate for TLS tests; [`tmpfs`] a small file
 //! system that fills up.
 
+pub mod browser;
 pub mod chromium;
 pub mod pki;
 pub mod s3;
