@@ -45,6 +45,18 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
 fi
 export TW_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 
+# schemathesis (PyPI) for the API's conformance test, in a virtualenv of its own.
+ST_VENV="${TW_ST_VENV:-/var/tmp/tunnelwatch-schemathesis-venv}"
+if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
+    echo "installing schemathesis into $ST_VENV (API conformance test)"
+    python3 -m venv "$ST_VENV" >/tmp/tunnelwatch-schemathesis-install.log 2>&1 &&
+    "$ST_VENV/bin/pip" install -q 'schemathesis==4.32.5' >>/tmp/tunnelwatch-schemathesis-install.log 2>&1 || {
+        echo "error: cannot install schemathesis (see /tmp/tunnelwatch-schemathesis-install.log)" >&2
+        exit 1
+    }
+fi
+export TW_SCHEMATHESIS="$ST_VENV/bin/schemathesis"
+
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

@@ -12,6 +12,7 @@ pub mod access;
 pub mod api;
 mod assets;
 mod error;
+pub mod openapi;
 pub mod routes;
 pub mod tls;
 

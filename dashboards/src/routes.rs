@@ -127,6 +127,13 @@ pub fn table() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/api/v1/openapi.json",
+            Public,
+            "this API's OpenAPI document",
+            get(crate::openapi::serve),
+        ),
+        route(
+            Method::GET,
             "/api/v1/sessions",
             viewer,
             "VPN sessions, newest first",
@@ -315,7 +322,7 @@ pub(crate) async fn guard(
     next: Next,
 ) -> Response {
     let mut response = match admit(&state, &mut request) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => as_json_error(next.run(request).await).await,
         Err(error) => {
             if matches!(error.status.as_u16(), 401 | 403) {
                 state
@@ -341,6 +348,10 @@ fn admit(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
         return Ok(());
     };
     let Some(need) = rule(request.method(), &path) else {
+        if table().iter().any(|route| route.path == path) {
+            // A known path with another method: the router answers 405, no handler runs.
+            return Ok(());
+        }
         tracing::error!(method = %request.method(), path, "a route without a rule in the route table was refused");
         return Err(ApiError::forbidden(
             "this route has no access rule, so it is refused",
@@ -434,6 +445,36 @@ fn admit(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
         source_ip,
     });
     Ok(())
+}
+
+/// A refusal the framework wrote as plain text (an unreadable query string, a wrong method,
+/// a body too large) becomes the JSON error every other refusal is.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_text {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&bytes).trim().to_owned();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    let mut json = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 fn is_safe(method: &Method) -> bool {

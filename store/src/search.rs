@@ -350,7 +350,7 @@ impl SearchIndex {
                 doc.add_text(fields.id, value);
             }
             if let Some(micros) = columns.micros(row) {
-                doc.add_date(fields.timestamp, DateTime::from_timestamp_micros(micros));
+                doc.add_date(fields.timestamp, tantivy_date(micros));
             }
             let texts = [
                 (fields.raw, "event_original"),
@@ -456,7 +456,7 @@ impl SearchIndex {
                 Some(timestamp) => {
                     let term = Term::from_field_date(
                         fields.timestamp,
-                        DateTime::from_timestamp_micros(timestamp.as_microsecond()),
+                        tantivy_date(timestamp.as_microsecond()),
                     );
                     if inclusive {
                         std::ops::Bound::Included(term)
@@ -597,6 +597,12 @@ impl<'a> Columns<'a> {
         let column = self.timestamps?;
         (!column.is_null(row)).then(|| column.value(row))
     }
+}
+
+/// A time as tantivy holds it (nanoseconds in an i64: years 1678 to 2262); times outside are
+/// clamped to the ends, never an overflow.
+fn tantivy_date(micros: i64) -> DateTime {
+    DateTime::from_timestamp_micros(micros.clamp(i64::MIN / 1_000, i64::MAX / 1_000))
 }
 
 #[cfg(test)]

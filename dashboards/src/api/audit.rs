@@ -39,6 +39,13 @@ pub async fn list(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    for (name, value) in [("actor", &query.actor), ("action", &query.action)] {
+        if value.as_ref().is_some_and(|text| text.len() > 1024) {
+            return Err(ApiError::bad_request(format!(
+                "the {name} filter is longer than 1024 bytes"
+            )));
+        }
+    }
     let limit = super::limit(query.limit) as usize;
     let store = state.store.clone();
     let entries = tokio::task::spawn_blocking(move || store.audit_entries())

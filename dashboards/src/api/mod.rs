@@ -75,20 +75,26 @@ pub(crate) fn sql_timestamp(at: jiff::Timestamp) -> String {
     format!("'{at}'")
 }
 
-/// An optional RFC 3339 query parameter.
+/// An optional RFC 3339 query parameter, between 1970 and 2262 (what every layer below holds:
+/// tantivy keeps nanoseconds in an i64).
 pub(crate) fn timestamp(
     name: &str,
     value: Option<&str>,
 ) -> Result<Option<jiff::Timestamp>, ApiError> {
-    value
-        .map(|text| {
-            text.parse().map_err(|error| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 time such as 2026-11-25T08:00:00Z: {error}"
-                ))
-            })
-        })
-        .transpose()
+    let Some(text) = value else { return Ok(None) };
+    let at: jiff::Timestamp = text.parse().map_err(|error| {
+        ApiError::bad_request(format!(
+            "{name} must be an RFC 3339 time such as 2026-11-25T08:00:00Z: {error}"
+        ))
+    })?;
+    let lowest = jiff::Timestamp::UNIX_EPOCH;
+    let highest = jiff::Timestamp::from_second(9_200_000_000).unwrap_or(jiff::Timestamp::MAX);
+    if at < lowest || at > highest {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be between 1970 and 2261, not {at}"
+        )));
+    }
+    Ok(Some(at))
 }
 
 /// The one path parameter of a route, or a JSON 400 (not axum's plain-text rejection) when

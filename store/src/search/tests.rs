@@ -172,6 +172,24 @@ fn mistakes_get_clear_errors() {
             ErrorKind::Invalid
         );
     }
+    // Times tantivy cannot hold (beyond 2262, before 1678) are the ends of its range, never
+    // an overflow: as options and inside the query.
+    for (from, to) in [
+        ("2480-06-20T08:29:49Z", None),
+        ("1000-01-01T00:00:00Z", Some("9999-12-30T00:00:00Z")),
+    ] {
+        let options = SearchOptions {
+            from: Some(from.parse().unwrap()),
+            to: to.map(|to| to.parse().unwrap()),
+            ..SearchOptions::default()
+        };
+        assert!(store.search("alice", &options).is_ok(), "{from}");
+    }
+    let far = store.search(
+        "timestamp:[2480-06-20T08:29:49Z TO *]",
+        &SearchOptions::default(),
+    );
+    assert!(far.is_ok() || far.unwrap_err().kind() == ErrorKind::Invalid);
     // Hostile but valid: a huge query of words is just a query.
     let huge = "alice ".repeat(10_000);
     assert!(store.search(&huge, &SearchOptions::default()).is_ok());
