@@ -404,6 +404,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .as_deref()
                 .map(read_secret)
                 .transpose()?;
+            if ingest_token.is_some() {
+                tracing::info!(
+                    "[dashboards] ingest_token_file: one credential for every gateway; with several gateways, give each its own (tunnelwatch token create NAME --gateway) and a warning follows when a second gateway uses the shared one"
+                );
+            }
             if config.dashboards.allow_unauthenticated_ingest {
                 tracing::warn!(
                     "[dashboards] allow_unauthenticated_ingest: anyone who reaches {listen} can send events in any gateway's name"

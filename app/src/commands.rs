@@ -495,8 +495,6 @@ pub fn verify(data_dir: &Path, repair: bool) -> anyhow::Result<VerifyOutput> {
     })
 }
 
-/// `tunnelwatch store rebuild-index`.
-#[cfg(feature = "server")]
 /// `tunnelwatch audit verify`: the summary, or an error naming the first entry at fault.
 #[cfg(feature = "server")]
 pub fn audit_verify(data_dir: &Path, public_key: Option<&Path>) -> anyhow::Result<String> {
@@ -574,6 +572,8 @@ pub fn audit_show(
     Ok(out)
 }
 
+/// `tunnelwatch store rebuild-index`.
+#[cfg(feature = "server")]
 pub fn rebuild_index(data_dir: &Path) -> anyhow::Result<String> {
     let store = store::Store::open(&crate::config::store_config_for_dir(data_dir)).context(
         "rebuilding the index needs the data directory to itself: stop the server first",

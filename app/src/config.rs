@@ -235,6 +235,38 @@ mod tests {
             &["line 2", "batch_max_events", "invalid type"],
         );
         check_error("[nope]\n", &["unknown field `nope`"]);
+        #[cfg(feature = "server")]
+        {
+            // Roles are one of four names; anonymous access is for reading only; the audit
+            // trail is kept at least a year.
+            check_error(
+                "[dashboards]\nanonymous_role = \"owner\"\n",
+                &[
+                    "line 2",
+                    "unknown variant `owner`",
+                    "`viewer`, `analyst`, `responder`, `admin`",
+                ],
+            );
+            check_error(
+                "[dashboards]\nanonymous_role = \"admin\"\n",
+                &[
+                    "[dashboards] anonymous_role = \"admin\"",
+                    "at most \"analyst\"",
+                ],
+            );
+            check_error(
+                "[dashboards]\nrequire_totp_for = \"Admin\"\n",
+                &["unknown variant `Admin`"],
+            );
+            check_error(
+                "[dashboards]\nsession_idle_secs = 90000\nsession_absolute_secs = 3600\n",
+                &["session_idle_secs is longer than session_absolute_secs"],
+            );
+            check_error(
+                "[store.retention]\naudit_log = 30\n",
+                &["below the compliance minimum of 365 days"],
+            );
+        }
         check_error(
             "[gateway]\ntimezone = \"Mars/Olympus\"\n",
             &["unknown time zone", "Mars/Olympus"],

@@ -29,6 +29,10 @@ pub use role::Role;
 use login::{Sessions, Throttle};
 use registry::{Account, ApiToken, Registry};
 
+/// Sign-ins checked at once (each Argon2id verification takes 64 MiB and a core for about
+/// 170 ms); more wait their turn.
+pub const CONCURRENT_LOGINS: usize = 2;
+
 /// Where the accounts file lives under the data directory.
 pub const ACCOUNTS_FILE: &str = "access/accounts.json";
 
@@ -209,6 +213,10 @@ struct Inner {
     /// While no account exists: the one-time token of the first admin's sign-up.
     setup_token: Mutex<Option<String>>,
     counters: AccessCounters,
+    /// At most [`CONCURRENT_LOGINS`] password checks at once.
+    login_gate: tokio::sync::Semaphore,
+    /// Gateway names seen with the shared `ingest_token_file` (at most a few are kept).
+    shared_token_gateways: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The front door of access control (cheap to clone).
@@ -259,6 +267,8 @@ impl Access {
                 dummy_hash: secret::hash_password("no such account, no such password")?,
                 setup_token: Mutex::new(setup_token),
                 counters: AccessCounters::default(),
+                shared_token_gateways: Mutex::new(std::collections::BTreeSet::new()),
+                login_gate: tokio::sync::Semaphore::new(CONCURRENT_LOGINS),
             }),
         })
     }
@@ -269,6 +279,12 @@ impl Access {
 
     pub fn counters(&self) -> &AccessCounters {
         &self.inner.counters
+    }
+
+    /// Waited on before [`Access::login`] from a request, so that a burst of sign-ins uses at
+    /// most [`CONCURRENT_LOGINS`] × 64 MiB and as many cores.
+    pub fn login_gate(&self) -> &tokio::sync::Semaphore {
+        &self.inner.login_gate
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -716,6 +732,18 @@ impl Access {
         message: String,
     ) -> Result<model::AuditEntry> {
         self.audit(draft(by, action, Some("success"), target, message))
+    }
+
+    /// Notes that `gateway` sent with the shared ingest token; the first time a second
+    /// gateway does, returns the names (the token then speaks for several gateways, and any
+    /// holder can send in any of their names).
+    pub fn note_shared_token_gateway(&self, gateway: &str) -> Option<Vec<String>> {
+        let mut seen = lock(&self.inner.shared_token_gateways);
+        if seen.contains(gateway) || seen.len() >= 16 {
+            return None;
+        }
+        seen.insert(gateway.chars().take(64).collect());
+        (seen.len() == 2).then(|| seen.iter().cloned().collect())
     }
 
     /// The one-time token that lets the first admin sign up while no account exists.

@@ -57,6 +57,12 @@ pub async fn login(
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = json_body(body)?;
+    let _turn = state
+        .access
+        .login_gate()
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is stopping"))?;
     let access = state.access.clone();
     let source_ip = caller.source_ip;
     let outcome = tokio::task::spawn_blocking(move || {

@@ -67,6 +67,14 @@ pub async fn ingest(
     {
         return Err(refused("gateway_mismatch", error));
     }
+    if matches!(caller.principal, Some(Principal::SharedIngestToken))
+        && let Some(gateways) = state.access.note_shared_token_gateway(&batch.gateway)
+    {
+        tracing::warn!(
+            gateways = %gateways.join(", "),
+            "several gateways send with the shared ingest_token_file: whoever holds it can send in any gateway's name; give each gateway its own credential (tunnelwatch token create NAME --gateway)"
+        );
+    }
     if let Err(error) = check_sequences(&state.store, &batch) {
         return Err(refused("sequence_jump", error));
     }

@@ -678,6 +678,13 @@ async fn a_gateway_credential_sends_only_in_its_own_name_and_cannot_leap_a_seque
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A second gateway on the shared token is noticed, once (the handler saw gw-b).
+    assert_eq!(world.state.access.note_shared_token_gateway("gw-b"), None);
+    assert_eq!(
+        world.state.access.note_shared_token_gateway("gw-c"),
+        Some(vec!["gw-b".to_owned(), "gw-c".to_owned()])
+    );
+    assert_eq!(world.state.access.note_shared_token_gateway("gw-d"), None);
     let (status, _, _) = send(
         &world.state,
         post(
