@@ -40,6 +40,13 @@ fn row(what: &str, value: String, target: &str) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this once without `--bench`: a smoke run, small counts.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (n_argon, n_tokens, n_sessions, n_requests, n_rounds) = if full {
+        (20, 1000, 200, 400, 5)
+    } else {
+        (2, 20, 5, 5, 1)
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = store::Store::open(&store::Config::for_dir(dir.path())).unwrap();
     let access = Access::open(
@@ -61,7 +68,7 @@ fn main() {
 
     // Argon2id alone, then the whole sign-in (throttle, Argon2, audit entry with fsync, session).
     let hash = secret::hash_password(password).unwrap();
-    let mut argon: Vec<Duration> = (0..20)
+    let mut argon: Vec<Duration> = (0..n_argon)
         .map(|_| {
             let start = Instant::now();
             assert!(secret::verify_password(password, &hash));
@@ -79,7 +86,7 @@ fn main() {
         ),
         "50 to 250 ms",
     );
-    let mut logins: Vec<Duration> = (0..20)
+    let mut logins: Vec<Duration> = (0..n_argon)
         .map(|_| {
             let start = Instant::now();
             access
@@ -100,7 +107,7 @@ fn main() {
 
     // Token and cookie checks among many.
     let mut tokens = Vec::new();
-    for n in 0..1000 {
+    for n in 0..n_tokens {
         tokens.push(
             access
                 .create_token(
@@ -114,7 +121,7 @@ fn main() {
     }
     let mut cookies = Vec::new();
     let now = jiff::Timestamp::now();
-    for _ in 0..200 {
+    for _ in 0..n_sessions {
         let (cookie, _) = access.login("alice", password, None, None, now).unwrap();
         cookies.push(cookie);
     }
@@ -133,7 +140,7 @@ fn main() {
     ] {
         let mut batches = Vec::new();
         let per_batch = 1000;
-        for batch in 0..200 {
+        for batch in 0..(if full { 200 } else { 2 }) {
             let start = Instant::now();
             for index in 0..per_batch {
                 let credential = credentials[(batch * per_batch + index) % credentials.len()];
@@ -171,7 +178,7 @@ fn main() {
     let token = tokens[0].clone();
     let rate = |authenticated: bool| -> f64 {
         runtime.block_on(async {
-            let n = 400;
+            let n = n_requests;
             let start = Instant::now();
             for _ in 0..n {
                 let mut request = Request::get("/api/v1/sessions?limit=10");
@@ -191,13 +198,13 @@ fn main() {
     };
     let _ = rate(false);
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
+    for _ in 0..n_rounds {
         without.push(rate(false));
         with.push(rate(true));
     }
     with.sort_by(f64::total_cmp);
     without.sort_by(f64::total_cmp);
-    let (with, without) = (with[2], without[2]);
+    let (with, without) = (with[n_rounds / 2], without[n_rounds / 2]);
     row(
         "GET /api/v1/sessions, requests/s (median of 5 rounds of 400)",
         format!(
