@@ -234,6 +234,43 @@ fn tampering_with_the_parquet_files_is_found() {
 }
 
 #[test]
+fn swapping_and_resealing_in_the_parquet_files_are_found() {
+    // Two entries change places in the chain.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = trail(dir.path());
+    Store::open(&config(dir.path())).unwrap().flush().unwrap();
+    rewrite_segments(dir.path(), |entries| {
+        let (a, b) = (entries[1].clone(), entries[2].clone());
+        entries[1] = AuditEntry {
+            id: a.id.clone(),
+            ..b.clone()
+        };
+        entries[2] = AuditEntry {
+            id: b.id.clone(),
+            ..a
+        };
+    });
+    let error = verify_dir(dir.path(), &key).unwrap_err().to_string();
+    assert!(error.contains("audit entry audit:2"), "{error}");
+    // Edited, re-chained and re-sealed under an intruder's key: found against the published key.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = trail(dir.path());
+    Store::open(&config(dir.path())).unwrap().flush().unwrap();
+    let intruder = SealKey::load_or_create(&dir.path().join("intruder.key")).unwrap();
+    rewrite_segments(dir.path(), |entries| {
+        entries.sort_by_key(AuditEntry::number);
+        entries[2].draft.message = "added nobody".to_owned();
+        rechain(entries, 2, Some(&intruder));
+    });
+    let error = verify_dir(dir.path(), &key).unwrap_err().to_string();
+    assert!(
+        error.contains("seal audit:5 is not valid under the trusted key: signed by another key"),
+        "{error}"
+    );
+    assert!(verify_dir(dir.path(), &intruder.verifying_key()).is_ok());
+}
+
+#[test]
 fn tampering_with_the_wal_before_a_flush_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = trail(dir.path());
