@@ -116,6 +116,21 @@ impl Http {
         })
     }
 
+    /// A text answer (the Prometheus metrics) with a bearer token; it must be a 200.
+    fn text(&self, path: &str, token: &str) -> String {
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .header("authorization", bearer(token))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{path}");
+            response.text().await.unwrap()
+        })
+    }
+
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let (status, _, body) = self.send(reqwest::Method::GET, path, headers, None);
         (status, body)
@@ -155,11 +170,8 @@ fn accounts_tokens_and_sessions_against_a_running_server() {
     let port = support::free_port();
     let config = config(work.path(), port, "");
     let server_log = work.path().join("server.log");
-    let server = Daemon::spawn("server", &["server", "--config", &config], &server_log);
+    let server = support::start_server(Path::new(&config), port, &server_log);
     let http = Http::new(port);
-    wait_for("the server", Duration::from_secs(30), || {
-        support::get_json(&format!("{}/healthz", http.base))
-    });
 
     // No account yet: nothing is readable, and the log says how to create the first admin.
     let (status, body) = http.get("/api/v1/sessions", &[]);
@@ -339,24 +351,7 @@ fn accounts_tokens_and_sessions_against_a_running_server() {
     )
     .trim()
     .to_owned();
-    let (status, _, _) = http.send(
-        reqwest::Method::GET,
-        "/metrics",
-        &[("authorization", &bearer(&admin))],
-        None,
-    );
-    assert_eq!(status, 200);
-    let metrics = http.runtime.block_on(async {
-        http.client
-            .get(format!("{}/metrics", http.base))
-            .header("authorization", bearer(&admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = http.text("/metrics", &admin);
     assert!(
         metrics.contains("tunnelwatch_logins_succeeded_total 1"),
         "{metrics}"
@@ -525,20 +520,13 @@ fn a_gateway_credential_speaks_only_for_its_own_gateway() {
             log.display()
         ),
     );
-    let _server = Daemon::spawn(
-        "server",
-        &["server", "--config", &config],
-        &work.path().join("server.log"),
-    );
+    let _server = support::start_server(Path::new(&config), port, &work.path().join("server.log"));
     let _agent = Daemon::spawn(
         "gateway",
         &["gateway", "--config", &config],
         &work.path().join("gateway.log"),
     );
     let http = Http::new(port);
-    wait_for("the server", Duration::from_secs(30), || {
-        support::get_json(&format!("{}/healthz", http.base))
-    });
     // The real agent's events arrive under its own credential.
     let auth = bearer(&reader);
     wait_for("gw-a's events", Duration::from_secs(60), || {
@@ -570,17 +558,7 @@ fn a_gateway_credential_speaks_only_for_its_own_gateway() {
     let (status, _, answer) = post(&token_b, batch("gw-b", "gw-b/charon@1", 1));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1);
-    let metrics = http.runtime.block_on(async {
-        http.client
-            .get(format!("{}/metrics", http.base))
-            .header("authorization", bearer(&reader))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = http.text("/metrics", &reader);
     assert!(
         metrics.contains("tunnelwatch_ingest_refused_identity_total 2"),
         "{metrics}"
@@ -624,14 +602,7 @@ fn an_account_change_the_audit_trail_cannot_take_is_refused_and_nothing_changes(
         ),
     )
     .unwrap();
-    let _server = Daemon::spawn(
-        "server",
-        &["server", "--config", config_path.to_str().unwrap()],
-        &work.path().join("server.log"),
-    );
-    wait_for("the server", Duration::from_secs(30), || {
-        support::get_json(&format!("http://127.0.0.1:{port}/healthz"))
-    });
+    let _server = support::start_server(&config_path, port, &work.path().join("server.log"));
     let before = std::fs::read(data.join("access/accounts.json")).unwrap();
     // The disk fills up: the audit trail cannot take an entry, so the change is refused.
     testbed::tmpfs::fill(&disk.path().join("filler")).unwrap();

@@ -50,6 +50,19 @@ fn sign_in(page: &mut Page<'_>, base: &str, name: &str, password: &str) {
     page.click("login-button").unwrap();
 }
 
+/// Waits for the console, signed in: its header names `who` (name and role).
+fn signed_in_as(page: &mut Page<'_>, who: &str) {
+    page.wait_for("location.pathname === '/'", WAIT).unwrap();
+    page.wait_for(
+        &format!(
+            "document.getElementById('whoami-name') !== null && document.getElementById('whoami-name').textContent === {}",
+            serde_json::json!(who)
+        ),
+        WAIT,
+    )
+    .unwrap();
+}
+
 fn message(page: &mut Page<'_>) -> String {
     page.eval("document.getElementById('login-message').textContent")
         .unwrap()
@@ -84,15 +97,8 @@ fn sign_in_out_second_factor_and_throttling_in_chromium() {
         ),
     )
     .unwrap();
-    let _server = Daemon::spawn(
-        "server",
-        &["server", "--config", config.to_str().unwrap()],
-        &work.path().join("server.log"),
-    );
+    let _server = support::start_server(&config, port, &work.path().join("server.log"));
     let base = format!("http://127.0.0.1:{port}");
-    wait_for("the server", Duration::from_secs(30), || {
-        support::get_json(&format!("{base}/healthz"))
-    });
     let mut browser = Browser::launch(&work.path().join("profile")).unwrap();
     let mut page = browser.page().unwrap();
 
@@ -103,12 +109,7 @@ fn sign_in_out_second_factor_and_throttling_in_chromium() {
 
     // Sign in: the console with the sessions table and who is signed in.
     sign_in(&mut page, &base, "alice", PASSWORD);
-    page.wait_for("location.pathname === '/'", WAIT).unwrap();
-    page.wait_for(
-        "document.getElementById('whoami-name') !== null && document.getElementById('whoami-name').textContent === 'alice (analyst)'",
-        WAIT,
-    )
-    .unwrap();
+    signed_in_as(&mut page, "alice (analyst)");
     page.wait_for(
         "document.querySelector('#sessions tbody td') !== null && document.getElementById('status').textContent.startsWith('live')",
         WAIT,
@@ -138,12 +139,7 @@ fn sign_in_out_second_factor_and_throttling_in_chromium() {
     let code = dashboards::access::totp_code(&secret, jiff::Timestamp::now()).unwrap();
     page.fill("totp", &code).unwrap();
     page.click("login-button").unwrap();
-    page.wait_for("location.pathname === '/'", WAIT).unwrap();
-    page.wait_for(
-        "document.getElementById('whoami-name') !== null && document.getElementById('whoami-name').textContent === 'rita (responder)'",
-        WAIT,
-    )
-    .unwrap();
+    signed_in_as(&mut page, "rita (responder)");
     page.click("sign-out").unwrap();
     page.wait_for("location.pathname === '/login'", WAIT)
         .unwrap();
@@ -227,12 +223,7 @@ fn the_demo_says_visitors_browse_anonymously_and_how_to_sign_in() {
     );
     // The password in the banner signs in as admin.
     sign_in(&mut page, &base, "admin", &password);
-    page.wait_for("location.pathname === '/'", WAIT).unwrap();
-    page.wait_for(
-        "document.getElementById('whoami-name') !== null && document.getElementById('whoami-name').textContent === 'admin (admin)'",
-        WAIT,
-    )
-    .unwrap();
+    signed_in_as(&mut page, "admin (admin)");
     page.wait_for("document.getElementById('anonymous-banner').hidden", WAIT)
         .unwrap();
 }

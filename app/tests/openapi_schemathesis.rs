@@ -15,9 +15,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
-
-use support::{Daemon, wait_for};
 
 #[test]
 fn schemathesis_finds_nothing_against_the_openapi_document() {
@@ -65,15 +62,8 @@ fn schemathesis_finds_nothing_against_the_openapi_document() {
         ),
     )
     .unwrap();
-    let _server = Daemon::spawn(
-        "server",
-        &["server", "--config", config.to_str().unwrap()],
-        &work.path().join("server.log"),
-    );
+    let _server = support::start_server(&config, port, &work.path().join("server.log"));
     let base = format!("http://127.0.0.1:{port}");
-    wait_for("the server", Duration::from_secs(30), || {
-        support::get_json(&format!("{base}/healthz"))
-    });
     // A refusal is a refusal whatever its 4xx: too large (413), not JSON (415), throttled (429).
     let settings = work.path().join("schemathesis.toml");
     std::fs::write(

@@ -113,6 +113,20 @@ impl Drop for Daemon {
     }
 }
 
+/// `tunnelwatch server --config CONFIG` listening on 127.0.0.1:`port`, its log in `log`;
+/// returns once `/healthz` answers.
+pub fn start_server(config: &Path, port: u16, log: &Path) -> Daemon {
+    let server = Daemon::spawn(
+        "server",
+        &["server", "--config", config.to_str().expect("utf-8 path")],
+        log,
+    );
+    wait_for("the server", Duration::from_secs(30), || {
+        get_json(&format!("http://127.0.0.1:{port}/healthz"))
+    });
+    server
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

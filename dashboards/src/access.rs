@@ -33,6 +33,11 @@ use registry::{Account, ApiToken, Registry};
 /// 170 ms); more wait their turn.
 pub const CONCURRENT_LOGINS: usize = 2;
 
+/// What a name that is no account is checked against, so that it takes as long as a wrong
+/// password (the hash of a password nobody has, with the current parameters; a test keeps it
+/// in step with them).
+const UNKNOWN_ACCOUNT_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=1$7XH7UhLqp8ik6SuMma1lhQ$JBsbukJHthkZeRVDxjeudJIzZfnjavLkQeNGWvYQgAI";
+
 /// Where the accounts file lives under the data directory.
 pub const ACCOUNTS_FILE: &str = "access/accounts.json";
 
@@ -207,9 +212,6 @@ struct Inner {
     throttle: Mutex<Throttle>,
     /// The last TOTP step each account used (a code is accepted once).
     totp_steps: Mutex<std::collections::HashMap<String, u64>>,
-    /// A hash to verify against for names that do not exist, so that an unknown name takes
-    /// as long as a wrong password.
-    dummy_hash: String,
     /// While no account exists: the one-time token of the first admin's sign-up.
     setup_token: Mutex<Option<String>>,
     counters: AccessCounters,
@@ -264,7 +266,6 @@ impl Access {
                 changes: Mutex::new(()),
                 throttle: Mutex::new(Throttle::new(100_000)),
                 totp_steps: Mutex::new(std::collections::HashMap::new()),
-                dummy_hash: secret::hash_password("no such account, no such password")?,
                 setup_token: Mutex::new(setup_token),
                 counters: AccessCounters::default(),
                 shared_token_gateways: Mutex::new(std::collections::BTreeSet::new()),
@@ -613,7 +614,7 @@ impl Access {
         let account = canonical
             .as_deref()
             .and_then(|name| snapshot.registry.user(name));
-        let hash = account.map_or(self.inner.dummy_hash.as_str(), |account| {
+        let hash = account.map_or(UNKNOWN_ACCOUNT_HASH, |account| {
             account.password_hash.as_str()
         });
         let password_ok = secret::verify_password(password, hash) && account.is_some();

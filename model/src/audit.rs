@@ -143,11 +143,7 @@ fn entry_hash(
             }
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::hex::encode(&hasher.finalize())
 }
 
 /// Why a chain is not intact.

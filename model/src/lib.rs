@@ -132,6 +132,7 @@ pub mod fields;
 mod flow;
 mod geo;
 pub mod hash;
+pub mod hex;
 mod session;
 mod vpn;
 pub mod wire;

@@ -46,21 +46,7 @@ impl std::fmt::Debug for SealKey {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim();
-    if text.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (index, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+use model::hex::{decode as unhex, encode as hex};
 
 /// Reads a public key: 64 hex digits (what `seal.pub` holds).
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey> {

@@ -29,18 +29,8 @@ impl Browser {
     /// Starts headless Chromium with its profile in `profile` (a fresh directory).
     pub fn launch(profile: &Path) -> Result<Browser, String> {
         let child = Command::new(crate::chromium::binary())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-port=0",
-                "--remote-allow-origins=*",
-            ])
+            .args(crate::chromium::HEADLESS)
+            .args(["--remote-debugging-port=0", "--remote-allow-origins=*"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

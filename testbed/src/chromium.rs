@@ -20,28 +20,32 @@ pub fn binary() -> &'static str {
         })
 }
 
+/// How every test runs Chromium: headless, as root in a container (no sandbox), quiet (no
+/// background traffic, first-run pages or updates).
+pub const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// The arguments that make Chromium print the DOM of `url` after up to ten seconds of its
 /// scripts' (virtual) time, with a throwaway profile in `profile`.
 pub fn dump_dom_args(profile: &Path, url: &str) -> Vec<String> {
-    [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=10000",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .chain([
-        format!("--user-data-dir={}", profile.display()),
-        "--dump-dom".to_owned(),
-        url.to_owned(),
-    ])
-    .collect()
+    HEADLESS
+        .into_iter()
+        .chain(["--virtual-time-budget=10000"])
+        .map(str::to_owned)
+        .chain([
+            format!("--user-data-dir={}", profile.display()),
+            "--dump-dom".to_owned(),
+            url.to_owned(),
+        ])
+        .collect()
 }
 
 /// The DOM of `url` as Chromium rendered it in this network namespace.

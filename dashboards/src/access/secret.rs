@@ -106,16 +106,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
+pub use model::hex::encode as hex;
 
 /// What API tokens start with, so that secret scanners and people recognise them.
 pub const TOKEN_PREFIX: &str = "tw_";
@@ -139,16 +130,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// Parses 64 hex digits.
+/// A stored SHA-256 (64 hex digits).
 pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (index, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
+    model::hex::decode(text)
 }
 
 #[cfg(test)]
@@ -168,6 +152,17 @@ mod tests {
         assert!(!verify_password(
             "correct horse battery",
             "not a phc string"
+        ));
+        // The hash unknown names are checked against has today's parameters (so they cost
+        // the same as a real account's) and matches no password.
+        let parameters = |phc: &str| phc.split('$').take(4).collect::<Vec<_>>().join("$");
+        assert_eq!(
+            parameters(super::super::UNKNOWN_ACCOUNT_HASH),
+            parameters(&hash)
+        );
+        assert!(!verify_password(
+            "correct horse battery",
+            super::super::UNKNOWN_ACCOUNT_HASH
         ));
         // Each hash has its own salt.
         assert_ne!(hash, hash_password("correct horse battery").unwrap());
