@@ -54,6 +54,7 @@ fn main() {
         collector: collector::Config::default(),
         ingest_token: Some(TOKEN.to_owned()),
         tls: None,
+        client_certificates: false,
         // The analysts' reads go without credentials here (what is measured is serving).
         access: dashboards::access::Settings {
             anonymous_role: Some(dashboards::access::Role::Analyst),

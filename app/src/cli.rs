@@ -422,6 +422,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     collector: config.collector.clone(),
                     ingest_token,
                     tls,
+                    client_certificates: config.dashboards.tls_client_ca_file.is_some(),
                     access: config.dashboards.access_settings(),
                     allow_unauthenticated_ingest: config.dashboards.allow_unauthenticated_ingest,
                 };

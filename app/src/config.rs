@@ -102,6 +102,13 @@ impl AppConfig {
                     "[dashboards] tls_cert_file and tls_key_file go together: set both or neither"
                 );
             }
+            if self.dashboards.tls_client_ca_file.is_some()
+                && self.dashboards.tls_cert_file.is_none()
+            {
+                bail!(
+                    "[dashboards] tls_client_ca_file needs tls_cert_file and tls_key_file: client certificates exist only over HTTPS"
+                );
+            }
             self.dashboards
                 .check()
                 .map_err(|reason| anyhow::anyhow!("[dashboards] {reason}"))?;
@@ -177,13 +184,30 @@ pub fn server_tls(
         .with_context(|| format!("cannot read tls_cert_file {}", cert_file.display()))?;
     let key = std::fs::read(key_file)
         .with_context(|| format!("cannot read tls_key_file {}", key_file.display()))?;
-    let tls = dashboards::tls::server_config(&chain, &key).with_context(|| {
-        format!(
-            "[dashboards] tls_cert_file {} / tls_key_file {}",
-            cert_file.display(),
-            key_file.display()
-        )
-    })?;
+    let client_ca = config
+        .tls_client_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read tls_client_ca_file {}", path.display()))
+        })
+        .transpose()?;
+    let tls =
+        dashboards::tls::server_config(&chain, &key, client_ca.as_deref()).with_context(|| {
+            match &config.tls_client_ca_file {
+                Some(client_ca) => format!(
+                    "[dashboards] tls_cert_file {} / tls_key_file {} / tls_client_ca_file {}",
+                    cert_file.display(),
+                    key_file.display(),
+                    client_ca.display()
+                ),
+                None => format!(
+                    "[dashboards] tls_cert_file {} / tls_key_file {}",
+                    cert_file.display(),
+                    key_file.display()
+                ),
+            }
+        })?;
     Ok(Some(tls))
 }
 

@@ -102,6 +102,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         collector: collector_config,
         ingest_token: None,
         tls: None,
+        client_certificates: false,
         access: dashboards::access::Settings {
             anonymous_role: Some(dashboards::access::Role::Viewer),
             ..dashboards::access::Settings::default()

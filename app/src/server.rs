@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub ingest_token: Option<String>,
     /// Serve HTTPS with this config (plain HTTP without).
     pub tls: Option<std::sync::Arc<dashboards::tls::ServerConfig>>,
+    /// `[dashboards] tls_client_ca_file` is set: clients may present certificates.
+    pub client_certificates: bool,
     /// Anonymous access, second factors, session timeouts.
     pub access: dashboards::access::Settings,
     /// `[dashboards] allow_unauthenticated_ingest`.
@@ -69,6 +71,25 @@ impl RunningServer {
             .await
             .context("opening the accounts panicked")??
         };
+        if !settings.client_certificates {
+            for token in access.tokens() {
+                if let (
+                    None,
+                    dashboards::access::Grant::Gateway {
+                        gateway,
+                        client_subject: Some(subject),
+                    },
+                ) = (token.revoked, &token.grant)
+                {
+                    tracing::warn!(
+                        token = token.name,
+                        gateway,
+                        subject,
+                        "this gateway token is bound to a client certificate, but no tls_client_ca_file is set: its gateway's events will be refused"
+                    );
+                }
+            }
+        }
         let control = crate::control::listen(&settings.store.data_dir, access.clone())
             .context("cannot open the control socket the `user` and `token` commands use")?;
         let query_runtime = tokio::runtime::Builder::new_multi_thread()

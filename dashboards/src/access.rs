@@ -13,6 +13,7 @@ mod login;
 mod registry;
 mod role;
 pub mod secret;
+pub mod subject;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -469,7 +470,10 @@ impl Access {
                 client_subject,
             } => Grant::Gateway {
                 gateway: secret::canonical_name("gateway", &gateway)?,
-                client_subject,
+                // Kept in one spelling, so that the check and `token list` agree.
+                client_subject: client_subject
+                    .map(|text| subject::Subject::parse(&text).map(|subject| subject.to_string()))
+                    .transpose()?,
             },
             grant => grant,
         };

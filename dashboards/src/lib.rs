@@ -61,6 +61,10 @@ pub struct Config {
     /// …and this PEM private key. Both or neither.
     #[serde(default)]
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// Mutual TLS: clients may present a certificate signed by one of these PEM CAs (gateways
+    /// whose token is bound with `--client-subject`); browsers without one still connect.
+    #[serde(default)]
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             session_absolute_secs: default_session_absolute_secs(),
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }

@@ -310,8 +310,16 @@ pub(crate) fn source_ip(request: &Request) -> Option<IpAddr> {
         .or_else(|| {
             extensions
                 .get::<ConnectInfo<crate::tls::TlsPeer>>()
-                .map(|ConnectInfo(peer)| peer.0.ip())
+                .map(|ConnectInfo(peer)| peer.addr.ip())
         })
+}
+
+/// The subject of the client certificate the connection presented (mutual TLS only).
+fn client_subject(request: &Request) -> Option<&crate::access::subject::Subject> {
+    request
+        .extensions()
+        .get::<ConnectInfo<crate::tls::TlsPeer>>()
+        .and_then(|ConnectInfo(peer)| peer.client_subject.as_deref())
 }
 
 /// The middleware of every request: look up the route's rule, authenticate, authorise,
@@ -420,6 +428,14 @@ fn admit(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
             Some(Some(_)) => {}
         },
         Need::Ingest => match &principal {
+            Some(Principal::Token {
+                grant:
+                    Grant::Gateway {
+                        client_subject: Some(bound),
+                        gateway,
+                    },
+                ..
+            }) => check_client_subject(bound, gateway, client_subject(request))?,
             Some(
                 Principal::Token {
                     grant: Grant::Gateway { .. },
@@ -445,6 +461,30 @@ fn admit(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
         source_ip,
     });
     Ok(())
+}
+
+/// A gateway token bound to a client certificate works only over a connection that
+/// presented that certificate (verified against `tls_client_ca_file` in the handshake).
+fn check_client_subject(
+    bound: &str,
+    gateway: &str,
+    presented: Option<&crate::access::subject::Subject>,
+) -> Result<(), ApiError> {
+    let refuse = |what: String| {
+        tracing::warn!(gateway, bound, presented = %what, "a gateway token was refused: wrong or no client certificate");
+        Err(ApiError::forbidden(format!(
+            "the token of gateway {gateway} is bound to the client certificate `{bound}`; this connection presented {what}"
+        )))
+    };
+    // Stored canonical at `token create`; one that no longer parses matches nothing.
+    let Ok(bound_subject) = crate::access::subject::Subject::parse(bound) else {
+        return refuse("a certificate, but the binding cannot be read".to_owned());
+    };
+    match presented {
+        Some(subject) if bound_subject.matches(subject) => Ok(()),
+        Some(subject) => refuse(format!("`{subject}`")),
+        None => refuse("none (is tls_client_ca_file set on the server, and the gateway's tls_client_cert_file?)".to_owned()),
+    }
 }
 
 /// A refusal the framework wrote as plain text (an unreadable query string, a wrong method,

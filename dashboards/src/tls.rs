@@ -1,6 +1,8 @@
 //! HTTPS for the console, the API and the ingest endpoint (rustls with ring, TLS 1.2 and 1.3).
 //!
-//! [`server_config`] turns a PEM certificate chain and private key into a rustls config;
+//! [`server_config`] turns a PEM certificate chain and private key into a rustls config,
+//! optionally asking clients for a certificate from a client CA (mutual TLS: gateways whose
+//! token is bound to a certificate subject; browsers and scripts without one still connect);
 //! [`serve_tls`] serves the router over it. Handshakes run concurrently on their own tasks
 //! (a slow or silent client cannot hold up the others), each with a time limit, and at most
 //! [`MAX_HANDSHAKES`] at once; a failed handshake is logged and costs nothing else.
@@ -37,13 +39,18 @@ pub enum TlsError {
     BadKey(String),
     #[error("the TLS certificate and key do not go together: {0}")]
     Mismatch(String),
+    #[error("the client CA file (tls_client_ca_file) holds no usable CA certificate: {0}")]
+    BadClientCa(String),
 }
 
 /// A server config from a PEM certificate chain (the server's certificate first) and its
-/// PEM private key.
+/// PEM private key; with `client_ca_pem`, clients may present a certificate, which must be
+/// signed by one of those CAs (one that is not fails the handshake). A client without one is
+/// served as before: the routes decide (a gateway token bound to a subject is refused).
 pub fn server_config(
     certificate_chain_pem: &[u8],
     key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(certificate_chain_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -53,13 +60,39 @@ pub fn server_config(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|error| TlsError::BadKey(error.to_string()))?;
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::Mismatch(error.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|error| TlsError::Mismatch(error.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Mismatch(error.to_string()))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate =
+                    certificate.map_err(|error| TlsError::BadClientCa(error.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| TlsError::BadClientCa(error.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::BadClientCa(
+                    "no PEM certificate (`-----BEGIN CERTIFICATE-----`)".to_owned(),
+                ));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|error| TlsError::BadClientCa(error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|error| TlsError::Mismatch(error.to_string()))?;
     Ok(Arc::new(config))
 }
 
@@ -143,16 +176,31 @@ async fn accept_loop(
     }
 }
 
-/// The peer of a TLS connection, for `ConnectInfo` (the source address of audit entries
-/// and login throttling).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TlsPeer(pub SocketAddr);
+/// The peer of a TLS connection, for `ConnectInfo`: the source address of audit entries
+/// and login throttling, and the subject of the client certificate it presented, if any
+/// (verified against the client CA in the handshake).
+#[derive(Debug, Clone)]
+pub(crate) struct TlsPeer {
+    pub addr: SocketAddr,
+    pub client_subject: Option<Arc<crate::access::subject::Subject>>,
+}
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
     for TlsPeer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
-        TlsPeer(*stream.remote_addr())
+        let client_subject = stream
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| crate::access::subject::Subject::of_certificate(leaf))
+            .map(Arc::new);
+        TlsPeer {
+            addr: *stream.remote_addr(),
+            client_subject,
+        }
     }
 }
 

@@ -24,6 +24,13 @@ pub struct Config {
     /// server's certificate (e.g. the company's internal CA). Unset: the system's trust store.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+    /// Mutual TLS: the PEM client certificate (chain) the agent presents to the server, whose
+    /// subject its token may be bound to (`token create --gateway --client-subject`)…
+    #[serde(default)]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// …and its PEM private key. Both or neither.
+    #[serde(default)]
+    pub tls_client_key_file: Option<PathBuf>,
     /// Where checkpoints and the spool live.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -309,6 +316,8 @@ impl Default for Config {
             server_url: default_server_url(),
             token_file: None,
             tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
             state_dir: default_state_dir(),
             timezone: default_timezone(),
             batch_max_events: default_batch_max_events(),
@@ -353,6 +362,18 @@ impl Config {
         if self.tls_ca_file.is_some() && !self.server_url.starts_with("https://") {
             return fail(format!(
                 "tls_ca_file is set but server_url `{}` is not https://: the token and events would travel in clear text",
+                self.server_url
+            ));
+        }
+        if self.tls_client_cert_file.is_some() != self.tls_client_key_file.is_some() {
+            return fail(
+                "tls_client_cert_file and tls_client_key_file go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        if self.tls_client_cert_file.is_some() && !self.server_url.starts_with("https://") {
+            return fail(format!(
+                "tls_client_cert_file is set but server_url `{}` is not https://: client certificates exist only over TLS",
                 self.server_url
             ));
         }

@@ -59,7 +59,24 @@ pub async fn run(
         },
         None => ship::Trust::System,
     };
-    let shipper = Shipper::new(&config.server_url, token, gateway_name, &trust)?;
+    let identity = match (&config.tls_client_cert_file, &config.tls_client_key_file) {
+        (Some(cert_path), Some(key_path)) => Some(ship::ClientIdentity {
+            cert_path: cert_path.clone(),
+            chain_pem: std::fs::read(cert_path)
+                .map_err(|error| Error::io("read tls_client_cert_file", cert_path, error))?,
+            key_pem: std::fs::read(key_path)
+                .map_err(|error| Error::io("read tls_client_key_file", key_path, error))?,
+        }),
+        // `validate` refused one without the other.
+        _ => None,
+    };
+    let shipper = Shipper::new(
+        &config.server_url,
+        token,
+        gateway_name,
+        &trust,
+        identity.as_ref(),
+    )?;
     durable::create_dir_all(&config.state_dir.join("checkpoints"))?;
     let spool = Spool::open(&config.state_dir.join("spool"), config.spool_max_bytes)?;
     let spool = SharedSpool::new(spool);

@@ -62,12 +62,22 @@ pub enum Trust {
     Pem { path: PathBuf, pem: Vec<u8> },
 }
 
+/// The client certificate the agent presents under mutual TLS (`tls_client_cert_file`,
+/// `tls_client_key_file`): PEM texts and where they were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_path: PathBuf,
+    pub chain_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
 impl Shipper {
     pub fn new(
         server_url: &str,
         token: Option<String>,
         gateway: &str,
         trust: &Trust,
+        identity: Option<&ClientIdentity>,
     ) -> Result<Shipper> {
         // reqwest is built without a default crypto provider: it always gets this config.
         // A plain `http://` server never uses it, so the system store is not even read then.
@@ -76,13 +86,41 @@ impl Shipper {
         } else {
             rustls::RootCertStore::empty()
         };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|error| Error::Internal(format!("cannot set up TLS: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let tls = match identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => {
+                let where_ = identity.cert_path.display();
+                let chain = CertificateDer::pem_slice_iter(&identity.chain_pem)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|error| {
+                        Error::Config(format!(
+                            "tls_client_cert_file {where_} is not valid PEM: {error}"
+                        ))
+                    })?;
+                if chain.is_empty() {
+                    return Err(Error::Config(format!(
+                        "tls_client_cert_file {where_} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"
+                    )));
+                }
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&identity.key_pem)
+                    .map_err(|error| {
+                        Error::Config(format!(
+                            "tls_client_key_file holds no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {error}"
+                        ))
+                    })?;
+                builder.with_client_auth_cert(chain, key).map_err(|error| {
+                    Error::Config(format!(
+                        "tls_client_cert_file {where_} and tls_client_key_file do not go together: {error}"
+                    ))
+                })?
+            }
+        };
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(5))

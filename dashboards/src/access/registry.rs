@@ -56,7 +56,17 @@ impl std::fmt::Display for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Grant::Role { role } => write!(f, "role {role}"),
-            Grant::Gateway { gateway, .. } => write!(f, "ingest as gateway {gateway}"),
+            Grant::Gateway {
+                gateway,
+                client_subject: None,
+            } => write!(f, "ingest as gateway {gateway}"),
+            Grant::Gateway {
+                gateway,
+                client_subject: Some(subject),
+            } => write!(
+                f,
+                "ingest as gateway {gateway}, client certificate {subject}"
+            ),
         }
     }
 }

@@ -34,7 +34,7 @@ fn bad_certificates_and_keys_get_clear_errors() {
     let pki = server_certificate("test CA", &["localhost"]);
     let other = server_certificate("other CA", &["localhost"]);
     let check = |cert: &str, key: &str, expected: &str| {
-        let error = server_config(cert.as_bytes(), key.as_bytes()).unwrap_err();
+        let error = server_config(cert.as_bytes(), key.as_bytes(), None).unwrap_err();
         assert!(
             error.to_string().contains(expected),
             "expected `{expected}` in `{error}`"
@@ -55,14 +55,14 @@ fn bad_certificates_and_keys_get_clear_errors() {
     check(&pki.chain_pem, &pki.chain_pem, "no usable private key");
     // A key that is not the certificate's.
     check(&pki.chain_pem, &other.key_pem, "do not go together");
-    assert!(server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes()).is_ok());
+    assert!(server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None).is_ok());
 }
 
 #[tokio::test]
 async fn serves_https_to_trusting_clients_and_survives_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let pki = server_certificate("test CA", &["localhost", "127.0.0.1"]);
-    let tls = server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+    let tls = server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
