@@ -5,6 +5,8 @@
 //! written today stay valid; the rule engine is the subject of its own issue. The `alerts`
 //! table is already in the store (empty), so SQL and dashboards can rely on it.
 
+pub mod notify;
+
 use serde::Deserialize;
 
 /// `[alerting]` configuration. No keys are accepted yet: an unknown key is an error, as
