@@ -1,7 +1,23 @@
 //! Notifications: what one alert's page says ([`Notification`]), the channels that carry it
 //! (e-mail, webhooks) and the durable outbox that delivers each once.
+//!
+//! The seam is [`Notifier`]: one channel that sends one [`Notification`] and says whether a
+//! failure is worth retrying ([`DeliveryError`], [`Failure`]). [`email::EmailConfig`] and
+//! [`webhook::WebhookConfig`] each build one (config → build → running thing), and
+//! [`outbox::Outbox`] writes every notification to disk before any channel sees it, then
+//! runs one delivery loop per receiver that retries, dead-letters and commits.
+//!
+//! Everything in a notification that came from the VPN (user names, countries, the rule's
+//! group values) is hostile until escaped for the medium that carries it; `escape` holds
+//! the one set of rules every channel uses.
+
+pub mod email;
+mod escape;
+pub mod outbox;
+pub mod webhook;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -37,4 +53,160 @@ pub struct Notification {
     pub console_url: Option<String>,
     /// The confirmation page of a revoke (a page that asks, never an action on GET).
     pub revoke_url: Option<String>,
+}
+
+impl Notification {
+    /// The status as the subject line and the payloads spell it: `FIRING` or `RESOLVED`
+    /// (anything else, upper-cased and bounded).
+    pub fn status_word(&self) -> String {
+        escape::one_line(&self.status, escape::MAX_WORD_CHARS).to_uppercase()
+    }
+}
+
+/// One channel that carries notifications: an SMTP relay, a webhook. Built from its config
+/// ([`email::EmailConfig::build`], [`webhook::WebhookConfig::build`]) and driven by the
+/// [`outbox::Outbox`], which retries a [`Failure::Transient`] failure and dead-letters a
+/// [`Failure::Permanent`] one.
+///
+/// A notification may be sent twice (a crash between the send and the outbox's commit):
+/// every channel marks it with [`Notification::id`] (the mail's `Message-ID`, the
+/// webhook's `Idempotency-Key`) so that the receiving end can tell.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Sends one notification; returns once the other end has accepted it.
+    async fn send(&self, notification: &Notification) -> Result<(), DeliveryError>;
+}
+
+/// Whether a failed delivery is worth trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failure {
+    /// The other end may accept it later: a 4xx SMTP reply, an HTTP 5xx, 408 or 429, a
+    /// refused connection, a timeout.
+    Transient,
+    /// Asking again the same way fails the same way: a 5xx SMTP reply, an HTTP 4xx, a
+    /// redirect, an address the SSRF guard refuses.
+    Permanent,
+}
+
+/// A delivery that failed, and whether to retry it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{failure:?} delivery failure: {detail}")]
+pub struct DeliveryError {
+    pub failure: Failure,
+    pub detail: String,
+}
+
+impl DeliveryError {
+    pub fn transient(detail: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            failure: Failure::Transient,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn permanent(detail: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            failure: Failure::Permanent,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Failures to build a channel or to keep the outbox. (The crate has no `error.rs` yet;
+/// this is the notifications' share of it, to fold in once there is one.)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting that cannot work; the message names it.
+    #[error("invalid notifier configuration: {0}")]
+    Config(String),
+    /// A `*_file` (password, HMAC key, CA) that cannot be read.
+    #[error("cannot read {what} {path}")]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The outbox's spool failed (full, a disk error, another process holds it).
+    #[error("notification outbox: {0}")]
+    Spool(#[from] durable::Error),
+    /// The dead-letter file could not be written.
+    #[error("failed to write the dead-letter file {path}")]
+    DeadLetter {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A receiver the outbox was not opened with.
+    #[error("unknown notification receiver {0:?}")]
+    UnknownReceiver(String),
+    /// A task that panicked or was cancelled, a value that would not encode.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> model::ErrorKind {
+        match self {
+            Error::Config(_) | Error::UnknownReceiver(_) => model::ErrorKind::Invalid,
+            Error::ReadFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                model::ErrorKind::NotFound
+            }
+            Error::ReadFile { .. } => model::ErrorKind::Invalid,
+            Error::Spool(durable::Error::Full { .. } | durable::Error::InUse { .. }) => {
+                model::ErrorKind::Unavailable
+            }
+            Error::Spool(_) | Error::DeadLetter { .. } | Error::Internal(_) => {
+                model::ErrorKind::Internal
+            }
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reads a secret or a CA file named in the configuration.
+pub(crate) fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The roots a TLS client trusts: only the CAs in `ca_pem` (from `ca_file`, named `path`),
+/// else the Mozilla roots of `webpki-roots`.
+pub(crate) fn root_store(ca: Option<(&std::path::Path, &[u8])>) -> Result<rustls::RootCertStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let Some((path, pem)) = ca else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    for (index, certificate) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let certificate = certificate.map_err(|error| {
+            Error::Config(format!(
+                "ca_file {}: certificate {} is not valid PEM: {error}",
+                path.display(),
+                index + 1
+            ))
+        })?;
+        roots.add(certificate).map_err(|error| {
+            Error::Config(format!(
+                "ca_file {}: certificate {} is not a usable CA certificate: {error}",
+                path.display(),
+                index + 1
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Config(format!(
+            "ca_file {} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        )));
+    }
+    Ok(roots)
 }

@@ -106,6 +106,16 @@
 //! | `vpn.audit_hash` | `vpn_audit_hash` | — | hash of this audit entry over its fields and vpn.audit_prev_hash |
 //! | `vpn.audit_version` | `vpn_audit_version` | — | the format of an audit entry (1: the first; 2: with user.roles and vpn.audit_details) |
 //! | `vpn.audit_details` | `vpn_audit_details` | — | structured details of an audit entry, JSON (ids of plans, alerts and runs; the prior state an undo needs; a seal's signature) |
+//! | `vpn.alert_id` | `vpn_alert_id` | finding_info.uid | the alert a row is a state of (the same in all its rows) |
+//! | `vpn.alert_revision` | `vpn_alert_revision` | — | 1 for the row that fired an alert, one more per change |
+//! | `vpn.alert_fingerprint` | `vpn_alert_fingerprint` | — | rule and group values: one open alert per fingerprint |
+//! | `vpn.alert_status` | `vpn_alert_status` | status | where an alert stands: `firing`, `acknowledged`, `resolved` |
+//! | `vpn.alert_count` | `vpn_alert_count` | count | events behind an alert |
+//! | `vpn.alert_labels` | `vpn_alert_labels` | — | an alert's group values, JSON object |
+//! | `vpn.alert_evidence` | `vpn_alert_evidence` | evidences | ids of the events behind an alert (at most 50), JSON array |
+//! | `threat.technique.id` | `threat_technique_id` | attacks.technique.uid | MITRE ATT&CK techniques of the rule, comma-separated |
+//! | `vpn.alert_actor` | `vpn_alert_actor` | — | who changed an alert (`tunnelwatch` for the engine) |
+//! | `vpn.alert_assignee` | `vpn_alert_assignee` | — | who an alert is assigned to |
 //!
 //! # OCSF classes
 //!
@@ -124,6 +134,7 @@
 // app/tests/architecture.rs looks for).
 extern crate self as model;
 
+pub mod alert;
 pub mod audit;
 mod error;
 mod error_kind;
@@ -137,6 +148,7 @@ mod session;
 mod vpn;
 pub mod wire;
 
+pub use alert::{AlertRecord, AlertStatus, Severity};
 pub use audit::{AuditDraft, AuditEntry};
 pub use error::{Error, Result};
 pub use error_kind::ErrorKind;

@@ -222,6 +222,7 @@ impl Store {
             audit: vec![entry.clone()],
             session_joins: Vec::new(),
             collector: None,
+            alerts: Vec::new(),
         };
         wal.append(&record)?;
         let mut inner = self.lock()?;

@@ -37,6 +37,7 @@
 //! With `[store] root = "s3://bucket/prefix"` the `tables/` tree lives in that bucket
 //! instead (the `storage` module); everything else stays in `DATA`.
 
+mod alerts;
 mod audit;
 mod collector_state;
 mod compact;
@@ -329,6 +330,21 @@ pub struct Store {
     query_runtime: Option<tokio::runtime::Handle>,
     /// Signs the audit trail's head (`None` when opened read-only).
     sealer: Option<Arc<audit::Sealer>>,
+    /// Told of every event and session the store accepted as new ([`Store::set_accepted_tap`]).
+    tap: Arc<std::sync::OnceLock<AcceptedTap>>,
+}
+
+/// What [`Store::set_accepted_tap`] calls after each append: the events the store accepted
+/// as new (never a resend it dropped) and the session snapshots, durable already, in the
+/// order of the WAL. It runs under the writer lock: it must only hand them on (a bounded
+/// channel's `try_send`), never wait.
+#[derive(Clone)]
+pub struct AcceptedTap(pub Arc<dyn Fn(&[Event], &[Session]) + Send + Sync>);
+
+impl std::fmt::Debug for AcceptedTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptedTap")
+    }
 }
 
 /// Rows accepted since the last flush, in the chunks they arrived in: a query takes a
@@ -339,6 +355,7 @@ pub(crate) struct Buffer {
     pub(crate) sessions: Vec<Arc<Vec<Session>>>,
     pub(crate) audit: Vec<Arc<Vec<AuditEntry>>>,
     pub(crate) joins: Vec<Arc<Vec<SessionJoinUpdate>>>,
+    pub(crate) alerts: Vec<Arc<Vec<model::AlertRecord>>>,
     n_rows: usize,
 }
 
@@ -365,6 +382,17 @@ impl Buffer {
         if !joins.is_empty() {
             self.joins.push(Arc::new(joins));
         }
+    }
+
+    fn push_alerts(&mut self, alerts: Vec<model::AlertRecord>) {
+        self.n_rows += alerts.len();
+        if !alerts.is_empty() {
+            self.alerts.push(Arc::new(alerts));
+        }
+    }
+
+    pub(crate) fn all_alerts(&self) -> impl Iterator<Item = &model::AlertRecord> {
+        self.alerts.iter().flat_map(|chunk| chunk.iter())
     }
 
     pub(crate) fn all_joins(&self) -> impl Iterator<Item = &SessionJoinUpdate> {
@@ -401,6 +429,7 @@ impl Buffer {
         self.sessions.extend(later.sessions);
         self.audit.extend(later.audit);
         self.joins.extend(later.joins);
+        self.alerts.extend(later.alerts);
         self.n_rows += later.n_rows;
     }
 }
@@ -692,6 +721,8 @@ impl Store {
             // Corrections are idempotent (the newest per event wins in every query), so one
             // that a flush already wrote may come back without changing any result.
             inner.buffer.push_joins(record.session_joins);
+            // Alert rows a flush already wrote are read once ([`Store::alert_records`]).
+            inner.buffer.push_alerts(record.alerts);
             let mut events = Vec::with_capacity(record.events.len());
             for event in record.events {
                 let missing_somewhere = Table::ALL.iter().any(|table| {
@@ -739,6 +770,7 @@ impl Store {
             refused_queries: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             query_runtime: None,
             sealer: None,
+            tap: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -865,10 +897,14 @@ impl Store {
             audit: Vec::new(),
             session_joins: joins,
             collector: checkpoint,
+            alerts: Vec::new(),
         };
         // The fsync, with no reader waiting on it (the writer lock keeps other appends and
         // flushes' rotations out, so the positions checked above still hold).
         wal.append(&record)?;
+        if let Some(AcceptedTap(tap)) = self.tap.get() {
+            tap(&record.events, &record.sessions);
+        }
         let mut inner = self.lock()?;
         // Durable now: only from here on does a resend count as a duplicate.
         segment::merge(&mut inner.watermarks, &positions);
@@ -881,6 +917,12 @@ impl Store {
         inner.buffer.push(record.events, record.sessions);
         inner.buffer.push_joins(record.session_joins);
         Ok(receipts)
+    }
+
+    /// Sets what is told of every accepted event and session from now on (the alerting
+    /// engine's feed); once per store. `false` when one was set already.
+    pub fn set_accepted_tap(&self, tap: AcceptedTap) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// The highest stored sequence number of each of `sources` (`None`: nothing stored yet),
@@ -1060,6 +1102,8 @@ impl Store {
                 schema::audit_batch(&taken.all_audit().collect::<Vec<_>>())?
             } else if table == Table::SessionJoins {
                 schema::session_joins_batch(&taken.all_joins().collect::<Vec<_>>())?
+            } else if table == Table::Alerts {
+                alerts::alerts_batch(&taken.all_alerts().collect::<Vec<_>>())?
             } else if table.from_events() {
                 let rows: Vec<&Event> = taken
                     .all_events()

@@ -201,6 +201,8 @@ impl Snapshot {
                 schema::sessions_batch(&all_sessions)?
             } else if table == Table::AuditLog {
                 schema::audit_batch(&all_audit)?
+            } else if table == Table::Alerts {
+                crate::alerts::alerts_batch(&rows.all_alerts().collect::<Vec<_>>())?
             } else if table == Table::SessionJoins {
                 let batch = schema::session_joins_batch(&rows.all_joins().collect::<Vec<_>>())?;
                 corrected.extend(session_joins::tables_in_batch(&batch));

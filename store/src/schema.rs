@@ -272,12 +272,16 @@ const API_REQUESTS: &[&[Column]] = &[
     ],
 ];
 
-/// `alerts`: alerts raised by rules (filled by the alerting engine). No part of tunnelwatch
-/// writes rows yet: the schema exists so that SQL and dashboards can rely on the table.
+/// `alerts`: one row per change of an alert's state (the alerting engine's and operators'),
+/// see [`crate::alerts`]. The columns after `event_end` came with the engine; nothing wrote
+/// the table before it.
 const ALERTS: &[&[Column]] = &[columns![
     TIMESTAMP not null, EVENT_ID not null, RULE_ID not null, RULE_NAME not null,
     EVENT_SEVERITY null, EVENT_ACTION not null, EVENT_REASON null, MESSAGE null, USER_NAME null,
     SOURCE_IP null, SESSION_ID null, EVENT_START null, EVENT_END null,
+    VPN_ALERT_ID null, VPN_ALERT_REVISION null, VPN_ALERT_FINGERPRINT null, VPN_ALERT_STATUS null,
+    VPN_ALERT_COUNT null, VPN_ALERT_LABELS null, VPN_ALERT_EVIDENCE null, THREAT_TECHNIQUE_ID null,
+    VPN_ALERT_ACTOR null, VPN_ALERT_ASSIGNEE null,
 ]];
 
 /// `audit_log`: what operators and playbooks did, hash-chained (filled by playbooks).
@@ -369,7 +373,7 @@ pub fn audit_batch(entries: &[&model::AuditEntry]) -> Result<RecordBatch> {
 }
 
 /// `rows` as a record batch of `table`, whose rows they must be.
-fn to_batch<T: Row>(table: Table, rows: &[&T]) -> Result<RecordBatch> {
+pub(crate) fn to_batch<T: Row>(table: Table, rows: &[&T]) -> Result<RecordBatch> {
     let arrays = table
         .columns()
         .map(|column| {

@@ -35,6 +35,9 @@ pub struct WalRecord {
     /// The collector's checkpoint as of this batch (the newest one in the log wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector: Option<model::CollectorCheckpoint>,
+    /// Alert state changes (absent in records from before the alerting engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<model::AlertRecord>,
 }
 
 #[derive(Debug)]

@@ -277,4 +277,24 @@ fields! {
         only_in: ["audit_log"];
     VPN_AUDIT_DETAILS: "vpn.audit_details", Str, "", "structured details of an audit entry, JSON (ids of plans, alerts and runs; the prior state an undo needs; a seal's signature)",
         only_in: ["audit_log"];
+    VPN_ALERT_ID: "vpn.alert_id", Str, "finding_info.uid", "the alert a row is a state of (the same in all its rows)",
+        only_in: ["alerts"];
+    VPN_ALERT_REVISION: "vpn.alert_revision", Int, "", "1 for the row that fired an alert, one more per change",
+        only_in: ["alerts"];
+    VPN_ALERT_FINGERPRINT: "vpn.alert_fingerprint", Str, "", "rule and group values: one open alert per fingerprint",
+        only_in: ["alerts"];
+    VPN_ALERT_STATUS: "vpn.alert_status", Str, "status", "where an alert stands: `firing`, `acknowledged`, `resolved`",
+        only_in: ["alerts"];
+    VPN_ALERT_COUNT: "vpn.alert_count", Int, "count", "events behind an alert",
+        only_in: ["alerts"];
+    VPN_ALERT_LABELS: "vpn.alert_labels", Str, "", "an alert's group values, JSON object",
+        only_in: ["alerts"];
+    VPN_ALERT_EVIDENCE: "vpn.alert_evidence", Str, "evidences", "ids of the events behind an alert (at most 50), JSON array",
+        only_in: ["alerts"];
+    THREAT_TECHNIQUE_ID: "threat.technique.id", Str, "attacks.technique.uid", "MITRE ATT&CK techniques of the rule, comma-separated",
+        only_in: ["alerts"];
+    VPN_ALERT_ACTOR: "vpn.alert_actor", Str, "", "who changed an alert (`tunnelwatch` for the engine)",
+        only_in: ["alerts"];
+    VPN_ALERT_ASSIGNEE: "vpn.alert_assignee", Str, "", "who an alert is assigned to",
+        only_in: ["alerts"];
 }
