@@ -1,16 +1,240 @@
-//! Alerting: rules over the event stream and the store, with deduplication, silences and
-//! notifications (e-mail, webhooks).
+//! Alerting: streaming rules over the events the store accepted, alerts with a lifecycle,
+//! and notifications that always arrive.
 //!
-//! Only the `[alerting]` configuration section exists so far, so that configuration files
-//! written today stay valid; the rule engine is the subject of its own issue. The `alerts`
-//! table is already in the store (empty), so SQL and dashboards can rely on it.
+//! The principal type is [`Alerting`], the running service the server starts
+//! ([`Alerting::start`]): the store's tap hands it every event it accepted as new through a
+//! bounded channel ([`Alerting::tap`]), its task runs the [`engine::Engine`] (pure: events
+//! and time in, [`model::AlertRecord`] rows out) and stores the rows through an
+//! [`AlertSink`]. Operators' acknowledge, assign and resolve ([`Alerting::change`]) are
+//! written durably before they change the engine's state. Rules are [`rule::RuleConfig`]s
+//! in TOML (`[[alerting.rules]]`, `rules_dir`, and the shipped defaults of `rules/`),
+//! checked and compiled by [`load_rules`]. [`notify`] holds the channels and the outbox.
 
+pub mod engine;
 pub mod notify;
+pub mod rule;
+mod service;
+
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// `[alerting]` configuration. No keys are accepted yet: an unknown key is an error, as
-/// everywhere else.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub use engine::{Change, ChangeError, Engine};
+pub use rule::{Rule, RuleConfig};
+pub use service::{AlertSink, Alerting, Clock, Stats};
+
+/// The rules shipped with tunnelwatch (`alerting/rules/`), on unless `default_rules = false`;
+/// a rule of the configuration with the same id replaces one.
+pub const DEFAULT_RULES: &[(&str, &str)] = &[
+    (
+        "auth-failure-spike-user.toml",
+        include_str!("../rules/auth-failure-spike-user.toml"),
+    ),
+    (
+        "auth-failure-spike-source.toml",
+        include_str!("../rules/auth-failure-spike-source.toml"),
+    ),
+    (
+        "auth-failure-spike-gateway.toml",
+        include_str!("../rules/auth-failure-spike-gateway.toml"),
+    ),
+    (
+        "auth-failure-spike-fleet.toml",
+        include_str!("../rules/auth-failure-spike-fleet.toml"),
+    ),
+    (
+        "password-spraying.toml",
+        include_str!("../rules/password-spraying.toml"),
+    ),
+    (
+        "brute-force-then-success.toml",
+        include_str!("../rules/brute-force-then-success.toml"),
+    ),
+    (
+        "login-without-session.toml",
+        include_str!("../rules/login-without-session.toml"),
+    ),
+];
+
+/// Largest rule file read.
+pub const MAX_RULE_FILE_BYTES: u64 = 256 * 1024;
+/// Most rules loaded.
+pub const MAX_RULES: usize = 1000;
+
+/// `[alerting]` configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// Rules written in the configuration file.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// A directory of rule files, one rule per `*.toml` file.
+    #[serde(default)]
+    pub rules_dir: Option<PathBuf>,
+    /// Load the shipped rules (`alerting/rules/`).
+    #[serde(default = "default_true")]
+    pub default_rules: bool,
+    /// Groups kept per rule in memory; beyond, the least recently seen are evicted (counted).
+    #[serde(default = "default_max_groups")]
+    pub max_groups_per_rule: usize,
+    /// Event batches waiting for the engine at most; beyond, batches are shed (counted, and
+    /// the health report says so) so that ingest never waits for a slow rule.
+    #[serde(default = "default_queue")]
+    pub queue_batches: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            rules: Vec::new(),
+            rules_dir: None,
+            default_rules: true,
+            max_groups_per_rule: default_max_groups(),
+            queue_batches: default_queue(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_groups() -> usize {
+    engine::Limits::default().max_groups_per_rule
+}
+
+fn default_queue() -> usize {
+    1024
+}
+
+/// Errors of alerting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("rule `{rule}`: {why}")]
+    Rule { rule: String, why: String },
+    #[error("rule file {path}: {why}")]
+    RuleFile { path: PathBuf, why: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("storing alerts failed: {0}")]
+    Sink(String),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+}
+
+impl Error {
+    pub fn kind(&self) -> model::ErrorKind {
+        match self {
+            Error::Rule { .. } | Error::RuleFile { .. } | Error::Config(_) => {
+                model::ErrorKind::Invalid
+            }
+            Error::Sink(_) => model::ErrorKind::Unavailable,
+            Error::Change(ChangeError::NotOpen(_)) => model::ErrorKind::NotFound,
+            Error::Change(ChangeError::AlreadyAcknowledged(_)) => model::ErrorKind::Invalid,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where each loaded rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Shipped(&'static str),
+    Config,
+    File(PathBuf),
+}
+
+/// Loads and checks every rule: the shipped ones, then `rules_dir`, then the configuration's
+/// own (a later rule with the same id replaces an earlier one). Disabled rules are checked
+/// and left out. The first invalid rule is the error, naming it and why.
+pub fn load_rules(config: &Config) -> Result<Vec<(Rule, Origin)>> {
+    let mut written: Vec<(RuleConfig, Origin)> = Vec::new();
+    if config.default_rules {
+        for (name, text) in DEFAULT_RULES {
+            let rule = parse_rule_file(text).map_err(|why| Error::RuleFile {
+                path: PathBuf::from("alerting/rules").join(name),
+                why,
+            })?;
+            written.push((rule, Origin::Shipped(name)));
+        }
+    }
+    if let Some(dir) = &config.rules_dir {
+        for path in rule_files(dir)? {
+            let text = read_rule_file(&path)?;
+            let rule = parse_rule_file(&text).map_err(|why| Error::RuleFile {
+                path: path.clone(),
+                why,
+            })?;
+            written.push((rule, Origin::File(path)));
+        }
+    }
+    for rule in &config.rules {
+        written.push((rule.clone(), Origin::Config));
+    }
+    let mut rules: Vec<(Rule, Origin)> = Vec::new();
+    for (written_rule, origin) in written {
+        let compiled = Rule::compile(&written_rule).map_err(|error| match &origin {
+            Origin::File(path) => Error::RuleFile {
+                path: path.clone(),
+                why: error.to_string(),
+            },
+            _ => error,
+        })?;
+        rules.retain(|(rule, _)| rule.id != compiled.id);
+        if written_rule.enabled {
+            rules.push((compiled, origin));
+        }
+    }
+    if rules.len() > MAX_RULES {
+        return Err(Error::Config(format!(
+            "{} rules are more than the {MAX_RULES} allowed",
+            rules.len()
+        )));
+    }
+    Ok(rules)
+}
+
+/// One rule file: the rule's keys at the top level.
+pub fn parse_rule_file(text: &str) -> Result<RuleConfig, String> {
+    toml::from_str(text).map_err(|error| error.to_string())
+}
+
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|error| Error::RuleFile {
+        path: dir.to_owned(),
+        why: format!("cannot list the rules directory: {error}"),
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::RuleFile {
+            path: dir.to_owned(),
+            why: error.to_string(),
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn read_rule_file(path: &Path) -> Result<String> {
+    let file_error = |why: String| Error::RuleFile {
+        path: path.to_owned(),
+        why,
+    };
+    let metadata = std::fs::metadata(path).map_err(|error| file_error(error.to_string()))?;
+    if metadata.len() > MAX_RULE_FILE_BYTES {
+        return Err(file_error(format!(
+            "{} bytes is more than the {MAX_RULE_FILE_BYTES} a rule file may have",
+            metadata.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|error| file_error(error.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| file_error("not UTF-8 text".to_owned()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,565 @@
+//! The pure core: events in, alert rows out. [`Engine::observe`] runs every rule over an
+//! event the store accepted; [`Engine::tick`] moves time on (sequences that timed out,
+//! alerts whose condition cleared); [`Engine::plan_change`] is what an operator's
+//! acknowledge, assign or resolve would write, and [`Engine::apply`] takes any row (the
+//! engine's own, an operator's once it is durable, or the stored ones after a restart) into
+//! the state of open alerts. Nothing here waits, sends or reads a clock.
+//!
+//! One alert is open per fingerprint (rule + group values): while it is open, further hits
+//! add to its count and evidence instead of firing again (dedup). An `updated` row is
+//! written at most every [`UPDATE_EVERY`] of event time, and when it resolves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use model::alert::{ENGINE_ACTOR, MAX_EVIDENCE, action};
+use model::{AlertRecord, AlertStatus, Event};
+use sha2::{Digest, Sha256};
+
+use crate::rule::{Kind, Rule, sequence, threshold};
+
+/// How often at most an open alert's growing count is written (event time).
+pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
+
+/// Engine limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Groups kept per rule; beyond, the least recently seen are evicted (counted).
+    pub max_groups_per_rule: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_groups_per_rule: 1_000_000,
+        }
+    }
+}
+
+/// What the engine counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events: u64,
+    pub fired: u64,
+    pub evicted_groups: u64,
+}
+
+/// An operator's change to an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Acknowledge,
+    Assign(String),
+    Resolve,
+}
+
+/// Why a change cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no open alert {0} (it is resolved, or there is no such alert)")]
+    NotOpen(String),
+    #[error("alert {0} is acknowledged already")]
+    AlreadyAcknowledged(String),
+}
+
+/// An open (firing or acknowledged) alert.
+#[derive(Debug, Clone)]
+struct Open {
+    last_row: AlertRecord,
+    /// Event time of the last row written.
+    written_at: Timestamp,
+    /// Hits since the last row (not yet written).
+    dirty: bool,
+}
+
+#[derive(Debug)]
+enum RuleState {
+    Threshold(threshold::State),
+    Sequence(sequence::State),
+}
+
+/// The rule engine with its windows and open alerts.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    states: Vec<RuleState>,
+    /// Open alerts by fingerprint.
+    open: HashMap<String, Open>,
+    limits: Limits,
+    /// The newest event time seen.
+    watermark: Timestamp,
+    counters: Counters,
+}
+
+impl Engine {
+    pub fn new(rules: Vec<Rule>, limits: Limits) -> Engine {
+        let states = rules.iter().map(fresh_state).collect();
+        Engine {
+            rules,
+            states,
+            open: HashMap::new(),
+            limits,
+            watermark: Timestamp::UNIX_EPOCH,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Swaps in a new rule set (a reload): windows of rules whose definition is unchanged
+    /// are kept, open alerts stay open.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+        let mut old: HashMap<String, (String, RuleState)> = self
+            .rules
+            .drain(..)
+            .zip(self.states.drain(..))
+            .map(|(rule, state)| (rule.id.clone(), (format!("{rule:?}"), state)))
+            .collect();
+        self.states = rules
+            .iter()
+            .map(|rule| match old.remove(&rule.id) {
+                Some((definition, state)) if definition == format!("{rule:?}") => state,
+                _ => fresh_state(rule),
+            })
+            .collect();
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Open alerts (firing or acknowledged), their newest rows.
+    pub fn open_alerts(&self) -> impl Iterator<Item = &AlertRecord> {
+        self.open.values().map(|open| &open.last_row)
+    }
+
+    /// Runs every rule over one event the store accepted; returns the rows to store.
+    pub fn observe(&mut self, event: &Event) -> Vec<AlertRecord> {
+        self.counters.events += 1;
+        if event.timestamp > self.watermark {
+            self.watermark = event.timestamp;
+        }
+        let mut rows = Vec::new();
+        for index in 0..self.rules.len() {
+            let rule = &self.rules[index];
+            let Some(group) = rule.group_of(event) else {
+                continue;
+            };
+            let key = group_key(&group);
+            let hit = match (&rule.kind, &mut self.states[index]) {
+                (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
+                    if !threshold.filter.matches(event) {
+                        continue;
+                    }
+                    threshold.observe(state, key, event).map(|reached| Hit {
+                        count: reached.count,
+                        first: reached.first,
+                        evidence: reached.evidence,
+                        reason: format!(
+                            "{} events within {}",
+                            reached.count,
+                            show_duration(threshold.window)
+                        ),
+                    })
+                }
+                (Kind::Sequence(sequence), RuleState::Sequence(state)) => {
+                    sequence.observe(state, key, event).map(|completed| Hit {
+                        count: completed.count,
+                        first: completed.first,
+                        evidence: completed.evidence,
+                        reason: format!(
+                            "sequence completed within {}",
+                            show_duration(sequence.within)
+                        ),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(hit) = hit {
+                rows.extend(self.hit(index, group, hit, Some(event), event.timestamp));
+            }
+        }
+        rows
+    }
+
+    /// Moves time on to `now` (event time in a replay, the wall clock live): sequences that
+    /// timed out fire, alerts idle for their rule's `resolve_after` resolve, pending counts
+    /// are written, idle windows are swept.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<AlertRecord> {
+        let mut rows = Vec::new();
+        for index in 0..self.rules.len() {
+            let completed = match (&self.rules[index].kind, &mut self.states[index]) {
+                (Kind::Sequence(sequence), RuleState::Sequence(state)) => {
+                    sequence.expire(state, now)
+                }
+                (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
+                    threshold.sweep(state, now);
+                    let evicted =
+                        threshold::Threshold::evict(state, self.limits.max_groups_per_rule);
+                    self.counters.evicted_groups += evicted as u64;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+            for completed in completed {
+                let group: Vec<(String, String)> =
+                    serde_json::from_str(&completed.group).unwrap_or_default();
+                let within = match &self.rules[index].kind {
+                    Kind::Sequence(sequence) => sequence.within,
+                    Kind::Threshold(threshold) => threshold.window,
+                };
+                let hit = Hit {
+                    count: completed.count,
+                    first: completed.first,
+                    evidence: completed.evidence,
+                    reason: format!("not followed within {}", show_duration(within)),
+                };
+                let group = group
+                    .into_iter()
+                    .filter_map(|(name, value)| {
+                        model::fields::resolve(&name)
+                            .ok()
+                            .map(|field| (field.name, value))
+                    })
+                    .collect();
+                rows.extend(self.hit(index, group, hit, None, now));
+            }
+        }
+        // Auto-resolve, and write counts that grew since the last row.
+        let mut fingerprints: Vec<String> = self.open.keys().cloned().collect();
+        fingerprints.sort();
+        for fingerprint in fingerprints {
+            let Some(open) = self.open.get(&fingerprint) else {
+                continue;
+            };
+            let resolve_after = self
+                .rules
+                .iter()
+                .find(|rule| rule.id == open.last_row.rule_id)
+                .map_or(Duration::from_secs(3600), |rule| rule.resolve_after);
+            let idle = SignedDuration::try_from(resolve_after).unwrap_or(SignedDuration::MAX);
+            if now
+                > open
+                    .last_row
+                    .last
+                    .saturating_add(idle)
+                    .unwrap_or(Timestamp::MAX)
+            {
+                let row = next_row(
+                    &open.last_row,
+                    now,
+                    action::AUTO_RESOLVED,
+                    AlertStatus::Resolved,
+                    ENGINE_ACTOR,
+                    Some(format!("nothing new for {}", show_duration(resolve_after))),
+                );
+                self.apply(&row);
+                rows.push(row);
+            } else if open.dirty {
+                let row = next_row(
+                    &open.last_row,
+                    now,
+                    action::UPDATED,
+                    open.last_row.status,
+                    ENGINE_ACTOR,
+                    None,
+                );
+                self.apply(&row);
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    /// The row an operator's change would write, without changing anything: it is applied
+    /// ([`Engine::apply`]) once it is durable.
+    pub fn plan_change(
+        &self,
+        alert_id: &str,
+        change: &Change,
+        actor: &str,
+        comment: Option<String>,
+        now: Timestamp,
+    ) -> Result<AlertRecord, ChangeError> {
+        let open = self
+            .open
+            .values()
+            .find(|open| open.last_row.alert_id == alert_id)
+            .ok_or_else(|| ChangeError::NotOpen(alert_id.to_owned()))?;
+        let last = &open.last_row;
+        let mut row = match change {
+            Change::Acknowledge => {
+                if last.status == AlertStatus::Acknowledged {
+                    return Err(ChangeError::AlreadyAcknowledged(alert_id.to_owned()));
+                }
+                next_row(
+                    last,
+                    now,
+                    action::ACKNOWLEDGED,
+                    AlertStatus::Acknowledged,
+                    actor,
+                    comment,
+                )
+            }
+            Change::Assign(assignee) => {
+                let mut row = next_row(last, now, action::ASSIGNED, last.status, actor, comment);
+                row.assignee = Some(assignee.clone());
+                row
+            }
+            Change::Resolve => next_row(
+                last,
+                now,
+                action::RESOLVED,
+                AlertStatus::Resolved,
+                actor,
+                comment,
+            ),
+        };
+        // What the engine has counted since its last row goes with it (`last` is current).
+        row.timestamp = now.max(last.timestamp);
+        Ok(row)
+    }
+
+    /// Takes a row into the state: an open alert's newest row, or a resolved one gone.
+    /// Rows older than the state has (a lower revision) change nothing.
+    pub fn apply(&mut self, row: &AlertRecord) {
+        if let Some(open) = self.open.get(&row.fingerprint)
+            && open.last_row.alert_id == row.alert_id
+            && open.last_row.revision >= row.revision
+        {
+            return;
+        }
+        if row.status == AlertStatus::Resolved {
+            if self
+                .open
+                .get(&row.fingerprint)
+                .is_some_and(|open| open.last_row.alert_id == row.alert_id)
+            {
+                self.open.remove(&row.fingerprint);
+            }
+            return;
+        }
+        self.open.insert(
+            row.fingerprint.clone(),
+            Open {
+                last_row: row.clone(),
+                written_at: row.last,
+                dirty: false,
+            },
+        );
+    }
+
+    /// After a restart: the stored rows, oldest first, rebuild the open alerts.
+    pub fn restore(&mut self, rows: &[AlertRecord]) {
+        let mut newest: BTreeMap<&str, &AlertRecord> = BTreeMap::new();
+        for row in rows {
+            match newest.get(row.alert_id.as_str()) {
+                Some(seen) if seen.revision >= row.revision => {}
+                _ => {
+                    newest.insert(&row.alert_id, row);
+                }
+            }
+        }
+        for row in newest.values() {
+            self.apply(row);
+        }
+    }
+
+    fn hit(
+        &mut self,
+        index: usize,
+        group: Vec<(&'static str, String)>,
+        hit: Hit,
+        event: Option<&Event>,
+        now: Timestamp,
+    ) -> Option<AlertRecord> {
+        let rule = &self.rules[index];
+        let labels: BTreeMap<String, String> = group
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        let fingerprint = fingerprint(&rule.id, &labels);
+        let at = event.map_or(now, |event| event.timestamp);
+        if let Some(open) = self.open.get_mut(&fingerprint) {
+            // Dedup: the open alert grows.
+            let last = &mut open.last_row;
+            last.count += 1;
+            last.last = last.last.max(at);
+            if let Some(event) = event {
+                push_evidence(&mut last.evidence, event.id.to_string());
+                if let Some(session) = &event.session_id {
+                    last.session_id = Some(session.clone());
+                }
+            }
+            open.dirty = true;
+            let due = open
+                .written_at
+                .saturating_add(
+                    SignedDuration::try_from(UPDATE_EVERY).unwrap_or(SignedDuration::MAX),
+                )
+                .unwrap_or(Timestamp::MAX);
+            if at >= due {
+                let row = next_row(
+                    &open.last_row,
+                    at,
+                    action::UPDATED,
+                    open.last_row.status,
+                    ENGINE_ACTOR,
+                    None,
+                );
+                self.apply(&row);
+                return Some(row);
+            }
+            return None;
+        }
+        self.counters.fired += 1;
+        let user = labels
+            .get(model::fields::USER_NAME.name)
+            .cloned()
+            .or_else(|| event.and_then(|event| text_of(&model::fields::USER_NAME, event)));
+        let source_ip = labels
+            .get(model::fields::SOURCE_IP.name)
+            .and_then(|ip| ip.parse().ok())
+            .or_else(|| {
+                event
+                    .and_then(|event| text_of(&model::fields::SOURCE_IP, event))
+                    .and_then(|ip| ip.parse().ok())
+            });
+        let mut evidence = Vec::new();
+        for id in hit.evidence {
+            push_evidence(&mut evidence, id);
+        }
+        let alert_id = alert_id(&fingerprint, hit.first);
+        let subject = labels
+            .values()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = if subject.is_empty() {
+            format!("{}: {}", rule.name, hit.reason)
+        } else {
+            format!("{} ({subject}): {}", rule.name, hit.reason)
+        };
+        let row = AlertRecord {
+            id: format!("{alert_id}:1"),
+            timestamp: at,
+            alert_id,
+            revision: 1,
+            fingerprint,
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            severity: rule.severity,
+            action: action::FIRED.to_owned(),
+            status: AlertStatus::Firing,
+            reason: Some(hit.reason),
+            message,
+            user,
+            source_ip,
+            session_id: event.and_then(|event| event.session_id.clone()),
+            first: hit.first,
+            last: at,
+            count: hit.count,
+            labels,
+            evidence,
+            mitre: rule.mitre.clone(),
+            actor: ENGINE_ACTOR.to_owned(),
+            assignee: None,
+        };
+        self.apply(&row);
+        Some(row)
+    }
+}
+
+/// What a rule found.
+struct Hit {
+    count: u64,
+    first: Timestamp,
+    evidence: Vec<String>,
+    reason: String,
+}
+
+fn fresh_state(rule: &Rule) -> RuleState {
+    match rule.kind {
+        Kind::Threshold(_) => RuleState::Threshold(threshold::State::default()),
+        Kind::Sequence(_) => RuleState::Sequence(sequence::State::default()),
+    }
+}
+
+/// The group's key in the windows: its values, JSON (readable back for timed-out sequences).
+fn group_key(group: &[(&'static str, String)]) -> String {
+    serde_json::to_string(group).unwrap_or_default()
+}
+
+/// Rule id and group values, hashed: the same for every hit of one group.
+pub fn fingerprint(rule_id: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(rule_id.as_bytes());
+    for (name, value) in labels {
+        hasher.update([0]);
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+    }
+    model::hex::encode(&hasher.finalize()[..8])
+}
+
+/// An alert's id: its fingerprint and when it started (a later alert of the same group is
+/// another alert).
+fn alert_id(fingerprint: &str, first: Timestamp) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(fingerprint.as_bytes());
+    hasher.update(first.as_microsecond().to_be_bytes());
+    format!("al-{}", model::hex::encode(&hasher.finalize()[..8]))
+}
+
+fn next_row(
+    last: &AlertRecord,
+    now: Timestamp,
+    what: &str,
+    status: AlertStatus,
+    actor: &str,
+    reason: Option<String>,
+) -> AlertRecord {
+    let revision = last.revision + 1;
+    AlertRecord {
+        id: format!("{}:{revision}", last.alert_id),
+        timestamp: now.max(last.timestamp),
+        revision,
+        action: what.to_owned(),
+        status,
+        actor: actor.to_owned(),
+        reason: reason.or_else(|| last.reason.clone()),
+        ..last.clone()
+    }
+}
+
+fn push_evidence(evidence: &mut Vec<String>, id: String) {
+    if evidence.len() < MAX_EVIDENCE {
+        evidence.push(id);
+    } else {
+        // Keep the first half (how it started) and the newest.
+        evidence.remove(MAX_EVIDENCE / 2);
+        evidence.push(id);
+    }
+}
+
+fn text_of(field: &model::fields::Field, event: &Event) -> Option<String> {
+    Some(crate::rule::value_text(&(field.event?)(event)?))
+}
+
+fn show_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,437 @@
+//! The engine over hand-made events: thresholds, dedup, late events, sequences (done and
+//! absent), auto-resolve, operators' changes, and a restart.
+
+use std::net::IpAddr;
+
+use model::{
+    Auth, AuthFailure, AuthMethod, Endpoint, Event, EventBody, EventId, FailureCode, Identities,
+    Observer, Outcome, Peer,
+};
+
+use super::*;
+use crate::{Config, load_rules};
+
+pub(crate) fn auth(seq: u64, second: i64, user: &str, source: &str, outcome: Outcome) -> Event {
+    let failure = (outcome == Outcome::Failure).then(|| AuthFailure {
+        code: FailureCode::PskMismatch,
+        reason: "MAC mismatched".to_owned(),
+    });
+    Event {
+        id: EventId::new("gw1/charon", seq, 0),
+        timestamp: Timestamp::from_second(1_795_000_000 + second).unwrap(),
+        dataset: "strongswan.charon".to_owned(),
+        observer: Observer {
+            hostname: Some("gw1".to_owned()),
+            product: Some("strongswan".to_owned()),
+        },
+        original: format!("line {seq}"),
+        session_id: None,
+        source_geo: None,
+        body: EventBody::Auth(Auth {
+            peer: Peer {
+                connection: Some("rw".to_owned()),
+                ike_sa_id: Some(seq),
+                client: Endpoint::new(source.parse::<IpAddr>().unwrap(), Some(4500)),
+                server: Endpoint::default(),
+                identities: Identities {
+                    ike_id: Some(user.to_owned()),
+                    ..Identities::default()
+                },
+            },
+            method: AuthMethod::Psk,
+            outcome,
+            failure,
+        }),
+    }
+}
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(1_795_000_000 + second).unwrap()
+}
+
+fn shipped() -> Engine {
+    let rules = load_rules(&Config::default())
+        .unwrap()
+        .into_iter()
+        .map(|(rule, _)| rule)
+        .collect();
+    Engine::new(rules, Limits::default())
+}
+
+fn fired(rows: &[AlertRecord]) -> Vec<&str> {
+    rows.iter()
+        .filter(|row| row.action == action::FIRED)
+        .map(|row| row.rule_id.as_str())
+        .collect()
+}
+
+#[test]
+fn ten_failures_of_one_user_in_a_minute_fire_once() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=9 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64 * 5,
+            "alice",
+            "192.0.2.1",
+            Outcome::Failure,
+        )));
+    }
+    assert!(fired(&rows).is_empty(), "{rows:?}");
+    rows.extend(engine.observe(&auth(10, 50, "alice", "192.0.2.1", Outcome::Failure)));
+    assert_eq!(fired(&rows), ["auth-failure-spike-user"]);
+    let alert = rows.iter().find(|row| row.action == action::FIRED).unwrap();
+    assert_eq!(alert.count, 10);
+    assert_eq!(alert.user.as_deref(), Some("alice"));
+    assert_eq!(alert.evidence.len(), 10);
+    assert_eq!(alert.first, at(5));
+    assert_eq!(alert.mitre, ["T1110", "T1110.001"]);
+    assert_eq!(alert.labels["user.name"], "alice");
+    // More failures: the same alert grows, nothing fires again.
+    let mut more = Vec::new();
+    for seq in 11..=30 {
+        more.extend(engine.observe(&auth(
+            seq,
+            50 + seq as i64,
+            "alice",
+            "192.0.2.1",
+            Outcome::Failure,
+        )));
+    }
+    let mine: Vec<_> = more
+        .iter()
+        .filter(|row| row.rule_id == "auth-failure-spike-user")
+        .collect();
+    assert!(
+        mine.iter()
+            .all(|row| row.alert_id == alert.alert_id && row.action == action::UPDATED)
+    );
+    assert!(!mine.is_empty());
+    let open: Vec<_> = engine
+        .open_alerts()
+        .filter(|row| row.rule_id == "auth-failure-spike-user")
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].count, 30);
+}
+
+#[test]
+fn failures_spread_wider_than_the_window_do_not_fire() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=30 {
+        // One failure every 7 s: at most 9 in any minute.
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64 * 7,
+            "bob",
+            "192.0.2.2",
+            Outcome::Failure,
+        )));
+    }
+    assert!(
+        !fired(&rows).contains(&"auth-failure-spike-user"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_late_event_counts_in_the_window_it_belongs_to() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    // Nine failures within a minute arrive, then much later events of the same user…
+    for seq in 1..=9 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "carol",
+            "192.0.2.3",
+            Outcome::Failure,
+        )));
+    }
+    rows.extend(engine.observe(&auth(20, 200, "carol", "192.0.2.3", Outcome::Failure)));
+    assert!(fired(&rows).is_empty(), "{rows:?}");
+    // …and the tenth, late (its time is inside the first minute).
+    rows.extend(engine.observe(&auth(10, 30, "carol", "192.0.2.3", Outcome::Failure)));
+    assert_eq!(fired(&rows), ["auth-failure-spike-user"]);
+}
+
+#[test]
+fn failures_then_a_success_fire_the_brute_force_sequence() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=5 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64 * 20,
+            "dave",
+            "192.0.2.4",
+            Outcome::Failure,
+        )));
+    }
+    assert!(fired(&rows).is_empty());
+    rows.extend(engine.observe(&auth(6, 200, "dave", "192.0.2.4", Outcome::Success)));
+    assert_eq!(fired(&rows), ["brute-force-then-success"]);
+    let alert = rows.iter().find(|row| row.action == action::FIRED).unwrap();
+    assert_eq!(alert.count, 6);
+    assert_eq!(alert.severity, model::Severity::Critical);
+    // A success of another user, or after the span, does not.
+    let mut other = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=5 {
+        rows.extend(other.observe(&auth(
+            seq,
+            seq as i64,
+            "erin",
+            "192.0.2.5",
+            Outcome::Failure,
+        )));
+    }
+    rows.extend(other.observe(&auth(6, 10, "frank", "192.0.2.5", Outcome::Success)));
+    rows.extend(other.observe(&auth(7, 11 + 601, "erin", "192.0.2.5", Outcome::Success)));
+    assert!(
+        !fired(&rows).contains(&"brute-force-then-success"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn spraying_counts_distinct_users_from_one_address() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    // The same user many times: not spraying.
+    for seq in 1..=8 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64 * 30,
+            "gina",
+            "198.51.100.9",
+            Outcome::Failure,
+        )));
+    }
+    assert!(!fired(&rows).contains(&"password-spraying"));
+    for (n, user) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
+        rows.extend(engine.observe(&auth(
+            100 + n as u64,
+            300 + n as i64,
+            user,
+            "198.51.100.9",
+            Outcome::Failure,
+        )));
+    }
+    assert_eq!(
+        fired(&rows)
+            .iter()
+            .filter(|id| **id == "password-spraying")
+            .count(),
+        1,
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_login_without_a_session_fires_once_its_span_has_passed() {
+    let mut engine = shipped();
+    let rows = engine.observe(&auth(1, 0, "hank", "192.0.2.8", Outcome::Success));
+    assert!(fired(&rows).is_empty());
+    assert!(fired(&engine.tick(at(100))).is_empty());
+    let rows = engine.tick(at(121));
+    assert_eq!(fired(&rows), ["login-without-session"]);
+    assert_eq!(rows[0].user.as_deref(), Some("hank"));
+}
+
+#[test]
+fn an_idle_alert_resolves_by_itself_and_a_new_burst_is_a_new_alert() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "ivan",
+            "192.0.2.9",
+            Outcome::Failure,
+        )));
+    }
+    let first = rows
+        .iter()
+        .find(|row| row.action == action::FIRED)
+        .unwrap()
+        .clone();
+    // resolve_after is 10 minutes for this rule.
+    assert!(
+        engine
+            .tick(at(10 + 599))
+            .iter()
+            .all(|row| row.action != action::AUTO_RESOLVED)
+    );
+    let resolved = engine.tick(at(10 + 601));
+    let row = resolved
+        .iter()
+        .find(|row| row.action == action::AUTO_RESOLVED)
+        .expect("auto-resolved");
+    assert_eq!(row.alert_id, first.alert_id);
+    assert_eq!(row.status, AlertStatus::Resolved);
+    assert_eq!(engine.open_alerts().count(), 0);
+    let mut again = Vec::new();
+    for seq in 11..=20 {
+        again.extend(engine.observe(&auth(
+            seq,
+            2000 + seq as i64,
+            "ivan",
+            "192.0.2.9",
+            Outcome::Failure,
+        )));
+    }
+    let second = again
+        .iter()
+        .find(|row| row.action == action::FIRED)
+        .unwrap();
+    assert_ne!(second.alert_id, first.alert_id);
+    assert_eq!(second.fingerprint, first.fingerprint);
+}
+
+#[test]
+fn operators_changes_are_planned_then_applied() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "judy",
+            "192.0.2.10",
+            Outcome::Failure,
+        )));
+    }
+    let alert = rows
+        .iter()
+        .find(|row| row.action == action::FIRED)
+        .unwrap()
+        .clone();
+    let ack = engine
+        .plan_change(
+            &alert.alert_id,
+            &Change::Acknowledge,
+            "oncall",
+            Some("on it".to_owned()),
+            at(20),
+        )
+        .unwrap();
+    assert_eq!(ack.revision, 2);
+    assert_eq!(ack.status, AlertStatus::Acknowledged);
+    assert_eq!(ack.actor, "oncall");
+    assert_eq!(ack.reason.as_deref(), Some("on it"));
+    // Planned, not applied: still firing.
+    assert_eq!(
+        engine.open_alerts().next().unwrap().status,
+        AlertStatus::Firing
+    );
+    engine.apply(&ack);
+    assert_eq!(
+        engine.plan_change(
+            &alert.alert_id,
+            &Change::Acknowledge,
+            "oncall",
+            None,
+            at(21)
+        ),
+        Err(ChangeError::AlreadyAcknowledged(alert.alert_id.clone()))
+    );
+    let assign = engine
+        .plan_change(
+            &alert.alert_id,
+            &Change::Assign("alice".to_owned()),
+            "oncall",
+            None,
+            at(22),
+        )
+        .unwrap();
+    engine.apply(&assign);
+    assert_eq!(assign.assignee.as_deref(), Some("alice"));
+    assert_eq!(assign.status, AlertStatus::Acknowledged);
+    let resolve = engine
+        .plan_change(&alert.alert_id, &Change::Resolve, "oncall", None, at(23))
+        .unwrap();
+    engine.apply(&resolve);
+    assert_eq!(resolve.revision, 4);
+    assert_eq!(engine.open_alerts().count(), 0);
+    assert_eq!(
+        engine.plan_change(&alert.alert_id, &Change::Resolve, "oncall", None, at(24)),
+        Err(ChangeError::NotOpen(alert.alert_id.clone()))
+    );
+    assert!(
+        engine
+            .plan_change("al-nope", &Change::Resolve, "x", None, at(24))
+            .is_err()
+    );
+}
+
+#[test]
+fn after_a_restart_an_open_alert_is_not_fired_again() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "kim",
+            "192.0.2.11",
+            Outcome::Failure,
+        )));
+    }
+    assert_eq!(fired(&rows).len(), 1);
+    // A new process: the windows are empty, the open alert comes back from the rows.
+    let mut restarted = shipped();
+    restarted.restore(&rows);
+    assert_eq!(restarted.open_alerts().count(), 1);
+    let mut after = Vec::new();
+    for seq in 11..=25 {
+        after.extend(restarted.observe(&auth(
+            seq,
+            10 + seq as i64,
+            "kim",
+            "192.0.2.11",
+            Outcome::Failure,
+        )));
+    }
+    assert!(fired(&after).is_empty(), "{after:?}");
+    // A resolved alert does not come back.
+    let mut resolved_rows = rows.clone();
+    let open = restarted.open_alerts().next().unwrap().clone();
+    let resolve = restarted
+        .plan_change(&open.alert_id, &Change::Resolve, "x", None, at(60))
+        .unwrap();
+    resolved_rows.push(resolve);
+    let mut again = shipped();
+    again.restore(&resolved_rows);
+    assert_eq!(again.open_alerts().count(), 0);
+}
+
+#[test]
+fn groups_beyond_the_limit_are_evicted_and_counted() {
+    let rules = load_rules(&Config::default())
+        .unwrap()
+        .into_iter()
+        .map(|(rule, _)| rule)
+        .filter(|rule| rule.id == "auth-failure-spike-user")
+        .collect();
+    let mut engine = Engine::new(
+        rules,
+        Limits {
+            max_groups_per_rule: 100,
+        },
+    );
+    for seq in 0..1000 {
+        engine.observe(&auth(
+            seq,
+            seq as i64 / 100,
+            &format!("user{seq}"),
+            "192.0.2.1",
+            Outcome::Failure,
+        ));
+    }
+    engine.tick(at(11));
+    assert_eq!(engine.counters().evicted_groups, 900);
+}

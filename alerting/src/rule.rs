@@ -1,0 +1,518 @@
+//! Rules as written (TOML, [`RuleConfig`]) and as run ([`Rule`]): checked once at load, so
+//! that evaluation never meets an unknown field, a bad window or a runaway regex.
+//!
+//! ```toml
+//! [[alerting.rules]]
+//! id = "auth-failure-spike-user"
+//! name = "Failed logins of one user"
+//! kind = "threshold"
+//! severity = "high"
+//! mitre = ["T1110"]
+//! group_by = ["user.name"]
+//! filter = { "event.action" = "auth-failure" }
+//! window = "1m"
+//! threshold = 10
+//! ```
+//!
+//! A filter maps field names (the ECS names of the store's columns) to what their value must
+//! be: a string or number (equal), a list (any of), or a table with one of `regex`, `cidr`,
+//! `not`, `exists`, `gte`, `lte`. Every condition must hold.
+
+pub mod sequence;
+pub mod threshold;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use model::fields::{self, Field, Value};
+use model::{Event, Severity};
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Longest rule id.
+pub const MAX_ID_LEN: usize = 64;
+/// Largest compiled regex (bytes of the automaton).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest window or span a rule may ask for.
+pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A rule as written. (Unknown keys are refused by the kind's own fields: serde's
+/// `deny_unknown_fields` does not combine with `flatten`.)
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RuleConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    #[serde(default)]
+    pub description: String,
+    /// MITRE ATT&CK technique ids (`T1110`, `T1110.003`).
+    #[serde(default)]
+    pub mitre: Vec<String>,
+    /// Fields whose values make a group: one alert per rule and group.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Off: loaded and checked, never run.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A playbook to trigger when it fires (the playbooks' issue runs it).
+    #[serde(default)]
+    pub playbook: Option<String>,
+    /// How long after its last event an alert resolves by itself (default: the window).
+    #[serde(default)]
+    pub resolve_after: Option<String>,
+    #[serde(flatten)]
+    pub kind: KindConfig,
+}
+
+fn default_severity() -> Severity {
+    Severity::Medium
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a rule looks for.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KindConfig {
+    /// `threshold` events (or distinct values of `distinct`) within `window`, per group.
+    Threshold {
+        #[serde(default)]
+        filter: BTreeMap<String, toml::Value>,
+        window: String,
+        threshold: u64,
+        /// Count distinct values of this field instead of events (password spraying: many
+        /// users from one source).
+        #[serde(default)]
+        distinct: Option<String>,
+    },
+    /// `first` (at least `count` times) then `then` within `within`, per group; with
+    /// `absent = true`, `first` NOT followed by `then` within `within`.
+    Sequence {
+        first: StepConfig,
+        then: StepConfig,
+        within: String,
+        #[serde(default)]
+        absent: bool,
+    },
+}
+
+/// One step of a sequence.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    #[serde(default)]
+    pub filter: BTreeMap<String, toml::Value>,
+    /// How many matching events make the step (default 1).
+    #[serde(default = "default_one")]
+    pub count: u64,
+}
+
+fn default_one() -> u64 {
+    1
+}
+
+/// A rule ready to run.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    pub severity: Severity,
+    pub description: String,
+    pub mitre: Vec<String>,
+    pub group_by: Vec<&'static Field>,
+    pub playbook: Option<String>,
+    pub resolve_after: Duration,
+    pub kind: Kind,
+}
+
+/// What a compiled rule looks for.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Threshold(threshold::Threshold),
+    Sequence(sequence::Sequence),
+}
+
+impl Rule {
+    /// Checks and compiles a rule; the error names the rule and what is wrong.
+    pub fn compile(config: &RuleConfig) -> Result<Rule, Error> {
+        let id = config.id.as_str();
+        let invalid = |why: String| Error::Rule {
+            rule: id.chars().take(MAX_ID_LEN).collect(),
+            why,
+        };
+        if id.is_empty()
+            || id.len() > MAX_ID_LEN
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(format!(
+                "the id must be 1 to {MAX_ID_LEN} characters of a-z, 0-9, `-`, `_`, `.`"
+            )));
+        }
+        if config.name.trim().is_empty() || config.name.len() > 200 {
+            return Err(invalid("the name must be 1 to 200 characters".to_owned()));
+        }
+        for technique in &config.mitre {
+            let valid = technique.len() <= 12
+                && technique.starts_with('T')
+                && technique[1..]
+                    .split('.')
+                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+            if !valid {
+                return Err(invalid(format!(
+                    "`{}` is not a MITRE ATT&CK technique id (T1110, T1110.003)",
+                    technique.escape_debug()
+                )));
+            }
+        }
+        let group_by = config
+            .group_by
+            .iter()
+            .map(|name| event_field(name).map_err(|why| invalid(format!("group_by: {why}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kind = match &config.kind {
+            KindConfig::Threshold {
+                filter,
+                window,
+                threshold,
+                distinct,
+            } => {
+                let window =
+                    parse_duration(window).map_err(|why| invalid(format!("window: {why}")))?;
+                if *threshold == 0 {
+                    return Err(invalid("threshold must be at least 1".to_owned()));
+                }
+                if *threshold > 100_000 {
+                    return Err(invalid("threshold must be at most 100000".to_owned()));
+                }
+                let distinct = distinct
+                    .as_deref()
+                    .map(event_field)
+                    .transpose()
+                    .map_err(|why| invalid(format!("distinct: {why}")))?;
+                Kind::Threshold(threshold::Threshold {
+                    filter: Filter::compile(filter)
+                        .map_err(|why| invalid(format!("filter: {why}")))?,
+                    window,
+                    threshold: *threshold,
+                    distinct,
+                })
+            }
+            KindConfig::Sequence {
+                first,
+                then,
+                within,
+                absent,
+            } => {
+                let within =
+                    parse_duration(within).map_err(|why| invalid(format!("within: {why}")))?;
+                let step = |name: &str, step: &StepConfig| -> Result<sequence::Step, Error> {
+                    if step.count == 0 || step.count > 10_000 {
+                        return Err(invalid(format!("{name}.count must be 1 to 10000")));
+                    }
+                    Ok(sequence::Step {
+                        filter: Filter::compile(&step.filter)
+                            .map_err(|why| invalid(format!("{name}.filter: {why}")))?,
+                        count: step.count,
+                    })
+                };
+                Kind::Sequence(sequence::Sequence {
+                    first: step("first", first)?,
+                    then: step("then", then)?,
+                    within,
+                    absent: *absent,
+                })
+            }
+        };
+        let resolve_after = match &config.resolve_after {
+            Some(text) => {
+                parse_duration(text).map_err(|why| invalid(format!("resolve_after: {why}")))?
+            }
+            None => match &kind {
+                Kind::Threshold(threshold) => threshold.window,
+                Kind::Sequence(sequence) => sequence.within,
+            },
+        };
+        Ok(Rule {
+            id: id.to_owned(),
+            name: config.name.clone(),
+            severity: config.severity,
+            description: config.description.clone(),
+            mitre: config.mitre.clone(),
+            group_by,
+            playbook: config.playbook.clone(),
+            resolve_after,
+            kind,
+        })
+    }
+
+    /// The group an event belongs to: the values of `group_by`, `None` when one is missing
+    /// (an event without a user is in no per-user group).
+    pub fn group_of(&self, event: &Event) -> Option<Vec<(&'static str, String)>> {
+        self.group_by
+            .iter()
+            .map(|field| {
+                let value = (field.event?)(event)?;
+                Some((field.name, value_text(&value)))
+            })
+            .collect()
+    }
+}
+
+/// A field that events carry (rules read events).
+fn event_field(name: &str) -> Result<&'static Field, String> {
+    let field = fields::resolve(name).map_err(|error| error.to_string())?;
+    if field.event.is_none() {
+        return Err(format!(
+            "`{}` is not a field of events (it is only in {})",
+            field.name,
+            field.only_in.join(", ")
+        ));
+    }
+    Ok(field)
+}
+
+/// A value as text, the way groups and labels show it.
+pub fn value_text(value: &Value<'_>) -> String {
+    match value {
+        Value::Str(text) => text.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Time(at) => at.to_string(),
+        Value::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// `30s`, `5m`, `2h`, `1d`, `500ms`: a positive duration up to [`MAX_WINDOW`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!(
+            "`{}` is not a duration like 30s, 5m, 2h, 1d",
+            text.escape_debug()
+        )
+    })?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "`{}` is not a duration like 30s, 5m, 2h, 1d",
+            text.escape_debug()
+        )
+    })?;
+    let duration = Duration::from_millis(millis);
+    if duration.is_zero() || duration > MAX_WINDOW {
+        return Err(format!(
+            "`{}` is outside 1ms to {} days",
+            text.escape_debug(),
+            MAX_WINDOW.as_secs() / 86_400
+        ));
+    }
+    Ok(duration)
+}
+
+/// Conditions on event fields, all of which must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    conditions: Vec<(&'static Field, Matcher)>,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    AnyOf(Vec<String>),
+    Regex(regex::Regex),
+    Cidr(IpAddr, u8),
+    Not(Box<Matcher>),
+    Exists(bool),
+    Gte(f64),
+    Lte(f64),
+}
+
+impl Filter {
+    pub fn compile(table: &BTreeMap<String, toml::Value>) -> Result<Filter, String> {
+        let conditions = table
+            .iter()
+            .map(|(name, value)| {
+                let field = event_field(name)?;
+                let matcher =
+                    Matcher::compile(value).map_err(|why| format!("{}: {why}", field.name))?;
+                Ok((field, matcher))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Filter { conditions })
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        self.conditions.iter().all(|(field, matcher)| {
+            let value = field.event.and_then(|get| get(event));
+            matcher.matches(value.as_ref())
+        })
+    }
+}
+
+impl Matcher {
+    fn compile(value: &toml::Value) -> Result<Matcher, String> {
+        match value {
+            toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_) => {
+                Ok(Matcher::AnyOf(vec![scalar(value)?]))
+            }
+            toml::Value::Array(values) => {
+                if values.is_empty() || values.len() > 1000 {
+                    return Err("a list must have 1 to 1000 values".to_owned());
+                }
+                Ok(Matcher::AnyOf(
+                    values.iter().map(scalar).collect::<Result<_, _>>()?,
+                ))
+            }
+            toml::Value::Table(table) => {
+                let mut entries = table.iter();
+                let (Some((key, inner)), None) = (entries.next(), entries.next()) else {
+                    return Err(
+                        "a condition table has exactly one of regex, cidr, not, exists, gte, lte"
+                            .to_owned(),
+                    );
+                };
+                match (key.as_str(), inner) {
+                    ("regex", toml::Value::String(pattern)) => regex::RegexBuilder::new(pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .dfa_size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map(Matcher::Regex)
+                        .map_err(|error| format!("regex: {error}")),
+                    ("cidr", toml::Value::String(cidr)) => {
+                        parse_cidr(cidr).map(|(ip, len)| Matcher::Cidr(ip, len))
+                    }
+                    ("not", inner) => Ok(Matcher::Not(Box::new(Matcher::compile(inner)?))),
+                    ("exists", toml::Value::Boolean(exists)) => Ok(Matcher::Exists(*exists)),
+                    ("gte", number) => number_of(number).map(Matcher::Gte),
+                    ("lte", number) => number_of(number).map(Matcher::Lte),
+                    (key, _) => Err(format!(
+                        "`{}` is not a condition (regex = \"…\", cidr = \"…\", not = …, exists = true, gte = n, lte = n)",
+                        key.escape_debug()
+                    )),
+                }
+            }
+            toml::Value::Float(_) | toml::Value::Datetime(_) => {
+                Err("compare numbers with gte/lte; times are not matched".to_owned())
+            }
+        }
+    }
+
+    fn matches(&self, value: Option<&Value<'_>>) -> bool {
+        match self {
+            Matcher::Exists(exists) => value.is_some() == *exists,
+            Matcher::Not(inner) => !inner.matches(value),
+            _ => {
+                let Some(value) = value else {
+                    return false;
+                };
+                match self {
+                    Matcher::AnyOf(options) => match value {
+                        Value::Str(text) => options.iter().any(|option| option == text.as_ref()),
+                        other => {
+                            let text = value_text(other);
+                            options.iter().any(|option| *option == text)
+                        }
+                    },
+                    Matcher::Regex(regex) => match value {
+                        Value::Str(text) => regex.is_match(text),
+                        other => regex.is_match(&value_text(other)),
+                    },
+                    Matcher::Cidr(network, len) => match value {
+                        Value::Ip(ip) => in_cidr(*ip, *network, *len),
+                        Value::Str(text) => {
+                            text.parse().is_ok_and(|ip| in_cidr(ip, *network, *len))
+                        }
+                        _ => false,
+                    },
+                    Matcher::Gte(bound) => number(value).is_some_and(|n| n >= *bound),
+                    Matcher::Lte(bound) => number(value).is_some_and(|n| n <= *bound),
+                    Matcher::Exists(_) | Matcher::Not(_) => false,
+                }
+            }
+        }
+    }
+}
+
+fn scalar(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err("list values are strings or integers".to_owned()),
+    }
+}
+
+fn number_of(value: &toml::Value) -> Result<f64, String> {
+    match value {
+        toml::Value::Integer(n) => Ok(*n as f64),
+        toml::Value::Float(x) if x.is_finite() => Ok(*x),
+        _ => Err("gte and lte take a number".to_owned()),
+    }
+}
+
+fn number(value: &Value<'_>) -> Option<f64> {
+    match value {
+        Value::Int(n) => Some(*n as f64),
+        Value::Float(x) => Some(*x),
+        Value::Str(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let bad = || {
+        format!(
+            "`{}` is not an address range like 10.0.0.0/8",
+            text.escape_debug()
+        )
+    };
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().map_err(|_| bad())?),
+        None => (text, if text.contains(':') { 128 } else { 32 }),
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok((ip, len))
+}
+
+/// Whether `ip` is in `network/len` (IPv4-mapped IPv6 addresses count as IPv4).
+pub fn in_cidr(ip: IpAddr, network: IpAddr, len: u8) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (ip, network) {
+        (IpAddr::V4(ip), IpAddr::V4(network)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(network) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(network)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(network) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! `threshold`: at least `threshold` matching events, or distinct values of a field, within
+//! a sliding `window` of event time, per group.
+//!
+//! Each group keeps the times of its newest matching events (at most `threshold` of them,
+//! or per distinct value its newest time), sorted by event time, so a late event still
+//! counts in the window it belongs to. Groups idle for longer than the window are swept.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use model::Event;
+use model::fields::Field;
+
+use super::{Filter, value_text};
+
+/// How late an event may arrive (behind the newest of its group) and still count in the
+/// window it belongs to.
+pub const LATENESS: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    pub filter: Filter,
+    pub window: Duration,
+    pub threshold: u64,
+    pub distinct: Option<&'static Field>,
+}
+
+/// The windows of one threshold rule.
+#[derive(Debug, Default)]
+pub struct State {
+    groups: HashMap<String, Group>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// (event time in µs, distinct value or "", event id), sorted by time.
+    entries: VecDeque<(i64, String, String)>,
+    newest: i64,
+}
+
+/// The window reached the threshold with this event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reached {
+    pub count: u64,
+    pub first: Timestamp,
+    pub evidence: Vec<String>,
+}
+
+impl Threshold {
+    /// Counts `event` (which passed the filter) in `group`'s window; `Some` when the window
+    /// holding it has reached the threshold.
+    pub fn observe(&self, state: &mut State, group: String, event: &Event) -> Option<Reached> {
+        let distinct = match self.distinct {
+            Some(field) => value_text(&(field.event?)(event)?),
+            None => String::new(),
+        };
+        let at = event.timestamp.as_microsecond();
+        let window = i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX);
+        let cap = usize::try_from(self.threshold).unwrap_or(usize::MAX);
+        let entries = &mut state.groups.entry(group).or_default();
+        entries.newest = entries.newest.max(at);
+        let newest = entries.newest;
+        let list = &mut entries.entries;
+        if self.distinct.is_some() {
+            // One entry per value: its newest time.
+            if let Some(index) = list.iter().position(|(_, value, _)| *value == distinct) {
+                if list[index].0 >= at {
+                    return None;
+                }
+                list.remove(index);
+            }
+        }
+        let position = list.partition_point(|(time, _, _)| *time <= at);
+        list.insert(position, (at, distinct, event.id.to_string()));
+        // What no window within the lateness of the newest event can hold any more.
+        let lateness = i64::try_from(LATENESS.as_micros()).unwrap_or(i64::MAX);
+        let horizon = newest.saturating_sub(window).saturating_sub(lateness);
+        while list.front().is_some_and(|(time, _, _)| *time < horizon) {
+            list.pop_front();
+        }
+        // The windows that hold this event: ending at it, and (for a late one) starting at it.
+        let before: Vec<usize> = (0..list.len())
+            .filter(|&i| list[i].0 >= at.saturating_sub(window) && list[i].0 <= at)
+            .collect();
+        let after: Vec<usize> = (0..list.len())
+            .filter(|&i| list[i].0 >= at && list[i].0 <= at.saturating_add(window))
+            .collect();
+        let hit = if before.len() >= after.len() {
+            before
+        } else {
+            after
+        };
+        let reached = (hit.len() as u64 >= self.threshold).then(|| Reached {
+            count: hit.len() as u64,
+            first: Timestamp::from_microsecond(list[hit[0]].0).unwrap_or(event.timestamp),
+            evidence: hit.iter().map(|&i| list[i].2.clone()).collect(),
+        });
+        // Bounded: at most the threshold's worth of entries per window within the lateness.
+        let bound =
+            cap.saturating_mul(1 + (LATENESS.as_secs() / self.window.as_secs().max(1)) as usize);
+        while list.len() > bound.max(cap) {
+            list.pop_front();
+        }
+        reached
+    }
+
+    /// Forgets groups with nothing newer than `now - window`; returns how many went.
+    pub fn sweep(&self, state: &mut State, now: Timestamp) -> usize {
+        let window = i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX);
+        let lateness = i64::try_from(LATENESS.as_micros()).unwrap_or(i64::MAX);
+        let horizon = now
+            .as_microsecond()
+            .saturating_sub(window)
+            .saturating_sub(lateness);
+        let before = state.groups.len();
+        state.groups.retain(|_, group| group.newest >= horizon);
+        before - state.groups.len()
+    }
+
+    pub fn n_groups(state: &State) -> usize {
+        state.groups.len()
+    }
+
+    /// Drops the least recently seen groups down to `max`; returns how many went.
+    pub fn evict(state: &mut State, max: usize) -> usize {
+        if state.groups.len() <= max {
+            return 0;
+        }
+        let mut ages: Vec<(i64, String)> = state
+            .groups
+            .iter()
+            .map(|(key, group)| (group.newest, key.clone()))
+            .collect();
+        ages.sort();
+        let n = state.groups.len() - max;
+        for (_, key) in ages.into_iter().take(n) {
+            state.groups.remove(&key);
+        }
+        n
+    }
+}

@@ -1,0 +1,292 @@
+//! The running service: a task around the pure [`Engine`], fed through a bounded channel,
+//! storing what it decides through an [`AlertSink`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use model::{AlertRecord, Event};
+use tokio::sync::mpsc;
+
+use crate::engine::{Change, Engine, Limits};
+use crate::{Config, Error, Origin, Result, Rule};
+
+/// Where alert rows are kept (the store): durable when `append` returns `Ok`.
+pub trait AlertSink: Send + Sync + 'static {
+    fn append(&self, rows: Vec<AlertRecord>) -> Result<(), String>;
+    /// Every stored row, oldest first.
+    fn load(&self) -> Result<Vec<AlertRecord>, String>;
+}
+
+/// Which clock moves the engine's time on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock, every second (the server).
+    Wall,
+    /// The newest event time (a replay of history: `tunnelwatch ingest`).
+    EventTime,
+}
+
+/// What the service counted, for `/metrics` and the health report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub fired: u64,
+    pub rows_written: u64,
+    /// Rows waiting to be stored again after a failed append.
+    pub rows_pending: u64,
+    pub append_failures: u64,
+    /// Events not evaluated because the engine's queue was full.
+    pub events_shed: u64,
+    pub evicted_groups: u64,
+    /// How long the newest batch waited for the engine (ms).
+    pub lag_ms: u64,
+    pub open_alerts: u64,
+    pub rules: u64,
+}
+
+enum Feed {
+    Events(Instant, Vec<Event>),
+    /// Everything before it is evaluated and stored: answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+struct Shared {
+    engine: Mutex<Engine>,
+    sink: Arc<dyn AlertSink>,
+    /// Rows the sink refused, kept for the next attempt (never dropped).
+    pending: Mutex<Vec<AlertRecord>>,
+    origins: Vec<(String, Origin)>,
+    events_shed: AtomicU64,
+    rows_written: AtomicU64,
+    append_failures: AtomicU64,
+    lag_ms: AtomicU64,
+}
+
+/// The running alerting service (cheap to clone).
+#[derive(Clone)]
+pub struct Alerting {
+    shared: Arc<Shared>,
+    feed: mpsc::Sender<Feed>,
+}
+
+impl std::fmt::Debug for Alerting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerting").finish_non_exhaustive()
+    }
+}
+
+impl Alerting {
+    /// Loads the rules, restores the open alerts from the sink, and starts the engine's
+    /// task. The task ends when every handle (and tap) is dropped.
+    pub fn start(
+        config: &Config,
+        sink: Arc<dyn AlertSink>,
+        clock: Clock,
+    ) -> Result<(Alerting, tokio::task::JoinHandle<()>)> {
+        let loaded = crate::load_rules(config)?;
+        let origins = loaded
+            .iter()
+            .map(|(rule, origin)| (rule.id.clone(), origin.clone()))
+            .collect();
+        let rules: Vec<Rule> = loaded.into_iter().map(|(rule, _)| rule).collect();
+        let mut engine = Engine::new(
+            rules,
+            Limits {
+                max_groups_per_rule: config.max_groups_per_rule,
+            },
+        );
+        engine.restore(&sink.load().map_err(Error::Sink)?);
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(engine),
+            sink,
+            pending: Mutex::new(Vec::new()),
+            origins,
+            events_shed: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            append_failures: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+        });
+        let (feed, rx) = mpsc::channel(config.queue_batches.max(1));
+        let task = tokio::spawn(run(shared.clone(), rx, clock));
+        Ok((Alerting { shared, feed }, task))
+    }
+
+    /// What the store calls with every accepted batch: hands a copy on without waiting; a
+    /// full queue sheds the batch (counted, and said in the health report).
+    pub fn tap(&self) -> impl Fn(&[Event], &[model::Session]) + Send + Sync + 'static {
+        let feed = self.feed.clone();
+        let shared = self.shared.clone();
+        move |events, _sessions| {
+            if events.is_empty() {
+                return;
+            }
+            if let Err(error) = feed.try_send(Feed::Events(Instant::now(), events.to_vec())) {
+                let n = events.len() as u64;
+                shared.events_shed.fetch_add(n, Ordering::Relaxed);
+                if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                    tracing::warn!(
+                        n_events = n,
+                        "the alerting engine is behind: a batch was not evaluated"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits until everything handed over so far is evaluated and its rows stored (or kept
+    /// for a retry).
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.feed.send(Feed::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// An operator's change: the row is stored first, and only then does the alert change.
+    /// Blocking (an fsync): call it from a blocking thread.
+    pub fn change(
+        &self,
+        alert_id: &str,
+        change: &Change,
+        actor: &str,
+        comment: Option<String>,
+    ) -> Result<AlertRecord> {
+        let mut engine = lock(&self.shared.engine);
+        let row = engine.plan_change(alert_id, change, actor, comment, Timestamp::now())?;
+        self.shared
+            .sink
+            .append(vec![row.clone()])
+            .map_err(Error::Sink)?;
+        self.shared.rows_written.fetch_add(1, Ordering::Relaxed);
+        engine.apply(&row);
+        Ok(row)
+    }
+
+    /// The loaded rules and where each came from.
+    pub fn rules(&self) -> Vec<(Rule, Origin)> {
+        let engine = lock(&self.shared.engine);
+        engine
+            .rules()
+            .iter()
+            .map(|rule| {
+                let origin = self
+                    .shared
+                    .origins
+                    .iter()
+                    .find(|(id, _)| *id == rule.id)
+                    .map_or(Origin::Config, |(_, origin)| origin.clone());
+                (rule.clone(), origin)
+            })
+            .collect()
+    }
+
+    /// Every stored alert row, oldest first (from the sink), plus rows still waiting.
+    pub fn rows(&self) -> Result<Vec<AlertRecord>> {
+        let mut rows = self.shared.sink.load().map_err(Error::Sink)?;
+        rows.extend(lock(&self.shared.pending).iter().cloned());
+        Ok(rows)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let engine = lock(&self.shared.engine);
+        let counters = engine.counters();
+        Stats {
+            events: counters.events,
+            fired: counters.fired,
+            rows_written: self.shared.rows_written.load(Ordering::Relaxed),
+            rows_pending: lock(&self.shared.pending).len() as u64,
+            append_failures: self.shared.append_failures.load(Ordering::Relaxed),
+            events_shed: self.shared.events_shed.load(Ordering::Relaxed),
+            evicted_groups: counters.evicted_groups,
+            lag_ms: self.shared.lag_ms.load(Ordering::Relaxed),
+            open_alerts: engine.open_alerts().count() as u64,
+            rules: engine.rules().len() as u64,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the engine left whole values behind: go on with them.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            feed = rx.recv() => match feed {
+                Some(Feed::Events(sent, events)) => {
+                    shared.lag_ms.store(
+                        u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    let rows = {
+                        let mut engine = lock(&shared.engine);
+                        let mut rows = Vec::new();
+                        for event in &events {
+                            rows.extend(engine.observe(event));
+                        }
+                        if clock == Clock::EventTime
+                            && let Some(newest) = events.iter().map(|event| event.timestamp).max()
+                        {
+                            rows.extend(engine.tick(newest));
+                        }
+                        rows
+                    };
+                    store(&shared, rows).await;
+                }
+                Some(Feed::Flush(done)) => {
+                    store(&shared, Vec::new()).await;
+                    let _ = done.send(());
+                }
+                None => {
+                    store(&shared, Vec::new()).await;
+                    return;
+                }
+            },
+            _ = ticker.tick() => {
+                let rows = match clock {
+                    Clock::Wall => lock(&shared.engine).tick(Timestamp::now()),
+                    Clock::EventTime => Vec::new(),
+                };
+                store(&shared, rows).await;
+            }
+        }
+    }
+}
+
+/// Stores `rows` after any kept from a failed append; what fails is kept for next time.
+async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
+    let batch: Vec<AlertRecord> = {
+        let mut pending = lock(&shared.pending);
+        pending.extend(rows);
+        if pending.is_empty() {
+            return;
+        }
+        std::mem::take(&mut *pending)
+    };
+    let for_task = shared.clone();
+    let n = batch.len() as u64;
+    let kept = batch.clone();
+    let result = tokio::task::spawn_blocking(move || for_task.sink.append(batch))
+        .await
+        .unwrap_or_else(|error| Err(format!("the append panicked: {error}")));
+    match result {
+        Ok(()) => {
+            shared.rows_written.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(error) => {
+            shared.append_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, n_rows = n, "cannot store alert rows; kept for the next try");
+            let mut pending = lock(&shared.pending);
+            let newer = std::mem::take(&mut *pending);
+            *pending = kept;
+            pending.extend(newer);
+        }
+    }
+}
