@@ -57,6 +57,18 @@ if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
 fi
 export TW_SCHEMATHESIS="$ST_VENV/bin/schemathesis"
 
+# aiosmtpd (PyPI), a real SMTP server for the e-mail notification tests, in a virtualenv of its own.
+SMTP_VENV="${TW_AIOSMTPD_VENV:-/var/tmp/tunnelwatch-aiosmtpd-venv}"
+if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "installing aiosmtpd into $SMTP_VENV (e-mail notification tests)"
+    python3 -m venv --clear "$SMTP_VENV" >/tmp/tunnelwatch-aiosmtpd-install.log 2>&1 &&
+    "$SMTP_VENV/bin/pip" install -q 'aiosmtpd==1.4.6' >>/tmp/tunnelwatch-aiosmtpd-install.log 2>&1 || {
+        echo "error: cannot install aiosmtpd (see /tmp/tunnelwatch-aiosmtpd-install.log)" >&2
+        exit 1
+    }
+fi
+export TW_AIOSMTPD_PYTHON="$SMTP_VENV/bin/python"
+
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

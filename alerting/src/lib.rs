@@ -11,6 +11,7 @@
 //! checked and compiled by [`load_rules`]. [`notify`] holds the channels and the outbox.
 
 pub mod engine;
+mod error;
 pub mod notify;
 pub mod rule;
 mod service;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use engine::{Change, ChangeError, Engine};
+pub use error::{Error, Result};
 pub use rule::{Rule, RuleConfig};
 pub use service::{AlertSink, Alerting, Clock, Stats};
 
@@ -107,36 +109,6 @@ fn default_queue() -> usize {
     1024
 }
 
-/// Errors of alerting.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("rule `{rule}`: {why}")]
-    Rule { rule: String, why: String },
-    #[error("rule file {path}: {why}")]
-    RuleFile { path: PathBuf, why: String },
-    #[error("{0}")]
-    Config(String),
-    #[error("storing alerts failed: {0}")]
-    Sink(String),
-    #[error(transparent)]
-    Change(#[from] ChangeError),
-}
-
-impl Error {
-    pub fn kind(&self) -> model::ErrorKind {
-        match self {
-            Error::Rule { .. } | Error::RuleFile { .. } | Error::Config(_) => {
-                model::ErrorKind::Invalid
-            }
-            Error::Sink(_) => model::ErrorKind::Unavailable,
-            Error::Change(ChangeError::NotOpen(_)) => model::ErrorKind::NotFound,
-            Error::Change(ChangeError::AlreadyAcknowledged(_)) => model::ErrorKind::Invalid,
-        }
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// Where each loaded rule came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -196,7 +168,7 @@ pub fn load_rules(config: &Config) -> Result<Vec<(Rule, Origin)>> {
 }
 
 /// One rule file: the rule's keys at the top level.
-pub fn parse_rule_file(text: &str) -> Result<RuleConfig, String> {
+pub fn parse_rule_file(text: &str) -> std::result::Result<RuleConfig, String> {
     toml::from_str(text).map_err(|error| error.to_string())
 }
 

@@ -17,7 +17,6 @@ pub mod outbox;
 pub mod webhook;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -74,7 +73,7 @@ impl Notification {
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Sends one notification; returns once the other end has accepted it.
-    async fn send(&self, notification: &Notification) -> Result<(), DeliveryError>;
+    async fn send(&self, notification: &Notification) -> std::result::Result<(), DeliveryError>;
 }
 
 /// Whether a failed delivery is worth trying again.
@@ -113,58 +112,7 @@ impl DeliveryError {
     }
 }
 
-/// Failures to build a channel or to keep the outbox. (The crate has no `error.rs` yet;
-/// this is the notifications' share of it, to fold in once there is one.)
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A setting that cannot work; the message names it.
-    #[error("invalid notifier configuration: {0}")]
-    Config(String),
-    /// A `*_file` (password, HMAC key, CA) that cannot be read.
-    #[error("cannot read {what} {path}")]
-    ReadFile {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The outbox's spool failed (full, a disk error, another process holds it).
-    #[error("notification outbox: {0}")]
-    Spool(#[from] durable::Error),
-    /// The dead-letter file could not be written.
-    #[error("failed to write the dead-letter file {path}")]
-    DeadLetter {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A receiver the outbox was not opened with.
-    #[error("unknown notification receiver {0:?}")]
-    UnknownReceiver(String),
-    /// A task that panicked or was cancelled, a value that would not encode.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl Error {
-    pub fn kind(&self) -> model::ErrorKind {
-        match self {
-            Error::Config(_) | Error::UnknownReceiver(_) => model::ErrorKind::Invalid,
-            Error::ReadFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                model::ErrorKind::NotFound
-            }
-            Error::ReadFile { .. } => model::ErrorKind::Invalid,
-            Error::Spool(durable::Error::Full { .. } | durable::Error::InUse { .. }) => {
-                model::ErrorKind::Unavailable
-            }
-            Error::Spool(_) | Error::DeadLetter { .. } | Error::Internal(_) => {
-                model::ErrorKind::Internal
-            }
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
+pub use crate::error::{Error, Result};
 
 /// Reads a secret or a CA file named in the configuration.
 pub(crate) fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
@@ -188,14 +136,14 @@ pub(crate) fn root_store(ca: Option<(&std::path::Path, &[u8])>) -> Result<rustls
     };
     for (index, certificate) in CertificateDer::pem_slice_iter(pem).enumerate() {
         let certificate = certificate.map_err(|error| {
-            Error::Config(format!(
+            Error::Notifier(format!(
                 "ca_file {}: certificate {} is not valid PEM: {error}",
                 path.display(),
                 index + 1
             ))
         })?;
         roots.add(certificate).map_err(|error| {
-            Error::Config(format!(
+            Error::Notifier(format!(
                 "ca_file {}: certificate {} is not a usable CA certificate: {error}",
                 path.display(),
                 index + 1
@@ -203,10 +151,34 @@ pub(crate) fn root_store(ca: Option<(&std::path::Path, &[u8])>) -> Result<rustls
         })?;
     }
     if roots.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::Notifier(format!(
             "ca_file {} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
             path.display()
         )));
     }
     Ok(roots)
+}
+
+/// A notification with every field set, for the channels' tests.
+#[cfg(test)]
+pub(crate) fn sample_notification() -> Notification {
+    Notification {
+        id: "alert-7:1".to_owned(),
+        alert_id: "alert-7".to_owned(),
+        rule_id: "brute-force".to_owned(),
+        rule_name: "Brute force".to_owned(),
+        severity: "high".to_owned(),
+        status: "firing".to_owned(),
+        summary: "12 failed logins for alice in 1m".to_owned(),
+        description: "Many failed logins from one address.".to_owned(),
+        labels: BTreeMap::from([("user.name".to_owned(), "alice".to_owned())]),
+        user: Some("alice".to_owned()),
+        source_ips: vec!["203.0.113.7".to_owned()],
+        countries: vec!["NL".to_owned()],
+        count: 12,
+        first_event: Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH),
+        last_event: Timestamp::from_second(1_800_000_060).unwrap_or(Timestamp::UNIX_EPOCH),
+        console_url: Some("https://tw.example.org/alerts/alert-7".to_owned()),
+        revoke_url: Some("https://tw.example.org/revoke/alert-7?user=alice".to_owned()),
+    }
 }

@@ -427,7 +427,7 @@ impl Matcher {
                         Value::Str(text) => options.iter().any(|option| option == text.as_ref()),
                         other => {
                             let text = value_text(other);
-                            options.iter().any(|option| *option == text)
+                            options.contains(&text)
                         }
                     },
                     Matcher::Regex(regex) => match value {

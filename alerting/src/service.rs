@@ -14,9 +14,9 @@ use crate::{Config, Error, Origin, Result, Rule};
 
 /// Where alert rows are kept (the store): durable when `append` returns `Ok`.
 pub trait AlertSink: Send + Sync + 'static {
-    fn append(&self, rows: Vec<AlertRecord>) -> Result<(), String>;
+    fn append(&self, rows: Vec<AlertRecord>) -> std::result::Result<(), String>;
     /// Every stored row, oldest first.
-    fn load(&self) -> Result<Vec<AlertRecord>, String>;
+    fn load(&self) -> std::result::Result<Vec<AlertRecord>, String>;
 }
 
 /// Which clock moves the engine's time on.
@@ -144,17 +144,23 @@ impl Alerting {
         }
     }
 
-    /// An operator's change: the row is stored first, and only then does the alert change.
-    /// Blocking (an fsync): call it from a blocking thread.
-    pub fn change(
+    /// An operator's change: planned (refused here if it cannot be made), then `before`
+    /// runs with the row (the audit entry: when it fails, nothing changes), then the row is
+    /// stored, and only then does the alert change. Blocking (fsyncs): call it from a
+    /// blocking thread.
+    pub fn change<E: From<Error>>(
         &self,
         alert_id: &str,
         change: &Change,
         actor: &str,
         comment: Option<String>,
-    ) -> Result<AlertRecord> {
+        before: impl FnOnce(&AlertRecord) -> std::result::Result<(), E>,
+    ) -> std::result::Result<AlertRecord, E> {
         let mut engine = lock(&self.shared.engine);
-        let row = engine.plan_change(alert_id, change, actor, comment, Timestamp::now())?;
+        let row = engine
+            .plan_change(alert_id, change, actor, comment, Timestamp::now())
+            .map_err(Error::from)?;
+        before(&row)?;
         self.shared
             .sink
             .append(vec![row.clone()])

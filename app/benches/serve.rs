@@ -61,6 +61,7 @@ fn main() {
             ..dashboards::access::Settings::default()
         },
         allow_unauthenticated_ingest: false,
+        alerting: alerting::Config::default(),
     };
     let server = server_runtime.block_on(async {
         let listener = app::server::bind("127.0.0.1:0").await.unwrap();

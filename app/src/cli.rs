@@ -161,6 +161,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Alerts the rules raised: list them or show one (reads the data directory; safe while
+    /// a server runs).
+    #[cfg(feature = "server")]
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// The audit trail: check its hash chain and seals, or print it.
     #[cfg(feature = "server")]
     Audit {
@@ -169,6 +176,28 @@ pub enum Command {
     },
     /// Check a configuration file and say what it configures.
     CheckConfig { file: PathBuf },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Each alert in its current state, newest change first.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+        /// open (firing or acknowledged), firing, acknowledged or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// table or json (one object per line).
+        #[arg(long, default_value = "table")]
+        format: store::OutputFormat,
+    },
+    /// One alert: what it is about, its evidence and every change of its state.
+    Show {
+        id: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[cfg(feature = "server")]
@@ -425,6 +454,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     client_certificates: config.dashboards.tls_client_ca_file.is_some(),
                     access: config.dashboards.access_settings(),
                     allow_unauthenticated_ingest: config.dashboards.allow_unauthenticated_ingest,
+                    alerting: config.alerting.clone(),
                 };
                 let mut server = crate::server::RunningServer::start(settings, listener).await?;
                 tokio::select! {
@@ -490,7 +520,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             json_mapping,
             inputs,
         } => {
-            let reports = runtime()?.block_on(commands::ingest(
+            let outcome = runtime()?.block_on(commands::ingest(
                 &data,
                 &inputs,
                 &TimeOptions { year, tz },
@@ -499,7 +529,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 json_mapping.as_deref(),
             ))?;
             let mut stopped_early = Vec::new();
-            for report in reports {
+            for report in outcome.files {
                 println!(
                     "{}: {}; stored {} events ({} already there)",
                     report.path.display(),
@@ -509,6 +539,20 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
                 if let Some(error) = report.stopped_early {
                     stopped_early.push(format!("{}: {error}", report.path.display()));
+                }
+            }
+            if outcome.alerts.is_empty() {
+                println!("alerts: none fired");
+            } else {
+                println!("alerts: {} fired", outcome.alerts.len());
+                for alert in &outcome.alerts {
+                    println!(
+                        "  {} {} {}: {}",
+                        alert.alert_id,
+                        alert.severity,
+                        alert.rule_id,
+                        crate::alerts_cli::printable(&alert.message)
+                    );
                 }
             }
             if !stopped_early.is_empty() {
@@ -647,6 +691,23 @@ fn run(command: Command) -> anyhow::Result<()> {
                 TokenAction::Revoke { name, data } => (data, Request::TokenRevoke { name }),
             };
             println!("{}", crate::control::run(&data, request)?);
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Alerts { action } => {
+            match action {
+                AlertsAction::List {
+                    data,
+                    status,
+                    format,
+                } => print!(
+                    "{}",
+                    crate::alerts_cli::list(&data, status.as_deref(), format)?
+                ),
+                AlertsAction::Show { id, data } => {
+                    print!("{}", crate::alerts_cli::show(&data, &id)?)
+                }
+            }
             Ok(())
         }
         #[cfg(feature = "server")]

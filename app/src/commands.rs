@@ -157,6 +157,15 @@ pub struct IngestReport {
     pub stopped_early: Option<String>,
 }
 
+/// What `tunnelwatch ingest` did: each file, and the alerts the rules found in them.
+#[cfg(feature = "server")]
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    pub files: Vec<IngestReport>,
+    /// Alerts this import fired (their first rows).
+    pub alerts: Vec<model::AlertRecord>,
+}
+
 #[cfg(feature = "server")]
 /// `tunnelwatch ingest`: files through the server's pipeline into a data directory.
 pub async fn ingest(
@@ -166,7 +175,7 @@ pub async fn ingest(
     hostname: Option<String>,
     geoip: Option<&Path>,
     json_mapping: Option<&Path>,
-) -> anyhow::Result<Vec<IngestReport>> {
+) -> anyhow::Result<IngestOutcome> {
     // Check every input before storing anything, so a typo does not leave half an import.
     for input in inputs {
         std::fs::metadata(&input.path)
@@ -199,6 +208,17 @@ pub async fn ingest(
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    // The same rules as the server, over the history in event time (no notifications).
+    let (alerting, _alerting_task) = crate::alert_sink::start(
+        &alerting::Config::default(),
+        &store,
+        alerting::Clock::EventTime,
+    )?;
+    let alerts_before: std::collections::BTreeSet<String> = alerting
+        .rows()?
+        .into_iter()
+        .map(|row| row.alert_id)
+        .collect();
     let (pipeline, task) =
         crate::pipeline::Pipeline::start(store, &store_config, &collector_config)?;
     // Every log file is read at once and their events go on merged by time (`time_merge`),
@@ -256,9 +276,19 @@ pub async fn ingest(
         .end_of_input()
         .await
         .map_err(|error| anyhow::anyhow!(error))?;
+    // Every event is stored and handed to the engine: its rows go into the final flush.
+    alerting.flush().await;
+    let alerts = alerting
+        .rows()?
+        .into_iter()
+        .filter(|row| row.revision == 1 && !alerts_before.contains(&row.alert_id))
+        .collect();
     drop(pipeline);
     task.await.context("the pipeline panicked")??;
-    Ok(reports)
+    Ok(IngestOutcome {
+        files: reports,
+        alerts,
+    })
 }
 
 /// A log file being read on a blocking thread: its events in batches, in file order, and

@@ -112,6 +112,8 @@ impl AppConfig {
             self.dashboards
                 .check()
                 .map_err(|reason| anyhow::anyhow!("[dashboards] {reason}"))?;
+            alerting::load_rules(&self.alerting)
+                .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
         }
         Ok(())
     }

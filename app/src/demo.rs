@@ -108,6 +108,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
             ..dashboards::access::Settings::default()
         },
         allow_unauthenticated_ingest: false,
+        alerting: alerting::Config::default(),
     };
     let mut server = RunningServer::start(settings, listener).await?;
     let (admin_password, gateway_token) = {

@@ -8,6 +8,10 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(feature = "server")]
+pub mod alert_sink;
+#[cfg(feature = "server")]
+pub mod alerts_cli;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -39,6 +39,8 @@ pub struct ServerSettings {
     pub access: dashboards::access::Settings,
     /// `[dashboards] allow_unauthenticated_ingest`.
     pub allow_unauthenticated_ingest: bool,
+    /// `[alerting]`.
+    pub alerting: alerting::Config,
 }
 
 impl RunningServer {
@@ -99,6 +101,10 @@ impl RunningServer {
             .build()
             .context("cannot start the query threads")?;
         let store = store.with_query_runtime(query_runtime.handle().clone());
+        // Before the pipeline: every event the store accepts from the first one on is seen.
+        let (alerting, _alerting_task) =
+            crate::alert_sink::start(&settings.alerting, &store, alerting::Clock::Wall)
+                .context("cannot start alerting")?;
         let (pipeline, pipeline_task) =
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;
         let state = dashboards::AppState {
@@ -111,6 +117,7 @@ impl RunningServer {
                 allow_unauthenticated_ingest: settings.allow_unauthenticated_ingest,
             },
             collector: Some(std::sync::Arc::new(pipeline)),
+            alerting: Some(alerting.clone()),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let tls = settings.tls.clone();
@@ -127,6 +134,8 @@ impl RunningServer {
             control.abort();
             // The router (and with it the last pipeline handle) is gone: drain and flush.
             pipeline_task.await.context("the pipeline panicked")??;
+            // What the last events made the engine decide, stored (the WAL keeps it).
+            alerting.flush().await;
             Ok(())
         });
         tracing::info!(%addr, scheme, data = %settings.store.data_dir.display(), "server listening");

@@ -270,6 +270,7 @@ fn without_trailing_test_module(text: &str) -> &str {
     };
     let module = text[at + ATTRIBUTE.len()..].trim_end();
     let trailing = module == "mod tests;"
+        || module == "pub(crate) mod tests;"
         || module
             .strip_prefix("mod tests {")
             .is_some_and(|body| body.ends_with("\n}") && body.find("\n}\n").is_none());
@@ -285,11 +286,14 @@ fn assert_test_module(path: &Path) {
         parents.extend([dir.join("lib.rs"), dir.join("main.rs")]);
     }
     let declared = parents.iter().any(|parent| {
-        std::fs::read_to_string(parent).is_ok_and(|text| text.contains("#[cfg(test)]\nmod tests;"))
+        std::fs::read_to_string(parent).is_ok_and(|text| {
+            text.contains("#[cfg(test)]\nmod tests;")
+                || text.contains("#[cfg(test)]\npub(crate) mod tests;")
+        })
     });
     assert!(
         declared,
-        "{} is skipped as tests, but no parent module declares `#[cfg(test)] mod tests;`",
+        "{} is skipped as tests, but no parent module declares `#[cfg(test)] mod tests;` (or `pub(crate) mod tests;`, for test helpers other test modules share)",
         path.display()
     );
 }

@@ -173,6 +173,7 @@ fn main() {
         access: access.clone(),
         web: dashboards::WebSettings::default(),
         collector: None,
+        alerting: None,
     };
     let router = dashboards::router(state);
     let token = tokens[0].clone();

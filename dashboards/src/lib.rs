@@ -159,6 +159,8 @@ pub struct AppState {
     pub web: WebSettings,
     /// The rest of the server's say in `/api/v1/health` (the collector's GeoIP databases).
     pub collector: Option<Arc<dyn HealthSource>>,
+    /// The alerting service (`None`: the alert routes answer 503).
+    pub alerting: Option<alerting::Alerting>,
 }
 
 /// How the HTTP side behaves beyond access itself.

@@ -84,6 +84,26 @@ fn query_params(path: &str) -> Vec<Param> {
             param("to", time, "only events before this time"),
             param("limit", limit, "hits at most (default 100)"),
         ],
+        "/api/v1/alerts" => vec![
+            param("limit", limit, "alerts at most (default 100)"),
+            param(
+                "offset",
+                || json!({"type": "integer", "minimum": 0, "maximum": 4294967295u64}),
+                "alerts to skip (paging)",
+            ),
+            param(
+                "status",
+                || json!({"type": "string", "enum": ["open", "firing", "acknowledged", "resolved"]}),
+                "only alerts in this state (`open`: firing or acknowledged)",
+            ),
+            param(
+                "severity",
+                || json!({"type": "string", "enum": ["info", "low", "medium", "high", "critical"]}),
+                "only alerts at least this severe",
+            ),
+            param("rule", string, "only this rule's alerts"),
+            param("user", string, "only alerts about this VPN user"),
+        ],
         "/api/v1/audit" => vec![
             param("limit", limit, "entries at most (default 100)"),
             param("actor", string, "only entries whose actor starts with this"),
@@ -109,6 +129,14 @@ fn request_body(path: &str) -> Option<Value> {
         "/api/v1/sql" => object(
             json!({"sql": text(crate::api::sql::MAX_SQL_BYTES), "format": {"type": "string", "enum": ["json", "csv"]}}),
             &["sql"],
+        ),
+        "/api/v1/alerts/{id}/ack" | "/api/v1/alerts/{id}/resolve" => object(
+            json!({"comment": text(crate::api::alerts::MAX_COMMENT_BYTES)}),
+            &[],
+        ),
+        "/api/v1/alerts/{id}/assign" => object(
+            json!({"assignee": text(64), "comment": text(crate::api::alerts::MAX_COMMENT_BYTES)}),
+            &["assignee"],
         ),
         "/api/v1/ingest" => json!({
             "type": "object",

@@ -60,6 +60,7 @@ pub(crate) fn state_of(
             allow_unauthenticated_ingest: token.is_none(),
         },
         collector: None,
+        alerting: None,
     }
 }
 

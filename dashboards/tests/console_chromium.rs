@@ -180,6 +180,7 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
         access: dashboards::access::Access::open(&data, settings, store).unwrap(),
         web: dashboards::WebSettings::default(),
         collector: None,
+        alerting: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use model::fields::{Getter, Value};
 use model::{AlertRecord, AlertStatus, Severity};
 
@@ -39,9 +41,11 @@ impl Row for AlertRecord {
             "vpn.alert_labels" => {
                 |row| Some(Value::Str(serde_json::to_string(&row.labels).ok()?.into()))
             }
-            "vpn.alert_evidence" => {
-                |row| Some(Value::Str(serde_json::to_string(&row.evidence).ok()?.into()))
-            }
+            "vpn.alert_evidence" => |row| {
+                Some(Value::Str(
+                    serde_json::to_string(&row.evidence).ok()?.into(),
+                ))
+            },
             "threat.technique.id" => {
                 |row| (!row.mitre.is_empty()).then(|| Value::Str(row.mitre.join(",").into()))
             }
@@ -133,11 +137,13 @@ pub(crate) fn alert_records(batch: &RecordBatch) -> Result<Vec<AlertRecord>> {
                 fingerprint: get(fingerprints, row).unwrap_or_default(),
                 rule_id: get(rule_ids, row).unwrap_or_default(),
                 rule_name: get(rule_names, row).unwrap_or_default(),
-                severity: Severity::from_number(severities.value(row))
-                    .unwrap_or(Severity::Medium),
+                severity: Severity::from_number(severities.value(row)).unwrap_or(Severity::Medium),
                 action: get(actions, row).unwrap_or_default(),
                 status: AlertStatus::parse(&status).ok_or_else(|| {
-                    Error::Internal(format!("alerts: unknown status `{}`", status.escape_debug()))
+                    Error::Internal(format!(
+                        "alerts: unknown status `{}`",
+                        status.escape_debug()
+                    ))
                 })?,
                 reason: get(reasons, row),
                 message: get(messages, row).unwrap_or_default(),
@@ -248,7 +254,7 @@ mod tests {
     fn alert_rows_read_back_whole_before_and_after_a_flush_and_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut later = record("a2", 1, AlertStatus::Resolved);
-        later.timestamp = later.timestamp + jiff::SignedDuration::from_secs(60);
+        later.timestamp += jiff::SignedDuration::from_secs(60);
         let rows = vec![
             record("a1", 1, AlertStatus::Firing),
             record("a1", 2, AlertStatus::Acknowledged),
@@ -283,11 +289,13 @@ mod tests {
         let store = Store::open(&config(dir.path())).unwrap();
         let heard = Arc::new(Mutex::new(Vec::new()));
         let sink = heard.clone();
-        assert!(store.set_accepted_tap(crate::AcceptedTap(Arc::new(move |events, _| {
-            sink.lock()
-                .unwrap()
-                .extend(events.iter().map(|event| event.id.to_string()));
-        }))));
+        assert!(
+            store.set_accepted_tap(crate::AcceptedTap(Arc::new(move |events, _| {
+                sink.lock()
+                    .unwrap()
+                    .extend(events.iter().map(|event| event.id.to_string()));
+            })))
+        );
         assert!(!store.set_accepted_tap(crate::AcceptedTap(Arc::new(|_, _| {}))));
         let batch: Vec<_> = (1..=3)
             .map(|seq| auth_event(seq, "alice", Outcome::Failure))

@@ -339,7 +339,10 @@ pub struct Store {
 /// order of the WAL. It runs under the writer lock: it must only hand them on (a bounded
 /// channel's `try_send`), never wait.
 #[derive(Clone)]
-pub struct AcceptedTap(pub Arc<dyn Fn(&[Event], &[Session]) + Send + Sync>);
+pub struct AcceptedTap(pub Arc<TapFn>);
+
+/// The function an [`AcceptedTap`] calls.
+pub type TapFn = dyn Fn(&[Event], &[Session]) + Send + Sync;
 
 impl std::fmt::Debug for AcceptedTap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(link("https://x/\r\nBcc: y"), None);
         assert_eq!(link("https://"), None);
         assert_eq!(link("/relative"), None);
-        check(html_href("https://x/?a=1&b=\"2\""), "https://x/?a=1&amp;b=&quot;2&quot;");
+        check(
+            html_href("https://x/?a=1&b=\"2\""),
+            "https://x/?a=1&amp;b=&quot;2&quot;",
+        );
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Sequence {
                     let first = entry.firsts.front().map_or(at, |(time, _)| *time);
                     let mut evidence: Vec<String> =
                         entry.firsts.iter().map(|(_, id)| id.clone()).collect();
-                    evidence.extend(entry.thens.drain(..));
+                    evidence.append(&mut entry.thens);
                     let count = evidence.len() as u64;
                     state.groups.remove(&group);
                     return Some(Completed {

@@ -1,0 +1,395 @@
+//! Alerting end to end with the real binary: real strongSwan (charon) log lines of a wrong
+//! and a right pre-shared key, repeated into an attack (ten failures of one account within a
+//! minute, then its success, each under its own IKE_SA number), through
+//!
+//! - `tunnelwatch ingest` (the rules in event time: the alerts it prints, and `alerts list`
+//!   and `alerts show` reading them back), and
+//! - a running server fed the same lines with today's timestamps over the ingest API: the
+//!   alert API lists them, analysts acknowledge and resolve (each in the audit trail, a viewer
+//!   refused), resent batches do not count twice, and a restart does not fire them again.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{free_port, start_server, wait_for};
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/testdata/charon")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The captured lines of one login, moved to IKE_SA number `sa` and to `stamp`.
+fn login(template: &str, template_sa: u32, sa: u32, stamp: &str) -> String {
+    template
+        .lines()
+        .map(|line| {
+            // "Nov 25 09:33:14 12[NET] <2> …": the first 15 bytes are the time.
+            let rest = &line[15..];
+            let rest = rest
+                .replace(&format!("<{template_sa}>"), &format!("<{sa}>"))
+                .replace(&format!("|{template_sa}>"), &format!("|{sa}>"))
+                .replace(&format!("[{template_sa}]"), &format!("[{sa}]"))
+                .replace("client1@psk", "client2@psk")
+                .replace("192.0.2.11", "192.0.2.12");
+            format!("{stamp}{rest}\n")
+        })
+        .collect()
+}
+
+/// Ten failures of client2 within 30 s, then its success: `stamp(i)` gives the time of the
+/// i-th login (0..=10).
+fn attack(stamp: impl Fn(u32) -> String) -> String {
+    let wrong = fixture("psk-wrong.log");
+    let ok = fixture("psk-ok.log");
+    let mut log = String::new();
+    for i in 0..10 {
+        log.push_str(&login(&wrong, 2, 100 + i, &stamp(i)));
+    }
+    log.push_str(&login(&ok, 1, 200, &stamp(10)));
+    log
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let output = support::run(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn ingest_finds_the_brute_force_and_the_cli_shows_it() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("attack.log");
+    std::fs::write(&log, attack(|i| format!("Nov 25 09:33:{:02}", 14 + i * 3))).unwrap();
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let out = run_ok(&[
+        "ingest",
+        "--data",
+        data_arg,
+        "--year",
+        "2025",
+        &format!("charon:{}", log.display()),
+    ]);
+    assert!(out.contains("alerts: 2 fired"), "{out}");
+    assert!(out.contains("auth-failure-spike-user"), "{out}");
+    assert!(out.contains("brute-force-then-success"), "{out}");
+    // The quiet samples fire nothing.
+    let quiet = run_ok(&[
+        "ingest",
+        "--data",
+        work.path().join("quiet").to_str().unwrap(),
+        "--year",
+        "2025",
+        &format!(
+            "charon:{}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../gateway/testdata/charon/psk-ok.log")
+                .display()
+        ),
+    ]);
+    assert!(quiet.contains("alerts: none fired"), "{quiet}");
+    // Importing the same file again stores nothing new and fires nothing.
+    let again = run_ok(&[
+        "ingest",
+        "--data",
+        data_arg,
+        "--year",
+        "2025",
+        &format!("charon:{}", log.display()),
+    ]);
+    assert!(again.contains("alerts: none fired"), "{again}");
+
+    let list = run_ok(&["alerts", "list", "--data", data_arg]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(list.contains("firing"), "{list}");
+    let json = run_ok(&["alerts", "list", "--data", data_arg, "--format", "json"]);
+    let alerts: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let spike = alerts
+        .iter()
+        .find(|alert| alert["rule_id"] == "auth-failure-spike-user")
+        .unwrap();
+    assert_eq!(spike["user"], "client2@psk.vpn.test");
+    assert_eq!(spike["source_ip"], "192.0.2.12");
+    assert_eq!(spike["count"], 10);
+    assert_eq!(spike["severity"], "high");
+    let show = run_ok(&[
+        "alerts",
+        "show",
+        spike["alert_id"].as_str().unwrap(),
+        "--data",
+        data_arg,
+    ]);
+    assert!(show.contains("T1110"), "{show}");
+    assert!(show.contains("#1 fired by tunnelwatch"), "{show}");
+    // The alerts table answers SQL like every other.
+    let rows = support::sql_rows(
+        &data,
+        "SELECT rule_id, vpn_alert_status FROM alerts ORDER BY rule_id",
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row.contains("brute-force-then-success")),
+        "{rows:?}"
+    );
+    let missing = support::run(&["alerts", "show", "al-nope", "--data", data_arg]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no alert"));
+}
+
+struct Api {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    base: String,
+}
+
+impl Api {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.runtime.block_on(async {
+            let mut request = self
+                .client
+                .request(method, format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {token}"));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            )
+        })
+    }
+
+    fn get(&self, path: &str, token: &str) -> serde_json::Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, token, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+}
+
+fn open_alerts(api: &Api, token: &str) -> Vec<serde_json::Value> {
+    api.get("/api/v1/alerts?status=open", token)["alerts"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let token = |name: &str, role: &str| {
+        run_ok(&["token", "create", name, "--role", role, "--data", data_arg])
+            .trim()
+            .to_owned()
+    };
+    let analyst = token("oncall", "analyst");
+    let viewer = token("wall", "viewer");
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    // The attack, a minute ago to now (today's date, so the server's wall clock keeps the
+    // alerts open).
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let log = dir.join("attack.log");
+    std::fs::write(
+        &log,
+        attack(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i64::from(i) * 3);
+            at.strftime("%b %e %H:%M:%S").to_string()
+        }),
+    )
+    .unwrap();
+    let parsed = run_ok(&[
+        "parse",
+        "--format",
+        "charon",
+        "--hostname",
+        "gw1",
+        log.to_str().unwrap(),
+    ]);
+    // As gateway gw1's agent would send them: from its own source.
+    let events: Vec<serde_json::Value> = parsed
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["id"]["source"] = "gw1/charon@1".into();
+            event
+        })
+        .collect();
+    assert!(events.len() >= 11, "{parsed}");
+    let port = free_port();
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\nflush_interval_secs = 1\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = start_server(&config, port, &dir.join("server-1.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch.clone()),
+    );
+    assert_eq!(status, 200, "{ack}");
+    let alerts = wait_for("two open alerts", Duration::from_secs(20), || {
+        let alerts = open_alerts(&api, &viewer);
+        (alerts.len() == 2).then_some(alerts)
+    });
+    // The gateway resends the batch (its acknowledgement was lost): nothing counts twice.
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(ack["accepted"], 0, "{ack}");
+    std::thread::sleep(Duration::from_secs(2));
+    let spike = alerts
+        .iter()
+        .find(|alert| alert["rule_id"] == "auth-failure-spike-user")
+        .unwrap()
+        .clone();
+    let id = spike["alert_id"].as_str().unwrap().to_owned();
+    let now = open_alerts(&api, &viewer);
+    let spike_now = now
+        .iter()
+        .find(|alert| alert["alert_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(spike_now["count"], 10, "{spike_now}");
+
+    // Its evidence: the stored failures, each with its raw line.
+    let shown = api.get(&format!("/api/v1/alerts/{id}"), &viewer);
+    let evidence = shown["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 10, "{shown}");
+    assert!(
+        evidence
+            .iter()
+            .all(|event| event["event_action"] == "auth-failure")
+    );
+    assert!(
+        evidence[0]["event_original"]
+            .as_str()
+            .unwrap()
+            .contains("MAC mismatched")
+    );
+    let rules = api.get("/api/v1/rules", &viewer);
+    assert!(rules["rules"].as_array().unwrap().len() >= 7, "{rules}");
+
+    // A viewer may look, not act; an analyst acknowledges, assigns and resolves.
+    let (status, _) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, acked) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &analyst,
+        Some(serde_json::json!({"comment": "looking\r\nBcc: x"})),
+    );
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["actor"], "token:oncall");
+    let (status, again) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &analyst,
+        None,
+    );
+    assert_eq!(status, 400, "{again}");
+    let (status, assigned) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/assign"),
+        &analyst,
+        Some(serde_json::json!({"assignee": "alice"})),
+    );
+    assert_eq!(status, 200, "{assigned}");
+    assert_eq!(assigned["assignee"], "alice");
+    let (status, bad) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/assign"),
+        &analyst,
+        Some(serde_json::json!({"assignee": "x", "sneaky": 1})),
+    );
+    assert!(status == 400 || status == 422, "{status} {bad}");
+    let (status, _) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/alerts/al-nope/resolve",
+        &analyst,
+        None,
+    );
+    assert_eq!(status, 404);
+    let audit = api.get("/api/v1/audit?action=alert.ack", &analyst);
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["target"], id.as_str());
+
+    // A restart: the open alerts come back from the store, and nothing fires again.
+    server.stop();
+    let _server = start_server(&config, port, &dir.join("server-2.log"));
+    let after = open_alerts(&api, &viewer);
+    assert_eq!(after.len(), 2, "{after:?}");
+    let spike_after = after
+        .iter()
+        .find(|alert| alert["alert_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(spike_after["status"], "acknowledged");
+    assert_eq!(spike_after["assignee"], "alice");
+    let (status, resolved) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        &analyst,
+        Some(serde_json::json!({"comment": "password reset"})),
+    );
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(open_alerts(&api, &viewer).len(), 1);
+    let all = api.get("/api/v1/alerts", &viewer);
+    assert_eq!(all["total"], 2, "{all}");
+    let history = api.get(&format!("/api/v1/alerts/{id}"), &viewer);
+    let actions: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"fired"));
+    assert!(actions.contains(&"acknowledged") && actions.contains(&"assigned"));
+    assert_eq!(actions.last(), Some(&"resolved"));
+}
