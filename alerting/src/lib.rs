@@ -13,6 +13,7 @@
 pub mod engine;
 mod error;
 pub mod notify;
+pub mod route;
 pub mod rule;
 mod service;
 
@@ -83,6 +84,13 @@ pub struct Config {
     /// the health report says so) so that ingest never waits for a slow rule.
     #[serde(default = "default_queue")]
     pub queue_batches: usize,
+    /// Who gets paged ([`route::ReceiverConfig`]).
+    #[serde(default)]
+    pub receivers: Vec<route::ReceiverConfig>,
+    /// The console's address as people reach it, for the links in notifications
+    /// (`https://tunnelwatch.example.org`).
+    #[serde(default)]
+    pub console_url: Option<String>,
 }
 
 impl Default for Config {
@@ -93,6 +101,8 @@ impl Default for Config {
             default_rules: true,
             max_groups_per_rule: default_max_groups(),
             queue_batches: default_queue(),
+            receivers: Vec::new(),
+            console_url: None,
         }
     }
 }

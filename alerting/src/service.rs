@@ -10,6 +10,8 @@ use model::{AlertRecord, Event};
 use tokio::sync::mpsc;
 
 use crate::engine::{Change, Engine, Limits};
+use crate::notify::outbox::Outbox;
+use crate::route::ReceiverConfig;
 use crate::{Config, Error, Origin, Result, Rule};
 
 /// Where alert rows are kept (the store): durable when `append` returns `Ok`.
@@ -43,7 +45,13 @@ pub struct Stats {
     /// How long the newest batch waited for the engine (ms).
     pub lag_ms: u64,
     pub open_alerts: u64,
+    /// Open alerts by severity (`info` … `critical`).
+    pub open_by_severity: Vec<(model::Severity, u64)>,
     pub rules: u64,
+    /// Per receiver: sent, failed attempts, dead-lettered, queued.
+    pub notifications: Vec<crate::notify::outbox::Counters>,
+    /// Pages that could not be queued (the outbox full or failing): their rows wait too.
+    pub enqueue_failures: u64,
 }
 
 enum Feed {
@@ -55,6 +63,11 @@ enum Feed {
 struct Shared {
     engine: Mutex<Engine>,
     sink: Arc<dyn AlertSink>,
+    /// Pages go here before their rows are stored (`None`: no receivers).
+    outbox: Option<Outbox>,
+    receivers: Vec<ReceiverConfig>,
+    console_url: Option<String>,
+    enqueue_failures: AtomicU64,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
     origins: Vec<(String, Origin)>,
@@ -84,8 +97,10 @@ impl Alerting {
         config: &Config,
         sink: Arc<dyn AlertSink>,
         clock: Clock,
+        outbox: Option<Outbox>,
     ) -> Result<(Alerting, tokio::task::JoinHandle<()>)> {
         let loaded = crate::load_rules(config)?;
+        crate::route::check_receivers(&config.receivers)?;
         let origins = loaded
             .iter()
             .map(|(rule, origin)| (rule.id.clone(), origin.clone()))
@@ -101,6 +116,10 @@ impl Alerting {
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
             sink,
+            outbox,
+            receivers: config.receivers.clone(),
+            console_url: config.console_url.clone(),
+            enqueue_failures: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
             origins,
             events_shed: AtomicU64::new(0),
@@ -161,6 +180,19 @@ impl Alerting {
             .plan_change(alert_id, change, actor, comment, Timestamp::now())
             .map_err(Error::from)?;
         before(&row)?;
+        if let (Some(outbox), Some((page, to))) = (
+            &self.shared.outbox,
+            crate::route::route(
+                &row,
+                &self.shared.receivers,
+                self.shared.console_url.as_deref(),
+            ),
+        ) {
+            // Called on a blocking thread of the runtime: wait for the fsync here.
+            tokio::runtime::Handle::current()
+                .block_on(outbox.enqueue(&page, &to))
+                .map_err(E::from)?;
+        }
         self.shared
             .sink
             .append(vec![row.clone()])
@@ -198,6 +230,16 @@ impl Alerting {
     pub fn stats(&self) -> Stats {
         let engine = lock(&self.shared.engine);
         let counters = engine.counters();
+        let open_by_severity = model::Severity::ALL
+            .into_iter()
+            .map(|severity| {
+                let n = engine
+                    .open_alerts()
+                    .filter(|row| row.severity == severity)
+                    .count() as u64;
+                (severity, n)
+            })
+            .collect();
         Stats {
             events: counters.events,
             fired: counters.fired,
@@ -208,7 +250,15 @@ impl Alerting {
             evicted_groups: counters.evicted_groups,
             lag_ms: self.shared.lag_ms.load(Ordering::Relaxed),
             open_alerts: engine.open_alerts().count() as u64,
+            open_by_severity,
             rules: engine.rules().len() as u64,
+            notifications: self
+                .shared
+                .outbox
+                .as_ref()
+                .map(Outbox::counters)
+                .unwrap_or_default(),
+            enqueue_failures: self.shared.enqueue_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -276,6 +326,27 @@ async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
         }
         std::mem::take(&mut *pending)
     };
+    // The pages these rows cause go to the outbox (fsynced) before the rows are stored: a
+    // row is never stored without its page. A crash between the two can page for a row
+    // that is then not stored (the receivers see the idempotency key).
+    if let Some(outbox) = &shared.outbox {
+        for row in &batch {
+            let Some((page, to)) =
+                crate::route::route(row, &shared.receivers, shared.console_url.as_deref())
+            else {
+                continue;
+            };
+            if let Err(error) = outbox.enqueue(&page, &to).await {
+                shared.enqueue_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, alert = %row.alert_id, "cannot queue a page; the alert rows wait and it is tried again");
+                let mut pending = lock(&shared.pending);
+                let newer = std::mem::take(&mut *pending);
+                *pending = batch;
+                pending.extend(newer);
+                return;
+            }
+        }
+    }
     let for_task = shared.clone();
     let n = batch.len() as u64;
     let kept = batch.clone();

@@ -16,16 +16,66 @@ impl alerting::AlertSink for StoreAlerts {
     }
 }
 
-/// Starts alerting over `store`: the service reads what the store accepts from now on.
+/// Where the notification outbox lives under the data directory.
+pub const OUTBOX_DIR: &str = "alerting/outbox";
+
+/// Starts alerting over `store`: the service reads what the store accepts from now on. With
+/// `notify` and receivers configured, pages go through the outbox in `DATA/alerting/outbox`
+/// and its delivery loops run until the process ends.
 pub fn start(
     config: &alerting::Config,
     store: &store::Store,
     clock: alerting::Clock,
+    notify: bool,
 ) -> anyhow::Result<(alerting::Alerting, tokio::task::JoinHandle<()>)> {
+    let outbox = if notify && !config.receivers.is_empty() {
+        alerting::route::check_receivers(&config.receivers)?;
+        let notifiers = config
+            .receivers
+            .iter()
+            .map(|receiver| {
+                receiver
+                    .build()
+                    .map(|notifier| (receiver.name.clone(), notifier))
+                    .map_err(|error| {
+                        anyhow::anyhow!("[alerting] receiver {}: {error}", receiver.name)
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let names: Vec<&str> = config
+            .receivers
+            .iter()
+            .map(|receiver| receiver.name.as_str())
+            .collect();
+        let dir = store.dir().join(OUTBOX_DIR);
+        let outbox = alerting::notify::outbox::Outbox::open(&dir, &names).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot open the notification outbox {}: {error}",
+                dir.display()
+            )
+        })?;
+        let running = outbox.clone();
+        tokio::spawn(async move {
+            if let Err(error) = running
+                .run(
+                    notifiers,
+                    alerting::notify::outbox::RetryPolicy::default(),
+                    std::future::pending::<()>(),
+                )
+                .await
+            {
+                tracing::error!(%error, "the notification outbox stopped");
+            }
+        });
+        Some(outbox)
+    } else {
+        None
+    };
     let (service, task) = alerting::Alerting::start(
         config,
         std::sync::Arc::new(StoreAlerts(store.clone())),
         clock,
+        outbox,
     )?;
     let tap = service.tap();
     if !store.set_accepted_tap(store::AcceptedTap(std::sync::Arc::new(tap))) {

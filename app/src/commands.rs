@@ -213,6 +213,7 @@ pub async fn ingest(
         &alerting::Config::default(),
         &store,
         alerting::Clock::EventTime,
+        false,
     )?;
     let alerts_before: std::collections::BTreeSet<String> = alerting
         .rows()?

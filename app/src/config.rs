@@ -114,6 +114,8 @@ impl AppConfig {
                 .map_err(|reason| anyhow::anyhow!("[dashboards] {reason}"))?;
             alerting::load_rules(&self.alerting)
                 .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
+            alerting::route::check_receivers(&self.alerting.receivers)
+                .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
         }
         Ok(())
     }

@@ -103,7 +103,7 @@ impl RunningServer {
         let store = store.with_query_runtime(query_runtime.handle().clone());
         // Before the pipeline: every event the store accepts from the first one on is seen.
         let (alerting, _alerting_task) =
-            crate::alert_sink::start(&settings.alerting, &store, alerting::Clock::Wall)
+            crate::alert_sink::start(&settings.alerting, &store, alerting::Clock::Wall, true)
                 .context("cannot start alerting")?;
         let (pipeline, pipeline_task) =
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;

@@ -150,6 +150,40 @@ fn ingest_finds_the_brute_force_and_the_cli_shows_it() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no alert"));
 }
 
+/// The attack with timestamps from a minute ago to now (so that the server's wall clock keeps
+/// its alerts open), parsed by `tunnelwatch parse` and made gateway gw1's.
+fn live_attack(dir: &Path) -> Vec<serde_json::Value> {
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let log = dir.join("attack.log");
+    std::fs::write(
+        &log,
+        attack(|i| {
+            let at = start + jiff::SignedDuration::from_secs(i64::from(i) * 3);
+            at.strftime("%b %e %H:%M:%S").to_string()
+        }),
+    )
+    .unwrap();
+    let parsed = run_ok(&[
+        "parse",
+        "--format",
+        "charon",
+        "--hostname",
+        "gw1",
+        log.to_str().unwrap(),
+    ]);
+    // As gateway gw1's agent would send them: from its own source.
+    let events: Vec<serde_json::Value> = parsed
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["id"]["source"] = "gw1/charon@1".into();
+            event
+        })
+        .collect();
+    assert!(events.len() >= 11, "{parsed}");
+    events
+}
+
 struct Api {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
@@ -212,36 +246,7 @@ fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
     let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
         .trim()
         .to_owned();
-    // The attack, a minute ago to now (today's date, so the server's wall clock keeps the
-    // alerts open).
-    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
-    let log = dir.join("attack.log");
-    std::fs::write(
-        &log,
-        attack(|i| {
-            let at = start + jiff::SignedDuration::from_secs(i64::from(i) * 3);
-            at.strftime("%b %e %H:%M:%S").to_string()
-        }),
-    )
-    .unwrap();
-    let parsed = run_ok(&[
-        "parse",
-        "--format",
-        "charon",
-        "--hostname",
-        "gw1",
-        log.to_str().unwrap(),
-    ]);
-    // As gateway gw1's agent would send them: from its own source.
-    let events: Vec<serde_json::Value> = parsed
-        .lines()
-        .map(|line| {
-            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
-            event["id"]["source"] = "gw1/charon@1".into();
-            event
-        })
-        .collect();
-    assert!(events.len() >= 11, "{parsed}");
+    let events = live_attack(dir);
     let port = free_port();
     let config = dir.join("server.toml");
     std::fs::write(
@@ -392,4 +397,199 @@ fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
     assert_eq!(actions.first(), Some(&"fired"));
     assert!(actions.contains(&"acknowledged") && actions.contains(&"assigned"));
     assert_eq!(actions.last(), Some(&"resolved"));
+}
+
+/// A real SMTP server (PyPI aiosmtpd, its Mailbox handler) on loopback, killed on drop.
+struct Smtp {
+    child: std::process::Child,
+}
+
+impl Smtp {
+    fn start(port: u16, maildir: &Path) -> Smtp {
+        // The test harness's setting, as for schemathesis: scripts/test.sh sets it.
+        #[allow(clippy::disallowed_methods)]
+        let python = std::env::var("TW_AIOSMTPD_PYTHON").unwrap_or_else(|_| {
+            panic!("TW_AIOSMTPD_PYTHON is not set: run the tests through scripts/test.sh, which installs aiosmtpd")
+        });
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                maildir.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start aiosmtpd with {python}: {error}"));
+        wait_for("aiosmtpd", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Smtp { child }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mails in a maildir's `new/`, as text.
+fn mails(maildir: &Path) -> Vec<String> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pages through a real SMTP server that is down when the alerts fire: they wait in the
+/// outbox, survive a kill -9 of the server, and arrive once each when the relay is back.
+#[test]
+fn pages_wait_out_a_dead_smtp_server_and_a_killed_server_and_arrive_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let viewer = run_ok(&[
+        "token", "create", "wall", "--role", "viewer", "--data", data_arg,
+    ])
+    .trim()
+    .to_owned();
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    let events = live_attack(dir);
+    let port = free_port();
+    let smtp_port = free_port();
+    let maildir = dir.join("mail");
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+data_dir = "{data_arg}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+
+[alerting]
+console_url = "https://tunnelwatch.example.org"
+
+[[alerting.receivers]]
+name = "oncall"
+type = "email"
+min_severity = "high"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+tls = "none"
+from = "tunnelwatch <alerts@example.org>"
+to = ["oncall@example.org"]
+timeout_secs = 5
+"#
+        ),
+    )
+    .unwrap();
+    let check = support::run(&["check-config", config.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let server = start_server(&config, port, &dir.join("server-1.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
+    assert_eq!(status, 200, "{ack}");
+    wait_for("two open alerts", Duration::from_secs(20), || {
+        (open_alerts(&api, &viewer).len() == 2).then_some(())
+    });
+    // The relay is down: the pages wait, the failures are counted.
+    let metrics = wait_for("a failed delivery", Duration::from_secs(20), || {
+        let (status, _) = api.call(reqwest::Method::GET, "/metrics", &viewer, None);
+        assert_eq!(status, 200);
+        let text = api.runtime.block_on(async {
+            api.client
+                .get(format!("{}/metrics", api.base))
+                .header("authorization", format!("Bearer {viewer}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        text.lines()
+            .any(|line| {
+                line.starts_with("tunnelwatch_notifications_failed_total{receiver=\"oncall\"}")
+                    && !line.ends_with(" 0")
+            })
+            .then_some(text)
+    });
+    assert!(
+        metrics.contains("tunnelwatch_notifications_queued{receiver=\"oncall\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tunnelwatch_alerts_open{severity=\"critical\"} 1"),
+        "{metrics}"
+    );
+    // kill -9 of the server with the pages in the outbox; the relay comes back; a new server.
+    drop(server);
+    let _smtp = Smtp::start(smtp_port, &maildir);
+    let _server = start_server(&config, port, &dir.join("server-2.log"));
+    let arrived = wait_for("two mails", Duration::from_secs(60), || {
+        let mails = mails(&maildir);
+        (mails.len() >= 2).then_some(mails)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mails(&maildir).len(), 2, "each page once");
+    let subjects: Vec<&str> = arrived
+        .iter()
+        .filter_map(|mail| mail.lines().find(|line| line.starts_with("Subject: ")))
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|subject| subject.contains("Failed logins of one user")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|subject| subject.contains("Failed logins, then a success")),
+        "{subjects:?}"
+    );
+    let brute = arrived
+        .iter()
+        .find(|mail| mail.contains("Failed logins, then a success"))
+        .unwrap();
+    assert!(brute.contains("client2@psk.vpn.test"), "{brute}");
+    assert!(
+        brute.contains("https://tunnelwatch.example.org/#/alerts/al-"),
+        "{brute}"
+    );
+    assert!(brute.contains("Message-ID: <"), "{brute}");
+    // No page for what was already paged: the restarted server fired nothing again.
+    assert_eq!(open_alerts(&api, &viewer).len(), 2);
 }

@@ -922,6 +922,11 @@ impl Store {
         Ok(receipts)
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Sets what is told of every accepted event and session from now on (the alerting
     /// engine's feed); once per store. `false` when one was set already.
     pub fn set_accepted_tap(&self, tap: AcceptedTap) -> bool {

@@ -435,3 +435,21 @@ fn groups_beyond_the_limit_are_evicted_and_counted() {
     engine.tick(at(11));
     assert_eq!(engine.counters().evicted_groups, 900);
 }
+
+/// A row of a fired alert (ten failures of one user), for other modules' tests.
+pub(crate) fn fired_row() -> AlertRecord {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "zoe",
+            "192.0.2.20",
+            Outcome::Failure,
+        )));
+    }
+    rows.into_iter()
+        .find(|row| row.action == action::FIRED)
+        .unwrap()
+}

@@ -165,6 +165,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    if let Some(alerting) = &state.alerting {
+        body.push_str(&alerting_metrics(&alerting.stats()));
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -172,6 +175,107 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         )],
         body,
     ))
+}
+
+/// The alerting service's figures, with labels (severity, receiver).
+fn alerting_metrics(stats: &alerting::Stats) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    let plain = |value: u64| vec![(String::new(), value)];
+    family(
+        "tunnelwatch_alerts_open",
+        "gauge",
+        "Alerts firing or acknowledged, by severity",
+        stats
+            .open_by_severity
+            .iter()
+            .map(|(severity, n)| (format!("{{severity=\"{severity}\"}}"), *n))
+            .collect(),
+    );
+    family(
+        "tunnelwatch_alerts_fired_total",
+        "counter",
+        "Alerts fired since the start",
+        plain(stats.fired),
+    );
+    family(
+        "tunnelwatch_alerting_events_total",
+        "counter",
+        "Events the rules evaluated",
+        plain(stats.events),
+    );
+    family(
+        "tunnelwatch_alerting_events_shed_total",
+        "counter",
+        "Events not evaluated because the engine's queue was full",
+        plain(stats.events_shed),
+    );
+    family(
+        "tunnelwatch_alerting_lag_milliseconds",
+        "gauge",
+        "How long the newest batch waited for the engine",
+        plain(stats.lag_ms),
+    );
+    family(
+        "tunnelwatch_alerting_rows_pending",
+        "gauge",
+        "Alert rows waiting to be stored again",
+        plain(stats.rows_pending),
+    );
+    family(
+        "tunnelwatch_alerting_evicted_groups_total",
+        "counter",
+        "Rule groups dropped from memory beyond max_groups_per_rule",
+        plain(stats.evicted_groups),
+    );
+    family(
+        "tunnelwatch_notifications_enqueue_failures_total",
+        "counter",
+        "Pages that could not be queued (the outbox full or failing)",
+        plain(stats.enqueue_failures),
+    );
+    let per_receiver = |pick: fn(&alerting::notify::outbox::Counters) -> u64| {
+        stats
+            .notifications
+            .iter()
+            .map(|counters| {
+                (
+                    format!("{{receiver=\"{}\"}}", counters.receiver),
+                    pick(counters),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "tunnelwatch_notifications_sent_total",
+        "counter",
+        "Notifications delivered",
+        per_receiver(|c| c.sent),
+    );
+    family(
+        "tunnelwatch_notifications_failed_total",
+        "counter",
+        "Delivery attempts that failed and will be retried",
+        per_receiver(|c| c.failed),
+    );
+    family(
+        "tunnelwatch_notifications_dead_lettered_total",
+        "counter",
+        "Notifications refused for good, kept in the dead-letter file",
+        per_receiver(|c| c.dead_lettered),
+    );
+    family(
+        "tunnelwatch_notifications_queued",
+        "gauge",
+        "Notifications waiting in the outbox",
+        per_receiver(|c| c.queued),
+    );
+    out
 }
 
 fn access_metrics(access: &crate::access::Access) -> Vec<crate::Metric> {

@@ -1,0 +1,259 @@
+//! Which alert rows page whom: `[[alerting.receivers]]`, each a channel (e-mail or webhook)
+//! with a minimum severity, and the [`Notification`] a row becomes.
+//!
+//! ```toml
+//! [[alerting.receivers]]
+//! name = "oncall"
+//! type = "email"
+//! min_severity = "high"
+//! smtp_host = "smtp.example.org"
+//! from = "tunnelwatch <alerts@example.org>"
+//! to = ["oncall@example.org"]
+//! ```
+//!
+//! A row pages when an alert fires and when it resolves (unless `send_resolved = false`);
+//! updates, acknowledgements and assignments do not.
+
+use std::sync::Arc;
+
+use model::alert::action;
+use model::{AlertRecord, AlertStatus, Severity};
+use serde::Deserialize;
+
+use crate::notify::email::EmailConfig;
+use crate::notify::webhook::WebhookConfig;
+use crate::notify::{Notification, Notifier};
+use crate::{Error, Result};
+
+/// One receiver as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ReceiverConfig {
+    /// 1 to 64 of `a-z 0-9 - _`: the outbox's cursor and the metrics' label.
+    pub name: String,
+    /// Alerts below this severity do not page here.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// Page when an alert resolves, too.
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    #[serde(flatten)]
+    pub channel: ChannelConfig,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Medium
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The channel of a receiver (`type = "email"` or `"webhook"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ChannelConfig {
+    Email(EmailConfig),
+    Webhook(WebhookConfig),
+}
+
+impl ReceiverConfig {
+    /// Checks the name and the channel's settings (files are read by [`ReceiverConfig::build`]).
+    pub fn validate(&self) -> Result<()> {
+        let valid = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+        if !valid {
+            return Err(Error::Notifier(format!(
+                "receiver name {:?} must be 1 to 64 of a-z, 0-9, `-`, `_`",
+                self.name
+            )));
+        }
+        match &self.channel {
+            ChannelConfig::Email(email) => email.validate(),
+            ChannelConfig::Webhook(webhook) => webhook.validate().map(|_| ()),
+        }
+        .map_err(|error| Error::Notifier(format!("receiver {}: {error}", self.name)))
+    }
+
+    /// The channel, ready to send (reads its password, key and CA files).
+    pub fn build(&self) -> Result<Arc<dyn Notifier>> {
+        let built: Arc<dyn Notifier> = match &self.channel {
+            ChannelConfig::Email(email) => Arc::new(email.build()?),
+            ChannelConfig::Webhook(webhook) => Arc::new(webhook.build(&self.name)?),
+        };
+        Ok(built)
+    }
+
+    fn wants(&self, row: &AlertRecord) -> bool {
+        row.severity >= self.min_severity
+            && (row.status != AlertStatus::Resolved || self.send_resolved)
+    }
+}
+
+/// Checks a receiver list: each valid, names unique.
+pub fn check_receivers(receivers: &[ReceiverConfig]) -> Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for receiver in receivers {
+        receiver.validate()?;
+        if !names.insert(receiver.name.as_str()) {
+            return Err(Error::Notifier(format!(
+                "two receivers are named {:?}",
+                receiver.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The page a row causes, and the receivers it goes to (none: no page).
+pub fn route<'a>(
+    row: &AlertRecord,
+    receivers: &'a [ReceiverConfig],
+    console_url: Option<&str>,
+) -> Option<(Notification, Vec<&'a str>)> {
+    let pages = row.action == action::FIRED
+        || row.action == action::RESOLVED
+        || row.action == action::AUTO_RESOLVED;
+    if !pages {
+        return None;
+    }
+    let to: Vec<&str> = receivers
+        .iter()
+        .filter(|receiver| receiver.wants(row))
+        .map(|receiver| receiver.name.as_str())
+        .collect();
+    if to.is_empty() {
+        return None;
+    }
+    Some((notification(row, console_url), to))
+}
+
+/// What a row says to people.
+pub fn notification(row: &AlertRecord, console_url: Option<&str>) -> Notification {
+    let base = console_url.map(|url| url.trim_end_matches('/').to_owned());
+    Notification {
+        id: row.id.clone(),
+        alert_id: row.alert_id.clone(),
+        rule_id: row.rule_id.clone(),
+        rule_name: row.rule_name.clone(),
+        severity: row.severity.as_str().to_owned(),
+        status: if row.status == AlertStatus::Resolved {
+            "resolved".to_owned()
+        } else {
+            "firing".to_owned()
+        },
+        summary: row.message.clone(),
+        description: row.reason.clone().unwrap_or_default(),
+        labels: row.labels.clone(),
+        user: row.user.clone(),
+        source_ips: row.source_ip.iter().map(ToString::to_string).collect(),
+        countries: Vec::new(),
+        count: row.count,
+        first_event: row.first,
+        last_event: row.last,
+        console_url: base
+            .as_ref()
+            .map(|base| format!("{base}/#/alerts/{}", row.alert_id)),
+        // A page that shows the plan and asks; never an action on GET.
+        revoke_url: base.as_ref().and_then(|base| {
+            row.user
+                .as_ref()
+                .map(|_| format!("{base}/#/alerts/{}/revoke", row.alert_id))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receivers(text: &str) -> Vec<ReceiverConfig> {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            receivers: Vec<ReceiverConfig>,
+        }
+        toml::from_str::<Wrapper>(text).unwrap().receivers
+    }
+
+    const TWO: &str = r#"
+[[receivers]]
+name = "mail"
+type = "email"
+min_severity = "high"
+smtp_host = "127.0.0.1"
+tls = "none"
+from = "tw@example.org"
+to = ["oncall@example.org"]
+
+[[receivers]]
+name = "hook"
+type = "webhook"
+url = "https://hooks.example.org/x"
+send_resolved = false
+"#;
+
+    #[test]
+    fn receivers_parse_and_route_by_severity_and_resolution() {
+        let receivers = receivers(TWO);
+        check_receivers(&receivers).unwrap();
+        let mut row = crate::engine::tests::fired_row();
+        row.severity = Severity::Critical;
+        let (page, to) = route(&row, &receivers, Some("https://tw.example.org/")).unwrap();
+        assert_eq!(to, ["mail", "hook"]);
+        assert_eq!(page.id, row.id);
+        assert_eq!(page.status, "firing");
+        assert_eq!(
+            page.console_url.as_deref(),
+            Some(format!("https://tw.example.org/#/alerts/{}", row.alert_id).as_str())
+        );
+        row.severity = Severity::Medium;
+        assert_eq!(route(&row, &receivers, None).unwrap().1, ["hook"]);
+        row.severity = Severity::Low;
+        assert!(route(&row, &receivers, None).is_none());
+        row.severity = Severity::High;
+        row.status = AlertStatus::Resolved;
+        row.action = action::AUTO_RESOLVED.to_owned();
+        assert_eq!(route(&row, &receivers, None).unwrap().1, ["mail"]);
+        row.action = action::ACKNOWLEDGED.to_owned();
+        row.status = AlertStatus::Acknowledged;
+        assert!(route(&row, &receivers, None).is_none());
+    }
+
+    #[test]
+    fn bad_receivers_are_named() {
+        let mut list = receivers(TWO);
+        list[1].name = "mail".to_owned();
+        assert!(
+            check_receivers(&list)
+                .unwrap_err()
+                .to_string()
+                .contains("two receivers")
+        );
+        let mut list = receivers(TWO);
+        list[0].name = "Mail Box".to_owned();
+        assert!(
+            check_receivers(&list)
+                .unwrap_err()
+                .to_string()
+                .contains("a-z")
+        );
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Wrapper {
+            receivers: Vec<ReceiverConfig>,
+        }
+        for (text, expected) in [
+            (TWO.replace("smtp_host", "smtp_hots"), "smtp_hots"),
+            (
+                TWO.replace("type = \"webhook\"", "type = \"pager\""),
+                "pager",
+            ),
+        ] {
+            let error = toml::from_str::<Wrapper>(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}
