@@ -89,6 +89,9 @@ pub struct Engine {
     /// The newest event time seen.
     watermark: Timestamp,
     counters: Counters,
+    /// Alerts made so far (with those restored): part of each new alert's id, so that an
+    /// alert of a group that fires again after a resolve is another alert.
+    serial: u64,
 }
 
 impl Engine {
@@ -101,6 +104,7 @@ impl Engine {
             limits,
             watermark: Timestamp::UNIX_EPOCH,
             counters: Counters::default(),
+            serial: 0,
         }
     }
 
@@ -193,7 +197,10 @@ impl Engine {
         for index in 0..self.rules.len() {
             let completed = match (&self.rules[index].kind, &mut self.states[index]) {
                 (Kind::Sequence(sequence), RuleState::Sequence(state)) => {
-                    sequence.expire(state, now)
+                    let expired = sequence.expire(state, now);
+                    let evicted = sequence::Sequence::evict(state, self.limits.max_groups_per_rule);
+                    self.counters.evicted_groups += evicted as u64;
+                    expired
                 }
                 (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
                     threshold.sweep(state, now);
@@ -258,7 +265,15 @@ impl Engine {
                 );
                 self.apply(&row);
                 rows.push(row);
-            } else if open.dirty {
+            } else if open.dirty
+                && now
+                    >= open
+                        .written_at
+                        .saturating_add(
+                            SignedDuration::try_from(UPDATE_EVERY).unwrap_or(SignedDuration::MAX),
+                        )
+                        .unwrap_or(Timestamp::MAX)
+            {
                 let row = next_row(
                     &open.last_row,
                     now,
@@ -270,6 +285,46 @@ impl Engine {
                 self.apply(&row);
                 rows.push(row);
             }
+        }
+        rows
+    }
+
+    /// The end of a replayed history (`tunnelwatch ingest`): every open alert resolves as of
+    /// its last event plus its rule's `resolve_after` (nothing later is known), so that no
+    /// alert of old logs stays open for a server to resolve, and page, later.
+    pub fn end_of_history(&mut self) -> Vec<AlertRecord> {
+        let mut open: Vec<AlertRecord> = self
+            .open
+            .values()
+            .map(|open| open.last_row.clone())
+            .collect();
+        open.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        let mut rows = Vec::new();
+        for last in open {
+            let resolve_after = self
+                .rules
+                .iter()
+                .find(|rule| rule.id == last.rule_id)
+                .map_or(Duration::from_secs(3600), |rule| rule.resolve_after);
+            let at = last
+                .last
+                .saturating_add(
+                    SignedDuration::try_from(resolve_after).unwrap_or(SignedDuration::MAX),
+                )
+                .unwrap_or(Timestamp::MAX);
+            let row = next_row(
+                &last,
+                at,
+                action::AUTO_RESOLVED,
+                AlertStatus::Resolved,
+                ENGINE_ACTOR,
+                Some(format!(
+                    "the history ends; nothing new for {}",
+                    show_duration(resolve_after)
+                )),
+            );
+            self.apply(&row);
+            rows.push(row);
         }
         rows
     }
@@ -363,6 +418,7 @@ impl Engine {
                 }
             }
         }
+        self.serial = self.serial.max(newest.len() as u64);
         for row in newest.values() {
             self.apply(row);
         }
@@ -432,7 +488,8 @@ impl Engine {
         for id in hit.evidence {
             push_evidence(&mut evidence, id);
         }
-        let alert_id = alert_id(&fingerprint, hit.first);
+        self.serial += 1;
+        let alert_id = alert_id(&fingerprint, hit.first, at, self.serial);
         let subject = labels
             .values()
             .map(String::as_str)
@@ -506,12 +563,14 @@ pub fn fingerprint(rule_id: &str, labels: &BTreeMap<String, String>) -> String {
     model::hex::encode(&hasher.finalize()[..8])
 }
 
-/// An alert's id: its fingerprint and when it started (a later alert of the same group is
-/// another alert).
-fn alert_id(fingerprint: &str, first: Timestamp) -> String {
+/// An alert's id: its fingerprint, its first event, when it fired and the engine's serial
+/// (a later alert of the same group is another alert, even over the same events).
+fn alert_id(fingerprint: &str, first: Timestamp, fired: Timestamp, serial: u64) -> String {
     let mut hasher = Sha256::new();
     hasher.update(fingerprint.as_bytes());
     hasher.update(first.as_microsecond().to_be_bytes());
+    hasher.update(fired.as_microsecond().to_be_bytes());
+    hasher.update(serial.to_be_bytes());
     format!("al-{}", model::hex::encode(&hasher.finalize()[..8]))
 }
 

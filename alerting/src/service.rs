@@ -14,6 +14,10 @@ use crate::notify::outbox::Outbox;
 use crate::route::ReceiverConfig;
 use crate::{Config, Error, Origin, Result, Rule};
 
+/// How far ahead of the wall clock an event may be dated and still be evaluated (live): a
+/// gateway whose clock is off, or a crafted year, must not blind a rule's window.
+pub const MAX_FUTURE: Duration = Duration::from_secs(300);
+
 /// Where alert rows are kept (the store): durable when `append` returns `Ok`.
 pub trait AlertSink: Send + Sync + 'static {
     fn append(&self, rows: Vec<AlertRecord>) -> std::result::Result<(), String>;
@@ -52,6 +56,8 @@ pub struct Stats {
     pub notifications: Vec<crate::notify::outbox::Counters>,
     /// Pages that could not be queued (the outbox full or failing): their rows wait too.
     pub enqueue_failures: u64,
+    /// Events dated too far ahead of the wall clock to be evaluated.
+    pub events_future: u64,
 }
 
 enum Feed {
@@ -68,6 +74,12 @@ struct Shared {
     receivers: Vec<ReceiverConfig>,
     console_url: Option<String>,
     enqueue_failures: AtomicU64,
+    /// Row ids whose page is queued while the row itself waits to be stored: a retry does
+    /// not queue them again.
+    paged: Mutex<std::collections::HashSet<String>>,
+    /// Events dated further ahead of the wall clock than [`MAX_FUTURE`], not evaluated.
+    events_future: AtomicU64,
+    clock: Clock,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
     origins: Vec<(String, Origin)>,
@@ -120,6 +132,9 @@ impl Alerting {
             receivers: config.receivers.clone(),
             console_url: config.console_url.clone(),
             enqueue_failures: AtomicU64::new(0),
+            paged: Mutex::new(std::collections::HashSet::new()),
+            events_future: AtomicU64::new(0),
+            clock,
             pending: Mutex::new(Vec::new()),
             origins,
             events_shed: AtomicU64::new(0),
@@ -132,13 +147,25 @@ impl Alerting {
         Ok((Alerting { shared, feed }, task))
     }
 
-    /// What the store calls with every accepted batch: hands a copy on without waiting; a
-    /// full queue sheds the batch (counted, and said in the health report).
+    /// What the store calls with every accepted batch. Live, it hands a copy on without
+    /// waiting: a full queue sheds the batch (counted, and said in `/metrics`). A replay
+    /// (`Clock::EventTime`, called from a blocking thread) waits for the engine instead.
     pub fn tap(&self) -> impl Fn(&[Event], &[model::Session]) + Send + Sync + 'static {
         let feed = self.feed.clone();
         let shared = self.shared.clone();
         move |events, _sessions| {
             if events.is_empty() {
+                return;
+            }
+            if shared.clock == Clock::EventTime {
+                if feed
+                    .blocking_send(Feed::Events(Instant::now(), events.to_vec()))
+                    .is_err()
+                {
+                    shared
+                        .events_shed
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                }
                 return;
             }
             if let Err(error) = feed.try_send(Feed::Events(Instant::now(), events.to_vec())) {
@@ -163,6 +190,15 @@ impl Alerting {
         }
     }
 
+    /// The end of a replayed history: what was handed over is evaluated, then every open
+    /// alert resolves as of its last event ([`Engine::end_of_history`]) and the rows are
+    /// stored.
+    pub async fn end_of_history(&self) {
+        self.flush().await;
+        let rows = lock(&self.shared.engine).end_of_history();
+        store(&self.shared, rows).await;
+    }
+
     /// An operator's change: planned (refused here if it cannot be made), then `before`
     /// runs with the row (the audit entry: when it fails, nothing changes), then the row is
     /// stored, and only then does the alert change. Blocking (fsyncs): call it from a
@@ -180,6 +216,10 @@ impl Alerting {
             .plan_change(alert_id, change, actor, comment, Timestamp::now())
             .map_err(Error::from)?;
         before(&row)?;
+        self.shared
+            .sink
+            .append(vec![row.clone()])
+            .map_err(Error::Sink)?;
         if let (Some(outbox), Some((page, to))) = (
             &self.shared.outbox,
             crate::route::route(
@@ -188,15 +228,15 @@ impl Alerting {
                 self.shared.console_url.as_deref(),
             ),
         ) {
-            // Called on a blocking thread of the runtime: wait for the fsync here.
-            tokio::runtime::Handle::current()
-                .block_on(outbox.enqueue(&page, &to))
-                .map_err(E::from)?;
+            // Stored already: a page that cannot be queued is counted and logged, the change
+            // stands. (Called on a blocking thread of the runtime: wait for the fsync here.)
+            if let Err(error) =
+                tokio::runtime::Handle::current().block_on(outbox.enqueue(&page, &to))
+            {
+                self.shared.enqueue_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, alert = %row.alert_id, "cannot queue the page of an operator's change");
+            }
         }
-        self.shared
-            .sink
-            .append(vec![row.clone()])
-            .map_err(Error::Sink)?;
         self.shared.rows_written.fetch_add(1, Ordering::Relaxed);
         engine.apply(&row);
         Ok(row)
@@ -259,6 +299,7 @@ impl Alerting {
                 .map(Outbox::counters)
                 .unwrap_or_default(),
             enqueue_failures: self.shared.enqueue_failures.load(Ordering::Relaxed),
+            events_future: self.shared.events_future.load(Ordering::Relaxed),
         }
     }
 }
@@ -282,9 +323,19 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                         Ordering::Relaxed,
                     );
                     let rows = {
+                        let horizon = match clock {
+                            Clock::Wall => Timestamp::now()
+                                .checked_add(MAX_FUTURE)
+                                .unwrap_or(Timestamp::MAX),
+                            Clock::EventTime => Timestamp::MAX,
+                        };
                         let mut engine = lock(&shared.engine);
                         let mut rows = Vec::new();
                         for event in &events {
+                            if event.timestamp > horizon {
+                                shared.events_future.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
                             rows.extend(engine.observe(event));
                         }
                         if clock == Clock::EventTime
@@ -331,19 +382,27 @@ async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
     // that is then not stored (the receivers see the idempotency key).
     if let Some(outbox) = &shared.outbox {
         for row in &batch {
+            if lock(&shared.paged).contains(&row.id) {
+                continue;
+            }
             let Some((page, to)) =
                 crate::route::route(row, &shared.receivers, shared.console_url.as_deref())
             else {
                 continue;
             };
-            if let Err(error) = outbox.enqueue(&page, &to).await {
-                shared.enqueue_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, alert = %row.alert_id, "cannot queue a page; the alert rows wait and it is tried again");
-                let mut pending = lock(&shared.pending);
-                let newer = std::mem::take(&mut *pending);
-                *pending = batch;
-                pending.extend(newer);
-                return;
+            match outbox.enqueue(&page, &to).await {
+                Ok(()) => {
+                    lock(&shared.paged).insert(row.id.clone());
+                }
+                Err(error) => {
+                    shared.enqueue_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, alert = %row.alert_id, "cannot queue a page; the alert rows wait and it is tried again");
+                    let mut pending = lock(&shared.pending);
+                    let newer = std::mem::take(&mut *pending);
+                    *pending = batch;
+                    pending.extend(newer);
+                    return;
+                }
             }
         }
     }
@@ -356,6 +415,10 @@ async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
     match result {
         Ok(()) => {
             shared.rows_written.fetch_add(n, Ordering::Relaxed);
+            let mut paged = lock(&shared.paged);
+            for row in &kept {
+                paged.remove(&row.id);
+            }
         }
         Err(error) => {
             shared.append_failures.fetch_add(1, Ordering::Relaxed);

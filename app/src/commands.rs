@@ -277,12 +277,15 @@ pub async fn ingest(
         .end_of_input()
         .await
         .map_err(|error| anyhow::anyhow!(error))?;
-    // Every event is stored and handed to the engine: its rows go into the final flush.
-    alerting.flush().await;
+    // Every event is stored and handed to the engine: its rows, and the end of the history
+    // (open alerts resolve as of their last event), go into the final flush.
+    alerting.end_of_history().await;
     let alerts = alerting
         .rows()?
         .into_iter()
-        .filter(|row| row.revision == 1 && !alerts_before.contains(&row.alert_id))
+        .filter(|row| {
+            row.action == model::alert::action::FIRED && !alerts_before.contains(&row.alert_id)
+        })
         .collect();
     drop(pipeline);
     task.await.context("the pipeline panicked")??;

@@ -112,7 +112,14 @@ fn ingest_finds_the_brute_force_and_the_cli_shows_it() {
 
     let list = run_ok(&["alerts", "list", "--data", data_arg]);
     assert_eq!(list.lines().count(), 3, "{list}");
-    assert!(list.contains("firing"), "{list}");
+    // The history ended: each alert resolved as of its last event (none is left open for a
+    // server to resolve and page later).
+    assert!(
+        list.contains("resolved") && !list.contains("firing"),
+        "{list}"
+    );
+    let open = run_ok(&["alerts", "list", "--data", data_arg, "--status", "open"]);
+    assert_eq!(open.lines().count(), 1, "{open}");
     let json = run_ok(&["alerts", "list", "--data", data_arg, "--format", "json"]);
     let alerts: Vec<serde_json::Value> = json
         .lines()
@@ -135,6 +142,7 @@ fn ingest_finds_the_brute_force_and_the_cli_shows_it() {
     ]);
     assert!(show.contains("T1110"), "{show}");
     assert!(show.contains("#1 fired by tunnelwatch"), "{show}");
+    assert!(show.contains("auto_resolved by tunnelwatch"), "{show}");
     // The alerts table answers SQL like every other.
     let rows = support::sql_rows(
         &data,

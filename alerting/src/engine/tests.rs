@@ -453,3 +453,124 @@ pub(crate) fn fired_row() -> AlertRecord {
         .find(|row| row.action == action::FIRED)
         .unwrap()
 }
+
+#[test]
+fn a_group_that_fires_again_after_a_resolve_is_a_new_alert() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "uma",
+            "192.0.2.30",
+            Outcome::Failure,
+        )));
+    }
+    let first = rows
+        .iter()
+        .find(|row| row.action == action::FIRED)
+        .unwrap()
+        .clone();
+    let resolve = engine
+        .plan_change(&first.alert_id, &Change::Resolve, "oncall", None, at(12))
+        .unwrap();
+    engine.apply(&resolve);
+    // The failures go on, within the same window: a new alert, with an id of its own.
+    let again = engine.observe(&auth(11, 13, "uma", "192.0.2.30", Outcome::Failure));
+    let second = again
+        .iter()
+        .find(|row| row.action == action::FIRED && row.rule_id == first.rule_id)
+        .expect("fires again");
+    assert_ne!(second.alert_id, first.alert_id);
+    assert_ne!(second.id, first.id);
+    // After a restart from these rows, the second is open and the first is not.
+    let mut all = rows.clone();
+    all.push(resolve);
+    all.extend(again.iter().cloned());
+    let mut restarted = shipped();
+    restarted.restore(&all);
+    let open: Vec<_> = restarted
+        .open_alerts()
+        .filter(|row| row.rule_id == first.rule_id)
+        .map(|row| row.alert_id.clone())
+        .collect();
+    assert_eq!(open, std::slice::from_ref(&second.alert_id));
+}
+
+#[test]
+fn a_late_event_in_the_middle_of_a_window_completes_it() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    // Four failures at 0..3 s and five at 56..60 s: nine in the minute [0, 60].
+    for (seq, second) in [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 3),
+        (5, 56),
+        (6, 57),
+        (7, 58),
+        (8, 59),
+        (9, 60),
+    ] {
+        rows.extend(engine.observe(&auth(seq, second, "vic", "192.0.2.31", Outcome::Failure)));
+    }
+    assert!(!fired(&rows).contains(&"auth-failure-spike-user"));
+    // The tenth arrives late, dated 30 s: neither the minute ending at it nor the one
+    // starting at it holds ten, the minute [0, 60] does.
+    let late = engine.observe(&auth(10, 30, "vic", "192.0.2.31", Outcome::Failure));
+    assert_eq!(fired(&late), ["auth-failure-spike-user"]);
+    let alert = late.iter().find(|row| row.action == action::FIRED).unwrap();
+    assert_eq!(alert.count, 10);
+    assert_eq!(alert.first, at(0));
+}
+
+#[test]
+fn growing_alerts_are_written_at_most_every_ten_seconds_of_event_time() {
+    let mut engine = shipped();
+    for seq in 1..=10 {
+        engine.observe(&auth(
+            seq,
+            seq as i64,
+            "walt",
+            "192.0.2.32",
+            Outcome::Failure,
+        ));
+    }
+    engine.observe(&auth(11, 11, "walt", "192.0.2.32", Outcome::Failure));
+    // Ticks a second apart: one update row once ten seconds have passed, not one per tick.
+    let mut updates = 0;
+    for second in 12..=40 {
+        updates += engine
+            .tick(at(second))
+            .iter()
+            .filter(|row| row.action == action::UPDATED && row.rule_id == "auth-failure-spike-user")
+            .count();
+    }
+    assert_eq!(updates, 1);
+}
+
+#[test]
+fn the_end_of_a_history_resolves_what_is_open_as_of_its_last_event() {
+    let mut engine = shipped();
+    for seq in 1..=10 {
+        engine.observe(&auth(
+            seq,
+            seq as i64,
+            "xena",
+            "192.0.2.33",
+            Outcome::Failure,
+        ));
+    }
+    let rows = engine.end_of_history();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|row| row.action == action::AUTO_RESOLVED));
+    let spike = rows
+        .iter()
+        .find(|row| row.rule_id == "auth-failure-spike-user")
+        .unwrap();
+    // Its last event at 10 s, resolve_after 10 minutes.
+    assert_eq!(spike.timestamp, at(10 + 600));
+    assert_eq!(engine.open_alerts().count(), 0);
+}

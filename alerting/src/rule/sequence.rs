@@ -140,4 +140,28 @@ impl Sequence {
     pub fn n_groups(state: &State) -> usize {
         state.groups.len()
     }
+
+    /// Drops the groups whose newest first-step event is oldest, down to `max`; returns how
+    /// many went.
+    pub fn evict(state: &mut State, max: usize) -> usize {
+        if state.groups.len() <= max {
+            return 0;
+        }
+        let mut ages: Vec<(i64, String)> = state
+            .groups
+            .iter()
+            .map(|(key, group)| {
+                (
+                    group.firsts.back().map_or(i64::MIN, |(time, _)| *time),
+                    key.clone(),
+                )
+            })
+            .collect();
+        ages.sort();
+        let n = state.groups.len() - max;
+        for (_, key) in ages.into_iter().take(n) {
+            state.groups.remove(&key);
+        }
+        n
+    }
 }

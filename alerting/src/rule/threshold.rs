@@ -79,23 +79,32 @@ impl Threshold {
         while list.front().is_some_and(|(time, _, _)| *time < horizon) {
             list.pop_front();
         }
-        // The windows that hold this event: ending at it, and (for a late one) starting at it.
-        let before: Vec<usize> = (0..list.len())
-            .filter(|&i| list[i].0 >= at.saturating_sub(window) && list[i].0 <= at)
-            .collect();
-        let after: Vec<usize> = (0..list.len())
-            .filter(|&i| list[i].0 >= at && list[i].0 <= at.saturating_add(window))
-            .collect();
-        let hit = if before.len() >= after.len() {
-            before
-        } else {
-            after
-        };
-        let reached = (hit.len() as u64 >= self.threshold).then(|| Reached {
-            count: hit.len() as u64,
-            first: Timestamp::from_microsecond(list[hit[0]].0).unwrap_or(event.timestamp),
-            evidence: hit.iter().map(|&i| list[i].2.clone()).collect(),
-        });
+        // Of the windows that hold this event (a late one may sit in the middle of one), the
+        // fullest: each starts at an entry within one window before the event.
+        let lo = list.partition_point(|(time, _, _)| *time < at.saturating_sub(window));
+        let mut best: Option<(usize, usize)> = None;
+        for start in lo..list.len() {
+            let begin = list[start].0;
+            if begin > at {
+                break;
+            }
+            let end = list.partition_point(|(time, _, _)| *time <= begin.saturating_add(window));
+            if best.is_none_or(|(a, b)| end - start > b - a) {
+                best = Some((start, end));
+            }
+        }
+        let reached = best
+            .filter(|(start, end)| (end - start) as u64 >= self.threshold)
+            .map(|(start, end)| Reached {
+                count: (end - start) as u64,
+                first: Timestamp::from_microsecond(list[start].0).unwrap_or(event.timestamp),
+                evidence: list
+                    .iter()
+                    .skip(start)
+                    .take(end - start)
+                    .map(|(_, _, id)| id.clone())
+                    .collect(),
+            });
         // Bounded: at most the threshold's worth of entries per window within the lateness.
         let bound =
             cap.saturating_mul(1 + (LATENESS.as_secs() / self.window.as_secs().max(1)) as usize);

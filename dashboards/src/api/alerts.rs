@@ -181,13 +181,22 @@ pub struct AssignBody {
     pub comment: Option<String>,
 }
 
+/// An optional JSON body: none (empty) is the default; anything else must be the object.
+fn optional_body(body: &[u8]) -> Result<ChangeBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ChangeBody::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("unreadable request: {error}")))
+}
+
 pub async fn ack(
     state: State<AppState>,
     caller: Extension<Caller>,
     id: Path<String>,
-    body: Option<Json<ChangeBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<AlertRecord>, ApiError> {
-    let comment = body.and_then(|Json(body)| body.comment);
+    let comment = optional_body(&body)?.comment;
     change(state, caller, id, alerting::Change::Acknowledge, comment).await
 }
 
@@ -195,9 +204,9 @@ pub async fn resolve(
     state: State<AppState>,
     caller: Extension<Caller>,
     id: Path<String>,
-    body: Option<Json<ChangeBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<AlertRecord>, ApiError> {
-    let comment = body.and_then(|Json(body)| body.comment);
+    let comment = optional_body(&body)?.comment;
     change(state, caller, id, alerting::Change::Resolve, comment).await
 }
 
@@ -205,8 +214,9 @@ pub async fn assign(
     state: State<AppState>,
     caller: Extension<Caller>,
     id: Path<String>,
-    Json(body): Json<AssignBody>,
+    body: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AlertRecord>, ApiError> {
+    let body = super::auth::json_body(body)?;
     let assignee = body.assignee.trim().to_owned();
     if assignee.is_empty() || assignee.len() > 64 || assignee.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
