@@ -266,6 +266,9 @@ async fn replay(
         lines.extend(replayer.render(scenario, start, keep_open));
         api_lines.extend(replayer.api_calls(now));
     }
+    // A brute force that worked, three minutes ago: twelve wrong pre-shared keys for one account
+    // within half a minute, then its success (the alerts page shows what the rules found).
+    lines.extend(replayer.brute_force(now - SignedDuration::from_secs(180)));
     append_lines(&log_path, &lines)?;
     append_lines(&api_log_path, &api_lines)?;
     let mut scenario_idx = 0usize;
@@ -323,14 +326,39 @@ struct Replayer {
     leases: Vec<DemoLease>,
     /// Clients from [`PUBLIC_CLIENTS`] rather than documentation addresses.
     public_clients: bool,
+    /// Both users of the next renders are this one (the brute-force episode).
+    only_user: Option<&'static str>,
 }
 
 impl Replayer {
+    /// Twelve failed logins of one account, two seconds apart, then its success.
+    fn brute_force(&mut self, start: Timestamp) -> Vec<String> {
+        let wrong = SCENARIOS
+            .iter()
+            .find(|scenario| scenario.name == "psk-wrong");
+        let ok = SCENARIOS.iter().find(|scenario| scenario.name == "psk-ok");
+        let (Some(wrong), Some(ok)) = (wrong, ok) else {
+            return Vec::new();
+        };
+        self.only_user = Some("kowalski");
+        let mut lines = Vec::new();
+        for attempt in 0..12 {
+            lines.extend(self.render(wrong, start + SignedDuration::from_secs(2 * attempt), false));
+        }
+        lines.extend(self.render(ok, start + SignedDuration::from_secs(30), false));
+        self.only_user = None;
+        lines
+    }
+
     fn render(&mut self, scenario: &Scenario, start: Timestamp, keep_open: bool) -> Vec<String> {
         self.n_replays += 1;
         let replay = self.n_replays;
-        let user_a = USERS[(replay as usize * 3) % USERS.len()];
-        let user_b = USERS[(replay as usize * 3 + 1) % USERS.len()];
+        let user_a = self
+            .only_user
+            .unwrap_or(USERS[(replay as usize * 3) % USERS.len()]);
+        let user_b = self
+            .only_user
+            .unwrap_or(USERS[(replay as usize * 3 + 1) % USERS.len()]);
         let (client_a, client_b) = if self.public_clients {
             let pick = |idx: u64| PUBLIC_CLIENTS[(idx % PUBLIC_CLIENTS.len() as u64) as usize];
             (pick(replay * 2).to_owned(), pick(replay * 2 + 1).to_owned())
@@ -550,6 +578,45 @@ mod tests {
         }
         let open = replayer.render(&SCENARIOS[0], start, true);
         assert!(open.iter().all(|line| !line.contains("went offline")));
+    }
+
+    /// The demo's brute force, as charon lines through the real parser and the shipped rules:
+    /// the spike and the brute force that worked fire, each once.
+    #[test]
+    fn the_brute_force_episode_fires_the_shipped_rules() {
+        use gateway::parse::{Format, LogClock, ParseOptions, Parser};
+        let mut replayer = Replayer::default();
+        let start: Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let lines = replayer.brute_force(start);
+        let clock = LogClock::new(jiff::tz::TimeZone::UTC, Some(2026), start);
+        let mut parser = Parser::new(
+            Format::Charon,
+            ParseOptions::new("demo/charon".to_owned(), clock),
+        );
+        let mut events = Vec::new();
+        for (seq, line) in lines.iter().enumerate() {
+            parser.parse_line(line.as_bytes(), seq as u64 + 1, start, &mut events);
+        }
+        parser.flush(start, &mut events);
+        let rules = alerting::load_rules(&alerting::Config::default())
+            .unwrap()
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .collect();
+        let mut engine = alerting::Engine::new(rules, alerting::engine::Limits::default());
+        let fired: Vec<String> = events
+            .iter()
+            .flat_map(|event| engine.observe(event))
+            .filter(|row| row.action == model::alert::action::FIRED)
+            .map(|row| format!("{} {}", row.rule_id, row.user.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                "auth-failure-spike-user kowalski@psk.vpn.test",
+                "brute-force-then-success kowalski@psk.vpn.test"
+            ]
+        );
     }
 
     #[test]

@@ -165,12 +165,32 @@ function setStatus(text, className) {
 // ---- overview -------------------------------------------------------------------------
 
 async function refreshOverview(isCurrent) {
-  const [stats, sessions, failures] = await Promise.all([
+  const [stats, sessions, failures, alerts] = await Promise.all([
     getJson("/api/v1/stats"),
     getJson("/api/v1/sessions?limit=200"),
     getJson("/api/v1/auth-events?outcome=failure&limit=100"),
+    // Alerting may be off on this server: the rest of the overview still shows.
+    getJson("/api/v1/alerts?status=open&limit=100").catch((error) => ({ error })),
   ]);
   if (!isCurrent()) return;
+  const alertsNote = document.getElementById("alerts-note");
+  if (alerts.error) {
+    alertsNote.textContent = printable(alerts.error.message);
+    fill("alerts", [], [], "alerts are not available");
+  } else {
+    alertsNote.textContent = plural(alerts.total, "open alert");
+    fill("alerts", alerts.alerts, [
+      (a) => cell(a.status, "state alert-" + a.status),
+      (a) => cell(a.severity, "severity severity-" + a.severity),
+      (a) => cell(a.rule_name),
+      (a) => (a.user ? linkCell(a.user, userHref(a.user), "user") : cell("—", "muted")),
+      (a) => cell(a.source_ip || "—", a.source_ip ? "" : "muted"),
+      (a) => cell(String(a.count)),
+      (a) => cell(formatTime(a.first)),
+      (a) => cell(formatTime(a.last)),
+      (a) => cell(a.message, "reason"),
+    ], "no open alerts");
+  }
   document.getElementById("stat-active").textContent = stats.active_sessions;
   document.getElementById("stat-sessions").textContent = stats.sessions;
   document.getElementById("stat-failures").textContent = stats.auth_failures;

@@ -27,6 +27,49 @@ const HOSTILE_PATH: &str = "/v1/<script>alert(1)</script>\r\nX-Injected: 1\u{1b}
 /// Ingest is not used here.
 struct NoIngest;
 
+/// Alert rows kept in the test's store (the server's sink is the same two calls).
+struct StoreSink(store::Store);
+
+impl alerting::AlertSink for StoreSink {
+    fn append(&self, rows: Vec<model::AlertRecord>) -> Result<(), String> {
+        self.0
+            .append_alerts(rows)
+            .map_err(|error| error.to_string())
+    }
+    fn load(&self) -> Result<Vec<model::AlertRecord>, String> {
+        self.0.alert_records().map_err(|error| error.to_string())
+    }
+}
+
+/// An open alert about a user whose name and summary carry markup and control characters.
+fn hostile_alert() -> model::AlertRecord {
+    model::AlertRecord {
+        id: "al-chromium:1".to_owned(),
+        timestamp: at(30),
+        alert_id: "al-chromium".to_owned(),
+        revision: 1,
+        fingerprint: "fp-chromium".to_owned(),
+        rule_id: "auth-failure-spike-user".to_owned(),
+        rule_name: "Failed logins of one user".to_owned(),
+        severity: model::Severity::High,
+        action: "fired".to_owned(),
+        status: model::AlertStatus::Firing,
+        reason: None,
+        message: "12 failures for <script>alert(1)</script>\r\nX-Injected: 1\u{1b}[31m".to_owned(),
+        user: Some("alice<img src=x onerror=alert(1)>".to_owned()),
+        source_ip: Some("192.0.2.11".parse().unwrap()),
+        session_id: None,
+        first: at(0),
+        last: at(30),
+        count: 12,
+        labels: Default::default(),
+        evidence: Vec::new(),
+        mitre: vec!["T1110".to_owned()],
+        actor: "tunnelwatch".to_owned(),
+        assignee: None,
+    }
+}
+
 impl dashboards::Ingest for NoIngest {
     fn ingest(
         &self,
@@ -167,6 +210,14 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
     let data = work.path().join("data");
     let store = store::Store::open(&store::Config::for_dir(&data)).unwrap();
     store.append(events(), vec![session()]).unwrap();
+    store.append_alerts(vec![hostile_alert()]).unwrap();
+    let (alerting, _alerting_task) = alerting::Alerting::start(
+        &alerting::Config::default(),
+        Arc::new(StoreSink(store.clone())),
+        alerting::Clock::EventTime,
+        None,
+    )
+    .unwrap();
     // Anonymous visitors browse as viewers here, as in the demo; signing in is tested in
     // login_chromium.rs.
     let settings = dashboards::access::Settings {
@@ -180,7 +231,7 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
         access: dashboards::access::Access::open(&data, settings, store).unwrap(),
         web: dashboards::WebSettings::default(),
         collector: None,
-        alerting: None,
+        alerting: Some(alerting),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -253,6 +304,20 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
             "a raw escape character reached the DOM:\n{dom}"
         );
     }
+    // The open alert on the overview, its hostile text as text.
+    let alerts = element(&overview_dom, "alerts");
+    assert!(alerts.contains("Failed logins of one user"), "{alerts}");
+    assert!(
+        alerts.contains(">firing<") && alerts.contains(">high<"),
+        "{alerts}"
+    );
+    assert!(
+        alerts.contains(
+            "12 failures for &lt;script&gt;alert(1)&lt;/script&gt;\\r\\nX-Injected: 1\\x1b[31m"
+        ),
+        "{alerts}"
+    );
+    assert!(overview_dom.contains(">1 open alert<"), "{overview_dom}");
     // The user is a link to their activity, and the name is text.
     assert!(
         facts.contains("href=\"#/users/alice%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E\""),
