@@ -149,15 +149,22 @@ impl Engine {
         let mut rows = Vec::new();
         for index in 0..self.rules.len() {
             let rule = &self.rules[index];
+            // The filters first: most events match no rule, and need no group.
+            let relevant = match &rule.kind {
+                Kind::Threshold(threshold) => threshold.filter.matches(event),
+                Kind::Sequence(sequence) => {
+                    sequence.first.filter.matches(event) || sequence.then.filter.matches(event)
+                }
+            };
+            if !relevant {
+                continue;
+            }
             let Some(group) = rule.group_of(event) else {
                 continue;
             };
             let key = group_key(&group);
             let hit = match (&rule.kind, &mut self.states[index]) {
                 (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
-                    if !threshold.filter.matches(event) {
-                        continue;
-                    }
                     threshold.observe(state, key, event).map(|reached| Hit {
                         count: reached.count,
                         first: reached.first,
@@ -212,8 +219,12 @@ impl Engine {
                 _ => Vec::new(),
             };
             for completed in completed {
-                let group: Vec<(String, String)> =
-                    serde_json::from_str(&completed.group).unwrap_or_default();
+                let group: Vec<(String, String)> = self.rules[index]
+                    .group_by
+                    .iter()
+                    .map(|field| field.name.to_owned())
+                    .zip(completed.group.split(GROUP_SEPARATOR).map(str::to_owned))
+                    .collect();
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
@@ -545,9 +556,22 @@ fn fresh_state(rule: &Rule) -> RuleState {
     }
 }
 
-/// The group's key in the windows: its values, JSON (readable back for timed-out sequences).
+/// Between the values of a group key (a character no field value of a group holds in
+/// practice; a value that does holds it only within its own group, the key stays the same
+/// for the same values).
+const GROUP_SEPARATOR: char = '\u{1f}';
+
+/// The group's key in the windows: its values in `group_by` order (read back for
+/// timed-out sequences).
 fn group_key(group: &[(&'static str, String)]) -> String {
-    serde_json::to_string(group).unwrap_or_default()
+    let mut key = String::new();
+    for (index, (_, value)) in group.iter().enumerate() {
+        if index > 0 {
+            key.push(GROUP_SEPARATOR);
+        }
+        key.push_str(value);
+    }
+    key
 }
 
 /// Rule id and group values, hashed: the same for every hit of one group.

@@ -34,9 +34,18 @@ pub struct State {
 
 #[derive(Debug, Default)]
 struct Group {
-    /// (event time in µs, distinct value or "", event id), sorted by time.
-    entries: VecDeque<(i64, String, String)>,
+    /// (event time in µs, hash of the distinct value or 0, event id), sorted by time.
+    entries: VecDeque<(i64, u64, Box<str>)>,
     newest: i64,
+}
+
+/// The distinct value as a hash (64 bits: a collision among the few values of one window is
+/// far less likely than a mistyped rule).
+fn value_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The window reached the threshold with this event.
@@ -52,13 +61,16 @@ impl Threshold {
     /// holding it has reached the threshold.
     pub fn observe(&self, state: &mut State, group: String, event: &Event) -> Option<Reached> {
         let distinct = match self.distinct {
-            Some(field) => value_text(&(field.event?)(event)?),
-            None => String::new(),
+            Some(field) => value_hash(&value_text(&(field.event?)(event)?)),
+            None => 0,
         };
         let at = event.timestamp.as_microsecond();
         let window = i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX);
         let cap = usize::try_from(self.threshold).unwrap_or(usize::MAX);
-        let entries = &mut state.groups.entry(group).or_default();
+        let entries = state.groups.entry(group).or_insert_with(|| Group {
+            entries: VecDeque::with_capacity(1),
+            newest: i64::MIN,
+        });
         entries.newest = entries.newest.max(at);
         let newest = entries.newest;
         let list = &mut entries.entries;
@@ -72,7 +84,10 @@ impl Threshold {
             }
         }
         let position = list.partition_point(|(time, _, _)| *time <= at);
-        list.insert(position, (at, distinct, event.id.to_string()));
+        list.insert(
+            position,
+            (at, distinct, event.id.to_string().into_boxed_str()),
+        );
         // What no window within the lateness of the newest event can hold any more.
         let lateness = i64::try_from(LATENESS.as_micros()).unwrap_or(i64::MAX);
         let horizon = newest.saturating_sub(window).saturating_sub(lateness);
@@ -83,7 +98,13 @@ impl Threshold {
         // fullest: each starts at an entry within one window before the event.
         let lo = list.partition_point(|(time, _, _)| *time < at.saturating_sub(window));
         let mut best: Option<(usize, usize)> = None;
-        for start in lo..list.len() {
+        // In order (nothing after it), the window ending at the event holds every other that
+        // holds it: one count. Only a late event looks further.
+        let candidates = if at >= newest { lo..lo } else { lo..list.len() };
+        if at >= newest {
+            best = Some((lo, list.len()));
+        }
+        for start in candidates {
             let begin = list[start].0;
             if begin > at {
                 break;
@@ -102,7 +123,7 @@ impl Threshold {
                     .iter()
                     .skip(start)
                     .take(end - start)
-                    .map(|(_, _, id)| id.clone())
+                    .map(|(_, _, id)| id.to_string())
                     .collect(),
             });
         // Bounded: at most the threshold's worth of entries per window within the lateness.
