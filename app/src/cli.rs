@@ -168,6 +168,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AlertsAction,
     },
+    /// Alert rules: check a rule file or directory, or replay events through it.
+    #[cfg(feature = "server")]
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// The audit trail: check its hash chain and seals, or print it.
     #[cfg(feature = "server")]
     Audit {
@@ -198,6 +204,16 @@ pub enum AlertsAction {
         #[arg(long)]
         data: PathBuf,
     },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Load a rule file (one rule) or a directory of them: each rule, or why it cannot run.
+    Check { path: PathBuf },
+    /// Replay events (JSON lines as `tunnelwatch parse` prints them) through a rule file or
+    /// directory in event time: what would fire, when and why.
+    Test { rules: PathBuf, events: PathBuf },
 }
 
 #[cfg(feature = "server")]
@@ -706,6 +722,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 ),
                 AlertsAction::Show { id, data } => {
                     print!("{}", crate::alerts_cli::show(&data, &id)?)
+                }
+            }
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Rules { action } => {
+            match action {
+                RulesAction::Check { path } => print!("{}", crate::rules_cli::check(&path)?),
+                RulesAction::Test { rules, events } => {
+                    print!("{}", crate::rules_cli::test(&rules, &events)?);
                 }
             }
             Ok(())

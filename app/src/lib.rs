@@ -23,6 +23,8 @@ pub mod pcap;
 #[cfg(feature = "server")]
 pub mod pipeline;
 #[cfg(feature = "server")]
+pub mod rules_cli;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod time_merge;

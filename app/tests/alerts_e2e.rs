@@ -601,3 +601,81 @@ timeout_secs = 5
     // No page for what was already paged: the restarted server fired nothing again.
     assert_eq!(open_alerts(&api, &viewer).len(), 2);
 }
+
+/// `rules check` and `rules test` on the shipped rules, a rule of one's own, and bad input.
+#[test]
+fn rules_are_checked_and_tested_before_they_run() {
+    let work = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/rules");
+    let shipped = shipped.to_str().unwrap();
+    let checked = run_ok(&["rules", "check", shipped]);
+    assert!(checked.contains("7 rules are valid"), "{checked}");
+    assert!(checked.contains("brute-force-then-success"), "{checked}");
+
+    let log = work.path().join("attack.log");
+    std::fs::write(&log, attack(|i| format!("Nov 25 09:33:{:02}", 14 + i * 3))).unwrap();
+    let events = work.path().join("events.jsonl");
+    let parsed = run_ok(&[
+        "parse",
+        "--format",
+        "charon",
+        "--year",
+        "2025",
+        log.to_str().unwrap(),
+    ]);
+    std::fs::write(&events, &parsed).unwrap();
+    let tested = run_ok(&["rules", "test", shipped, events.to_str().unwrap()]);
+    assert!(tested.contains("2 alerts would fire"), "{tested}");
+    assert!(
+        tested.contains("FIRE auth-failure-spike-user [high]"),
+        "{tested}"
+    );
+    assert!(
+        tested.contains("FIRE brute-force-then-success [critical]"),
+        "{tested}"
+    );
+
+    // One rule of one's own: three failures from one address.
+    let mine = work.path().join("mine.toml");
+    std::fs::write(
+        &mine,
+        "id = \"three-from-one\"\nname = \"Three failures from one address\"\nkind = \"threshold\"\ngroup_by = [\"source.ip\"]\nfilter = { \"event.action\" = \"auth-failure\" }\nwindow = \"1m\"\nthreshold = 3\n",
+    )
+    .unwrap();
+    let tested = run_ok(&[
+        "rules",
+        "test",
+        mine.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert!(tested.contains("1 alerts would fire"), "{tested}");
+    assert!(tested.contains("(192.0.2.12)"), "{tested}");
+
+    // A bad rule, and events that are not events: refused, naming what and where.
+    let bad = work.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "id = \"bad\"\nname = \"Bad\"\nkind = \"threshold\"\nfilter = { \"user.nmae\" = \"x\" }\nwindow = \"1m\"\nthreshold = 3\n",
+    )
+    .unwrap();
+    let refused = support::run(&["rules", "check", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("rule `bad`") && stderr.contains("user.nmae"),
+        "{stderr}"
+    );
+    let garbage = work.path().join("garbage.jsonl");
+    std::fs::write(
+        &garbage,
+        format!(
+            "{}\n{{\"not\": \"an event\"}}\n",
+            parsed.lines().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let refused = support::run(&["rules", "test", shipped, garbage.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("line 2 is not an event"), "{stderr}");
+}
