@@ -6,6 +6,8 @@
 //! - memory: one million distinct users failing once each in the per-user failure window
 //!   (the resident set before and after).
 
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
