@@ -152,20 +152,50 @@ impl EventBody {
     }
 
     /// ECS `event.action`: a short, stable verb phrase such as `ike-sa-established`.
-    pub fn action(&self) -> String {
+    pub fn action(&self) -> &'static str {
+        use crate::{L2tpChange as L, LeaseChange as V, SaChange as S, SessionChange as C};
         match self {
             EventBody::Auth(auth) => match auth.outcome {
-                crate::Outcome::Success => "auth-success".to_owned(),
-                crate::Outcome::Failure => "auth-failure".to_owned(),
+                crate::Outcome::Success => "auth-success",
+                crate::Outcome::Failure => "auth-failure",
             },
-            EventBody::IkeSa(ike) => format!("ike-sa-{}", ike.change.as_str()),
-            EventBody::ChildSa(child) => format!("child-sa-{}", child.change.as_str()),
-            EventBody::VirtualIp(vip) => format!("virtual-ip-{}", vip.change.as_str()),
-            EventBody::L2tp(l2tp) => format!("l2tp-{}", l2tp.change.as_str()),
-            EventBody::Session(session) => format!("session-{}", session.change.as_str()),
-            EventBody::Flow(_) => "flow".to_owned(),
-            EventBody::ApiRequest(_) => "api-request".to_owned(),
-            EventBody::PipelineError(error) => format!("rejected-{}", error.reason.as_str()),
+            EventBody::IkeSa(ike) => match ike.change {
+                S::Connecting => "ike-sa-connecting",
+                S::Established => "ike-sa-established",
+                S::Rekeyed => "ike-sa-rekeyed",
+                S::Deleted => "ike-sa-deleted",
+                S::Lost => "ike-sa-lost",
+            },
+            EventBody::ChildSa(child) => match child.change {
+                S::Connecting => "child-sa-connecting",
+                S::Established => "child-sa-established",
+                S::Rekeyed => "child-sa-rekeyed",
+                S::Deleted => "child-sa-deleted",
+                S::Lost => "child-sa-lost",
+            },
+            EventBody::VirtualIp(vip) => match vip.change {
+                V::Assigned => "virtual-ip-assigned",
+                V::Released => "virtual-ip-released",
+            },
+            EventBody::L2tp(l2tp) => match l2tp.change {
+                L::TunnelEstablished => "l2tp-tunnel-established",
+                L::TunnelClosed => "l2tp-tunnel-closed",
+                L::CallEstablished => "l2tp-call-established",
+                L::CallClosed => "l2tp-call-closed",
+            },
+            EventBody::Session(session) => match session.change {
+                C::Start => "session-start",
+                C::Update => "session-update",
+                C::Stop => "session-stop",
+            },
+            EventBody::Flow(_) => "flow",
+            EventBody::ApiRequest(_) => "api-request",
+            EventBody::PipelineError(error) => match error.reason {
+                RejectReason::Malformed => "rejected-malformed",
+                RejectReason::Oversized => "rejected-oversized",
+                RejectReason::InvalidUtf8 => "rejected-invalid_utf8",
+                RejectReason::BadTimestamp => "rejected-bad_timestamp",
+            },
         }
     }
 
