@@ -85,6 +85,9 @@ pub struct Engine {
     states: Vec<RuleState>,
     /// Open alerts by fingerprint.
     open: HashMap<String, Open>,
+    /// The group keys of the open alerts, by rule id: a window that reaches its threshold
+    /// again for an open alert needs no evidence list.
+    open_groups: HashMap<String, std::collections::HashSet<String>>,
     limits: Limits,
     /// The newest event time seen.
     watermark: Timestamp,
@@ -101,6 +104,7 @@ impl Engine {
             rules,
             states,
             open: HashMap::new(),
+            open_groups: HashMap::new(),
             limits,
             watermark: Timestamp::UNIX_EPOCH,
             counters: Counters::default(),
@@ -125,6 +129,20 @@ impl Engine {
             })
             .collect();
         self.rules = rules;
+        let open: Vec<AlertRecord> = self
+            .open
+            .values()
+            .map(|open| open.last_row.clone())
+            .collect();
+        self.open_groups.clear();
+        for row in &open {
+            if let Some(key) = self.group_key_of(row) {
+                self.open_groups
+                    .entry(row.rule_id.clone())
+                    .or_default()
+                    .insert(key);
+            }
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -165,16 +183,22 @@ impl Engine {
             let key = group_key(&group);
             let hit = match (&rule.kind, &mut self.states[index]) {
                 (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
-                    threshold.observe(state, key, event).map(|reached| Hit {
-                        count: reached.count,
-                        first: reached.first,
-                        evidence: reached.evidence,
-                        reason: format!(
-                            "{} events within {}",
-                            reached.count,
-                            show_duration(threshold.window)
-                        ),
-                    })
+                    let open = self
+                        .open_groups
+                        .get(&rule.id)
+                        .is_some_and(|keys| keys.contains(&key));
+                    threshold
+                        .observe(state, key, event, !open)
+                        .map(|reached| Hit {
+                            count: reached.count,
+                            first: reached.first,
+                            evidence: reached.evidence,
+                            reason: format!(
+                                "{} events within {}",
+                                reached.count,
+                                show_duration(threshold.window)
+                            ),
+                        })
                 }
                 (Kind::Sequence(sequence), RuleState::Sequence(state)) => {
                     sequence.observe(state, key, event).map(|completed| Hit {
@@ -405,8 +429,19 @@ impl Engine {
                 .is_some_and(|open| open.last_row.alert_id == row.alert_id)
             {
                 self.open.remove(&row.fingerprint);
+                if let Some(key) = self.group_key_of(row)
+                    && let Some(keys) = self.open_groups.get_mut(&row.rule_id)
+                {
+                    keys.remove(&key);
+                }
             }
             return;
+        }
+        if let Some(key) = self.group_key_of(row) {
+            self.open_groups
+                .entry(row.rule_id.clone())
+                .or_default()
+                .insert(key);
         }
         self.open.insert(
             row.fingerprint.clone(),
@@ -416,6 +451,17 @@ impl Engine {
                 dirty: false,
             },
         );
+    }
+
+    /// The window key of a row's group (its labels in the rule's `group_by` order).
+    fn group_key_of(&self, row: &AlertRecord) -> Option<String> {
+        let rule = self.rules.iter().find(|rule| rule.id == row.rule_id)?;
+        let group: Vec<(&'static str, String)> = rule
+            .group_by
+            .iter()
+            .map(|field| Some((field.name, row.labels.get(field.name)?.clone())))
+            .collect::<Option<_>>()?;
+        Some(group_key(&group))
     }
 
     /// After a restart: the stored rows, oldest first, rebuild the open alerts.

@@ -59,7 +59,15 @@ pub struct Reached {
 impl Threshold {
     /// Counts `event` (which passed the filter) in `group`'s window; `Some` when the window
     /// holding it has reached the threshold.
-    pub fn observe(&self, state: &mut State, group: String, event: &Event) -> Option<Reached> {
+    /// `with_evidence`: list the window's events (not needed while the group's alert is open:
+    /// it only grows).
+    pub fn observe(
+        &self,
+        state: &mut State,
+        group: String,
+        event: &Event,
+        with_evidence: bool,
+    ) -> Option<Reached> {
         let distinct = match self.distinct {
             Some(field) => value_hash(&value_text(&(field.event?)(event)?)),
             None => 0,
@@ -119,12 +127,20 @@ impl Threshold {
             .map(|(start, end)| Reached {
                 count: (end - start) as u64,
                 first: Timestamp::from_microsecond(list[start].0).unwrap_or(event.timestamp),
-                evidence: list
-                    .iter()
-                    .skip(start)
-                    .take(end - start)
-                    .map(|(_, _, id)| id.to_string())
-                    .collect(),
+                evidence: if with_evidence {
+                    // The first and the newest of the window, at most MAX_EVIDENCE.
+                    let half = model::alert::MAX_EVIDENCE / 2;
+                    let n = end - start;
+                    list.iter()
+                        .skip(start)
+                        .take(n)
+                        .enumerate()
+                        .filter(|(index, _)| n <= 2 * half || *index < half || *index >= n - half)
+                        .map(|(_, (_, _, id))| id.to_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             });
         // Bounded: at most the threshold's worth of entries per window within the lateness.
         let bound =
