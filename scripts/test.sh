@@ -69,6 +69,20 @@ if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 export TW_AIOSMTPD_PYTHON="$SMTP_VENV/bin/python"
 
+# A real Alertmanager (Debian's prometheus-alertmanager) for the Alertmanager notification
+# tests; they start it by hand on loopback, never through its service.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then
+    echo "installing prometheus-alertmanager (Alertmanager notification tests)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-alertmanager >/tmp/tunnelwatch-alertmanager-install.log 2>&1; then
+        apt-get update >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-alertmanager >>/tmp/tunnelwatch-alertmanager-install.log 2>&1 || {
+            echo "error: cannot install prometheus-alertmanager (see /tmp/tunnelwatch-alertmanager-install.log)" >&2
+            exit 1
+        }
+    fi
+fi
+export TW_ALERTMANAGER=/usr/bin/prometheus-alertmanager
+
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

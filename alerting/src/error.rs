@@ -17,6 +17,8 @@ pub enum Error {
     Sink(String),
     #[error(transparent)]
     Change(#[from] ChangeError),
+    #[error("no silence {0}")]
+    SilenceNotFound(String),
     /// A notifier setting that cannot work; the message names it.
     #[error("invalid notifier configuration: {0}")]
     Notifier(String),
@@ -55,7 +57,9 @@ impl Error {
             | Error::Notifier(_)
             | Error::UnknownReceiver(_)
             | Error::Change(ChangeError::AlreadyAcknowledged(_)) => model::ErrorKind::Invalid,
-            Error::Change(ChangeError::NotOpen(_)) => model::ErrorKind::NotFound,
+            Error::Change(ChangeError::NotOpen(_)) | Error::SilenceNotFound(_) => {
+                model::ErrorKind::NotFound
+            }
             Error::ReadFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 model::ErrorKind::NotFound
             }

@@ -1,18 +1,21 @@
 //! Notifications: what one alert's page says ([`Notification`]), the channels that carry it
-//! (e-mail, webhooks) and the durable outbox that delivers each once.
+//! (e-mail, webhooks, a push to Alertmanager) and the durable outbox that delivers each once.
 //!
 //! The seam is [`Notifier`]: one channel that sends one [`Notification`] and says whether a
-//! failure is worth retrying ([`DeliveryError`], [`Failure`]). [`email::EmailConfig`] and
-//! [`webhook::WebhookConfig`] each build one (config → build → running thing), and
-//! [`outbox::Outbox`] writes every notification to disk before any channel sees it, then
-//! runs one delivery loop per receiver that retries, dead-letters and commits.
+//! failure is worth retrying ([`DeliveryError`], [`Failure`]). [`email::EmailConfig`],
+//! [`webhook::WebhookConfig`] and [`alertmanager::AlertmanagerConfig`] each build one
+//! (config → build → running thing), and [`outbox::Outbox`] writes every notification to
+//! disk before any channel sees it, then runs one delivery loop per receiver that retries,
+//! dead-letters and commits.
 //!
 //! Everything in a notification that came from the VPN (user names, countries, the rule's
 //! group values) is hostile until escaped for the medium that carries it; `escape` holds
 //! the one set of rules every channel uses.
 
+pub mod alertmanager;
 pub mod email;
 mod escape;
+mod http_client;
 pub mod outbox;
 pub mod webhook;
 

@@ -1,5 +1,5 @@
-//! Which alert rows page whom: `[[alerting.receivers]]`, each a channel (e-mail or webhook)
-//! with a minimum severity, and the [`Notification`] a row becomes.
+//! Which alert rows page whom: `[[alerting.receivers]]`, each a channel (e-mail, webhook or
+//! Alertmanager) with a minimum severity, and the [`Notification`] a row becomes.
 //!
 //! ```toml
 //! [[alerting.receivers]]
@@ -20,6 +20,7 @@ use model::alert::action;
 use model::{AlertRecord, AlertStatus, Severity};
 use serde::Deserialize;
 
+use crate::notify::alertmanager::AlertmanagerConfig;
 use crate::notify::email::EmailConfig;
 use crate::notify::webhook::WebhookConfig;
 use crate::notify::{Notification, Notifier};
@@ -48,12 +49,13 @@ fn default_true() -> bool {
     true
 }
 
-/// The channel of a receiver (`type = "email"` or `"webhook"`).
+/// The channel of a receiver (`type = "email"`, `"webhook"` or `"alertmanager"`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ChannelConfig {
     Email(EmailConfig),
     Webhook(WebhookConfig),
+    Alertmanager(AlertmanagerConfig),
 }
 
 impl ReceiverConfig {
@@ -74,6 +76,7 @@ impl ReceiverConfig {
         match &self.channel {
             ChannelConfig::Email(email) => email.validate(),
             ChannelConfig::Webhook(webhook) => webhook.validate().map(|_| ()),
+            ChannelConfig::Alertmanager(alertmanager) => alertmanager.validate().map(|_| ()),
         }
         .map_err(|error| Error::Notifier(format!("receiver {}: {error}", self.name)))
     }
@@ -83,6 +86,7 @@ impl ReceiverConfig {
         let built: Arc<dyn Notifier> = match &self.channel {
             ChannelConfig::Email(email) => Arc::new(email.build()?),
             ChannelConfig::Webhook(webhook) => Arc::new(webhook.build(&self.name)?),
+            ChannelConfig::Alertmanager(alertmanager) => Arc::new(alertmanager.build(&self.name)?),
         };
         Ok(built)
     }

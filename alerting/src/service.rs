@@ -12,6 +12,10 @@ use tokio::sync::mpsc;
 use crate::engine::{Change, Engine, Limits};
 use crate::notify::outbox::Outbox;
 use crate::route::ReceiverConfig;
+use crate::silence::{Silence, SilenceRequest};
+
+/// The silences' file in the alerting state directory.
+pub const SILENCES_FILE: &str = "silences.json";
 use crate::{Config, Error, Origin, Result, Rule};
 
 /// How far ahead of the wall clock an event may be dated and still be evaluated (live): a
@@ -58,6 +62,8 @@ pub struct Stats {
     pub enqueue_failures: u64,
     /// Events dated too far ahead of the wall clock to be evaluated.
     pub events_future: u64,
+    /// Pages a silence muted.
+    pub pages_silenced: u64,
 }
 
 enum Feed {
@@ -79,6 +85,9 @@ struct Shared {
     paged: Mutex<std::collections::HashSet<String>>,
     /// Events dated further ahead of the wall clock than [`MAX_FUTURE`], not evaluated.
     events_future: AtomicU64,
+    silences: Mutex<Vec<Silence>>,
+    silences_path: Option<std::path::PathBuf>,
+    pages_silenced: AtomicU64,
     clock: Clock,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
@@ -105,12 +114,19 @@ impl std::fmt::Debug for Alerting {
 impl Alerting {
     /// Loads the rules, restores the open alerts from the sink, and starts the engine's
     /// task. The task ends when every handle (and tap) is dropped.
+    /// `state_dir` holds the silences (`silences.json`); `None`: silences are refused.
     pub fn start(
         config: &Config,
         sink: Arc<dyn AlertSink>,
         clock: Clock,
         outbox: Option<Outbox>,
+        state_dir: Option<&std::path::Path>,
     ) -> Result<(Alerting, tokio::task::JoinHandle<()>)> {
+        let silences_path = state_dir.map(|dir| dir.join(SILENCES_FILE));
+        let silences: Vec<Silence> = match &silences_path {
+            Some(path) => durable::read_json(path, "silences")?.unwrap_or_default(),
+            None => Vec::new(),
+        };
         let loaded = crate::load_rules(config)?;
         crate::route::check_receivers(&config.receivers)?;
         let origins = loaded
@@ -133,6 +149,9 @@ impl Alerting {
             console_url: config.console_url.clone(),
             enqueue_failures: AtomicU64::new(0),
             paged: Mutex::new(std::collections::HashSet::new()),
+            silences: Mutex::new(silences),
+            silences_path,
+            pages_silenced: AtomicU64::new(0),
             events_future: AtomicU64::new(0),
             clock,
             pending: Mutex::new(Vec::new()),
@@ -242,6 +261,75 @@ impl Alerting {
         Ok(row)
     }
 
+    /// Every silence kept (in force, to come, and ended), newest first.
+    pub fn silences(&self) -> Vec<Silence> {
+        let mut silences = lock(&self.shared.silences).clone();
+        silences.sort_by_key(|silence| std::cmp::Reverse(silence.created));
+        silences
+    }
+
+    /// Adds a silence: checked, `before` runs with it (the audit entry: when it fails,
+    /// nothing changes), written to disk, then in force. Blocking (an fsync).
+    pub fn add_silence<E: From<Error>>(
+        &self,
+        request: SilenceRequest,
+        author: &str,
+        before: impl FnOnce(&Silence) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Silence, E> {
+        let now = Timestamp::now();
+        let mut id_bytes = [0u8; 8];
+        getrandom::fill(&mut id_bytes).map_err(|error| Error::Internal(error.to_string()))?;
+        let silence =
+            request.into_silence(format!("si-{}", model::hex::encode(&id_bytes)), author, now)?;
+        let mut silences = lock(&self.shared.silences);
+        let mut new = silences.clone();
+        // Ended ones beyond the bound go, oldest first.
+        while new.len() >= crate::silence::MAX_SILENCES {
+            let Some(oldest) = new
+                .iter()
+                .enumerate()
+                .filter(|(_, kept)| !kept.active(now) && kept.starts <= now)
+                .min_by_key(|(_, kept)| kept.ends)
+                .map(|(index, _)| index)
+            else {
+                return Err(Error::Config(format!(
+                    "{} silences are in force or to come: expire some first",
+                    new.len()
+                ))
+                .into());
+            };
+            new.remove(oldest);
+        }
+        new.push(silence.clone());
+        before(&silence)?;
+        self.shared.save_silences(&mut silences, new)?;
+        Ok(silence)
+    }
+
+    /// Ends a silence now. Same order as [`Alerting::add_silence`].
+    pub fn expire_silence<E: From<Error>>(
+        &self,
+        id: &str,
+        actor: &str,
+        before: impl FnOnce(&Silence) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Silence, E> {
+        let now = Timestamp::now();
+        let mut silences = lock(&self.shared.silences);
+        let mut new = silences.clone();
+        let Some(silence) = new.iter_mut().find(|silence| silence.id == id) else {
+            return Err(Error::SilenceNotFound(id.to_owned()).into());
+        };
+        if silence.ends <= now {
+            return Err(Error::Config(format!("silence {id} has ended already")).into());
+        }
+        silence.ends = now.max(silence.starts);
+        silence.expired_by = Some(actor.to_owned());
+        let expired = silence.clone();
+        before(&expired)?;
+        self.shared.save_silences(&mut silences, new)?;
+        Ok(expired)
+    }
+
     /// The loaded rules and where each came from.
     pub fn rules(&self) -> Vec<(Rule, Origin)> {
         let engine = lock(&self.shared.engine);
@@ -300,7 +388,39 @@ impl Alerting {
                 .unwrap_or_default(),
             enqueue_failures: self.shared.enqueue_failures.load(Ordering::Relaxed),
             events_future: self.shared.events_future.load(Ordering::Relaxed),
+            pages_silenced: self.shared.pages_silenced.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl Shared {
+    /// Whether a silence in force mutes this row's page (counted).
+    fn silenced(&self, row: &AlertRecord) -> bool {
+        let now = Timestamp::now();
+        let muted = lock(&self.silences)
+            .iter()
+            .any(|silence| silence.mutes(row, now));
+        if muted {
+            self.pages_silenced.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(alert = %row.alert_id, rule = %row.rule_id, "a page was silenced");
+        }
+        muted
+    }
+
+    /// Writes `silences` to the file, then keeps them: durable before in force.
+    fn save_silences(
+        &self,
+        silences: &mut MutexGuard<'_, Vec<Silence>>,
+        new: Vec<Silence>,
+    ) -> Result<()> {
+        let Some(path) = &self.silences_path else {
+            return Err(Error::Config(
+                "this alerting service keeps no silences".to_owned(),
+            ));
+        };
+        durable::write_json(path, "silences", &new)?;
+        **silences = new;
+        Ok(())
     }
 }
 
@@ -390,6 +510,9 @@ async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
             else {
                 continue;
             };
+            if shared.silenced(row) {
+                continue;
+            }
             match outbox.enqueue(&page, &to).await {
                 Ok(()) => {
                     lock(&shared.paged).insert(row.id.clone());

@@ -16,7 +16,9 @@ impl alerting::AlertSink for StoreAlerts {
     }
 }
 
-/// Where the notification outbox lives under the data directory.
+/// Where alerting keeps its state (silences) under the data directory…
+pub const STATE_DIR: &str = "alerting";
+/// …and its notification outbox.
 pub const OUTBOX_DIR: &str = "alerting/outbox";
 
 /// Starts alerting over `store`: the service reads what the store accepts from now on. With
@@ -71,11 +73,21 @@ pub fn start(
     } else {
         None
     };
+    // Silences are the server's (a replay pages nobody).
+    let state_dir = if notify {
+        let dir = store.dir().join(STATE_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|error| anyhow::anyhow!("cannot make {}: {error}", dir.display()))?;
+        Some(dir)
+    } else {
+        None
+    };
     let (service, task) = alerting::Alerting::start(
         config,
         std::sync::Arc::new(StoreAlerts(store.clone())),
         clock,
         outbox,
+        state_dir.as_deref(),
     )?;
     let tap = service.tap();
     if !store.set_accepted_tap(store::AcceptedTap(std::sync::Arc::new(tap))) {

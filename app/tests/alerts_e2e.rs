@@ -679,3 +679,142 @@ fn rules_are_checked_and_tested_before_they_run() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("line 2 is not an event"), "{stderr}");
 }
+
+/// A responder silences one user's alerts: they still fire and are stored, and no mail goes
+/// out; silencing needs the responder role, is in the audit trail, survives a restart, and
+/// can be expired.
+#[test]
+fn a_silence_mutes_the_pages_of_what_it_matches() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let token = |name: &str, role: &str| {
+        run_ok(&["token", "create", name, "--role", role, "--data", data_arg])
+            .trim()
+            .to_owned()
+    };
+    let responder = token("ir", "responder");
+    let analyst = token("soc", "analyst");
+    let viewer = token("wall", "viewer");
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    let events = live_attack(dir);
+    let port = free_port();
+    let smtp_port = free_port();
+    let maildir = dir.join("mail");
+    let _smtp = Smtp::start(smtp_port, &maildir);
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\nflush_interval_secs = 1\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n\n[[alerting.receivers]]\nname = \"oncall\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\ntls = \"none\"\nfrom = \"alerts@example.org\"\nto = [\"oncall@example.org\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = start_server(&config, port, &dir.join("server-1.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let ends = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600)).to_string();
+    let silence = serde_json::json!({
+        "matchers": [{"name": "user", "value": "client2@psk.vpn.test"}],
+        "comment": "pen test of client2's account, ticket SEC-42",
+        "ends": ends,
+    });
+    for (who, status) in [(&viewer, 403), (&analyst, 403)] {
+        let (got, body) = api.call(
+            reqwest::Method::POST,
+            "/api/v1/silences",
+            who,
+            Some(silence.clone()),
+        );
+        assert_eq!(got, status, "{body}");
+    }
+    let (status, bad) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/silences",
+        &responder,
+        Some(serde_json::json!({"matchers": [], "comment": "all", "ends": ends})),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let (status, created) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/silences",
+        &responder,
+        Some(silence),
+    );
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
+    assert_eq!(status, 200, "{ack}");
+    wait_for("two open alerts", Duration::from_secs(20), || {
+        (open_alerts(&api, &viewer).len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(mails(&maildir).is_empty(), "a silenced alert paged");
+    let metrics = api.runtime.block_on(async {
+        api.client
+            .get(format!("{}/metrics", api.base))
+            .header("authorization", format!("Bearer {viewer}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        metrics.contains("tunnelwatch_notifications_silenced_total 2"),
+        "{metrics}"
+    );
+
+    // In the audit trail, kept across a restart, and expired by a responder.
+    let audit = api.get("/api/v1/audit?action=silence.add", &analyst);
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
+    assert!(
+        audit["entries"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SEC-42")
+    );
+    server.stop();
+    let _server = start_server(&config, port, &dir.join("server-2.log"));
+    let listed = api.get("/api/v1/silences", &viewer);
+    assert_eq!(listed["silences"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["silences"][0]["state"], "active", "{listed}");
+    let (status, _) = api.call(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/silences/{id}"),
+        &analyst,
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, expired) = api.call(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/silences/{id}"),
+        &responder,
+        None,
+    );
+    assert_eq!(status, 200, "{expired}");
+    assert_eq!(expired["expired_by"], "token:ir");
+    let listed = api.get("/api/v1/silences", &viewer);
+    assert_eq!(listed["silences"][0]["state"], "expired", "{listed}");
+    let (status, _) = api.call(
+        reqwest::Method::DELETE,
+        "/api/v1/silences/si-nope",
+        &responder,
+        None,
+    );
+    assert_eq!(status, 404);
+}

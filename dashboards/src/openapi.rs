@@ -5,6 +5,7 @@
 //! construction.
 
 use axum::Json;
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use crate::routes::{Need, Route, table};
@@ -130,13 +131,26 @@ fn request_body(path: &str) -> Option<Value> {
             json!({"sql": text(crate::api::sql::MAX_SQL_BYTES), "format": {"type": "string", "enum": ["json", "csv"]}}),
             &["sql"],
         ),
-        "/api/v1/alerts/{id}/ack" | "/api/v1/alerts/{id}/resolve" => object(
-            json!({"comment": text(crate::api::alerts::MAX_COMMENT_BYTES)}),
-            &[],
-        ),
+        "/api/v1/alerts/{id}/ack" | "/api/v1/alerts/{id}/resolve" => {
+            return Some(
+                json!({"type": "object", "properties": {"comment": text(crate::api::alerts::MAX_COMMENT_BYTES)}, "additionalProperties": false}),
+            );
+        }
         "/api/v1/alerts/{id}/assign" => object(
             json!({"assignee": text(64), "comment": text(crate::api::alerts::MAX_COMMENT_BYTES)}),
             &["assignee"],
+        ),
+        "/api/v1/silences" => object(
+            json!({
+                "matchers": {"type": "array", "minItems": 1, "maxItems": 16, "items": object(
+                    json!({"name": text(64), "value": text(1024)}),
+                    &["name", "value"],
+                )},
+                "comment": text(2048),
+                "starts": {"type": "string", "format": "date-time"},
+                "ends": {"type": "string", "format": "date-time"},
+            }),
+            &["matchers", "comment", "ends"],
         ),
         "/api/v1/ingest" => json!({
             "type": "object",
@@ -265,7 +279,7 @@ fn operation(route: &Route) -> Value {
         "security": security,
         "x-tunnelwatch-role": role,
     });
-    if let Some(body) = request_body(route.path) {
+    if let Some(body) = request_body(route.path).filter(|_| route.method != Method::GET) {
         operation["requestBody"] =
             json!({"required": true, "content": {"application/json": {"schema": body}}});
     }

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::access::{Credential, Grant, Principal, Role, secret::constant_time_eq};
 use crate::{ApiError, AppState, api, assets};
@@ -63,10 +63,11 @@ fn route(
 /// Every route of the server.
 pub fn table() -> Vec<Route> {
     use Need::{Ingest, Public};
-    use Role::{Admin, Analyst, Viewer};
+    use Role::{Admin, Analyst, Responder, Viewer};
     let viewer = Need::Role(Viewer);
     let analyst = Need::Role(Analyst);
     let admin = Need::Role(Admin);
+    let responder = Need::Role(Responder);
     vec![
         route(Method::GET, "/", Public, "the console", get(assets::index)),
         route(
@@ -232,6 +233,27 @@ pub fn table() -> Vec<Route> {
             analyst,
             "resolve an alert (audited)",
             post(api::alerts::resolve),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/silences",
+            viewer,
+            "silences: active, pending and expired",
+            get(api::alerts::silences),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/silences",
+            responder,
+            "silence matching alerts for a while (audited)",
+            post(api::alerts::add_silence),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/silences/{id}",
+            responder,
+            "expire a silence now (audited)",
+            delete(api::alerts::expire_silence),
         ),
         route(
             Method::GET,

@@ -216,6 +216,7 @@ async fn the_session_page_shows_the_timeline_and_hostile_text_as_text() {
         Arc::new(StoreSink(store.clone())),
         alerting::Clock::EventTime,
         None,
+        None,
     )
     .unwrap();
     // Anonymous visitors browse as viewers here, as in the demo; signing in is tested in

@@ -3,16 +3,15 @@
 //! with HMAC-SHA256, to one URL.
 //!
 //! Rendering and the status classification are pure ([`render`], [`classify_status`]). The
-//! SSRF guard ([`refusal`]) is too: before each send the host is resolved here, every
-//! address checked, and the request pinned to the checked address (reqwest's `resolve`),
-//! so a second DNS answer cannot move it; redirects are not followed, and no proxy is used.
+//! SSRF guard ([`refusal`]) is too: before each send the host is resolved, every address
+//! checked, and the request pinned to the checked address (`notify::http`, shared with the
+//! Alertmanager channel), so a second DNS answer cannot move it; redirects are not
+//! followed, and no proxy is used.
 
 mod payload;
-mod ssrf;
+pub(crate) mod ssrf;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
@@ -20,7 +19,8 @@ use jiff::Timestamp;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{DeliveryError, Error, Failure, Notification, Notifier, Result};
+use super::http_client;
+use super::{DeliveryError, Failure, Notification, Notifier, Result};
 pub use payload::render_body;
 pub use ssrf::refusal;
 
@@ -76,36 +76,8 @@ impl WebhookConfig {
     /// Checks what needs no file and no DNS: the URL, the timeout, an address literal the
     /// guard refuses.
     pub fn validate(&self) -> Result<Url> {
-        let url = Url::parse(&self.url)
-            .map_err(|error| Error::Notifier(format!("url is not a URL: {error}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Notifier(format!(
-                "url must be http:// or https://, not {}://",
-                url.scheme()
-            )));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(Error::Notifier("url has no host".to_owned()));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Notifier(
-                "url must not hold a user or password (use secret_file)".to_owned(),
-            ));
-        }
-        if let Some(ip) = ssrf::literal(&url)
-            && !self.allow_private
-            && let Some(reason) = refusal(ip)
-        {
-            return Err(Error::Notifier(format!(
-                "url points at {ip}, a {reason} address; set allow_private = true if that is intended"
-            )));
-        }
-        if !(1..=600).contains(&self.timeout_secs) {
-            return Err(Error::Notifier(format!(
-                "timeout_secs {} is not between 1 and 600",
-                self.timeout_secs
-            )));
-        }
+        let url = http_client::check_url(&self.url, self.allow_private, "secret_file")?;
+        http_client::check_timeout(self.timeout_secs)?;
         Ok(url)
     }
 
@@ -113,36 +85,10 @@ impl WebhookConfig {
     pub fn build(&self, receiver: &str) -> Result<WebhookNotifier> {
         let url = self.validate()?;
         let secret = match &self.secret_file {
-            Some(path) => {
-                let mut key = super::read_file("secret_file", path)?;
-                if key.last() == Some(&b'\n') {
-                    key.pop();
-                }
-                if key.last() == Some(&b'\r') {
-                    key.pop();
-                }
-                if key.is_empty() {
-                    return Err(Error::Notifier(format!(
-                        "secret_file {} is empty",
-                        path.display()
-                    )));
-                }
-                Some(key)
-            }
+            Some(path) => Some(http_client::read_secret("secret_file", path)?),
             None => None,
         };
-        let ca = match &self.ca_file {
-            Some(path) => Some((path.as_path(), super::read_file("ca_file", path)?)),
-            None => None,
-        };
-        let roots = super::root_store(ca.as_ref().map(|(path, pem)| (*path, pem.as_slice())))?;
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Internal(format!("cannot set up TLS: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = http_client::tls_config(self.ca_file.as_deref())?;
         Ok(WebhookNotifier {
             receiver: receiver.to_owned(),
             url,
@@ -245,57 +191,13 @@ pub fn classify_status(status: u16) -> Option<Failure> {
     }
 }
 
-impl WebhookNotifier {
-    /// The addresses this send may connect to: none to pin for an address literal (checked
-    /// here), else the host's name and every address it resolves to that the guard
-    /// allows (some of them refused is fine: only the allowed ones are pinned).
-    async fn target(
-        &self,
-    ) -> std::result::Result<Option<(String, Vec<SocketAddr>)>, DeliveryError> {
-        let port = self.url.port_or_known_default().unwrap_or(443);
-        if let Some(ip) = ssrf::literal(&self.url) {
-            if !self.allow_private
-                && let Some(reason) = refusal(ip)
-            {
-                return Err(DeliveryError::permanent(format!(
-                    "refused to connect to {ip}, a {reason} address (allow_private is off)"
-                )));
-            }
-            return Ok(None);
-        }
-        let domain = self.url.host_str().unwrap_or("").to_owned();
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((domain.as_str(), port))
-            .await
-            .map_err(|error| DeliveryError::transient(format!("cannot resolve {domain}: {error}")))?
-            .collect();
-        if addresses.is_empty() {
-            return Err(DeliveryError::transient(format!("{domain} has no address")));
-        }
-        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses
-            .into_iter()
-            .partition(|address| self.allow_private || refusal(address.ip()).is_none());
-        if allowed.is_empty() {
-            let refused: Vec<String> = refused
-                .iter()
-                .map(|address| {
-                    let reason = refusal(address.ip()).unwrap_or("internal");
-                    format!("{} ({reason})", address.ip())
-                })
-                .collect();
-            return Err(DeliveryError::permanent(format!(
-                "refused to connect to {domain}: it resolves only to internal addresses {} (allow_private is off)",
-                refused.join(", ")
-            )));
-        }
-        Ok(Some((domain, allowed)))
-    }
-}
-
 #[async_trait::async_trait]
 impl Notifier for WebhookNotifier {
     async fn send(&self, notification: &Notification) -> std::result::Result<(), DeliveryError> {
         let host = self.url.host_str().unwrap_or("").to_owned();
-        let pinned = self.target().await?;
+        let client =
+            http_client::guarded_client(&self.url, self.allow_private, self.timeout, &self.tls)
+                .await?;
         let rendered = render(
             notification,
             self.format,
@@ -304,21 +206,6 @@ impl Notifier for WebhookNotifier {
             Timestamp::now(),
         )
         .map_err(|error| DeliveryError::permanent(format!("cannot encode the body: {error}")))?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(self.tls.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout);
-        // The checked address, and no DNS of reqwest's own: a name it would look up
-        // itself (one the override missed) fails instead of reaching an unchecked address.
-        builder = builder.dns_resolver(Arc::new(NoDns));
-        if let Some((domain, addresses)) = &pinned {
-            builder = builder.resolve_to_addrs(domain, addresses);
-        }
-        let client = builder.build().map_err(|error| {
-            DeliveryError::permanent(format!("cannot build the HTTP client: {error}"))
-        })?;
         let mut request = client.post(self.url.clone()).body(rendered.body);
         for (name, value) in rendered.headers {
             request = request.header(name, value);
@@ -328,7 +215,7 @@ impl Notifier for WebhookNotifier {
             // the URL, which may hold a secret.
             DeliveryError::transient(format!(
                 "webhook {host}: {}",
-                describe(&error.without_url())
+                http_client::describe(&error.without_url())
             ))
         })?;
         let status = response.status();
@@ -359,31 +246,6 @@ impl Notifier for WebhookNotifier {
             }
         }
     }
-}
-
-/// A resolver that resolves nothing: every name a webhook reaches was resolved and checked
-/// by [`WebhookNotifier::target`] and handed to reqwest pinned.
-struct NoDns;
-
-impl reqwest::dns::Resolve for NoDns {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(format!("{name} was not resolved and checked by the SSRF guard").into())
-        })
-    }
-}
-
-/// reqwest's error with its causes (its own message is often only "error sending request").
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

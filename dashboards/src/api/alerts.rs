@@ -306,3 +306,84 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<serde_json::Val
         .collect();
     Ok(Json(serde_json::json!({ "rules": rules })))
 }
+
+pub async fn silences(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let alerting = alerting(&state)?;
+    let now = jiff::Timestamp::now();
+    let silences: Vec<serde_json::Value> = alerting
+        .silences()
+        .into_iter()
+        .map(|silence| {
+            let state = if silence.active(now) {
+                "active"
+            } else if silence.starts > now {
+                "pending"
+            } else {
+                "expired"
+            };
+            let mut value = serde_json::to_value(&silence).unwrap_or_default();
+            value["state"] = state.into();
+            value
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "silences": silences })))
+}
+
+pub async fn add_silence(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<alerting::silence::SilenceRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<alerting::silence::Silence>, ApiError> {
+    let request = super::auth::json_body(body)?;
+    let alerting = alerting(&state)?.clone();
+    let actor = caller.actor();
+    let access = state.access.clone();
+    tokio::task::spawn_blocking(move || {
+        let author = actor.name.clone();
+        alerting.add_silence(request, &author, |silence| {
+            let matchers: Vec<String> = silence
+                .matchers
+                .iter()
+                .map(|matcher| format!("{}={}", matcher.name, matcher.value))
+                .collect();
+            let message = format!(
+                "{} silenced alerts matching {} from {} to {}: {}",
+                actor.name,
+                matchers.join(", "),
+                silence.starts,
+                silence.ends,
+                silence.comment
+            );
+            access
+                .record(&actor, "silence.add", &silence.id, message)
+                .map(|_| ())
+                .map_err(ApiError::from)
+        })
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("the silence failed: {error}")))?
+    .map(Json)
+}
+
+pub async fn expire_silence(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<alerting::silence::Silence>, ApiError> {
+    let alerting = alerting(&state)?.clone();
+    let actor = caller.actor();
+    let access = state.access.clone();
+    tokio::task::spawn_blocking(move || {
+        let name = actor.name.clone();
+        alerting.expire_silence(&id, &name, |silence| {
+            let message = format!("{} expired silence {}", actor.name, silence.id);
+            access
+                .record(&actor, "silence.expire", &silence.id, message)
+                .map(|_| ())
+                .map_err(ApiError::from)
+        })
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("the expiry failed: {error}")))?
+    .map(Json)
+}

@@ -234,6 +234,18 @@ fn alerting_metrics(stats: &alerting::Stats) -> String {
         plain(stats.evicted_groups),
     );
     family(
+        "tunnelwatch_notifications_silenced_total",
+        "counter",
+        "Pages a silence muted",
+        plain(stats.pages_silenced),
+    );
+    family(
+        "tunnelwatch_alerting_events_future_total",
+        "counter",
+        "Events dated over 5 minutes ahead of the wall clock, not evaluated",
+        plain(stats.events_future),
+    );
+    family(
         "tunnelwatch_notifications_enqueue_failures_total",
         "counter",
         "Pages that could not be queued (the outbox full or failing)",
