@@ -17,7 +17,7 @@ use model::alert::{ENGINE_ACTOR, MAX_EVIDENCE, action};
 use model::{AlertRecord, AlertStatus, Event};
 use sha2::{Digest, Sha256};
 
-use crate::rule::{Kind, Rule, sequence, threshold};
+use crate::rule::{Kind, Rule, geo, sequence, threshold};
 
 /// How often at most an open alert's growing count is written (event time).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
@@ -76,6 +76,7 @@ struct Open {
 enum RuleState {
     Threshold(threshold::State),
     Sequence(sequence::State),
+    Geo(geo::State),
 }
 
 /// The rule engine with its windows and open alerts.
@@ -173,6 +174,7 @@ impl Engine {
                 Kind::Sequence(sequence) => {
                     sequence.first.filter.matches(event) || sequence.then.filter.matches(event)
                 }
+                Kind::Geo(geo) => geo.filter.matches(event),
             };
             if !relevant {
                 continue;
@@ -211,6 +213,14 @@ impl Engine {
                         ),
                     })
                 }
+                (Kind::Geo(geo), RuleState::Geo(state)) => {
+                    geo.observe(state, key, event).map(|found| Hit {
+                        count: found.evidence.len() as u64,
+                        first: event.timestamp,
+                        evidence: found.evidence,
+                        reason: found.reason,
+                    })
+                }
                 _ => None,
             };
             if let Some(hit) = hit {
@@ -233,6 +243,10 @@ impl Engine {
                     self.counters.evicted_groups += evicted as u64;
                     expired
                 }
+                (Kind::Geo(geo), RuleState::Geo(state)) => {
+                    geo.sweep(state, now);
+                    Vec::new()
+                }
                 (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
                     threshold.sweep(state, now);
                     let evicted =
@@ -252,6 +266,7 @@ impl Engine {
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
+                    Kind::Geo(_) => self.rules[index].resolve_after,
                 };
                 let hit = Hit {
                     count: completed.count,
@@ -599,6 +614,7 @@ fn fresh_state(rule: &Rule) -> RuleState {
     match rule.kind {
         Kind::Threshold(_) => RuleState::Threshold(threshold::State::default()),
         Kind::Sequence(_) => RuleState::Sequence(sequence::State::default()),
+        Kind::Geo(_) => RuleState::Geo(geo::State::default()),
     }
 }
 

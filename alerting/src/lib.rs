@@ -58,6 +58,14 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
         "login-without-session.toml",
         include_str!("../rules/login-without-session.toml"),
     ),
+    (
+        "impossible-travel.toml",
+        include_str!("../rules/impossible-travel.toml"),
+    ),
+    (
+        "new-country.toml",
+        include_str!("../rules/new-country.toml"),
+    ),
 ];
 
 /// Largest rule file read.

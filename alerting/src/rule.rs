@@ -18,6 +18,7 @@
 //! be: a string or number (equal), a list (any of), or a table with one of `regex`, `cidr`,
 //! `not`, `exists`, `gte`, `lte`. Every condition must hold.
 
+pub mod geo;
 pub mod sequence;
 pub mod threshold;
 
@@ -99,6 +100,39 @@ pub enum KindConfig {
         #[serde(default)]
         absent: bool,
     },
+    /// Where logins come from ([`geo`]).
+    Geo {
+        #[serde(default)]
+        filter: BTreeMap<String, toml::Value>,
+        /// `impossible_travel`, `new_country`, `new_asn` or `denied_country`.
+        check: String,
+        #[serde(default = "default_max_speed")]
+        max_speed_kmh: f64,
+        /// How far off a located address may be (each of the two points).
+        #[serde(default = "default_accuracy")]
+        accuracy_km: f64,
+        #[serde(default = "default_history_days")]
+        history_days: u32,
+        #[serde(default)]
+        denied_countries: Vec<String>,
+        /// One's own egress ranges: never judged.
+        #[serde(default)]
+        allow_cidrs: Vec<String>,
+        #[serde(default)]
+        allow_asns: Vec<u32>,
+    },
+}
+
+fn default_max_speed() -> f64 {
+    900.0
+}
+
+fn default_accuracy() -> f64 {
+    100.0
+}
+
+fn default_history_days() -> u32 {
+    90
 }
 
 /// One step of a sequence.
@@ -135,6 +169,7 @@ pub struct Rule {
 pub enum Kind {
     Threshold(threshold::Threshold),
     Sequence(sequence::Sequence),
+    Geo(geo::Geo),
 }
 
 impl Rule {
@@ -204,6 +239,26 @@ impl Rule {
                     distinct,
                 })
             }
+            KindConfig::Geo {
+                filter,
+                check,
+                max_speed_kmh,
+                accuracy_km,
+                history_days,
+                denied_countries,
+                allow_cidrs,
+                allow_asns,
+            } => geo_kind(
+                &invalid,
+                filter,
+                check,
+                max_speed_kmh,
+                accuracy_km,
+                history_days,
+                denied_countries,
+                allow_cidrs,
+                allow_asns,
+            )?,
             KindConfig::Sequence {
                 first,
                 then,
@@ -237,6 +292,7 @@ impl Rule {
             None => match &kind {
                 Kind::Threshold(threshold) => threshold.window,
                 Kind::Sequence(sequence) => sequence.within,
+                Kind::Geo(_) => Duration::from_secs(24 * 3600),
             },
         };
         Ok(Rule {
@@ -263,6 +319,68 @@ impl Rule {
             })
             .collect()
     }
+}
+
+/// Checks and compiles a `geo` rule's settings.
+#[allow(clippy::too_many_arguments)]
+fn geo_kind(
+    invalid: &dyn Fn(String) -> Error,
+    filter: &BTreeMap<String, toml::Value>,
+    check: &str,
+    max_speed_kmh: &f64,
+    accuracy_km: &f64,
+    history_days: &u32,
+    denied_countries: &[String],
+    allow_cidrs: &[String],
+    allow_asns: &[u32],
+) -> Result<Kind, Error> {
+    let check = match check {
+        "impossible_travel" => geo::Check::ImpossibleTravel,
+        "new_country" => geo::Check::NewCountry,
+        "new_asn" => geo::Check::NewAsn,
+        "denied_country" => geo::Check::DeniedCountry,
+        other => {
+            return Err(invalid(format!(
+                "check `{}` is not impossible_travel, new_country, new_asn or denied_country",
+                other.escape_debug()
+            )));
+        }
+    };
+    if !(1.0..=100_000.0).contains(max_speed_kmh) {
+        return Err(invalid("max_speed_kmh must be 1 to 100000".to_owned()));
+    }
+    if !(0.0..=5_000.0).contains(accuracy_km) {
+        return Err(invalid("accuracy_km must be 0 to 5000".to_owned()));
+    }
+    if *history_days == 0 || *history_days > 3650 {
+        return Err(invalid("history_days must be 1 to 3650".to_owned()));
+    }
+    if check == geo::Check::DeniedCountry && denied_countries.is_empty() {
+        return Err(invalid("denied_country needs denied_countries".to_owned()));
+    }
+    for country in denied_countries {
+        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(format!(
+                "`{}` is not an ISO 3166 country code such as DE",
+                country.escape_debug()
+            )));
+        }
+    }
+    let allow_cidrs = allow_cidrs
+        .iter()
+        .map(|cidr| parse_cidr(cidr))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| invalid(format!("allow_cidrs: {why}")))?;
+    Ok(Kind::Geo(geo::Geo {
+        filter: Filter::compile(filter).map_err(|why| invalid(format!("filter: {why}")))?,
+        check,
+        max_speed_kmh: *max_speed_kmh,
+        accuracy_km: *accuracy_km,
+        history: Duration::from_secs(u64::from(*history_days) * 86_400),
+        denied_countries: denied_countries.to_vec(),
+        allow_cidrs,
+        allow_asns: allow_asns.to_vec(),
+    }))
 }
 
 /// A field that events carry (rules read events).

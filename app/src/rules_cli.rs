@@ -44,6 +44,7 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
         let kind = match rule.kind {
             alerting::rule::Kind::Threshold(_) => "threshold",
             alerting::rule::Kind::Sequence(_) => "sequence",
+            alerting::rule::Kind::Geo(_) => "geo",
         };
         let group: Vec<&str> = rule.group_by.iter().map(|field| field.name).collect();
         out.push_str(&format!(

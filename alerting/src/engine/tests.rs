@@ -574,3 +574,130 @@ fn the_end_of_a_history_resolves_what_is_open_as_of_its_last_event() {
     assert_eq!(spike.timestamp, at(10 + 600));
     assert_eq!(engine.open_alerts().count(), 0);
 }
+
+/// A successful login of `user` from a located address.
+fn located(seq: u64, second: i64, user: &str, ip: &str, place: (&str, &str, f64, f64)) -> Event {
+    let mut event = auth(seq, second, user, ip, Outcome::Success);
+    event.source_geo = Some(model::Geo {
+        country_iso_code: Some(place.0.to_owned()),
+        city_name: Some(place.1.to_owned()),
+        lat: Some(place.2),
+        lon: Some(place.3),
+        as_number: Some(64_500),
+        ..model::Geo::default()
+    });
+    event
+}
+
+const BERLIN: (&str, &str, f64, f64) = ("DE", "Berlin", 52.52, 13.40);
+const POTSDAM: (&str, &str, f64, f64) = ("DE", "Potsdam", 52.39, 13.06);
+const SYDNEY: (&str, &str, f64, f64) = ("AU", "Sydney", -33.87, 151.21);
+const PARIS: (&str, &str, f64, f64) = ("FR", "Paris", 48.86, 2.35);
+
+#[test]
+fn berlin_then_sydney_an_hour_later_is_impossible_travel() {
+    let mut engine = shipped();
+    let mut rows = engine.observe(&located(1, 0, "ana", "81.2.69.142", BERLIN));
+    // Near by, soon after: possible (and within the accuracy allowance).
+    rows.extend(engine.observe(&located(2, 600, "ana", "81.2.69.143", POTSDAM)));
+    assert!(!fired(&rows).contains(&"impossible-travel"), "{rows:?}");
+    rows.extend(engine.observe(&located(3, 3600, "ana", "175.16.199.10", SYDNEY)));
+    assert_eq!(
+        fired(&rows)
+            .iter()
+            .filter(|id| **id == "impossible-travel")
+            .count(),
+        1,
+        "{rows:?}"
+    );
+    let alert = rows
+        .iter()
+        .find(|row| row.rule_id == "impossible-travel")
+        .unwrap();
+    let reason = alert.reason.as_deref().unwrap();
+    assert!(reason.contains("Potsdam (DE) to Sydney (AU)"), "{reason}");
+    assert!(reason.contains("km/h"), "{reason}");
+    assert_eq!(alert.evidence.len(), 2);
+    // Another user's logins are theirs alone; a slow journey is fine.
+    let mut other = shipped();
+    let mut rows = other.observe(&located(1, 0, "ben", "81.2.69.142", BERLIN));
+    rows.extend(other.observe(&located(2, 30 * 3600, "ben", "175.16.199.10", SYDNEY)));
+    assert!(!fired(&rows).contains(&"impossible-travel"), "{rows:?}");
+}
+
+#[test]
+fn a_new_country_fires_after_the_first_login_has_taught() {
+    let mut engine = shipped();
+    let mut rows = engine.observe(&located(1, 0, "cleo", "81.2.69.142", BERLIN));
+    rows.extend(engine.observe(&located(2, 86_400, "cleo", "81.2.69.142", BERLIN)));
+    assert!(!fired(&rows).contains(&"new-country"), "{rows:?}");
+    rows.extend(engine.observe(&located(3, 2 * 86_400, "cleo", "89.160.20.128", PARIS)));
+    let alert = rows
+        .iter()
+        .find(|row| row.rule_id == "new-country")
+        .expect("fired");
+    assert!(
+        alert
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("first login from FR"),
+        "{alert:?}"
+    );
+    // Seen now: no second alert for France.
+    let later = engine.observe(&located(4, 10 * 86_400, "cleo", "89.160.20.128", PARIS));
+    assert!(!fired(&later).contains(&"new-country"));
+}
+
+#[test]
+fn own_egress_ranges_and_denied_countries() {
+    let rule = |extra: &str| {
+        let text = format!(
+            "id = \"g\"\nname = \"G\"\nkind = \"geo\"\ngroup_by = [\"user.name\"]\n{extra}\n"
+        );
+        crate::rule::Rule::compile(&toml::from_str(&text).unwrap())
+    };
+    let travel = rule("check = \"impossible_travel\"\nallow_cidrs = [\"175.16.0.0/16\"]").unwrap();
+    let mut engine = Engine::new(vec![travel], Limits::default());
+    engine.observe(&located(1, 0, "dan", "81.2.69.142", BERLIN));
+    let rows = engine.observe(&located(2, 60, "dan", "175.16.199.10", SYDNEY));
+    assert!(
+        rows.is_empty(),
+        "an own egress range is not judged: {rows:?}"
+    );
+    let denied = rule("check = \"denied_country\"\ndenied_countries = [\"AU\"]").unwrap();
+    let mut engine = Engine::new(vec![denied], Limits::default());
+    assert!(
+        engine
+            .observe(&located(1, 0, "eve", "81.2.69.142", BERLIN))
+            .is_empty()
+    );
+    let rows = engine.observe(&located(2, 60, "eve", "175.16.199.10", SYDNEY));
+    assert_eq!(fired(&rows), ["g"]);
+    for (extra, expected) in [
+        ("check = \"teleport\"", "is not impossible_travel"),
+        ("check = \"denied_country\"", "needs denied_countries"),
+        (
+            "check = \"denied_country\"\ndenied_countries = [\"germany\"]",
+            "ISO 3166",
+        ),
+        (
+            "check = \"impossible_travel\"\nmax_speed_kmh = 0.0",
+            "max_speed_kmh",
+        ),
+        (
+            "check = \"impossible_travel\"\nallow_cidrs = [\"10.0.0.0/99\"]",
+            "allow_cidrs",
+        ),
+    ] {
+        let error = rule(extra).unwrap_err().to_string();
+        assert!(error.contains(expected), "{extra}: {error}");
+    }
+}
+
+#[test]
+fn distances_are_great_circles() {
+    let km = crate::rule::geo::distance_km(BERLIN.2, BERLIN.3, SYDNEY.2, SYDNEY.3);
+    assert!((16_000.0..16_200.0).contains(&km), "{km}");
+    assert!(crate::rule::geo::distance_km(1.0, 2.0, 1.0, 2.0).abs() < 1e-9);
+}

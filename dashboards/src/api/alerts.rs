@@ -285,6 +285,7 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<serde_json::Val
             let kind = match &rule.kind {
                 alerting::rule::Kind::Threshold(_) => "threshold",
                 alerting::rule::Kind::Sequence(_) => "sequence",
+                alerting::rule::Kind::Geo(_) => "geo",
             };
             let origin = match origin {
                 alerting::Origin::Shipped(name) => format!("shipped: {name}"),
