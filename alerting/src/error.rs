@@ -19,6 +19,9 @@ pub enum Error {
     Change(#[from] ChangeError),
     #[error("no silence {0}")]
     SilenceNotFound(String),
+    /// The audit entry a change needs could not be written: the change is refused.
+    #[error("the audit trail cannot record it: {0}")]
+    Audit(String),
     /// A notifier setting that cannot work; the message names it.
     #[error("invalid notifier configuration: {0}")]
     Notifier(String),
@@ -65,6 +68,7 @@ impl Error {
             }
             Error::ReadFile { .. } => model::ErrorKind::Invalid,
             Error::Sink(_)
+            | Error::Audit(_)
             | Error::Spool(durable::Error::Full { .. } | durable::Error::InUse { .. }) => {
                 model::ErrorKind::Unavailable
             }

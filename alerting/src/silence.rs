@@ -37,7 +37,7 @@ pub struct Silence {
 }
 
 /// What an operator asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRequest {
     pub matchers: Vec<Matcher>,

@@ -168,6 +168,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AlertsAction,
     },
+    /// Silences: mute the pages of matching alerts for a while, list them, end one.
+    #[cfg(feature = "server")]
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
     /// Alert rules: check a rule file or directory, or replay events through it.
     #[cfg(feature = "server")]
     Rules {
@@ -200,6 +206,53 @@ pub enum AlertsAction {
     },
     /// One alert: what it is about, its evidence and every change of its state.
     Show {
+        id: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Acknowledge an open alert (through the running server; audited).
+    Ack {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Resolve an open alert (through the running server; audited).
+    Resolve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum SilenceAction {
+    /// Silence the pages of matching alerts for a while (through the running server; audited).
+    Add {
+        /// NAME=VALUE, repeatable: `rule`, `severity`, `user`, `source_ip` or a group label
+        /// such as `user.name`; every one must hold.
+        #[arg(long = "match", value_name = "NAME=VALUE", required = true)]
+        matchers: Vec<String>,
+        /// Why (what on-call reads).
+        #[arg(long)]
+        comment: String,
+        /// How long: 30m, 2h, 1d (at most 90d).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// The silences: active, pending and expired.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// End a silence now.
+    Expire {
         id: String,
         #[arg(long)]
         data: PathBuf,
@@ -723,7 +776,62 @@ fn run(command: Command) -> anyhow::Result<()> {
                 AlertsAction::Show { id, data } => {
                     print!("{}", crate::alerts_cli::show(&data, &id)?)
                 }
+                AlertsAction::Ack { id, comment, data } => println!(
+                    "{}",
+                    crate::control::run(&data, crate::control::Request::AlertAck { id, comment })?
+                ),
+                AlertsAction::Resolve { id, comment, data } => println!(
+                    "{}",
+                    crate::control::run(
+                        &data,
+                        crate::control::Request::AlertResolve { id, comment }
+                    )?
+                ),
             }
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Silence { action } => {
+            use crate::control::Request;
+            let (data, request) = match action {
+                SilenceAction::Add {
+                    matchers,
+                    comment,
+                    duration,
+                    data,
+                } => {
+                    let matchers = matchers
+                        .iter()
+                        .map(|text| {
+                            text.split_once('=')
+                                .map(|(name, value)| alerting::silence::Matcher {
+                                    name: name.trim().to_owned(),
+                                    value: value.trim().to_owned(),
+                                })
+                                .with_context(|| format!("--match {text:?} is not NAME=VALUE"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let length = alerting::rule::parse_duration(&duration)
+                        .map_err(|why| anyhow::anyhow!("--for: {why}"))?;
+                    let ends = jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::try_from(length)?)
+                        .context("--for is too long")?;
+                    (
+                        data,
+                        Request::SilenceAdd {
+                            request: alerting::silence::SilenceRequest {
+                                matchers,
+                                comment,
+                                starts: None,
+                                ends,
+                            },
+                        },
+                    )
+                }
+                SilenceAction::List { data } => (data, Request::SilenceList),
+                SilenceAction::Expire { id, data } => (data, Request::SilenceExpire { id }),
+            };
+            println!("{}", crate::control::run(&data, request)?);
             Ok(())
         }
         #[cfg(feature = "server")]

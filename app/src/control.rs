@@ -46,6 +46,21 @@ pub enum Request {
     TokenRevoke {
         name: String,
     },
+    AlertAck {
+        id: String,
+        comment: Option<String>,
+    },
+    AlertResolve {
+        id: String,
+        comment: Option<String>,
+    },
+    SilenceAdd {
+        request: alerting::silence::SilenceRequest,
+    },
+    SilenceList,
+    SilenceExpire {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,11 +81,107 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     socket_dir(data_dir).join("control.sock")
 }
 
-/// Carries out `request` as `actor`; the text is what the command prints.
-pub fn apply(access: &Access, actor: &Actor, request: Request) -> Result<String, String> {
+/// Carries out `request` as `actor`; the text is what the command prints. Alerts and
+/// silences need the running server's alerting service (`alerting`).
+pub fn apply(
+    access: &Access,
+    alerting: Option<&alerting::Alerting>,
+    actor: &Actor,
+    request: Request,
+) -> Result<String, String> {
     let text =
         |result: dashboards::access::Result<String>| result.map_err(|error| error.to_string());
+    let running = || {
+        alerting.ok_or_else(|| {
+            "alerts and silences change only through a running server (none answers on this data directory)".to_owned()
+        })
+    };
+    // The audit entry before the change; when the trail cannot take it, nothing changes.
+    let audit = |action: &'static str, target: &str, message: String| {
+        access
+            .record(actor, action, target, message)
+            .map(|_| ())
+            .map_err(|error| alerting::Error::Audit(error.to_string()))
+    };
     match request {
+        Request::AlertAck { id, comment } => {
+            let message = format!("{} acknowledged alert {id}{}", actor.name, comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default());
+            running()?
+                .change(&id, &alerting::Change::Acknowledge, &actor.name, comment, |row| {
+                    audit("alert.ack", &row.alert_id, message)
+                })
+                .map(|row| format!("acknowledged {} ({})", row.alert_id, row.rule_id))
+                .map_err(|error| error.to_string())
+        }
+        Request::AlertResolve { id, comment } => {
+            let message = format!("{} resolved alert {id}{}", actor.name, comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default());
+            running()?
+                .change(&id, &alerting::Change::Resolve, &actor.name, comment, |row| {
+                    audit("alert.resolve", &row.alert_id, message)
+                })
+                .map(|row| format!("resolved {} ({})", row.alert_id, row.rule_id))
+                .map_err(|error| error.to_string())
+        }
+        Request::SilenceAdd { request } => running()?
+            .add_silence(request, &actor.name, |silence| {
+                let matchers: Vec<String> = silence
+                    .matchers
+                    .iter()
+                    .map(|matcher| format!("{}={}", matcher.name, matcher.value))
+                    .collect();
+                audit(
+                    "silence.add",
+                    &silence.id,
+                    format!(
+                        "{} silenced alerts matching {} from {} to {}: {}",
+                        actor.name,
+                        matchers.join(", "),
+                        silence.starts,
+                        silence.ends,
+                        silence.comment
+                    ),
+                )
+            })
+            .map(|silence| format!("{} until {}", silence.id, silence.ends))
+            .map_err(|error| error.to_string()),
+        Request::SilenceList => {
+            let now = jiff::Timestamp::now();
+            let mut out = format!("{:<20} {:<8} {:<27} {:<20} {:<40} {}\n", "ID", "STATE", "ENDS", "AUTHOR", "MATCHERS", "COMMENT");
+            for silence in running()?.silences() {
+                let state = if silence.active(now) {
+                    "active"
+                } else if silence.starts > now {
+                    "pending"
+                } else {
+                    "expired"
+                };
+                let matchers: Vec<String> = silence
+                    .matchers
+                    .iter()
+                    .map(|matcher| format!("{}={}", matcher.name, matcher.value))
+                    .collect();
+                out.push_str(&format!(
+                    "{:<20} {:<8} {:<27} {:<20} {:<40} {}\n",
+                    silence.id,
+                    state,
+                    silence.ends.to_string(),
+                    crate::alerts_cli::printable(&silence.author),
+                    crate::alerts_cli::printable(&matchers.join(",")),
+                    crate::alerts_cli::printable(&silence.comment)
+                ));
+            }
+            Ok(out.trim_end().to_owned())
+        }
+        Request::SilenceExpire { id } => running()?
+            .expire_silence(&id, &actor.name, |silence| {
+                audit(
+                    "silence.expire",
+                    &silence.id,
+                    format!("{} expired silence {}", actor.name, silence.id),
+                )
+            })
+            .map(|silence| format!("expired {}", silence.id))
+            .map_err(|error| error.to_string()),
         Request::UserAdd {
             name,
             role,
@@ -171,7 +282,11 @@ pub fn local_actor() -> anyhow::Result<Actor> {
 }
 
 /// Listens on the control socket; the task runs until aborted.
-pub fn listen(data_dir: &Path, access: Access) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn listen(
+    data_dir: &Path,
+    access: Access,
+    alerting: Option<alerting::Alerting>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let dir = socket_dir(data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Only the server's user may enter the directory, so no one else can reach the socket,
@@ -192,8 +307,9 @@ pub fn listen(data_dir: &Path, access: Access) -> anyhow::Result<tokio::task::Jo
                 continue;
             };
             let access = access.clone();
+            let alerting = alerting.clone();
             tokio::spawn(async move {
-                if let Err(error) = serve_one(stream, access, server_uid).await {
+                if let Err(error) = serve_one(stream, access, alerting, server_uid).await {
                     tracing::warn!(%error, "control socket request failed");
                 }
             });
@@ -204,6 +320,7 @@ pub fn listen(data_dir: &Path, access: Access) -> anyhow::Result<tokio::task::Jo
 async fn serve_one(
     stream: tokio::net::UnixStream,
     access: Access,
+    alerting: Option<alerting::Alerting>,
     server_uid: u32,
 ) -> anyhow::Result<()> {
     let peer_uid = stream
@@ -229,7 +346,11 @@ async fn serve_one(
         },
         Ok(request) => {
             let actor = Actor::cli(&user_name(peer_uid));
-            match tokio::task::spawn_blocking(move || apply(&access, &actor, request)).await {
+            match tokio::task::spawn_blocking(move || {
+                apply(&access, alerting.as_ref(), &actor, request)
+            })
+            .await
+            {
                 Ok(Ok(text)) => Reply::Ok { text },
                 Ok(Err(message)) => Reply::Error { message },
                 Err(error) => Reply::Error {
@@ -303,7 +424,7 @@ pub fn run(data_dir: &Path, request: Request) -> anyhow::Result<String> {
     )
     .with_context(|| format!("cannot read the accounts of {}", data_dir.display()))?;
     let result =
-        apply(&access, &local_actor()?, request).map_err(|message| anyhow::anyhow!(message));
+        apply(&access, None, &local_actor()?, request).map_err(|message| anyhow::anyhow!(message));
     // Sealed before the store closes, as a server does at shutdown.
     if let Err(error) = store.seal_audit() {
         tracing::error!(%error, "sealing the audit trail failed");

@@ -92,8 +92,17 @@ impl RunningServer {
                 }
             }
         }
-        let control = crate::control::listen(&settings.store.data_dir, access.clone())
-            .context("cannot open the control socket the `user` and `token` commands use")?;
+        // Before the pipeline: every event the store accepts from the first one on is seen.
+        // (The tap is the store's, shared by the clone that gets the query runtime.)
+        let (alerting, _alerting_task) =
+            crate::alert_sink::start(&settings.alerting, &store, alerting::Clock::Wall, true)
+                .context("cannot start alerting")?;
+        let control = crate::control::listen(
+            &settings.store.data_dir,
+            access.clone(),
+            Some(alerting.clone()),
+        )
+        .context("cannot open the control socket the `user`, `token`, `alerts` and `silence` commands use")?;
         let query_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(QUERY_THREADS)
             .thread_name("tw-query")
@@ -101,10 +110,6 @@ impl RunningServer {
             .build()
             .context("cannot start the query threads")?;
         let store = store.with_query_runtime(query_runtime.handle().clone());
-        // Before the pipeline: every event the store accepts from the first one on is seen.
-        let (alerting, _alerting_task) =
-            crate::alert_sink::start(&settings.alerting, &store, alerting::Clock::Wall, true)
-                .context("cannot start alerting")?;
         let (pipeline, pipeline_task) =
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;
         let state = dashboards::AppState {

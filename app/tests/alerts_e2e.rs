@@ -817,4 +817,85 @@ fn a_silence_mutes_the_pages_of_what_it_matches() {
         None,
     );
     assert_eq!(status, 404);
+
+    // The same from the command line, through the running server (its user is trusted).
+    let added = run_ok(&[
+        "silence",
+        "add",
+        "--match",
+        "rule=brute-force-then-success",
+        "--comment",
+        "known test account",
+        "--for",
+        "2h",
+        "--data",
+        data_arg,
+    ]);
+    let cli_id = added.split_whitespace().next().unwrap().to_owned();
+    assert!(cli_id.starts_with("si-"), "{added}");
+    let listed = run_ok(&["silence", "list", "--data", data_arg]);
+    assert!(
+        listed.contains(&cli_id) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(run_ok(&["silence", "expire", &cli_id, "--data", data_arg]).contains("expired"));
+    let bad = support::run(&[
+        "silence",
+        "add",
+        "--match",
+        "user",
+        "--comment",
+        "x",
+        "--for",
+        "1h",
+        "--data",
+        data_arg,
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("NAME=VALUE"));
+    let open = open_alerts(&api, &viewer);
+    let id = open[0]["alert_id"].as_str().unwrap().to_owned();
+    let acked = run_ok(&[
+        "alerts",
+        "ack",
+        &id,
+        "--comment",
+        "on it",
+        "--data",
+        data_arg,
+    ]);
+    assert!(acked.contains("acknowledged"), "{acked}");
+    assert!(run_ok(&["alerts", "resolve", &id, "--data", data_arg]).contains("resolved"));
+    let audit = api.get("/api/v1/audit?action=alert.resolve", &analyst);
+    assert_eq!(audit["entries"][0]["target"], id.as_str(), "{audit}");
+    assert!(
+        audit["entries"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:"),
+        "{audit}"
+    );
+}
+
+/// Without a server, alerts and silences cannot change: the command says so.
+#[test]
+fn alert_commands_need_a_running_server() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    run_ok(&[
+        "token", "create", "x", "--role", "viewer", "--data", data_arg,
+    ]);
+    for args in [
+        vec!["alerts", "ack", "al-1", "--data", data_arg],
+        vec!["silence", "list", "--data", data_arg],
+    ] {
+        let output = support::run(&args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("only through a running server"),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
