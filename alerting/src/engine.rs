@@ -53,6 +53,44 @@ pub enum Change {
     Resolve,
 }
 
+impl Change {
+    /// The audit trail's action for it.
+    pub fn audit_action(&self) -> &'static str {
+        match self {
+            Change::Acknowledge => "alert.ack",
+            Change::Assign(_) => "alert.assign",
+            Change::Resolve => "alert.resolve",
+        }
+    }
+
+    /// The audit trail's message: `who acknowledged alert ID[: comment]`.
+    pub fn audit_message(&self, actor: &str, alert_id: &str, comment: Option<&str>) -> String {
+        let verb = match self {
+            Change::Acknowledge => "acknowledged".to_owned(),
+            Change::Assign(assignee) => format!("assigned to {assignee}"),
+            Change::Resolve => "resolved".to_owned(),
+        };
+        match comment {
+            Some(comment) => format!("{actor} {verb} alert {alert_id}: {comment}"),
+            None => format!("{actor} {verb} alert {alert_id}"),
+        }
+    }
+}
+
+/// Stored rows as each alert's history: by alert id, oldest revision first, each revision
+/// once (the last of each is the alert's state).
+pub fn histories(rows: Vec<AlertRecord>) -> BTreeMap<String, Vec<AlertRecord>> {
+    let mut by_alert: BTreeMap<String, Vec<AlertRecord>> = BTreeMap::new();
+    for row in rows {
+        by_alert.entry(row.alert_id.clone()).or_default().push(row);
+    }
+    for history in by_alert.values_mut() {
+        history.sort_by_key(|row| row.revision);
+        history.dedup_by_key(|row| row.revision);
+    }
+    by_alert
+}
+
 /// Why a change cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeError {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use engine::{Change, ChangeError, Engine};
+pub use engine::{Change, ChangeError, Engine, histories};
 pub use error::{Error, Result};
 pub use rule::{Rule, RuleConfig};
 pub use service::{AlertSink, Alerting, Clock, Stats};

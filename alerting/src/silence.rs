@@ -66,6 +66,37 @@ impl Silence {
         self.starts <= now && now < self.ends
     }
 
+    /// `active`, `pending` (starts later) or `expired`.
+    pub fn state(&self, now: Timestamp) -> &'static str {
+        if self.active(now) {
+            "active"
+        } else if self.starts > now {
+            "pending"
+        } else {
+            "expired"
+        }
+    }
+
+    /// Its matchers as `name=value, …`.
+    pub fn matchers_text(&self) -> String {
+        self.matchers
+            .iter()
+            .map(|matcher| format!("{}={}", matcher.name, matcher.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The audit trail's message when `actor` adds it.
+    pub fn added_message(&self, actor: &str) -> String {
+        format!(
+            "{actor} silenced alerts matching {} from {} to {}: {}",
+            self.matchers_text(),
+            self.starts,
+            self.ends,
+            self.comment
+        )
+    }
+
     /// Whether it mutes `row` at `now`.
     pub fn mutes(&self, row: &AlertRecord, now: Timestamp) -> bool {
         self.active(now) && self.matchers.iter().all(|matcher| matcher.holds(row))

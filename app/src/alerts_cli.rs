@@ -25,15 +25,7 @@ pub fn printable(text: &str) -> String {
 fn histories(data_dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<AlertRecord>>> {
     let store = store::Store::open_read_only(&crate::config::store_config_for_dir(data_dir))
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    let mut by_alert: BTreeMap<String, Vec<AlertRecord>> = BTreeMap::new();
-    for row in store.alert_records()? {
-        by_alert.entry(row.alert_id.clone()).or_default().push(row);
-    }
-    for history in by_alert.values_mut() {
-        history.sort_by_key(|row| row.revision);
-        history.dedup_by_key(|row| row.revision);
-    }
-    Ok(by_alert)
+    Ok(alerting::histories(store.alert_records()?))
 }
 
 /// `alerts list`: each alert's current state, newest change first.

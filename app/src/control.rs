@@ -105,42 +105,14 @@ pub fn apply(
     };
     match request {
         Request::AlertAck { id, comment } => {
-            let message = format!("{} acknowledged alert {id}{}", actor.name, comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default());
-            running()?
-                .change(&id, &alerting::Change::Acknowledge, &actor.name, comment, |row| {
-                    audit("alert.ack", &row.alert_id, message)
-                })
-                .map(|row| format!("acknowledged {} ({})", row.alert_id, row.rule_id))
-                .map_err(|error| error.to_string())
+            change_alert(running()?, actor, &id, alerting::Change::Acknowledge, comment, audit)
         }
         Request::AlertResolve { id, comment } => {
-            let message = format!("{} resolved alert {id}{}", actor.name, comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default());
-            running()?
-                .change(&id, &alerting::Change::Resolve, &actor.name, comment, |row| {
-                    audit("alert.resolve", &row.alert_id, message)
-                })
-                .map(|row| format!("resolved {} ({})", row.alert_id, row.rule_id))
-                .map_err(|error| error.to_string())
+            change_alert(running()?, actor, &id, alerting::Change::Resolve, comment, audit)
         }
         Request::SilenceAdd { request } => running()?
             .add_silence(request, &actor.name, |silence| {
-                let matchers: Vec<String> = silence
-                    .matchers
-                    .iter()
-                    .map(|matcher| format!("{}={}", matcher.name, matcher.value))
-                    .collect();
-                audit(
-                    "silence.add",
-                    &silence.id,
-                    format!(
-                        "{} silenced alerts matching {} from {} to {}: {}",
-                        actor.name,
-                        matchers.join(", "),
-                        silence.starts,
-                        silence.ends,
-                        silence.comment
-                    ),
-                )
+                audit("silence.add", &silence.id, silence.added_message(&actor.name))
             })
             .map(|silence| format!("{} until {}", silence.id, silence.ends))
             .map_err(|error| error.to_string()),
@@ -148,25 +120,13 @@ pub fn apply(
             let now = jiff::Timestamp::now();
             let mut out = format!("{:<20} {:<8} {:<27} {:<20} {:<40} {}\n", "ID", "STATE", "ENDS", "AUTHOR", "MATCHERS", "COMMENT");
             for silence in running()?.silences() {
-                let state = if silence.active(now) {
-                    "active"
-                } else if silence.starts > now {
-                    "pending"
-                } else {
-                    "expired"
-                };
-                let matchers: Vec<String> = silence
-                    .matchers
-                    .iter()
-                    .map(|matcher| format!("{}={}", matcher.name, matcher.value))
-                    .collect();
                 out.push_str(&format!(
                     "{:<20} {:<8} {:<27} {:<20} {:<40} {}\n",
                     silence.id,
-                    state,
+                    silence.state(now),
                     silence.ends.to_string(),
                     crate::alerts_cli::printable(&silence.author),
-                    crate::alerts_cli::printable(&matchers.join(",")),
+                    crate::alerts_cli::printable(&silence.matchers_text()),
                     crate::alerts_cli::printable(&silence.comment)
                 ));
             }
@@ -252,6 +212,25 @@ pub fn apply(
                 .map(|()| format!("revoked {}: it stops working now", name.to_ascii_lowercase())),
         ),
     }
+}
+
+/// An operator's change to an alert through the running service, audited first.
+fn change_alert(
+    alerting: &alerting::Alerting,
+    actor: &Actor,
+    id: &str,
+    change: alerting::Change,
+    comment: Option<String>,
+    audit: impl FnOnce(&'static str, &str, String) -> Result<(), alerting::Error>,
+) -> Result<String, String> {
+    let message = change.audit_message(&actor.name, id, comment.as_deref());
+    let action = change.audit_action();
+    alerting
+        .change(id, &change, &actor.name, comment, |row| {
+            audit(action, &row.alert_id, message)
+        })
+        .map(|row| format!("{} {} ({})", row.action, row.alert_id, row.rule_id))
+        .map_err(|error| error.to_string())
 }
 
 /// The user this process runs as.

@@ -3,8 +3,6 @@
 //! `POST /api/v1/alerts/{id}/ack|assign|resolve` (written to the audit trail first, then
 //! stored, then applied), `GET /api/v1/rules`.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use model::{AlertRecord, AlertStatus};
@@ -32,19 +30,6 @@ impl From<alerting::Error> for ApiError {
     fn from(error: alerting::Error) -> ApiError {
         from_alerting(error)
     }
-}
-
-/// Every alert's newest row, and its rows oldest first, by alert id.
-fn current(rows: Vec<AlertRecord>) -> BTreeMap<String, Vec<AlertRecord>> {
-    let mut by_alert: BTreeMap<String, Vec<AlertRecord>> = BTreeMap::new();
-    for row in rows {
-        by_alert.entry(row.alert_id.clone()).or_default().push(row);
-    }
-    for history in by_alert.values_mut() {
-        history.sort_by_key(|row| row.revision);
-        history.dedup_by_key(|row| row.revision);
-    }
-    by_alert
 }
 
 async fn all_rows(state: &AppState) -> Result<Vec<AlertRecord>, ApiError> {
@@ -95,7 +80,7 @@ pub async fn list(
             )));
         }
     }
-    let mut alerts: Vec<AlertRecord> = current(all_rows(&state).await?)
+    let mut alerts: Vec<AlertRecord> = alerting::histories(all_rows(&state).await?)
         .into_values()
         .filter_map(|mut history| history.pop())
         .filter(|row| {
@@ -136,7 +121,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut by_alert = current(all_rows(&state).await?);
+    let mut by_alert = alerting::histories(all_rows(&state).await?);
     let history = by_alert
         .remove(&id)
         .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))?;
@@ -249,18 +234,11 @@ async fn change(
         )));
     }
     let alerting = alerting(&state)?.clone();
-    let (action, verb) = match &change {
-        alerting::Change::Acknowledge => ("alert.ack", "acknowledged".to_owned()),
-        alerting::Change::Assign(assignee) => ("alert.assign", format!("assigned to {assignee}")),
-        alerting::Change::Resolve => ("alert.resolve", "resolved".to_owned()),
-    };
+    let action = change.audit_action();
     let actor = caller.actor();
     let access = state.access.clone();
     let name = actor.name.clone();
-    let message = match &comment {
-        Some(comment) => format!("{name} {verb} alert {id}: {comment}"),
-        None => format!("{name} {verb} alert {id}"),
-    };
+    let message = change.audit_message(&name, &id, comment.as_deref());
     tokio::task::spawn_blocking(move || {
         alerting.change(&id, &change, &name, comment, |row| {
             // The audit entry before the change is stored; refused when the trail cannot
@@ -315,15 +293,8 @@ pub async fn silences(State(state): State<AppState>) -> Result<Json<serde_json::
         .silences()
         .into_iter()
         .map(|silence| {
-            let state = if silence.active(now) {
-                "active"
-            } else if silence.starts > now {
-                "pending"
-            } else {
-                "expired"
-            };
             let mut value = serde_json::to_value(&silence).unwrap_or_default();
-            value["state"] = state.into();
+            value["state"] = silence.state(now).into();
             value
         })
         .collect();
@@ -342,19 +313,7 @@ pub async fn add_silence(
     tokio::task::spawn_blocking(move || {
         let author = actor.name.clone();
         alerting.add_silence(request, &author, |silence| {
-            let matchers: Vec<String> = silence
-                .matchers
-                .iter()
-                .map(|matcher| format!("{}={}", matcher.name, matcher.value))
-                .collect();
-            let message = format!(
-                "{} silenced alerts matching {} from {} to {}: {}",
-                actor.name,
-                matchers.join(", "),
-                silence.starts,
-                silence.ends,
-                silence.comment
-            );
+            let message = silence.added_message(&actor.name);
             access
                 .record(&actor, "silence.add", &silence.id, message)
                 .map(|_| ())
