@@ -125,7 +125,7 @@ fn filters_match_what_they_say() {
 
 #[test]
 fn cidr_ranges_of_both_families() {
-    let v4 = |text: &str| text.parse::<IpAddr>().unwrap();
+    let v4 = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
     assert!(in_cidr(v4("10.1.2.3"), v4("10.0.0.0"), 8));
     assert!(!in_cidr(v4("11.1.2.3"), v4("10.0.0.0"), 8));
     assert!(in_cidr(v4("1.2.3.4"), v4("0.0.0.0"), 0));
