@@ -17,7 +17,7 @@ use model::alert::{ENGINE_ACTOR, MAX_EVIDENCE, action};
 use model::{AlertRecord, AlertStatus, Event};
 use sha2::{Digest, Sha256};
 
-use crate::rule::{Kind, Rule, geo, sequence, threshold};
+use crate::rule::{Kind, Rule, geo, sequence, state, threshold};
 
 /// How often at most an open alert's growing count is written (event time).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
@@ -115,6 +115,7 @@ enum RuleState {
     Threshold(threshold::State),
     Sequence(sequence::State),
     Geo(geo::State),
+    State(state::State),
 }
 
 /// The rule engine with its windows and open alerts.
@@ -213,6 +214,7 @@ impl Engine {
                     sequence.first.filter.matches(event) || sequence.then.filter.matches(event)
                 }
                 Kind::Geo(geo) => geo.filter.matches(event),
+                Kind::State(rule) => rule.relevant(event),
             };
             if !relevant {
                 continue;
@@ -251,6 +253,14 @@ impl Engine {
                         ),
                     })
                 }
+                (Kind::State(rule), RuleState::State(state)) => {
+                    rule.observe(state, key, event).map(|found| Hit {
+                        count: found.evidence.len() as u64,
+                        first: event.timestamp,
+                        evidence: found.evidence,
+                        reason: found.reason,
+                    })
+                }
                 (Kind::Geo(geo), RuleState::Geo(state)) => {
                     geo.observe(state, key, event).map(|found| Hit {
                         count: found.evidence.len() as u64,
@@ -285,6 +295,13 @@ impl Engine {
                     geo.sweep(state, now);
                     Vec::new()
                 }
+                (Kind::State(rule), RuleState::State(state)) => {
+                    rule.sweep(state, now);
+                    let evicted =
+                        state::StateRule::evict(state, self.limits.max_groups_per_rule);
+                    self.counters.evicted_groups += evicted as u64;
+                    Vec::new()
+                }
                 (Kind::Threshold(threshold), RuleState::Threshold(state)) => {
                     threshold.sweep(state, now);
                     let evicted =
@@ -304,7 +321,7 @@ impl Engine {
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
-                    Kind::Geo(_) => self.rules[index].resolve_after,
+                    Kind::Geo(_) | Kind::State(_) => self.rules[index].resolve_after,
                 };
                 let hit = Hit {
                     count: completed.count,
@@ -653,6 +670,7 @@ fn fresh_state(rule: &Rule) -> RuleState {
         Kind::Threshold(_) => RuleState::Threshold(threshold::State::default()),
         Kind::Sequence(_) => RuleState::Sequence(sequence::State::default()),
         Kind::Geo(_) => RuleState::Geo(geo::State::default()),
+        Kind::State(_) => RuleState::State(state::State::default()),
     }
 }
 

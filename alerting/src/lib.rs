@@ -66,6 +66,14 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
         "new-country.toml",
         include_str!("../rules/new-country.toml"),
     ),
+    (
+        "weak-crypto.toml",
+        include_str!("../rules/weak-crypto.toml"),
+    ),
+    (
+        "concurrent-sessions.toml",
+        include_str!("../rules/concurrent-sessions.toml"),
+    ),
 ];
 
 /// Largest rule file read.

@@ -21,6 +21,7 @@
 pub mod filter;
 pub mod geo;
 pub mod sequence;
+pub mod state;
 pub mod threshold;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use model::fields::{self, Field, Value};
 use model::{Event, Severity};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -43,7 +44,7 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A rule as written. (Unknown keys are refused by the kind's own fields: serde's
 /// `deny_unknown_fields` does not combine with `flatten`.)
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct RuleConfig {
     pub id: String,
     pub name: String,
@@ -61,10 +62,10 @@ pub struct RuleConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// A playbook to trigger when it fires (the playbooks' issue runs it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playbook: Option<String>,
     /// How long after its last event an alert resolves by itself (default: the window).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_after: Option<String>,
     #[serde(flatten)]
     pub kind: KindConfig,
@@ -79,7 +80,7 @@ fn default_true() -> bool {
 }
 
 /// What a rule looks for.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KindConfig {
     /// `threshold` events (or distinct values of `distinct`) within `window`, per group.
@@ -90,7 +91,7 @@ pub enum KindConfig {
         threshold: u64,
         /// Count distinct values of this field instead of events (password spraying: many
         /// users from one source).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         distinct: Option<String>,
     },
     /// `first` (at least `count` times) then `then` within `within`, per group; with
@@ -123,6 +124,23 @@ pub enum KindConfig {
         #[serde(default)]
         allow_asns: Vec<u32>,
     },
+    /// What is true of a user's VPN now ([`state`]).
+    State {
+        #[serde(default)]
+        filter: BTreeMap<String, toml::Value>,
+        /// `weak_crypto` or `concurrent_sessions`.
+        check: String,
+        /// `weak_crypto`: the algorithms that are weak (strongSwan's names; a trailing `*`
+        /// matches any suffix); default [`state::DEFAULT_WEAK_ALGORITHMS`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weak_algorithms: Option<Vec<String>>,
+        /// `concurrent_sessions`: the most sessions a group may have at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+        /// `concurrent_sessions`: how long an SA whose end was never seen counts (default 1d).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_session_age: Option<String>,
+    },
 }
 
 fn default_max_speed() -> f64 {
@@ -138,7 +156,7 @@ fn default_history_days() -> u32 {
 }
 
 /// One step of a sequence.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
     #[serde(default)]
@@ -172,6 +190,19 @@ pub enum Kind {
     Threshold(threshold::Threshold),
     Sequence(sequence::Sequence),
     Geo(geo::Geo),
+    State(state::StateRule),
+}
+
+impl Kind {
+    /// The `kind` it is written as.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Threshold(_) => "threshold",
+            Kind::Sequence(_) => "sequence",
+            Kind::Geo(_) => "geo",
+            Kind::State(_) => "state",
+        }
+    }
 }
 
 impl Rule {
@@ -261,6 +292,20 @@ impl Rule {
                 allow_cidrs,
                 allow_asns,
             )?,
+            KindConfig::State {
+                filter,
+                check,
+                weak_algorithms,
+                limit,
+                max_session_age,
+            } => state_kind(
+                &invalid,
+                filter,
+                check,
+                weak_algorithms.as_deref(),
+                *limit,
+                max_session_age.as_deref(),
+            )?,
             KindConfig::Sequence {
                 first,
                 then,
@@ -295,6 +340,7 @@ impl Rule {
                 Kind::Threshold(threshold) => threshold.window,
                 Kind::Sequence(sequence) => sequence.within,
                 Kind::Geo(_) => Duration::from_secs(24 * 3600),
+                Kind::State(_) => Duration::from_secs(3600),
             },
         };
         Ok(Rule {
@@ -383,6 +429,78 @@ fn geo_kind(
         allow_cidrs,
         allow_asns: allow_asns.to_vec(),
     }))
+}
+
+/// Checks and compiles a `state` rule's settings.
+fn state_kind(
+    invalid: &dyn Fn(String) -> Error,
+    filter: &BTreeMap<String, toml::Value>,
+    check: &str,
+    weak_algorithms: Option<&[String]>,
+    limit: Option<u64>,
+    max_session_age: Option<&str>,
+) -> Result<Kind, Error> {
+    let filter = Filter::compile(filter).map_err(|why| invalid(format!("filter: {why}")))?;
+    let check = match check {
+        "weak_crypto" => {
+            if limit.is_some() || max_session_age.is_some() {
+                return Err(invalid(
+                    "limit and max_session_age are settings of concurrent_sessions".to_owned(),
+                ));
+            }
+            let weak: Vec<String> = match weak_algorithms {
+                Some(list) => list.to_vec(),
+                None => state::DEFAULT_WEAK_ALGORITHMS
+                    .iter()
+                    .map(|name| (*name).to_owned())
+                    .collect(),
+            };
+            if weak.is_empty() || weak.len() > state::MAX_PATTERNS {
+                return Err(invalid(format!(
+                    "weak_algorithms must name 1 to {} algorithms",
+                    state::MAX_PATTERNS
+                )));
+            }
+            for pattern in &weak {
+                let name = pattern.strip_suffix('*').unwrap_or(pattern);
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(invalid(format!(
+                        "`{}` is not an algorithm name like 3DES_CBC or HMAC_SHA1* (strongSwan's spelling)",
+                        pattern.escape_debug()
+                    )));
+                }
+            }
+            state::Check::WeakCrypto {
+                weak: weak.iter().map(|name| name.to_ascii_uppercase()).collect(),
+            }
+        }
+        "concurrent_sessions" => {
+            if weak_algorithms.is_some() {
+                return Err(invalid("weak_algorithms is a setting of weak_crypto".to_owned()));
+            }
+            let limit = limit
+                .filter(|limit| (1..=10_000).contains(limit))
+                .ok_or_else(|| invalid("concurrent_sessions needs limit = 1 to 10000".to_owned()))?;
+            let max_age = match max_session_age {
+                Some(text) => parse_duration(text)
+                    .map_err(|why| invalid(format!("max_session_age: {why}")))?,
+                None => Duration::from_secs(86_400),
+            };
+            state::Check::ConcurrentSessions { limit, max_age }
+        }
+        other => {
+            return Err(invalid(format!(
+                "check `{}` is not weak_crypto or concurrent_sessions",
+                other.escape_debug()
+            )));
+        }
+    };
+    Ok(Kind::State(state::StateRule { filter, check }))
 }
 
 /// A field that events carry (rules read events).

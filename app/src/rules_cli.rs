@@ -41,11 +41,7 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
     let rules = load(path)?;
     let mut out = String::new();
     for (rule, _) in &rules {
-        let kind = match rule.kind {
-            alerting::rule::Kind::Threshold(_) => "threshold",
-            alerting::rule::Kind::Sequence(_) => "sequence",
-            alerting::rule::Kind::Geo(_) => "geo",
-        };
+        let kind = rule.kind.name();
         let group: Vec<&str> = rule.group_by.iter().map(|field| field.name).collect();
         out.push_str(&format!(
             "{:<30} {:<9} {:<8} by [{}]  {}\n",

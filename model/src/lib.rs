@@ -84,6 +84,7 @@
 //! | `vpn.spi_out` | `vpn_spi_out` | — | outbound SPI (hex) |
 //! | `vpn.local_ts` | `vpn_local_ts` | — | local traffic selector |
 //! | `vpn.remote_ts` | `vpn_remote_ts` | — | remote traffic selector |
+//! | `vpn.proposal` | `vpn_proposal` | — | negotiated algorithms, e.g. `IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519` |
 //! | `vpn.ike_id` | `vpn_ike_id` | `user.uid` | IKE identity (IDi) of the peer |
 //! | `vpn.eap_id` | `vpn_eap_id` | `user.name` | EAP identity |
 //! | `vpn.xauth_id` | `vpn_xauth_id` | `user.name` | XAuth user (IKEv1) |

@@ -318,6 +318,11 @@ pub struct IkeSaEvent {
     /// For `Deleted` and `Lost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<TerminateCause>,
+    /// `vpn.proposal`: the negotiated algorithms as strongSwan prints them
+    /// (`IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519`,
+    /// `ESP:AES_GCM_16_128/NO_EXT_SEQ`), on the event that brought the SA up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
 }
 
 /// A CHILD_SA changed.
@@ -344,6 +349,11 @@ pub struct ChildSaEvent {
     /// Counters when the SA closed, from the client's point of view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<Counters>,
+    /// `vpn.proposal`: the negotiated algorithms as strongSwan prints them
+    /// (`IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519`,
+    /// `ESP:AES_GCM_16_128/NO_EXT_SEQ`), on the event that brought the SA up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
 }
 
 /// A virtual IP was handed to a peer or came back to the pool.

@@ -215,6 +215,8 @@ const EVENTS: &[&[Column]] = &[
         VPN_VIRTUAL_IP null, VPN_TERMINATE_CAUSE null, ERROR_MESSAGE null,
         EVENT_ORIGINAL not null,
     ],
+    // Came with the weak-crypto rules (older segments read it as null).
+    columns![VPN_PROPOSAL null],
 ];
 
 /// `auth_events`: every authentication attempt.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use model::{
     Auth, AuthFailure, AuthMethod, Endpoint, Event, EventBody, EventId, FailureCode, Identities,
-    Observer, Outcome, Peer,
+    Observer, Outcome, Peer, SaChange,
 };
 
 use super::*;
@@ -700,4 +700,127 @@ fn distances_are_great_circles() {
     let km = crate::rule::geo::distance_km(BERLIN.2, BERLIN.3, SYDNEY.2, SYDNEY.3);
     assert!((16_000.0..16_200.0).contains(&km), "{km}");
     assert!(crate::rule::geo::distance_km(1.0, 2.0, 1.0, 2.0).abs() < 1e-9);
+}
+
+fn ike(seq: u64, second: i64, user: &str, gateway: &str, change: SaChange) -> Event {
+    let mut event = auth(seq, second, user, "192.0.2.1", Outcome::Success);
+    let EventBody::Auth(auth) = event.body else {
+        unreachable!()
+    };
+    event.observer.hostname = Some(gateway.to_owned());
+    event.body = EventBody::IkeSa(model::IkeSaEvent {
+        peer: auth.peer,
+        change,
+        new_ike_sa_id: None,
+        cause: None,
+        proposal: None,
+    });
+    event
+}
+
+fn with_proposal(mut event: Event, proposal: &str) -> Event {
+    if let EventBody::IkeSa(ike) = &mut event.body {
+        ike.proposal = Some(proposal.to_owned());
+    }
+    event
+}
+
+#[test]
+fn a_weak_proposal_fires_and_a_strong_one_does_not() {
+    let mut engine = shipped();
+    let strong = with_proposal(
+        ike(1, 0, "alice", "gw1", SaChange::Established),
+        "IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519",
+    );
+    assert!(fired(&engine.observe(&strong)).is_empty());
+    let weak = with_proposal(
+        ike(2, 10, "bob", "gw1", SaChange::Established),
+        "IKE:3DES_CBC/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+    );
+    let rows = engine.observe(&weak);
+    assert_eq!(fired(&rows), ["weak-crypto"]);
+    let reason = rows[0].reason.as_deref().unwrap_or_default();
+    for algorithm in ["3DES_CBC", "HMAC_SHA1_96", "PRF_HMAC_SHA1", "MODP_1024"] {
+        assert!(reason.contains(algorithm), "{reason}");
+    }
+    assert!(!reason.contains("AES"), "{reason}");
+    // The same user again: the open alert grows, nothing fires.
+    let again = with_proposal(
+        ike(3, 20, "bob", "gw1", SaChange::Established),
+        "IKE:3DES_CBC/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+    );
+    assert!(fired(&engine.observe(&again)).is_empty());
+}
+
+#[test]
+fn weak_algorithms_are_data_the_rule_may_replace() {
+    let weak = |list: &[&str]| {
+        list.iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let found = state::weak_in(
+        "ESP:AES_CBC_128/HMAC_SHA1_96/MODP_2048/NO_EXT_SEQ",
+        &weak(&["HMAC_SHA1*"]),
+    );
+    assert_eq!(found, ["HMAC_SHA1_96"]);
+    assert!(
+        state::weak_in(
+            "ESP:AES_GCM_16_128/NO_EXT_SEQ",
+            &weak(state::DEFAULT_WEAK_ALGORITHMS)
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        state::weak_in(
+            "IKE:AES_CBC_256/HMAC_MD5_96/PRF_HMAC_MD5/MODP_1536",
+            &weak(state::DEFAULT_WEAK_ALGORITHMS)
+        ),
+        ["HMAC_MD5_96", "PRF_HMAC_MD5", "MODP_1536"]
+    );
+}
+
+#[test]
+fn more_sessions_at_once_than_the_limit_fire_and_ended_ones_do_not_count() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    // Three sessions of carol on two gateways: at the limit.
+    rows.extend(engine.observe(&ike(1, 0, "carol", "gw1", SaChange::Established)));
+    rows.extend(engine.observe(&ike(2, 5, "carol", "gw2", SaChange::Established)));
+    rows.extend(engine.observe(&ike(3, 10, "carol", "gw1", SaChange::Established)));
+    assert!(fired(&rows).is_empty());
+    // One ends, one is rekeyed into another id: still three up with a new one.
+    rows.extend(engine.observe(&ike(1, 20, "carol", "gw1", SaChange::Deleted)));
+    let mut rekey = ike(2, 25, "carol", "gw2", SaChange::Rekeyed);
+    if let EventBody::IkeSa(ike) = &mut rekey.body {
+        ike.new_ike_sa_id = Some(20);
+    }
+    rows.extend(engine.observe(&rekey));
+    rows.extend(engine.observe(&ike(4, 30, "carol", "gw2", SaChange::Established)));
+    assert!(fired(&rows).is_empty(), "{rows:?}");
+    // The rekeyed SA is deleted under its new id: two up; then two more make four.
+    let mut gone = ike(20, 40, "carol", "gw2", SaChange::Deleted);
+    if let EventBody::IkeSa(ike) = &mut gone.body {
+        ike.peer.ike_sa_id = Some(20);
+    }
+    rows.extend(engine.observe(&gone));
+    rows.extend(engine.observe(&ike(5, 50, "carol", "gw1", SaChange::Established)));
+    assert!(fired(&rows).is_empty(), "{rows:?}");
+    let more = engine.observe(&ike(6, 55, "carol", "gw3", SaChange::Established));
+    assert_eq!(fired(&more), ["concurrent-sessions"]);
+    let reason = more[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("4 sessions at once (at most 3)"), "{reason}");
+    assert!(reason.contains("gw3 ×1"), "{reason}");
+    assert_eq!(more[0].evidence.len(), 4);
+}
+
+#[test]
+fn sessions_whose_end_was_never_seen_stop_counting_after_max_session_age() {
+    let mut engine = shipped();
+    for seq in 1..=3 {
+        engine.observe(&ike(seq, seq as i64, "dave", "gw1", SaChange::Established));
+    }
+    engine.tick(at(2 * 86_400));
+    let rows = engine.observe(&ike(9, 2 * 86_400 + 5, "dave", "gw1", SaChange::Established));
+    assert!(fired(&rows).is_empty(), "{rows:?}");
 }

@@ -71,11 +71,42 @@ fn invalid_rules_are_refused_with_the_rule_and_the_reason() {
             BASE.replace("name = \"R\"", "name = \"  \""),
             "the name must be",
         ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"weak_crypto\"\nweak_algorithms = [\"3DES CBC\"]".to_owned(),
+            "not an algorithm name",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"weak_crypto\"\nweak_algorithms = []".to_owned(),
+            "1 to 200 algorithms",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"weak_crypto\"\nlimit = 3".to_owned(),
+            "settings of concurrent_sessions",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"concurrent_sessions\"".to_owned(),
+            "needs limit",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"concurrent_sessions\"\nlimit = 0".to_owned(),
+            "needs limit",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"concurrent_sessions\"\nlimit = 2\nmax_session_age = \"1y\"".to_owned(),
+            "max_session_age",
+        ),
+        (
+            "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"expired_certs\"".to_owned(),
+            "not weak_crypto or concurrent_sessions",
+        ),
     ] {
         let error = compile(&text).unwrap_err();
         assert!(error.contains(expected), "{text}\n→ {error}");
         if !error.contains("bad id") && expected != "the id must be" {
-            assert!(error.contains("rule `r1`"), "{error}");
+            assert!(
+                error.contains("rule `r1`") || error.contains("rule `s`"),
+                "{error}"
+            );
         }
     }
     // Unknown keys and kinds are refused by the parser, with the key.

@@ -778,6 +778,7 @@ async fn the_collector_sets_source_geo_and_client_geo() {
                 change: model::SaChange::Established,
                 new_ike_sa_id: None,
                 cause: None,
+                proposal: None,
             }),
         ),
         already_located,

@@ -53,6 +53,7 @@ fn ike(
         change,
         new_ike_sa_id: new_id,
         cause,
+        proposal: None,
     })
 }
 
@@ -93,6 +94,7 @@ fn child_closed(peer: Peer, child: u64, bytes_in: u64, bytes_out: u64) -> EventB
             packets_in: None,
             packets_out: None,
         }),
+        proposal: None,
     })
 }
 

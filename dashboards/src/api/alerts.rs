@@ -260,11 +260,7 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<serde_json::Val
         .rules()
         .into_iter()
         .map(|(rule, origin)| {
-            let kind = match &rule.kind {
-                alerting::rule::Kind::Threshold(_) => "threshold",
-                alerting::rule::Kind::Sequence(_) => "sequence",
-                alerting::rule::Kind::Geo(_) => "geo",
-            };
+            let kind = rule.kind.name();
             let origin = match origin {
                 alerting::Origin::Shipped(name) => format!("shipped: {name}"),
                 alerting::Origin::Config => "configuration".to_owned(),

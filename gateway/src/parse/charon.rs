@@ -78,8 +78,15 @@ struct SaState {
     child_failure: Option<String>,
     /// The end was reported (IKEv1 has no `IKE_SA deleted` line).
     end_reported: bool,
+    /// The last `selected proposal: IKE:…` and `ESP:…`/`AH:…`, for the events that bring
+    /// the IKE_SA and its next CHILD_SA up.
+    ike_proposal: Option<String>,
+    child_proposal: Option<String>,
     last_seq: u64,
 }
+
+/// Longest `selected proposal` kept (a real one is under 100 characters).
+const MAX_PROPOSAL_LEN: usize = 256;
 
 #[derive(Debug, Default)]
 pub(crate) struct CharonParser {
@@ -113,7 +120,7 @@ type Family = fn(&mut CharonParser, &Line<'_>, &str, &mut Vec<Event>) -> Option<
 /// busy gateway's log. No message is of two families (their prefixes differ), except that
 /// an IKEv1 quick mode failure (`received … error notify`) is only looked for once no other
 /// family took the message.
-const FAMILIES: [Family; 9] = [
+const FAMILIES: [Family; 10] = [
     CharonParser::packet,
     CharonParser::ike_sa,
     CharonParser::child_sa,
@@ -122,6 +129,7 @@ const FAMILIES: [Family; 9] = [
     CharonParser::failure,
     CharonParser::lease,
     CharonParser::end,
+    CharonParser::proposal,
     CharonParser::ikev1,
 ];
 
@@ -246,6 +254,27 @@ impl CharonParser {
             .unwrap_or(false)
     }
 
+    /// `selected proposal: IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519`
+    /// (and `ESP:…`, `AH:…`): kept for the event that brings the SA up.
+    fn proposal(&mut self, line: &Line<'_>, text: &str, _: &mut Vec<Event>) -> Option<bool> {
+        let proposal = text.strip_prefix("selected proposal: ")?.trim();
+        let Some((protocol, algorithms)) = proposal.split_once(':') else {
+            return Some(false);
+        };
+        if algorithms.is_empty() || proposal.len() > MAX_PROPOSAL_LEN {
+            return Some(false);
+        }
+        let Some(state) = self.state(line) else {
+            return Some(false);
+        };
+        match protocol {
+            "IKE" => state.ike_proposal = Some(proposal.to_owned()),
+            "ESP" | "AH" => state.child_proposal = Some(proposal.to_owned()),
+            _ => return Some(false),
+        }
+        Some(true)
+    }
+
     /// `received packet: from 192.0.2.11[4500] to 192.0.2.1[4500] (…)`: both endpoints.
     fn packet(&mut self, line: &Line<'_>, text: &str, _: &mut Vec<Event>) -> Option<bool> {
         let rest = text.strip_prefix("received packet: from ")?;
@@ -295,11 +324,18 @@ impl CharonParser {
         new_ike_sa_id: Option<u64>,
         out: &mut Vec<Event>,
     ) {
+        let proposal = match change {
+            SaChange::Established => self
+                .state(line)
+                .and_then(|state| state.ike_proposal.clone()),
+            _ => None,
+        };
         let body = EventBody::IkeSa(IkeSaEvent {
             peer: self.peer(line),
             change,
             new_ike_sa_id,
             cause,
+            proposal,
         });
         self.push(line, out, body);
     }

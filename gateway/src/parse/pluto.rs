@@ -403,6 +403,7 @@ impl PlutoParser {
                 local_ts,
                 remote_ts,
                 counters: None,
+                proposal: None,
             };
             line.message
                 .push(&line.origin, out, EventBody::ChildSa(child));
@@ -436,6 +437,7 @@ impl PlutoParser {
             local_ts,
             remote_ts,
             counters: None,
+            proposal: None,
         };
         line.message
             .push(&line.origin, out, EventBody::ChildSa(child));
@@ -503,6 +505,7 @@ impl PlutoParser {
             change: SaChange::Lost,
             new_ike_sa_id: None,
             cause: Some(TerminateCause::LostService),
+            proposal: None,
         });
         line.message.push(&line.origin, out, body);
     }
@@ -553,6 +556,7 @@ impl PlutoParser {
                     change: SaChange::Deleted,
                     new_ike_sa_id: None,
                     cause: Some(cause),
+                    proposal: None,
                 });
                 line.message.push(&line.origin, out, body);
             }
@@ -599,6 +603,7 @@ impl PlutoParser {
             local_ts,
             remote_ts,
             counters,
+            proposal: None,
         };
         line.message
             .push(&line.origin, out, EventBody::ChildSa(child));
@@ -685,6 +690,7 @@ impl PlutoParser {
             change,
             new_ike_sa_id: None,
             cause,
+            proposal: None,
         });
         line.message.push(&line.origin, out, body);
     }

@@ -83,6 +83,9 @@ pub struct SaInfo {
     pub virtual_ips: Vec<IpAddr>,
     /// CHILD_SAs by unique id.
     pub children: BTreeMap<u64, ChildInfo>,
+    /// The negotiated algorithms, as charon logs them (`vpn.proposal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +95,9 @@ pub struct ChildInfo {
     pub spi_out: Option<String>,
     pub local_ts: Option<String>,
     pub remote_ts: Option<String>,
+    /// The negotiated algorithms, as charon logs them (`vpn.proposal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
 }
 
 /// The persisted part of the tracker: which charon it watched and its established IKE_SAs.
@@ -385,6 +391,7 @@ impl Tracker {
                 change: SaChange::Rekeyed,
                 new_ike_sa_id: Some(new_id),
                 cause: None,
+                proposal: None,
             }),
         });
     }
@@ -535,6 +542,7 @@ impl Tracker {
                 change: SaChange::Established,
                 new_ike_sa_id: None,
                 cause: None,
+                proposal: info.proposal.clone(),
             }),
         });
         for (child_id, child) in &info.children {
@@ -576,6 +584,7 @@ impl Tracker {
                 change,
                 new_ike_sa_id: None,
                 cause: Some(cause),
+                proposal: None,
             }),
         });
         for ip in &info.virtual_ips {
@@ -683,6 +692,7 @@ fn sa_info(connection: &str, section: &Message) -> SaInfo {
             .filter_map(|ip| ip.parse().ok())
             .collect(),
         children,
+        proposal: proposal(section, "IKE"),
     }
 }
 
@@ -697,7 +707,38 @@ fn child_info(child: &Message) -> ChildInfo {
         spi_out: child.str("spi-out"),
         local_ts: joined("local-ts"),
         remote_ts: joined("remote-ts"),
+        proposal: proposal(child, child.str("protocol").as_deref().unwrap_or("ESP")),
     }
+}
+
+/// The negotiated algorithms of an SA section of `list-sas` or an updown event, spelled as
+/// charon's `selected proposal:` line does (`IKE:AES_CBC_128/HMAC_SHA2_256_128/
+/// PRF_HMAC_SHA2_256/CURVE_25519`, `ESP:AES_GCM_16_128/NO_EXT_SEQ`), so that rules read one
+/// spelling whichever source saw the SA.
+/// Longest proposal kept (a real one is under 100 characters).
+const MAX_PROPOSAL_LEN: usize = 256;
+
+fn proposal(section: &Message, protocol: &str) -> Option<String> {
+    let encryption = section.str("encr-alg")?;
+    let mut parts = vec![match section.str("encr-keysize") {
+        Some(bits) => format!("{encryption}_{bits}"),
+        None => encryption,
+    }];
+    parts.extend(section.str("integ-alg"));
+    parts.extend(section.str("prf-alg"));
+    parts.extend(section.str("dh-group"));
+    if protocol != "IKE" {
+        parts.push(
+            if section.str("esn").as_deref() == Some("1") {
+                "EXT_SEQ"
+            } else {
+                "NO_EXT_SEQ"
+            }
+            .to_owned(),
+        );
+    }
+    let proposal = format!("{protocol}:{}", parts.join("/"));
+    (proposal.len() <= MAX_PROPOSAL_LEN).then_some(proposal)
 }
 
 fn child_counters(child: &Message) -> Counters {
@@ -766,6 +807,10 @@ fn child_event(
             local_ts: child.local_ts.clone(),
             remote_ts: child.remote_ts.clone(),
             counters,
+            proposal: match change {
+                SaChange::Established => child.proposal.clone(),
+                _ => None,
+            },
         }),
     }
 }

@@ -220,6 +220,12 @@ fields! {
         event: |event| text(child_sa(event)?.local_ts.as_deref());
     VPN_REMOTE_TS: "vpn.remote_ts", Str, "", "remote traffic selector",
         event: |event| text(child_sa(event)?.remote_ts.as_deref());
+    VPN_PROPOSAL: "vpn.proposal", Str, "", "negotiated algorithms, e.g. `IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519`",
+        event: |event| match &event.body {
+            EventBody::IkeSa(ike) => text(ike.proposal.as_deref()),
+            EventBody::ChildSa(child) => text(child.proposal.as_deref()),
+            _ => None,
+        };
     VPN_IKE_ID: "vpn.ike_id", Str, "user.uid", "IKE identity (IDi) of the peer",
         identity: |identities| text(identities.ike_id.as_deref());
     VPN_EAP_ID: "vpn.eap_id", Str, "user.name", "EAP identity",

@@ -205,6 +205,7 @@ impl Login {
                         local_ts: None,
                         remote_ts: None,
                         counters: Some(self.vpn_counters()),
+                        proposal: None,
                     }),
                 ));
             }
@@ -386,6 +387,7 @@ fn ike(
         change,
         new_ike_sa_id,
         cause,
+        proposal: None,
     })
 }
 

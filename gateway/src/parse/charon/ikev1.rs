@@ -130,6 +130,7 @@ impl CharonParser {
             change: SaChange::Rekeyed,
             new_ike_sa_id: Some(new_id),
             cause: None,
+            proposal: None,
         });
         self.push(line, out, body);
         true

@@ -163,6 +163,7 @@ impl CharonParser {
             change: SaChange::Rekeyed,
             new_ike_sa_id: Some(id),
             cause: None,
+            proposal: None,
         });
         self.push(line, out, body);
         true
@@ -197,6 +198,9 @@ impl CharonParser {
         let spi_out = spis.next().and_then(|spi| spi.strip_suffix("_o"));
         let (local_ts, remote_ts) = ts.split_once_short(" === ").unwrap_or((ts, ""));
         self.report_v1_login(line, out);
+        let proposal = self
+            .state(line)
+            .and_then(|state| state.child_proposal.take());
         let child = ChildSaEvent {
             peer: self.peer(line),
             change: SaChange::Established,
@@ -207,6 +211,7 @@ impl CharonParser {
             local_ts: non_empty(local_ts),
             remote_ts: non_empty(remote_ts),
             counters: None,
+            proposal,
         };
         self.push(line, out, EventBody::ChildSa(child));
         true
@@ -237,6 +242,7 @@ impl CharonParser {
             local_ts: non_empty(local_ts),
             remote_ts: non_empty(remote_ts),
             counters,
+            proposal: None,
         };
         self.push(line, out, EventBody::ChildSa(child));
         true

@@ -138,6 +138,7 @@ impl Tracker {
                             change: SaChange::Rekeyed,
                             new_ike_sa_id: Some(new_id),
                             cause: None,
+                            proposal: None,
                         }),
                     });
                 }
