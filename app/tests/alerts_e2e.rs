@@ -16,7 +16,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{free_port, start_server, wait_for};
+use support::{Smtp, free_port, mails, start_server, wait_for};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -405,59 +405,6 @@ fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
     assert_eq!(actions.first(), Some(&"fired"));
     assert!(actions.contains(&"acknowledged") && actions.contains(&"assigned"));
     assert_eq!(actions.last(), Some(&"resolved"));
-}
-
-/// A real SMTP server (PyPI aiosmtpd, its Mailbox handler) on loopback, killed on drop.
-struct Smtp {
-    child: std::process::Child,
-}
-
-impl Smtp {
-    fn start(port: u16, maildir: &Path) -> Smtp {
-        // The test harness's setting, as for schemathesis: scripts/test.sh sets it.
-        #[allow(clippy::disallowed_methods)]
-        let python = std::env::var("TW_AIOSMTPD_PYTHON").unwrap_or_else(|_| {
-            panic!("TW_AIOSMTPD_PYTHON is not set: run the tests through scripts/test.sh, which installs aiosmtpd")
-        });
-        let child = std::process::Command::new(&python)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                maildir.to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start aiosmtpd with {python}: {error}"));
-        wait_for("aiosmtpd", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Smtp { child }
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The mails in a maildir's `new/`, as text.
-fn mails(maildir: &Path) -> Vec<String> {
-    std::fs::read_dir(maildir.join("new"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Pages through a real SMTP server that is down when the alerts fire: they wait in the

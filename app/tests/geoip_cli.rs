@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mmdb_writer::ipnet::IpNet;
-use mmdb_writer::{Value, Writer};
+use mmdb_writer::Writer;
 use support::{run, sql_csv};
 
 fn fixture(name: &str) -> PathBuf {
@@ -21,38 +21,12 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A GeoIP2-Enterprise-shaped record: the place, and the AS under `traits`.
-fn record(iso: &str, country: &str, city: &str, lat: f64, lon: f64, asn: u32, org: &str) -> Value {
-    let names = |en: &str| Value::map([("en", Value::from(en)), ("de", Value::from("-"))]);
-    Value::map([
-        ("city", Value::map([("names", names(city))])),
-        (
-            "country",
-            Value::map([("iso_code", Value::from(iso)), ("names", names(country))]),
-        ),
-        (
-            "location",
-            Value::map([
-                ("latitude", Value::from(lat)),
-                ("longitude", Value::from(lon)),
-            ]),
-        ),
-        (
-            "traits",
-            Value::map([
-                ("autonomous_system_number", Value::from(asn)),
-                ("autonomous_system_organization", Value::from(org)),
-            ]),
-        ),
-    ])
-}
-
 fn city_database(path: &Path) {
     let mut writer = Writer::new("GeoIP2-Enterprise");
     writer
         .insert_value(
             "45.67.89.0/24".parse::<IpNet>().unwrap(),
-            record(
+            support::geo_record(
                 "DE",
                 "Germany",
                 "Hamburg",
@@ -66,7 +40,7 @@ fn city_database(path: &Path) {
     writer
         .insert_value(
             "81.2.69.0/24".parse::<IpNet>().unwrap(),
-            record(
+            support::geo_record(
                 "GB",
                 "United Kingdom",
                 "London",

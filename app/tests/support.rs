@@ -244,3 +244,91 @@ ingest_token_file = "{token}"
     );
     config_path
 }
+
+/// A real SMTP server (PyPI aiosmtpd, its Mailbox handler) on loopback, killed on drop.
+pub struct Smtp {
+    child: std::process::Child,
+}
+
+impl Smtp {
+    pub fn start(port: u16, maildir: &Path) -> Smtp {
+        // The test harness's setting, as for schemathesis: scripts/test.sh sets it.
+        #[allow(clippy::disallowed_methods)]
+        let python = std::env::var("TW_AIOSMTPD_PYTHON").unwrap_or_else(|_| {
+            panic!("TW_AIOSMTPD_PYTHON is not set: run the tests through scripts/test.sh, which installs aiosmtpd")
+        });
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                maildir.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start aiosmtpd with {python}: {error}"));
+        wait_for("aiosmtpd", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Smtp { child }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mails in a maildir's `new/`, as text.
+pub fn mails(maildir: &Path) -> Vec<String> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A GeoIP2-Enterprise-shaped record: the place, and the AS under `traits`.
+pub fn geo_record(
+    iso: &str,
+    country: &str,
+    city: &str,
+    lat: f64,
+    lon: f64,
+    asn: u32,
+    org: &str,
+) -> mmdb_writer::Value {
+    use mmdb_writer::Value;
+    let names = |en: &str| Value::map([("en", Value::from(en)), ("de", Value::from("-"))]);
+    Value::map([
+        ("city", Value::map([("names", names(city))])),
+        (
+            "country",
+            Value::map([("iso_code", Value::from(iso)), ("names", names(country))]),
+        ),
+        (
+            "location",
+            Value::map([
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        ),
+        (
+            "traits",
+            Value::map([
+                ("autonomous_system_number", Value::from(asn)),
+                ("autonomous_system_organization", Value::from(org)),
+            ]),
+        ),
+    ])
+}

@@ -5,7 +5,9 @@
 # Usage:
 #   vpn-testbed.sh install [--syslog]
 #   vpn-testbed.sh up NAME DIR [--radius [--radius-acct-port PORT]] [--syslog] [--pool RANGE] [--nginx]
+#                    [--weak-crypto]
 #   vpn-testbed.sh connect NAME DIR CLIENT CONN [--psk WRONG | --eap-password WRONG]
+#                         (CONN rw-weak: after up --weak-crypto)
 #   vpn-testbed.sh disconnect NAME DIR CLIENT [--ike-only]
 #   vpn-testbed.sh terminate NAME DIR CLIENT
 #   vpn-testbed.sh terminate-conn NAME DIR CONN
@@ -13,6 +15,7 @@
 #   vpn-testbed.sh start-client NAME DIR CLIENT
 #   vpn-testbed.sh rekey NAME DIR CLIENT [--by-client]
 #   vpn-testbed.sh curl NAME DIR CLIENT [PATH]
+#   vpn-testbed.sh move NAME DIR CLIENT ADDRESS
 #   vpn-testbed.sh restart-gateway NAME DIR
 #   vpn-testbed.sh down NAME DIR
 #
@@ -166,6 +169,11 @@ set_instance() { # NAME DIR
   DIR=$(realpath -m "$2")
   NS_GW=tw-$NAME-gw
   NS_API=tw-$NAME-api
+  # A client `move`d to another address connects from there.
+  local c
+  for c in client1 client2; do
+    if [ -f "$DIR/moved-$c" ]; then CLIENT_ADDR[$c]=$(cat "$DIR/moved-$c"); fi
+  done
 }
 
 client_ns() { # CLIENT
@@ -240,6 +248,11 @@ charon {
   retransmit_tries = 2
   retransmit_timeout = 1.0
   retransmit_base = 1.5
+  # Tests log in many times a minute from one address (10 wrong passwords): no DoS
+  # protection's cookies and blocks of half-open IKE_SAs.
+  dos_protection = no
+  cookie_threshold = 1000
+  block_threshold = 1000
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -348,6 +361,11 @@ write_gw_swanctl() {
     pools = rw-pool
     # DPD every 3 s; with the retransmit settings a dead peer is gone in ~8 s.
     dpd_delay = 3s
+EOF
+    if [ "${WEAK:-no}" = yes ] && [ "$1" = rw-psk ]; then
+      echo "    proposals = default, 3des-sha1-modp1024"
+    fi
+    cat <<EOF
     local {
       auth = $2
       id = gw.vpn.test
@@ -365,6 +383,11 @@ EOF
     children {
       net {
         local_ts = $API_NET
+EOF
+    if [ "${WEAK:-no}" = yes ] && [ "$1" = rw-psk ]; then
+      echo "        esp_proposals = default, 3des-sha1-modp1024"
+    fi
+    cat <<EOF
       }
     }
   }
@@ -459,6 +482,31 @@ EOF
     client_conn rw-cert pubkey pubkey "$c@cert.vpn.test"
     client_conn rw-eap eap-mschapv2 pubkey "$c@eap.vpn.test" "${EAP_USER[$c]}"
     client_conn rw-radius eap-mschapv2 pubkey "$c@radius.vpn.test" "${RADIUS_USER[$c]}"
+    # Proposes only what the seed's crypto recommendations retire (up --weak-crypto lets
+    # the gateway's rw-psk accept it).
+    cat <<EOF
+  rw-weak {
+    version = 2
+    remote_addrs = $GW_OUTER
+    encap = yes
+    vips = 0.0.0.0
+    proposals = 3des-sha1-modp1024
+    local {
+      auth = psk
+      id = $c@psk.vpn.test
+    }
+    remote {
+      auth = psk
+      id = gw.vpn.test
+    }
+    children {
+      net {
+        remote_ts = $API_NET
+        esp_proposals = 3des-sha1-modp1024
+      }
+    }
+  }
+EOF
     cat <<EOF
   l2tp-psk {
     version = 1
@@ -680,6 +728,7 @@ cmd_up() {
   [ $# -ge 2 ] || usage
   set_instance "$1" "$2"; shift 2
   local radius=no syslog=no acct_port=1813 nginx=no
+  WEAK=no
   while [ $# -gt 0 ]; do
     case $1 in
       --radius) radius=yes ;;
@@ -696,6 +745,9 @@ cmd_up() {
         POOL=$2; shift ;;
       # nginx instead of python's http.server as the API, logging `combined` and JSON.
       --nginx) nginx=yes ;;
+      # rw-psk also accepts 3DES/SHA-1/MODP_1024 (after the defaults), and each client
+      # has a connection rw-weak that proposes only that (identity CLIENT@psk.vpn.test).
+      --weak-crypto) WEAK=yes ;;
       *) die "up: unknown option $1" ;;
     esac
     shift
@@ -713,7 +765,9 @@ cmd_up() {
   done
   mkdir -p "$DIR"
   # A fresh start: no logs, sockets or configs of an earlier run in this DIR.
-  rm -rf "$DIR/gw" "$DIR/client1" "$DIR/client2" "$DIR/api" "$DIR/pki" "$DIR/options"
+  rm -rf "$DIR/gw" "$DIR/client1" "$DIR/client2" "$DIR/api" "$DIR/pki" "$DIR/options" \
+    "$DIR/moved-client1" "$DIR/moved-client2"
+  CLIENT_ADDR=([client1]=192.0.2.11 [client2]=192.0.2.12)
   : > "$DIR/pids"
   # On any failure from here on, tear down what was built.
   trap 'rc=$?; if [ $rc -ne 0 ]; then log "up failed, tearing down"; cmd_down "$NAME" "$DIR" || true; fi' EXIT
@@ -773,7 +827,7 @@ cmd_up() {
   [ "$radius" = yes ] && start_radius
   start_charon gw "$NS_GW" "$syslog"
   for c in client1 client2; do start_charon "$c" "$(client_ns "$c")"; done
-  echo "radius=$radius syslog=$syslog" > "$DIR/options"
+  echo "radius=$radius syslog=$syslog weak=$WEAK" > "$DIR/options"
   trap - EXIT
   log "instance $NAME up in $DIR"
 }
@@ -818,6 +872,7 @@ cmd_connect() {
   case $conn in
     rw-psk | rw-cert | rw-eap) ;;
     rw-radius) grep -q 'radius=yes' "$DIR/options" || die "rw-radius needs 'up --radius'" ;;
+    rw-weak) grep -q 'weak=yes' "$DIR/options" || die "rw-weak needs 'up --weak-crypto'" ;;
     l2tp-psk) child=l2tp ;;
     *) die "CONN must be rw-psk, rw-cert, rw-eap, rw-radius or l2tp-psk, got '$conn'" ;;
   esac
@@ -963,6 +1018,23 @@ cmd_curl() {
   fi
 }
 
+# The client's next IKE_SAs come from ADDRESS (any IPv4 address: it lives only inside the
+# instance's namespaces): added to its eth0 as the source of its route to the gateway, and
+# routed to it on the gateway's bridge. For tests that need a client somewhere else in the
+# world (GeoIP), e.g. impossible travel.
+cmd_move() {
+  [ $# -ge 4 ] || usage
+  set_instance "$1" "$2"; local c=$3 addr=$4
+  local cns; cns=$(client_ns "$c"); need_up
+  [[ "$addr" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "ADDRESS must be an IPv4 address, got '$addr'"
+  if ! ip -n "$cns" -4 addr show dev eth0 | grep -qF " $addr/"; then
+    ip -n "$cns" addr add "$addr/32" dev eth0
+  fi
+  ip -n "$cns" route replace "${GW_OUTER%.*}.0/24" dev eth0 src "$addr"
+  ip -n "$NS_GW" route replace "$addr/32" dev br0
+  echo "$addr" > "$DIR/moved-$c"
+}
+
 cmd_down() {
   [ $# -ge 2 ] || usage
   set_instance "$1" "$2"
@@ -1004,6 +1076,7 @@ main() {
     start-client) cmd_start_client "$@" ;;
     rekey) cmd_rekey "$@" ;;
     curl) cmd_curl "$@" ;;
+    move) cmd_move "$@" ;;
     restart-gateway) cmd_restart_gateway "$@" ;;
     down) cmd_down "$@" ;;
     -h | --help | help) usage ;;

@@ -65,6 +65,9 @@ pub struct Options {
     /// nginx instead of python's http.server as the API at 198.51.100.10:8080: `/v1/*`
     /// answers JSON; see [`Testbed::api_access_log`] and [`Testbed::api_access_json`].
     pub nginx: bool,
+    /// The gateway's `rw-psk` also accepts 3DES/SHA-1/MODP_1024 (after its defaults), and
+    /// each client's connection `rw-weak` proposes only that: a session with weak crypto.
+    pub weak_crypto: bool,
 }
 
 /// One of the two road-warrior clients.
@@ -366,6 +369,9 @@ impl Testbed {
         if opts.nginx {
             args.push("--nginx");
         }
+        if opts.weak_crypto {
+            args.push("--weak-crypto");
+        }
         // The script tears down what it built when `up` fails; the directory stays,
         // for its logs.
         if let Err(mut err) = testbed.run(&args, &[]) {
@@ -398,6 +404,13 @@ impl Testbed {
             let what = format!("vpn-testbed.sh {subcommand} {}", all.join(" "));
             Err(script_error(ErrorKind::Script, what.trim_end(), &out))
         }
+    }
+
+    /// Moves `client` to `address` (IPv4; it exists only inside the testbed's namespaces):
+    /// its next IKE_SAs come from there, as if it were elsewhere in the world.
+    pub fn move_client(&self, client: Client, address: &str) -> Result<(), Error> {
+        self.run(&["move", client.as_str(), address], &[])?;
+        Ok(())
     }
 
     /// Logs `client` in on the gateway connection `conn` (`rw-psk`, `rw-cert`,
