@@ -11,6 +11,11 @@
 //! come back to other users after a while, as in a real pool. Whoever gets one calls the API
 //! behind the VPN: the replayer writes those calls to an nginx JSON access log that the agent
 //! tails too, and the collector joins each call to the session that held the address.
+//!
+//! Without `--geoip`, the collector places addresses with MaxMind's test City database
+//! (fake data, built into the binary): each user connects from a home address of their own,
+//! and the backlog holds two episodes the shipped rules find, a brute force that worked and
+//! an impossible journey (London, then Changchun a quarter of an hour later).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,9 +70,16 @@ pub struct DemoOptions {
     pub geoip: Option<PathBuf>,
 }
 
-/// Public addresses for the replayed clients when a GeoIP database is given: ones MaxMind's
-/// test databases (`collector/testdata/geoip`) place, so that
-/// `--geoip collector/testdata/geoip/GeoIP2-City-Test.mmdb` shows locations too.
+/// MaxMind's test City database (Apache-2.0 or MIT; fake places), the demo's GeoIP database
+/// unless `--geoip` names another.
+const DEMO_CITY_DB: &[u8] = include_bytes!("../../collector/testdata/geoip/GeoIP2-City-Test.mmdb");
+
+/// The user of the impossible journey, and where they go.
+const TRAVELLER: &str = "lrossi";
+const TRAVEL_AWAY: &str = "175.16.199.10";
+
+/// The replayed users' home addresses (by their place in [`USERS`]): ones MaxMind's test
+/// databases (`collector/testdata/geoip`) place.
 const PUBLIC_CLIENTS: &[&str] = &[
     "81.2.69.142",
     "89.160.20.128",
@@ -93,8 +105,20 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let listener = crate::server::bind(&options.listen).await?;
     let mut store_config = store::Config::for_dir(&data_dir);
     store_config.flush_interval_secs = 2;
+    let demo_dir = data_dir.join("demo");
+    std::fs::create_dir_all(&demo_dir)
+        .with_context(|| format!("cannot create {}", demo_dir.display()))?;
+    let city_db = match &options.geoip {
+        Some(path) => path.clone(),
+        None => {
+            let path = demo_dir.join("GeoIP2-City-Test.mmdb");
+            std::fs::write(&path, DEMO_CITY_DB)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            path
+        }
+    };
     let mut collector_config = collector::Config::default();
-    collector_config.geoip.city_db.clone_from(&options.geoip);
+    collector_config.geoip.city_db = Some(city_db.clone());
     // Anonymous visitors browse as viewers (a banner says so); the admin's password is new at
     // every start and printed below; the demo's gateway has a credential of its own.
     let settings = ServerSettings {
@@ -118,9 +142,6 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
             .context("creating the demo's accounts panicked")??
     };
 
-    let demo_dir = data_dir.join("demo");
-    std::fs::create_dir_all(&demo_dir)
-        .with_context(|| format!("cannot create {}", demo_dir.display()))?;
     let log_path = demo_dir.join("charon.log");
     let api_log_path = demo_dir.join("api-access.json");
     let gateway_config = gateway::Config {
@@ -154,11 +175,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         })
         .await
     });
-    let replay_task = tokio::spawn(replay(
-        log_path.clone(),
-        api_log_path.clone(),
-        options.geoip.is_some(),
-    ));
+    let replay_task = tokio::spawn(replay(log_path.clone(), api_log_path.clone()));
 
     let url = format!("http://{}", server.addr);
     let banner = [
@@ -178,6 +195,15 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         format!(
             "  log fed:  {} (real strongSwan lines, replayed)",
             log_path.display()
+        ),
+        format!(
+            "  GeoIP:    {}{}",
+            city_db.display(),
+            if options.geoip.is_none() {
+                " (MaxMind's test database: fake places)"
+            } else {
+                ""
+            }
         ),
         format!(
             "  API log:  {} (nginx JSON: the calls the VPN users make)",
@@ -246,13 +272,9 @@ fn demo_credentials(access: &dashboards::access::Access) -> anyhow::Result<(Stri
 }
 
 /// Writes the backlog, then a scenario every few seconds, forever.
-async fn replay(
-    log_path: PathBuf,
-    api_log_path: PathBuf,
-    public_clients: bool,
-) -> anyhow::Result<()> {
+async fn replay(log_path: PathBuf, api_log_path: PathBuf) -> anyhow::Result<()> {
     let mut replayer = Replayer {
-        public_clients,
+        public_clients: true,
         ..Replayer::default()
     };
     let now = Timestamp::now();
@@ -269,6 +291,11 @@ async fn replay(
     // A brute force that worked, three minutes ago: twelve wrong pre-shared keys for one account
     // within half a minute, then its success (the alerts page shows what the rules found).
     lines.extend(replayer.brute_force(now - SignedDuration::from_secs(180)));
+    // An impossible journey: a login from home (London), and another from Changchun a quarter
+    // of an hour later.
+    lines.extend(replayer.travel(now - SignedDuration::from_secs(1200)));
+    // The log is in time order, as a gateway writes it.
+    lines.sort_by_key(|line| log_order(line));
     append_lines(&log_path, &lines)?;
     append_lines(&api_log_path, &api_lines)?;
     let mut scenario_idx = 0usize;
@@ -306,6 +333,24 @@ struct DemoLease {
     to: Timestamp,
 }
 
+/// Where a `%b %e %T` line falls in the log: (month, day, time). (The backlog spans half an
+/// hour: a new year inside it is out of order, and harmless.)
+fn log_order(line: &str) -> (usize, u32, String) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = line
+        .get(..3)
+        .and_then(|month| MONTHS.iter().position(|known| *known == month))
+        .unwrap_or(0);
+    let day = line
+        .get(4..6)
+        .and_then(|day| day.trim().parse().ok())
+        .unwrap_or(0);
+    let time = line.get(7..15).unwrap_or_default().to_owned();
+    (month, day, time)
+}
+
 fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -328,6 +373,8 @@ struct Replayer {
     public_clients: bool,
     /// Both users of the next renders are this one (the brute-force episode).
     only_user: Option<&'static str>,
+    /// Both clients of the next renders connect from here (the journey's second login).
+    only_address: Option<&'static str>,
 }
 
 impl Replayer {
@@ -350,6 +397,20 @@ impl Replayer {
         lines
     }
 
+    /// One user's login from home, then one from [`TRAVEL_AWAY`] 15 minutes later.
+    fn travel(&mut self, start: Timestamp) -> Vec<String> {
+        let Some(ok) = SCENARIOS.iter().find(|scenario| scenario.name == "psk-ok") else {
+            return Vec::new();
+        };
+        self.only_user = Some(TRAVELLER);
+        let mut lines = self.render(ok, start, false);
+        self.only_address = Some(TRAVEL_AWAY);
+        lines.extend(self.render(ok, start + SignedDuration::from_secs(900), false));
+        self.only_address = None;
+        self.only_user = None;
+        lines
+    }
+
     fn render(&mut self, scenario: &Scenario, start: Timestamp, keep_open: bool) -> Vec<String> {
         self.n_replays += 1;
         let replay = self.n_replays;
@@ -359,9 +420,15 @@ impl Replayer {
         let user_b = self
             .only_user
             .unwrap_or(USERS[(replay as usize * 3 + 1) % USERS.len()]);
-        let (client_a, client_b) = if self.public_clients {
-            let pick = |idx: u64| PUBLIC_CLIENTS[(idx % PUBLIC_CLIENTS.len() as u64) as usize];
-            (pick(replay * 2).to_owned(), pick(replay * 2 + 1).to_owned())
+        let (client_a, client_b) = if let Some(address) = self.only_address {
+            (address.to_owned(), address.to_owned())
+        } else if self.public_clients {
+            // Each user at home: the same address, so the geo rules have nothing to say.
+            let home = |user: &str| {
+                let index = USERS.iter().position(|known| *known == user).unwrap_or(0);
+                PUBLIC_CLIENTS[index % PUBLIC_CLIENTS.len()].to_owned()
+            };
+            (home(user_a), home(user_b))
         } else {
             (
                 format!("203.0.113.{}", 10 + (replay * 7) % 200),
@@ -615,6 +682,56 @@ mod tests {
             [
                 "auth-failure-spike-user kowalski@psk.vpn.test",
                 "brute-force-then-success kowalski@psk.vpn.test"
+            ]
+        );
+    }
+
+    /// The demo's journey, through the real parser, the test City database and the shipped
+    /// rules: impossible travel (and the new country) fire for the traveller, once each.
+    #[test]
+    fn the_journey_fires_impossible_travel() {
+        use gateway::parse::{Format, LogClock, ParseOptions, Parser};
+        let mut replayer = Replayer {
+            public_clients: true,
+            ..Replayer::default()
+        };
+        let start: Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let lines = replayer.travel(start);
+        let clock = LogClock::new(jiff::tz::TimeZone::UTC, Some(2026), start);
+        let mut parser = Parser::new(
+            Format::Charon,
+            ParseOptions::new("demo/charon".to_owned(), clock),
+        );
+        let mut events = Vec::new();
+        for (seq, line) in lines.iter().enumerate() {
+            parser.parse_line(line.as_bytes(), seq as u64 + 1, start, &mut events);
+        }
+        parser.flush(start, &mut events);
+        let dir = tempfile::tempdir().unwrap();
+        let city_db = dir.path().join("city.mmdb");
+        std::fs::write(&city_db, DEMO_CITY_DB).unwrap();
+        let mut geoip = collector::GeoIp::open(&collector::GeoIpConfig {
+            city_db: Some(city_db),
+            ..collector::GeoIpConfig::default()
+        });
+        geoip.enrich_events(&mut events);
+        let rules = alerting::load_rules(&alerting::Config::default())
+            .unwrap()
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .collect();
+        let mut engine = alerting::Engine::new(rules, alerting::engine::Limits::default());
+        let fired: Vec<String> = events
+            .iter()
+            .flat_map(|event| engine.observe(event))
+            .filter(|row| row.action == model::alert::action::FIRED)
+            .map(|row| format!("{} {}", row.rule_id, row.user.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                "impossible-travel lrossi@psk.vpn.test",
+                "new-country lrossi@psk.vpn.test"
             ]
         );
     }
