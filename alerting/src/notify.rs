@@ -65,6 +65,162 @@ impl Notification {
     }
 }
 
+/// Most alerts a digest names one by one (the rest are counted).
+pub const MAX_DIGEST_LINES: usize = 50;
+
+/// One page for several notifications of one group (same status): what they share, a line
+/// each in the description, their counts added up. One notification is its own digest. The
+/// id is derived from the members' ids, so the same group is the same message.
+pub fn digest(members: &[Notification]) -> Notification {
+    use sha2::Digest as _;
+    let Some(first) = members.first() else {
+        return Notification {
+            id: "empty".to_owned(),
+            alert_id: String::new(),
+            rule_id: String::new(),
+            rule_name: String::new(),
+            severity: String::new(),
+            status: String::new(),
+            summary: String::new(),
+            description: String::new(),
+            labels: BTreeMap::new(),
+            user: None,
+            source_ips: Vec::new(),
+            countries: Vec::new(),
+            count: 0,
+            first_event: Timestamp::UNIX_EPOCH,
+            last_event: Timestamp::UNIX_EPOCH,
+            console_url: None,
+            revoke_url: None,
+        };
+    };
+    if members.len() == 1 {
+        return first.clone();
+    }
+    let same = |get: &dyn Fn(&Notification) -> &str| {
+        members
+            .iter()
+            .all(|member| get(member) == get(first))
+            .then(|| get(first).to_owned())
+    };
+    let mut hasher = sha2::Sha256::new();
+    for member in members {
+        hasher.update(member.id.as_bytes());
+        hasher.update([0]);
+    }
+    let id = format!(
+        "digest-{}",
+        &model::hex::encode(&hasher.finalize())[..32]
+    );
+    let severity = members
+        .iter()
+        .map(|member| member.severity.as_str())
+        .max_by_key(|severity| severity_rank(severity))
+        .unwrap_or("info")
+        .to_owned();
+    let rule_name = same(&|member| member.rule_name.as_str())
+        .unwrap_or_else(|| format!("{} rules", distinct(members, |member| &member.rule_id)));
+    let who: Vec<&str> = members
+        .iter()
+        .filter_map(|member| member.user.as_deref())
+        .collect();
+    let summary = if who.is_empty() {
+        format!("{} alerts", members.len())
+    } else {
+        let mut names: Vec<&str> = who.iter().take(5).copied().collect();
+        names.dedup();
+        let more = if who.len() > 5 { ", …" } else { "" };
+        format!("{} alerts: {}{more}", members.len(), names.join(", "))
+    };
+    let mut description: Vec<String> = members
+        .iter()
+        .take(MAX_DIGEST_LINES)
+        .map(|member| {
+            let user = member
+                .user
+                .as_deref()
+                .map(|user| format!(" [{user}]"))
+                .unwrap_or_default();
+            format!("- {}{user}: {}", member.rule_name, member.summary)
+        })
+        .collect();
+    if members.len() > MAX_DIGEST_LINES {
+        description.push(format!(
+            "… and {} more",
+            members.len() - MAX_DIGEST_LINES
+        ));
+    }
+    let labels = first
+        .labels
+        .iter()
+        .filter(|(name, value)| {
+            members
+                .iter()
+                .all(|member| member.labels.get(*name) == Some(*value))
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let union = |get: &dyn Fn(&Notification) -> &Vec<String>| {
+        let mut all: Vec<String> = members.iter().flat_map(|member| get(member).clone()).collect();
+        all.sort();
+        all.dedup();
+        all.truncate(MAX_DIGEST_LINES);
+        all
+    };
+    let user = same(&|member| member.user.as_deref().unwrap_or(""))
+        .filter(|user| !user.is_empty());
+    Notification {
+        id,
+        alert_id: first.alert_id.clone(),
+        rule_id: same(&|member| member.rule_id.as_str()).unwrap_or_default(),
+        rule_name,
+        severity,
+        status: first.status.clone(),
+        summary,
+        description: description.join("\n"),
+        labels,
+        revoke_url: user.as_ref().and(first.revoke_url.clone()),
+        user,
+        source_ips: union(&|member| &member.source_ips),
+        countries: union(&|member| &member.countries),
+        count: members.iter().map(|member| member.count).sum(),
+        first_event: members
+            .iter()
+            .map(|member| member.first_event)
+            .min()
+            .unwrap_or(first.first_event),
+        last_event: members
+            .iter()
+            .map(|member| member.last_event)
+            .max()
+            .unwrap_or(first.last_event),
+        // The console's alert list rather than one of them.
+        console_url: first.console_url.as_deref().map(|url| {
+            url.find("/#/alerts/")
+                .map_or(url, |at| &url[..at + "/#/alerts".len()])
+                .to_owned()
+        }),
+    }
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 5,
+        "high" => 4,
+        "medium" => 3,
+        "low" => 2,
+        _ => 1,
+    }
+}
+
+fn distinct(members: &[Notification], get: impl Fn(&Notification) -> &String) -> usize {
+    members
+        .iter()
+        .map(get)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 /// One channel that carries notifications: an SMTP relay, a webhook. Built from its config
 /// ([`email::EmailConfig::build`], [`webhook::WebhookConfig::build`]) and driven by the
 /// [`outbox::Outbox`], which retries a [`Failure::Transient`] failure and dead-letters a

@@ -13,6 +13,13 @@
 //!
 //! A row pages when an alert fires and when it resolves (unless `send_resolved = false`);
 //! updates, acknowledgements and assignments do not.
+//!
+//! E-mail and webhook receivers bundle pages: notifications of one group (by default the
+//! same rule and status) that come within `group_wait` (default 1s) of the first go as one
+//! digest, and a group paged less than `group_interval` ago (default 1m) waits that long
+//! for its next digest, so that every user failing at once is one page, not a storm.
+//! `group_by` takes `rule`, `severity`, `user` and label names (`source.ip`, …). An
+//! Alertmanager receiver does not bundle: Alertmanager groups by itself.
 
 use std::sync::Arc;
 
@@ -37,8 +44,37 @@ pub struct ReceiverConfig {
     /// Page when an alert resolves, too.
     #[serde(default = "default_true")]
     pub send_resolved: bool,
+    /// What makes a group of pages (besides their status).
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    /// How long a group's first page waits for others (`0s`: not at all).
+    #[serde(default = "default_group_wait")]
+    pub group_wait: String,
+    /// How long after a group's page its next may go.
+    #[serde(default = "default_group_interval")]
+    pub group_interval: String,
     #[serde(flatten)]
     pub channel: ChannelConfig,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["rule".to_owned()]
+}
+
+fn default_group_wait() -> String {
+    "1s".to_owned()
+}
+
+fn default_group_interval() -> String {
+    "1m".to_owned()
+}
+
+/// A duration of [`crate::rule::parse_duration`], or `0s`.
+fn duration_or_zero(text: &str) -> std::result::Result<std::time::Duration, String> {
+    if matches!(text.trim(), "0" | "0s" | "0ms") {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::rule::parse_duration(text)
 }
 
 fn default_min_severity() -> Severity {
@@ -73,6 +109,7 @@ impl ReceiverConfig {
                 self.name
             )));
         }
+        self.grouping()?;
         match &self.channel {
             ChannelConfig::Email(email) => email.validate(),
             ChannelConfig::Webhook(webhook) => webhook.validate().map(|_| ()),
@@ -89,6 +126,36 @@ impl ReceiverConfig {
             ChannelConfig::Alertmanager(alertmanager) => Arc::new(alertmanager.build(&self.name)?),
         };
         Ok(built)
+    }
+
+    /// How this receiver bundles its pages (`None`: each on its own, as for Alertmanager).
+    pub fn grouping(&self) -> Result<Option<crate::notify::outbox::Grouping>> {
+        let invalid = |why: String| Error::Notifier(format!("receiver {}: {why}", self.name));
+        let wait = duration_or_zero(&self.group_wait)
+            .map_err(|why| invalid(format!("group_wait: {why}")))?;
+        let interval = duration_or_zero(&self.group_interval)
+            .map_err(|why| invalid(format!("group_interval: {why}")))?;
+        if self.group_by.len() > 10 {
+            return Err(invalid("group_by names at most 10 fields".to_owned()));
+        }
+        for name in &self.group_by {
+            let known = matches!(name.as_str(), "rule" | "severity" | "user")
+                || model::fields::resolve(name).is_ok();
+            if !known {
+                return Err(invalid(format!(
+                    "group_by: `{}` is not rule, severity, user or a field name",
+                    name.escape_debug()
+                )));
+            }
+        }
+        Ok(match self.channel {
+            ChannelConfig::Alertmanager(_) => None,
+            _ => Some(crate::notify::outbox::Grouping {
+                by: self.group_by.clone(),
+                wait,
+                interval,
+            }),
+        })
     }
 
     fn wants(&self, row: &AlertRecord) -> bool {
@@ -244,6 +311,31 @@ send_resolved = false
                 .to_string()
                 .contains("a-z")
         );
+        for (text, expected) in [
+            (
+                TWO.replace("send_resolved = false", "group_wait = \"soon\""),
+                "group_wait",
+            ),
+            (
+                TWO.replace("send_resolved = false", "group_interval = \"-1s\""),
+                "group_interval",
+            ),
+            (
+                TWO.replace("send_resolved = false", "group_by = [\"no.such.field\"]"),
+                "group_by",
+            ),
+        ] {
+            let error = check_receivers(&receivers(&text)).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(error.contains("receiver hook"), "{error}");
+        }
+        // Defaults: by rule, 1 s, 1 min; "0s" sends at once; Alertmanager does not bundle.
+        let grouping = receivers(TWO)[0].grouping().unwrap().unwrap();
+        assert_eq!(grouping.by, ["rule"]);
+        assert_eq!(grouping.wait, std::time::Duration::from_secs(1));
+        assert_eq!(grouping.interval, std::time::Duration::from_secs(60));
+        let now = receivers(&TWO.replace("send_resolved = false", "group_wait = \"0s\""));
+        assert!(now[1].grouping().unwrap().unwrap().wait.is_zero());
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
         struct Wrapper {

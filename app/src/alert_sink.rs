@@ -36,9 +36,10 @@ pub fn start(
             .receivers
             .iter()
             .map(|receiver| {
+                let grouping = receiver.grouping()?;
                 receiver
                     .build()
-                    .map(|notifier| (receiver.name.clone(), notifier))
+                    .map(|notifier| (receiver.name.clone(), notifier, grouping))
                     .map_err(|error| {
                         anyhow::anyhow!("[alerting] receiver {}: {error}", receiver.name)
                     })
@@ -59,7 +60,7 @@ pub fn start(
         let running = outbox.clone();
         tokio::spawn(async move {
             if let Err(error) = running
-                .run(
+                .run_grouped(
                     notifiers,
                     alerting::notify::outbox::RetryPolicy::default(),
                     std::future::pending::<()>(),

@@ -21,6 +21,15 @@
 //! dropped silently. A failing spool or dead-letter file (a full disk) stops nothing
 //! either: the loop logs it and tries again.
 //!
+//! **Grouped, not a storm.** A receiver with a [`Grouping`] ([`Outbox::run_grouped`]) sends
+//! the notifications of one group (same status and the same values of its `group_by`: rule,
+//! severity, user or a label) as one digest ([`super::digest`]): the group's first waits
+//! [`Grouping::wait`] for others to join it, and a group that was just paged waits
+//! [`Grouping::interval`] before its next digest. Other groups are not held up by a waiting
+//! one: what was sent beyond the cursor is remembered, and the cursor moves past every
+//! notification dealt with in order. (After a crash, those sent beyond the cursor are sent
+//! again, possibly in other digests.)
+//!
 //! Layout: `<dir>/spool/` (the spool, `cursor-<receiver>.json` per receiver) and
 //! `<dir>/dead-letter.jsonl`.
 
@@ -49,6 +58,43 @@ pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
 pub struct Queued {
     pub receivers: Vec<String>,
     pub notification: Notification,
+    /// When it was queued (absent in records of older versions: long ago).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
+}
+
+/// How one receiver bundles its notifications (Alertmanager's `group_by`, `group_wait`,
+/// `group_interval`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grouping {
+    /// What makes a group besides the status: `rule`, `severity`, `user`, or a label name
+    /// (`user.name`, `source.ip`, …). Empty: one group per status.
+    pub by: Vec<String>,
+    /// How long a group's first notification waits for others.
+    pub wait: Duration,
+    /// How long after a group's digest its next one may go.
+    pub interval: Duration,
+}
+
+/// Most notifications looked at (and put in one digest) at a time.
+pub const MAX_GROUPED: usize = 500;
+
+impl Grouping {
+    /// The group of a notification: its status and the values of `by`.
+    pub fn key(&self, notification: &Notification) -> String {
+        let mut key = notification.status.clone();
+        for name in &self.by {
+            let value = match name.as_str() {
+                "rule" => Some(notification.rule_id.as_str()),
+                "severity" => Some(notification.severity.as_str()),
+                "user" => notification.user.as_deref(),
+                label => notification.labels.get(label).map(String::as_str),
+            };
+            key.push('\u{1f}');
+            key.push_str(value.unwrap_or(""));
+        }
+        key
+    }
 }
 
 /// One line of the dead-letter file.
@@ -222,6 +268,7 @@ impl Outbox {
         let queued = Queued {
             receivers: names,
             notification: notification.clone(),
+            queued_at: Some(Timestamp::now()),
         };
         let shared = Arc::clone(&self.shared);
         let record = queued.clone();
@@ -295,6 +342,197 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// [`Outbox::run`] with receivers that bundle their notifications: each with its
+    /// [`Grouping`], or `None` to send each notification on its own.
+    pub async fn run_grouped(
+        &self,
+        notifiers: Vec<(String, Arc<dyn Notifier>, Option<Grouping>)>,
+        policy: RetryPolicy,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        for (name, _, _) in &notifiers {
+            self.receiver(name)?;
+        }
+        for receiver in &self.shared.receivers {
+            if !notifiers.iter().any(|(name, _, _)| *name == receiver.name) {
+                return Err(Error::Notifier(format!(
+                    "receiver {:?} has no notifier",
+                    receiver.name
+                )));
+            }
+        }
+        let (stop_sender, stop) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, notifier, grouping) in notifiers {
+            let outbox = self.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                match grouping {
+                    Some(grouping) => {
+                        outbox
+                            .deliver_grouped(&name, notifier.as_ref(), &grouping, policy, stop)
+                            .await;
+                    }
+                    None => outbox.deliver(&name, notifier.as_ref(), policy, stop).await,
+                }
+            });
+        }
+        shutdown.await;
+        let _ = stop_sender.send(true);
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "an outbox delivery task failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// One grouping receiver's loop: look at what waits, send each group whose time has
+    /// come as one digest, move the cursor past what was dealt with in order, sleep until the
+    /// next group is due or something new arrives.
+    async fn deliver_grouped(
+        &self,
+        name: &str,
+        notifier: &dyn Notifier,
+        grouping: &Grouping,
+        policy: RetryPolicy,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let Ok(receiver) = self.receiver(name) else {
+            return;
+        };
+        // Notification ids sent beyond the cursor, and when each group was last paged.
+        let mut sent: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut last_paged: std::collections::HashMap<String, Instant> =
+            std::collections::HashMap::new();
+        let mut n_disk_failures = 0u32;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let peeked = match self.peek_n(name, MAX_GROUPED).await {
+                Ok(peeked) => peeked,
+                Err(error) => {
+                    n_disk_failures += 1;
+                    tracing::error!(receiver = %name, %error, "cannot read the outbox; retrying");
+                    if !pause(&policy, n_disk_failures, &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(peeked) = peeked else {
+                tokio::select! {
+                    () = receiver.wake.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            };
+            let addressed = |queued: &Queued| queued.receivers.iter().any(|to| to == name);
+            // The waiting notifications by group, in the order they came.
+            let mut groups: Vec<(String, Vec<&Queued>)> = Vec::new();
+            for queued in peeked.records.iter() {
+                if !addressed(queued) || sent.contains(&queued.notification.id) {
+                    continue;
+                }
+                let key = grouping.key(&queued.notification);
+                match groups.iter_mut().find(|(known, _)| *known == key) {
+                    Some((_, members)) => members.push(queued),
+                    None => groups.push((key, vec![queued])),
+                }
+            }
+            let now = Timestamp::now();
+            let mut next_due: Option<Duration> = None;
+            for (key, members) in groups {
+                let first = members
+                    .iter()
+                    .filter_map(|queued| queued.queued_at)
+                    .min()
+                    .unwrap_or(Timestamp::UNIX_EPOCH);
+                let waited = now
+                    .duration_since(first)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO);
+                let mut left = grouping.wait.saturating_sub(waited);
+                if let Some(paged) = last_paged.get(&key) {
+                    left = left.max(grouping.interval.saturating_sub(paged.elapsed()));
+                }
+                if !left.is_zero() {
+                    next_due = Some(next_due.map_or(left, |due| due.min(left)));
+                    continue;
+                }
+                let notifications: Vec<Notification> = members
+                    .iter()
+                    .map(|queued| queued.notification.clone())
+                    .collect();
+                let page = super::digest(&notifications);
+                if !self
+                    .attempt(receiver, notifier, &page, policy, &mut stop)
+                    .await
+                {
+                    return; // stopped: not committed, sent again at the next start
+                }
+                if notifications.len() > 1 {
+                    tracing::info!(receiver = %name, digest = %page.id, n_notifications = notifications.len(), "notifications sent as one digest");
+                }
+                last_paged.insert(key, Instant::now());
+                for notification in &notifications {
+                    sent.insert(notification.id.clone());
+                }
+                let _ = receiver.counters.queued.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |queued| Some(queued.saturating_sub(notifications.len() as u64)),
+                );
+            }
+            // The cursor moves past what was dealt with, in order.
+            let done = peeked
+                .records
+                .iter()
+                .take_while(|queued| !addressed(queued) || sent.contains(&queued.notification.id))
+                .count();
+            if done > 0 {
+                let committed = match self.peek_n(name, done).await {
+                    Ok(Some(prefix)) => self.commit(name, prefix.next).await,
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
+                };
+                match committed {
+                    Ok(()) => {
+                        n_disk_failures = 0;
+                        for queued in peeked.records.iter().take(done) {
+                            sent.remove(&queued.notification.id);
+                        }
+                    }
+                    Err(error) => {
+                        n_disk_failures += 1;
+                        tracing::error!(receiver = %name, %error, "cannot move the outbox cursor; retrying");
+                        if !pause(&policy, n_disk_failures, &mut stop).await {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            // Nothing to do until a group is due or something new arrives.
+            let due = next_due.unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                () = tokio::time::sleep(due) => {}
+                () = receiver.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn peek_n(&self, name: &str, n: usize) -> Result<Option<durable::Peeked<Queued>>> {
+        let shared = Arc::clone(&self.shared);
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || lock(&shared.spool).peek(&name, n, usize::MAX))
+            .await
+            .map_err(|error| Error::Internal(format!("the outbox's read task failed: {error}")))?
+            .map_err(Error::from)
     }
 
     fn receiver(&self, name: &str) -> Result<&Receiver> {
