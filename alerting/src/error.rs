@@ -11,6 +11,10 @@ pub enum Error {
     Rule { rule: String, why: String },
     #[error("rule file {path}: {why}")]
     RuleFile { path: PathBuf, why: String },
+    /// A Sigma rule that cannot be compiled: `rule` is its id, else its title, else where it
+    /// is in the file; `why` names what is wrong or not supported.
+    #[error("sigma rule {rule}: {why}")]
+    Sigma { rule: String, why: String },
     #[error("{0}")]
     Config(String),
     #[error("storing alerts failed: {0}")]
@@ -56,6 +60,7 @@ impl Error {
         match self {
             Error::Rule { .. }
             | Error::RuleFile { .. }
+            | Error::Sigma { .. }
             | Error::Config(_)
             | Error::Notifier(_)
             | Error::UnknownReceiver(_)

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod route;
 pub mod rule;
 mod service;
+pub mod sigma;
 pub mod silence;
 
 use std::path::{Path, PathBuf};

@@ -64,10 +64,14 @@ pub struct StateRule {
     pub check: Check,
 }
 
-/// Per group: the IKE_SAs up, by (gateway, unique id), with when and by which event.
+/// The IKE_SAs of one group that are up: by (gateway, unique id), since when (µs) and the
+/// event that said so.
+type Up = BTreeMap<(String, u64), (i64, String)>;
+
+/// Per group: the IKE_SAs up.
 #[derive(Debug, Default)]
 pub struct State {
-    groups: HashMap<String, BTreeMap<(String, u64), (i64, String)>>,
+    groups: HashMap<String, Up>,
 }
 
 /// What a check found.
@@ -207,7 +211,7 @@ pub fn weak_in(proposal: &str, weak: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn gateways_of(up: &BTreeMap<(String, u64), (i64, String)>) -> String {
+fn gateways_of(up: &Up) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (gateway, _) in up.keys() {
         *counts.entry(gateway.as_str()).or_default() += 1;
