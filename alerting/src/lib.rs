@@ -92,6 +92,13 @@ pub struct Config {
     /// A directory of rule files, one rule per `*.toml` file.
     #[serde(default)]
     pub rules_dir: Option<PathBuf>,
+    /// A directory of Sigma rules (`*.yml`, `*.yaml`), compiled onto tunnelwatch's kinds
+    /// ([`sigma`]).
+    #[serde(default)]
+    pub sigma_dir: Option<PathBuf>,
+    /// The Sigma field and logsource mapping (TOML; default [`sigma::DEFAULT_MAPPING`]).
+    #[serde(default)]
+    pub sigma_mapping: Option<PathBuf>,
     /// Load the shipped rules (`alerting/rules/`).
     #[serde(default = "default_true")]
     pub default_rules: bool,
@@ -116,6 +123,8 @@ impl Default for Config {
         Config {
             rules: Vec::new(),
             rules_dir: None,
+            sigma_dir: None,
+            sigma_mapping: None,
             default_rules: true,
             max_groups_per_rule: default_max_groups(),
             queue_batches: default_queue(),
@@ -143,10 +152,12 @@ pub enum Origin {
     Shipped(&'static str),
     Config,
     File(PathBuf),
+    /// Compiled from this Sigma file.
+    Sigma(PathBuf),
 }
 
-/// Loads and checks every rule: the shipped ones, then `rules_dir`, then the configuration's
-/// own (a later rule with the same id replaces an earlier one). Disabled rules are checked
+/// Loads and checks every rule: the shipped ones, then `rules_dir`, then `sigma_dir`, then the
+/// configuration's own (a later rule with the same id replaces an earlier one). Disabled rules are checked
 /// and left out. The first invalid rule is the error, naming it and why.
 pub fn load_rules(config: &Config) -> Result<Vec<(Rule, Origin)>> {
     let mut written: Vec<(RuleConfig, Origin)> = Vec::new();
@@ -169,13 +180,21 @@ pub fn load_rules(config: &Config) -> Result<Vec<(Rule, Origin)>> {
             written.push((rule, Origin::File(path)));
         }
     }
+    if let Some(dir) = &config.sigma_dir {
+        let mapping = sigma_mapping(config.sigma_mapping.as_deref())?;
+        for path in files_with(dir, &["yml", "yaml"])? {
+            for rule in sigma_file(&path, &mapping)? {
+                written.push((rule, Origin::Sigma(path.clone())));
+            }
+        }
+    }
     for rule in &config.rules {
         written.push((rule.clone(), Origin::Config));
     }
     let mut rules: Vec<(Rule, Origin)> = Vec::new();
     for (written_rule, origin) in written {
         let compiled = Rule::compile(&written_rule).map_err(|error| match &origin {
-            Origin::File(path) => Error::RuleFile {
+            Origin::File(path) | Origin::Sigma(path) => Error::RuleFile {
                 path: path.clone(),
                 why: error.to_string(),
             },
@@ -200,7 +219,32 @@ pub fn parse_rule_file(text: &str) -> std::result::Result<RuleConfig, String> {
     toml::from_str(text).map_err(|error| error.to_string())
 }
 
+/// The Sigma mapping in `path`, or the built-in one.
+pub fn sigma_mapping(path: Option<&Path>) -> Result<sigma::FieldMapping> {
+    let Some(path) = path else {
+        return Ok(sigma::FieldMapping::default());
+    };
+    let text = read_rule_file(path)?;
+    sigma::FieldMapping::from_toml(&text).map_err(|error| Error::RuleFile {
+        path: path.to_owned(),
+        why: error.to_string(),
+    })
+}
+
+/// The rules of one Sigma file, each checked; the error names the file, the rule and why.
+pub fn sigma_file(path: &Path, mapping: &sigma::FieldMapping) -> Result<Vec<RuleConfig>> {
+    let text = read_rule_file(path)?;
+    sigma::compile(&text, mapping).map_err(|error| Error::RuleFile {
+        path: path.to_owned(),
+        why: error.to_string(),
+    })
+}
+
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    files_with(dir, &["toml"])
+}
+
+fn files_with(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|error| Error::RuleFile {
         path: dir.to_owned(),
         why: format!("cannot list the rules directory: {error}"),
@@ -212,7 +256,11 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>> {
             why: error.to_string(),
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "toml") {
+        if path
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| extensions.contains(&ext))
+        {
             paths.push(path);
         }
     }

@@ -267,6 +267,18 @@ pub enum RulesAction {
     /// Replay events (JSON lines as `tunnelwatch parse` prints them) through a rule file or
     /// directory in event time: what would fire, when and why.
     Test { rules: PathBuf, events: PathBuf },
+    /// Compile Sigma rules (YAML, with their correlations) into tunnelwatch rules: printed
+    /// as TOML, or one file per rule in --out; what is not supported is named.
+    ImportSigma {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The field and logsource mapping (TOML); default: the built-in one.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Write DIR/<id>.toml per rule (a rules_dir) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[cfg(feature = "server")]
@@ -840,6 +852,26 @@ fn run(command: Command) -> anyhow::Result<()> {
                 RulesAction::Check { path } => print!("{}", crate::rules_cli::check(&path)?),
                 RulesAction::Test { rules, events } => {
                     print!("{}", crate::rules_cli::test(&rules, &events)?);
+                }
+                RulesAction::ImportSigma {
+                    files,
+                    mapping,
+                    out,
+                } => {
+                    let (printed, failures) =
+                        crate::rules_cli::import_sigma(&files, mapping.as_deref(), out.as_deref())?;
+                    print!("{printed}");
+                    if !failures.is_empty() {
+                        #[allow(clippy::print_stderr)]
+                        for failure in &failures {
+                            eprintln!("error: {failure}");
+                        }
+                        anyhow::bail!(
+                            "{} of {} Sigma files could not be imported",
+                            failures.len(),
+                            files.len()
+                        );
+                    }
                 }
             }
             Ok(())

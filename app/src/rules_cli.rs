@@ -1,7 +1,8 @@
-//! `tunnelwatch rules check|test`: write rules safely. `check` loads a rule file or a
-//! directory of them and says what each is or why it cannot run; `test` replays events (the
-//! JSON lines `tunnelwatch parse` prints) through them in event time and says what would fire
-//! and why.
+//! `tunnelwatch rules check|test|import-sigma`: write rules safely. `check` loads a rule file
+//! or a directory of them (TOML, and Sigma YAML) and says what each is or why it cannot run;
+//! `test` replays events (the JSON lines `tunnelwatch parse` prints) through them in event
+//! time and says what would fire and why; `import-sigma` compiles Sigma rules into
+//! tunnelwatch's TOML rules.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -11,14 +12,22 @@ use anyhow::Context;
 /// Longest event line read.
 const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// The rules of a file (one rule) or a directory (one rule per `*.toml`), without the
-/// shipped ones.
+/// The rules of a file (one TOML rule, or a Sigma file) or a directory (one rule per
+/// `*.toml`, and the Sigma rules of its `*.yml`/`*.yaml`), without the shipped ones.
 fn load(path: &Path) -> anyhow::Result<Vec<(alerting::Rule, alerting::Origin)>> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config = if metadata.is_dir() {
         alerting::Config {
             rules_dir: Some(path.to_owned()),
+            sigma_dir: Some(path.to_owned()),
+            default_rules: false,
+            ..alerting::Config::default()
+        }
+    } else if is_sigma(path) {
+        let mapping = alerting::sigma_mapping(None)?;
+        alerting::Config {
+            rules: alerting::sigma_file(path, &mapping)?,
             default_rules: false,
             ..alerting::Config::default()
         }
@@ -34,6 +43,60 @@ fn load(path: &Path) -> anyhow::Result<Vec<(alerting::Rule, alerting::Origin)>> 
         }
     };
     Ok(alerting::load_rules(&config)?)
+}
+
+fn is_sigma(path: &Path) -> bool {
+    path.extension()
+        .and_then(|ext| ext.to_str())
+        .is_some_and(|ext| ext == "yml" || ext == "yaml")
+}
+
+/// `rules import-sigma FILE... [--mapping FILE] [--out DIR]`: each Sigma file compiled into
+/// tunnelwatch rules, printed as TOML (or written to `DIR/<id>.toml`, never over a file);
+/// every file that cannot be compiled is named with the rule and the reason, and fails the
+/// command after the others are done.
+pub fn import_sigma(
+    files: &[std::path::PathBuf],
+    mapping: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let mapping = alerting::sigma_mapping(mapping)?;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut printed = String::new();
+    let mut failures = Vec::new();
+    for file in files {
+        let rules = match alerting::sigma_file(file, &mapping) {
+            Ok(rules) => rules,
+            Err(error) => {
+                failures.push(error.to_string());
+                continue;
+            }
+        };
+        for rule in rules {
+            let text = toml::to_string(&rule)
+                .with_context(|| format!("cannot write rule {} as TOML", rule.id))?;
+            let header = format!("# From Sigma: {}\n", file.display());
+            match out {
+                Some(dir) => {
+                    let path = dir.join(format!("{}.toml", rule.id));
+                    let mut created = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .with_context(|| {
+                            format!("cannot create {} (it may exist already)", path.display())
+                        })?;
+                    std::io::Write::write_all(&mut created, format!("{header}{text}").as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    printed.push_str(&format!("{}\n", path.display()));
+                }
+                None => printed.push_str(&format!("{header}{text}\n")),
+            }
+        }
+    }
+    Ok((printed, failures))
 }
 
 /// `rules check PATH`.

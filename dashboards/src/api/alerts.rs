@@ -265,6 +265,7 @@ pub async fn rules(State(state): State<AppState>) -> Result<Json<serde_json::Val
                 alerting::Origin::Shipped(name) => format!("shipped: {name}"),
                 alerting::Origin::Config => "configuration".to_owned(),
                 alerting::Origin::File(path) => path.display().to_string(),
+                alerting::Origin::Sigma(path) => format!("sigma: {}", path.display()),
             };
             serde_json::json!({
                 "id": rule.id,
