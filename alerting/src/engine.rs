@@ -77,6 +77,26 @@ impl Change {
     }
 }
 
+/// The reason an escalation row gives: `escalation N: not acknowledged within D` (the
+/// router reads the step back from it).
+pub fn escalation_reason(step: usize, wait: Duration) -> String {
+    format!(
+        "escalation {}: not acknowledged within {}",
+        step + 1,
+        show_duration(wait)
+    )
+}
+
+/// The escalation step (0-based) of an `escalated` row, from its reason.
+pub fn escalation_step(row: &AlertRecord) -> Option<usize> {
+    if row.action != action::ESCALATED {
+        return None;
+    }
+    let rest = row.reason.as_deref()?.strip_prefix("escalation ")?;
+    let (number, _) = rest.split_once(':')?;
+    number.parse::<usize>().ok()?.checked_sub(1)
+}
+
 /// Stored rows as each alert's history: by alert id, oldest revision first, each revision
 /// once (the last of each is the alert's state).
 pub fn histories(rows: Vec<AlertRecord>) -> BTreeMap<String, Vec<AlertRecord>> {
@@ -108,6 +128,10 @@ struct Open {
     written_at: Timestamp,
     /// Hits since the last row (not yet written).
     dirty: bool,
+    /// When it fired (its first row).
+    fired_at: Timestamp,
+    /// Escalation rows written for it so far.
+    escalations: u32,
 }
 
 #[derive(Debug)]
@@ -513,14 +537,61 @@ impl Engine {
                 .or_default()
                 .insert(key);
         }
+        let escalated = u32::from(row.action == action::ESCALATED);
+        let (fired_at, escalations) = match self.open.get(&row.fingerprint) {
+            Some(open) if open.last_row.alert_id == row.alert_id => {
+                (open.fired_at, open.escalations + escalated)
+            }
+            _ => (row.timestamp, escalated),
+        };
         self.open.insert(
             row.fingerprint.clone(),
             Open {
                 last_row: row.clone(),
                 written_at: row.last,
                 dirty: false,
+                fired_at,
+                escalations,
             },
         );
+    }
+
+    /// Firing alerts nobody acknowledged within the escalation steps' `after` (measured from
+    /// when each fired; sorted, shortest first): one `escalated` row per step reached, in
+    /// order. Wall-clock only (a replay of history escalates nothing).
+    pub fn escalate(&mut self, after: &[Duration], now: Timestamp) -> Vec<AlertRecord> {
+        let mut due = Vec::new();
+        for open in self.open.values() {
+            if open.last_row.status != AlertStatus::Firing {
+                continue;
+            }
+            let step = open.escalations as usize;
+            let Some(wait) = after.get(step) else {
+                continue;
+            };
+            let at = open
+                .fired_at
+                .saturating_add(SignedDuration::try_from(*wait).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(Timestamp::MAX);
+            if now >= at {
+                due.push((open.last_row.clone(), step, *wait));
+            }
+        }
+        due.sort_by(|a, b| a.0.alert_id.cmp(&b.0.alert_id));
+        let mut rows = Vec::new();
+        for (last, step, wait) in due {
+            let row = next_row(
+                &last,
+                now.max(last.timestamp),
+                action::ESCALATED,
+                AlertStatus::Firing,
+                ENGINE_ACTOR,
+                Some(escalation_reason(step, wait)),
+            );
+            self.apply(&row);
+            rows.push(row);
+        }
+        rows
     }
 
     /// The window key of a row's group (its labels in the rule's `group_by` order).
@@ -548,6 +619,24 @@ impl Engine {
         self.serial = self.serial.max(newest.len() as u64);
         for row in newest.values() {
             self.apply(row);
+        }
+        // When each fired, and how far each escalated.
+        let mut fired: HashMap<&str, Timestamp> = HashMap::new();
+        let mut escalations: HashMap<&str, u32> = HashMap::new();
+        for row in rows {
+            if row.revision == 1 {
+                fired.insert(&row.alert_id, row.timestamp);
+            }
+            if row.action == action::ESCALATED {
+                *escalations.entry(&row.alert_id).or_default() += 1;
+            }
+        }
+        for open in self.open.values_mut() {
+            let id = open.last_row.alert_id.as_str();
+            if let Some(at) = fired.get(id) {
+                open.fired_at = *at;
+            }
+            open.escalations = escalations.get(id).copied().unwrap_or(0);
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod engine;
 mod error;
+pub mod inhibit;
 pub mod notify;
 pub mod route;
 pub mod rule;
@@ -112,6 +113,15 @@ pub struct Config {
     /// Who gets paged ([`route::ReceiverConfig`]).
     #[serde(default)]
     pub receivers: Vec<route::ReceiverConfig>,
+    /// Who is paged next when a firing alert is not acknowledged in time
+    /// ([`route::EscalationConfig`]), shortest wait first.
+    #[serde(default)]
+    pub escalations: Vec<route::EscalationConfig>,
+    /// Alerts whose pages are muted while an alert that covers them is open
+    /// ([`inhibit::InhibitConfig`]); with `default_rules`, the shipped ones
+    /// ([`inhibit::shipped`]) come first.
+    #[serde(default)]
+    pub inhibit: Vec<inhibit::InhibitConfig>,
     /// The console's address as people reach it, for the links in notifications
     /// (`https://tunnelwatch.example.org`).
     #[serde(default)]
@@ -129,6 +139,8 @@ impl Default for Config {
             max_groups_per_rule: default_max_groups(),
             queue_batches: default_queue(),
             receivers: Vec::new(),
+            escalations: Vec::new(),
+            inhibit: Vec::new(),
             console_url: None,
         }
     }
@@ -211,6 +223,19 @@ pub fn load_rules(config: &Config) -> Result<Vec<(Rule, Origin)>> {
             rules.len()
         )));
     }
+    Ok(rules)
+}
+
+/// The inhibit rules in force: the shipped ones (with `default_rules`), then the
+/// configuration's, each checked.
+pub fn inhibit_rules(config: &Config) -> Result<Vec<inhibit::InhibitConfig>> {
+    let mut rules = if config.default_rules {
+        inhibit::shipped()
+    } else {
+        Vec::new()
+    };
+    rules.extend(config.inhibit.iter().cloned());
+    inhibit::check(&rules)?;
     Ok(rules)
 }
 

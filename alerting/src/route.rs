@@ -44,6 +44,10 @@ pub struct ReceiverConfig {
     /// Page when an alert resolves, too.
     #[serde(default = "default_true")]
     pub send_resolved: bool,
+    /// Pages only the escalations that name it (`[[alerting.escalations]] to`), not every
+    /// alert: a duty manager's receiver.
+    #[serde(default)]
+    pub escalation_only: bool,
     /// What makes a group of pages (besides their status).
     #[serde(default = "default_group_by")]
     pub group_by: Vec<String>,
@@ -164,6 +168,81 @@ impl ReceiverConfig {
     }
 }
 
+/// One escalation step: a firing alert nobody acknowledged within `after` of firing pages
+/// `to` (receiver names; each still applies its `min_severity`).
+///
+/// ```toml
+/// [[alerting.escalations]]
+/// after = "15m"
+/// to = ["duty-manager"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    pub after: String,
+    pub to: Vec<String>,
+}
+
+/// Most escalation steps.
+pub const MAX_ESCALATIONS: usize = 10;
+
+/// Checks the escalation steps (receivers known, `after` growing) and returns their waits.
+pub fn check_escalations(
+    steps: &[EscalationConfig],
+    receivers: &[ReceiverConfig],
+) -> Result<Vec<std::time::Duration>> {
+    if steps.len() > MAX_ESCALATIONS {
+        return Err(Error::Config(format!(
+            "{} escalation steps are more than the {MAX_ESCALATIONS} allowed",
+            steps.len()
+        )));
+    }
+    let mut waits: Vec<std::time::Duration> = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let invalid = |why: String| Error::Config(format!("[[alerting.escalations]] {}: {why}", index + 1));
+        let after = crate::rule::parse_duration(&step.after)
+            .map_err(|why| invalid(format!("after: {why}")))?;
+        if waits.last().is_some_and(|last| *last >= after) {
+            return Err(invalid("each step's after must be longer than the one before".to_owned()));
+        }
+        if step.to.is_empty() {
+            return Err(invalid("to names no receiver".to_owned()));
+        }
+        for name in &step.to {
+            if !receivers.iter().any(|receiver| receiver.name == *name) {
+                return Err(invalid(format!("to: no receiver is named {name:?}")));
+            }
+        }
+        waits.push(after);
+    }
+    Ok(waits)
+}
+
+/// The page an `escalated` row causes: to its step's receivers that want it.
+pub fn route_escalation<'a>(
+    row: &AlertRecord,
+    steps: &[EscalationConfig],
+    receivers: &'a [ReceiverConfig],
+    console_url: Option<&str>,
+) -> Option<(Notification, Vec<&'a str>)> {
+    let step = steps.get(crate::engine::escalation_step(row)?)?;
+    let to: Vec<&str> = receivers
+        .iter()
+        .filter(|receiver| step.to.contains(&receiver.name) && receiver.wants(row))
+        .map(|receiver| receiver.name.as_str())
+        .collect();
+    if to.is_empty() {
+        return None;
+    }
+    let mut page = notification(row, console_url);
+    page.summary = format!(
+        "not acknowledged after {}: {}",
+        step.after.trim(),
+        page.summary
+    );
+    Some((page, to))
+}
+
 /// Checks a receiver list: each valid, names unique.
 pub fn check_receivers(receivers: &[ReceiverConfig]) -> Result<()> {
     let mut names = std::collections::BTreeSet::new();
@@ -193,7 +272,7 @@ pub fn route<'a>(
     }
     let to: Vec<&str> = receivers
         .iter()
-        .filter(|receiver| receiver.wants(row))
+        .filter(|receiver| !receiver.escalation_only && receiver.wants(row))
         .map(|receiver| receiver.name.as_str())
         .collect();
     if to.is_empty() {
@@ -291,6 +370,50 @@ send_resolved = false
         row.action = action::ACKNOWLEDGED.to_owned();
         row.status = AlertStatus::Acknowledged;
         assert!(route(&row, &receivers, None).is_none());
+    }
+
+    #[test]
+    fn escalations_go_to_their_step_and_bad_steps_are_named() {
+        let receivers = receivers(TWO);
+        let steps: Vec<EscalationConfig> = vec![
+            EscalationConfig {
+                after: "15m".to_owned(),
+                to: vec!["hook".to_owned()],
+            },
+            EscalationConfig {
+                after: "1h".to_owned(),
+                to: vec!["mail".to_owned(), "hook".to_owned()],
+            },
+        ];
+        let waits = check_escalations(&steps, &receivers).unwrap();
+        assert_eq!(waits, [std::time::Duration::from_secs(900), std::time::Duration::from_secs(3600)]);
+        let mut row = crate::engine::tests::fired_row();
+        row.severity = Severity::Critical;
+        row.action = action::ESCALATED.to_owned();
+        row.reason = Some(crate::engine::escalation_reason(1, waits[1]));
+        let (page, to) = route_escalation(&row, &steps, &receivers, None).unwrap();
+        assert_eq!(to, ["mail", "hook"]);
+        assert!(page.summary.starts_with("not acknowledged after 1h: "), "{}", page.summary);
+        // An escalation row is not an ordinary page, and a step beyond the list pages nobody.
+        assert!(route(&row, &receivers, None).is_none());
+        row.reason = Some(crate::engine::escalation_reason(5, waits[1]));
+        assert!(route_escalation(&row, &steps, &receivers, None).is_none());
+        for (mut bad, expected) in [
+            (steps.clone(), "no receiver is named"),
+            (steps.clone(), "longer than the one before"),
+            (steps.clone(), "after"),
+            (steps.clone(), "names no receiver"),
+        ] {
+            match expected {
+                "no receiver is named" => bad[0].to = vec!["pager".to_owned()],
+                "longer than the one before" => bad[1].after = "10m".to_owned(),
+                "after" => bad[0].after = "soon".to_owned(),
+                _ => bad[1].to.clear(),
+            }
+            let error = check_escalations(&bad, &receivers).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(error.contains("[[alerting.escalations]]"), "{error}");
+        }
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct Stats {
     pub events_future: u64,
     /// Pages a silence muted.
     pub pages_silenced: u64,
+    /// Pages an open alert that covers them muted (inhibition).
+    pub pages_inhibited: u64,
+    /// Escalation rows written (a firing alert not acknowledged in time).
+    pub escalations: u64,
 }
 
 enum Feed {
@@ -88,6 +92,11 @@ struct Shared {
     silences: Mutex<Vec<Silence>>,
     silences_path: Option<std::path::PathBuf>,
     pages_silenced: AtomicU64,
+    pages_inhibited: AtomicU64,
+    escalations: Vec<crate::route::EscalationConfig>,
+    escalation_waits: Vec<Duration>,
+    n_escalations: AtomicU64,
+    inhibit: Vec<crate::inhibit::InhibitConfig>,
     clock: Clock,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
@@ -129,6 +138,9 @@ impl Alerting {
         };
         let loaded = crate::load_rules(config)?;
         crate::route::check_receivers(&config.receivers)?;
+        let escalation_waits =
+            crate::route::check_escalations(&config.escalations, &config.receivers)?;
+        let inhibit = crate::inhibit_rules(config)?;
         let origins = loaded
             .iter()
             .map(|(rule, origin)| (rule.id.clone(), origin.clone()))
@@ -152,6 +164,11 @@ impl Alerting {
             silences: Mutex::new(silences),
             silences_path,
             pages_silenced: AtomicU64::new(0),
+            pages_inhibited: AtomicU64::new(0),
+            escalations: config.escalations.clone(),
+            escalation_waits,
+            n_escalations: AtomicU64::new(0),
+            inhibit,
             events_future: AtomicU64::new(0),
             clock,
             pending: Mutex::new(Vec::new()),
@@ -239,14 +256,7 @@ impl Alerting {
             .sink
             .append(vec![row.clone()])
             .map_err(Error::Sink)?;
-        if let (Some(outbox), Some((page, to))) = (
-            &self.shared.outbox,
-            crate::route::route(
-                &row,
-                &self.shared.receivers,
-                self.shared.console_url.as_deref(),
-            ),
-        ) {
+        if let (Some(outbox), Some((page, to))) = (&self.shared.outbox, self.shared.route(&row)) {
             // Stored already: a page that cannot be queued is counted and logged, the change
             // stands. (Called on a blocking thread of the runtime: wait for the fsync here.)
             if let Err(error) =
@@ -389,11 +399,51 @@ impl Alerting {
             enqueue_failures: self.shared.enqueue_failures.load(Ordering::Relaxed),
             events_future: self.shared.events_future.load(Ordering::Relaxed),
             pages_silenced: self.shared.pages_silenced.load(Ordering::Relaxed),
+            pages_inhibited: self.shared.pages_inhibited.load(Ordering::Relaxed),
+            escalations: self.shared.n_escalations.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Shared {
+    /// The page a row causes and its receivers: an escalation goes to its step's receivers,
+    /// the rest as [`crate::route::route`] says.
+    fn route(
+        &self,
+        row: &AlertRecord,
+    ) -> Option<(crate::notify::Notification, Vec<&str>)> {
+        if row.action == model::alert::action::ESCALATED {
+            crate::route::route_escalation(
+                row,
+                &self.escalations,
+                &self.receivers,
+                self.console_url.as_deref(),
+            )
+        } else {
+            crate::route::route(row, &self.receivers, self.console_url.as_deref())
+        }
+    }
+
+    /// Whether an open alert that covers this row mutes its page (counted).
+    fn inhibited(&self, row: &AlertRecord) -> bool {
+        if self.inhibit.is_empty() {
+            return false;
+        }
+        let source = {
+            let engine = lock(&self.engine);
+            let open: Vec<&AlertRecord> = engine.open_alerts().collect();
+            crate::inhibit::inhibited_by(&self.inhibit, row, open.into_iter())
+        };
+        match source {
+            Some(source) => {
+                self.pages_inhibited.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(alert = %row.alert_id, rule = %row.rule_id, by = %source, "a page was inhibited by an open alert that covers it");
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether a silence in force mutes this row's page (counted).
     fn silenced(&self, row: &AlertRecord) -> bool {
         let now = Timestamp::now();
@@ -478,7 +528,19 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
             },
             _ = ticker.tick() => {
                 let rows = match clock {
-                    Clock::Wall => lock(&shared.engine).tick(Timestamp::now()),
+                    Clock::Wall => {
+                        let now = Timestamp::now();
+                        let mut engine = lock(&shared.engine);
+                        let mut rows = engine.tick(now);
+                        if !shared.escalation_waits.is_empty() {
+                            let escalated = engine.escalate(&shared.escalation_waits, now);
+                            shared
+                                .n_escalations
+                                .fetch_add(escalated.len() as u64, Ordering::Relaxed);
+                            rows.extend(escalated);
+                        }
+                        rows
+                    }
                     Clock::EventTime => Vec::new(),
                 };
                 store(&shared, rows).await;
@@ -505,12 +567,10 @@ async fn store(shared: &Arc<Shared>, rows: Vec<AlertRecord>) {
             if lock(&shared.paged).contains(&row.id) {
                 continue;
             }
-            let Some((page, to)) =
-                crate::route::route(row, &shared.receivers, shared.console_url.as_deref())
-            else {
+            let Some((page, to)) = shared.route(row) else {
                 continue;
             };
-            if shared.silenced(row) {
+            if shared.silenced(row) || shared.inhibited(row) {
                 continue;
             }
             match outbox.enqueue(&page, &to).await {

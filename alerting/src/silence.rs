@@ -49,7 +49,7 @@ pub struct SilenceRequest {
 }
 
 impl Matcher {
-    fn holds(&self, row: &AlertRecord) -> bool {
+    pub(crate) fn holds(&self, row: &AlertRecord) -> bool {
         match self.name.as_str() {
             "rule" => row.rule_id == self.value,
             "severity" => row.severity.as_str() == self.value,

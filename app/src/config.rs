@@ -116,6 +116,13 @@ impl AppConfig {
                 .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
             alerting::route::check_receivers(&self.alerting.receivers)
                 .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
+            alerting::route::check_escalations(
+                &self.alerting.escalations,
+                &self.alerting.receivers,
+            )
+            .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
+            alerting::inhibit_rules(&self.alerting)
+                .map_err(|error| anyhow::anyhow!("[alerting] {error}"))?;
         }
         Ok(())
     }

@@ -984,3 +984,158 @@ fn alert_commands_need_a_running_server() {
         );
     }
 }
+
+/// Escalation and inhibition through a real server and a real SMTP server: the brute force,
+/// acknowledged at once, never escalates; the spike nobody acknowledges pages the duty
+/// manager after its step's wait, once; an inhibit rule mutes the pages of what an open
+/// alert covers, and the muted alert is still stored.
+#[test]
+fn unacknowledged_alerts_escalate_and_covered_ones_are_inhibited() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let analyst = run_ok(&[
+        "token", "create", "oncall", "--role", "analyst", "--data", data_arg,
+    ])
+    .trim()
+    .to_owned();
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    let events = live_attack(dir);
+    let port = free_port();
+    let smtp_port = free_port();
+    let maildir = dir.join("mail");
+    let _smtp = Smtp::start(smtp_port, &maildir);
+    let receiver = |name: &str, to: &str, escalation_only: bool| {
+        format!(
+            "[[alerting.receivers]]\nname = \"{name}\"\ntype = \"email\"\nmin_severity = \"high\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\ntls = \"none\"\nfrom = \"tunnelwatch <alerts@example.org>\"\nto = [\"{to}\"]\ntimeout_secs = 5\ngroup_wait = \"0s\"\nescalation_only = {escalation_only}\n"
+        )
+    };
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+data_dir = "{data_arg}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+
+[alerting]
+console_url = "https://tunnelwatch.example.org"
+
+[[alerting.escalations]]
+after = "6s"
+to = ["manager"]
+
+# While the user's failure spike is open, the sequence of the same failures pages nobody.
+[[alerting.inhibit]]
+source = {{ rule = "auth-failure-spike-user" }}
+target = {{ rule = "brute-force-then-success" }}
+equal = ["user.name"]
+
+{}
+{}"#,
+            receiver("oncall", "oncall@example.org", false),
+            receiver("manager", "duty-manager@example.org", true),
+        ),
+    )
+    .unwrap();
+    let check = support::run(&["check-config", config.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _server = start_server(&config, port, &dir.join("server.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
+    assert_eq!(status, 200, "{ack}");
+    let open = wait_for("two open alerts", Duration::from_secs(20), || {
+        let open = open_alerts(&api, &analyst);
+        (open.len() == 2).then_some(open)
+    });
+    // The brute force is acknowledged at once: it never escalates.
+    let brute = open
+        .iter()
+        .find(|alert| alert["rule_id"] == "brute-force-then-success")
+        .unwrap();
+    let id = brute["alert_id"].as_str().unwrap();
+    let (status, acked) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &analyst,
+        None,
+    );
+    assert_eq!(status, 200, "{acked}");
+    // The spike pages on-call; the brute force is inhibited by it (stored, not paged).
+    let first = wait_for("on-call's page", Duration::from_secs(20), || {
+        let mails = mails(&maildir);
+        (!mails.is_empty()).then_some(mails)
+    });
+    assert!(first[0].contains("To: oncall@example.org"), "{}", first[0]);
+    assert!(first[0].contains("Failed logins of one user"), "{}", first[0]);
+    // After its step's wait, the spike nobody acknowledged pages the duty manager, once.
+    let escalated = wait_for("the escalation's page", Duration::from_secs(30), || {
+        mails(&maildir)
+            .into_iter()
+            .find(|mail| mail.contains("To: duty-manager@example.org"))
+    });
+    assert!(
+        escalated.contains("not acknowledged after 6s") && escalated.contains("Failed logins of one user"),
+        "{escalated}"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let all = mails(&maildir);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all.iter().all(|mail| !mail.contains("Failed logins, then a success")));
+    let metrics = api.runtime.block_on(async {
+        api.client
+            .get(format!("{}/metrics", api.base))
+            .header("authorization", format!("Bearer {analyst}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        metrics.contains("tunnelwatch_notifications_inhibited_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tunnelwatch_alerting_escalations_total 1"),
+        "{metrics}"
+    );
+    // The escalation is in the spike's history.
+    let spike = open
+        .iter()
+        .find(|alert| alert["rule_id"] == "auth-failure-spike-user")
+        .unwrap();
+    let shown = api.get(
+        &format!("/api/v1/alerts/{}", spike["alert_id"].as_str().unwrap()),
+        &analyst,
+    );
+    let actions: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"escalated"), "{actions:?}");
+}

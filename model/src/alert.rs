@@ -128,6 +128,8 @@ pub mod action {
     pub const RESOLVED: &str = "resolved";
     /// Its condition cleared (nothing new for the rule's window).
     pub const AUTO_RESOLVED: &str = "auto_resolved";
+    /// Still firing, nobody acknowledged it in time: the next escalation step is paged.
+    pub const ESCALATED: &str = "escalated";
 }
 
 /// Evidence kept per alert at most: the first events and the newest ones.

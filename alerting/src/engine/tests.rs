@@ -824,3 +824,59 @@ fn sessions_whose_end_was_never_seen_stop_counting_after_max_session_age() {
     let rows = engine.observe(&ike(9, 2 * 86_400 + 5, "dave", "gw1", SaChange::Established));
     assert!(fired(&rows).is_empty(), "{rows:?}");
 }
+
+#[test]
+fn unacknowledged_alerts_escalate_step_by_step_and_acknowledged_ones_do_not() {
+    let mut engine = shipped();
+    let mut rows = Vec::new();
+    for seq in 1..=10 {
+        rows.extend(engine.observe(&auth(seq, seq as i64, "erin", "192.0.2.9", Outcome::Failure)));
+        rows.extend(engine.observe(&auth(
+            100 + seq,
+            seq as i64,
+            "frank",
+            "192.0.2.8",
+            Outcome::Failure,
+        )));
+    }
+    let fired: Vec<AlertRecord> = rows
+        .iter()
+        .filter(|row| row.action == action::FIRED)
+        .cloned()
+        .collect();
+    assert_eq!(fired.len(), 2);
+    let (erin, frank) = (&fired[0], &fired[1]);
+    // frank's is acknowledged in time.
+    let ack = engine
+        .plan_change(&frank.alert_id, &Change::Acknowledge, "ann", None, at(60))
+        .unwrap();
+    engine.apply(&ack);
+    let steps = [Duration::from_secs(300), Duration::from_secs(900)];
+    assert!(engine.escalate(&steps, at(200)).is_empty());
+    let first = engine.escalate(&steps, at(320));
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].alert_id, erin.alert_id);
+    assert_eq!(first[0].action, action::ESCALATED);
+    assert_eq!(first[0].status, AlertStatus::Firing);
+    assert_eq!(escalation_step(&first[0]), Some(0));
+    // Each step once.
+    assert!(engine.escalate(&steps, at(400)).is_empty());
+    let second = engine.escalate(&steps, at(920));
+    assert_eq!(escalation_step(&second[0]), Some(1));
+    assert!(engine.escalate(&steps, at(5000)).is_empty());
+    // After a restart, what escalated already does not again.
+    let mut all = rows.clone();
+    all.push(ack);
+    all.extend(first);
+    all.extend(second);
+    let mut restarted = shipped();
+    restarted.restore(&all);
+    assert!(restarted.escalate(&steps, at(6000)).is_empty());
+    let mut without_second = all.clone();
+    without_second.pop();
+    let mut restarted = shipped();
+    restarted.restore(&without_second);
+    let again = restarted.escalate(&steps, at(6000));
+    assert_eq!(again.len(), 1);
+    assert_eq!(escalation_step(&again[0]), Some(1));
+}

@@ -240,6 +240,18 @@ fn alerting_metrics(stats: &alerting::Stats) -> String {
         plain(stats.pages_silenced),
     );
     family(
+        "tunnelwatch_notifications_inhibited_total",
+        "counter",
+        "Pages muted while an open alert that covers them fired (inhibition)",
+        plain(stats.pages_inhibited),
+    );
+    family(
+        "tunnelwatch_alerting_escalations_total",
+        "counter",
+        "Firing alerts not acknowledged in time, escalated to the next step's receivers",
+        plain(stats.escalations),
+    );
+    family(
         "tunnelwatch_alerting_events_future_total",
         "counter",
         "Events dated over 5 minutes ahead of the wall clock, not evaluated",
