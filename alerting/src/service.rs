@@ -68,6 +68,19 @@ pub struct Stats {
     pub pages_inhibited: u64,
     /// Escalation rows written (a firing alert not acknowledged in time).
     pub escalations: u64,
+    /// The rule set in force: when it was last loaded, and why the newest files were not
+    /// taken (`None`: they were, or nothing changed).
+    pub rules_loaded_at: Option<Timestamp>,
+    pub rules_reload_error: Option<String>,
+}
+
+/// What a rules reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The rules are as they were.
+    Unchanged,
+    /// A new rule set is in force: how many rules.
+    Changed(usize),
 }
 
 enum Feed {
@@ -100,7 +113,11 @@ struct Shared {
     clock: Clock,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
-    origins: Vec<(String, Origin)>,
+    origins: Mutex<Vec<(String, Origin)>>,
+    /// The newest reload's refusal (the previous rule set stays in force), and when the rule
+    /// set in force was loaded.
+    reload_error: Mutex<Option<String>>,
+    loaded_at: Mutex<Option<Timestamp>>,
     events_shed: AtomicU64,
     rows_written: AtomicU64,
     append_failures: AtomicU64,
@@ -172,7 +189,9 @@ impl Alerting {
             events_future: AtomicU64::new(0),
             clock,
             pending: Mutex::new(Vec::new()),
-            origins,
+            origins: Mutex::new(origins),
+            reload_error: Mutex::new(None),
+            loaded_at: Mutex::new(Some(Timestamp::now())),
             events_shed: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             append_failures: AtomicU64::new(0),
@@ -340,16 +359,90 @@ impl Alerting {
         Ok(expired)
     }
 
+    /// Loads the rules of `config` again (its `[[alerting.rules]]`, `rules_dir`, `sigma_dir`
+    /// and the shipped ones) and, when they differ from those in force, swaps them in:
+    /// windows of unchanged rules and open alerts stay. An invalid rule set changes nothing:
+    /// the previous one stays in force, and the error is kept for the health report until a
+    /// reload succeeds. (Receivers, escalations and inhibit rules are read at start.)
+    pub fn reload(&self, config: &Config) -> Result<Reload> {
+        let loaded = match crate::load_rules(config) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                let text = error.to_string();
+                let mut kept = lock(&self.shared.reload_error);
+                if kept.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "the changed rules are invalid: the previous rules stay in force");
+                }
+                *kept = Some(text);
+                return Err(error);
+            }
+        };
+        *lock(&self.shared.reload_error) = None;
+        let mut engine = lock(&self.shared.engine);
+        let now: Vec<String> = engine.rules().iter().map(|rule| format!("{rule:?}")).collect();
+        let new: Vec<String> = loaded.iter().map(|(rule, _)| format!("{rule:?}")).collect();
+        if now == new {
+            return Ok(Reload::Unchanged);
+        }
+        let n = loaded.len();
+        *lock(&self.shared.origins) = loaded
+            .iter()
+            .map(|(rule, origin)| (rule.id.clone(), origin.clone()))
+            .collect();
+        engine.replace_rules(loaded.into_iter().map(|(rule, _)| rule).collect());
+        *lock(&self.shared.loaded_at) = Some(Timestamp::now());
+        tracing::info!(n_rules = n, "rules reloaded");
+        Ok(Reload::Changed(n))
+    }
+
+    /// Reloads the rules every `every` from what `source` reads (the configuration file,
+    /// again), until the service's handles are gone. A source that cannot be read is kept as
+    /// the reload error, like an invalid rule.
+    pub fn watch_rules(
+        &self,
+        every: Duration,
+        source: impl Fn() -> std::result::Result<Config, String> + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.shared);
+        let feed = self.feed.downgrade();
+        let source = Arc::new(source);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let (Some(shared), Some(feed)) = (weak.upgrade(), feed.upgrade()) else {
+                    return;
+                };
+                let service = Alerting { shared, feed };
+                let source = Arc::clone(&source);
+                let _ = tokio::task::spawn_blocking(move || match source() {
+                    Ok(config) => {
+                        let _ = service.reload(&config);
+                    }
+                    Err(error) => {
+                        let mut kept = lock(&service.shared.reload_error);
+                        if kept.as_deref() != Some(error.as_str()) {
+                            tracing::error!(%error, "cannot read the configuration to reload the rules: the previous rules stay in force");
+                        }
+                        *kept = Some(error);
+                    }
+                })
+                .await;
+            }
+        })
+    }
+
     /// The loaded rules and where each came from.
     pub fn rules(&self) -> Vec<(Rule, Origin)> {
         let engine = lock(&self.shared.engine);
+        let origins = lock(&self.shared.origins);
         engine
             .rules()
             .iter()
             .map(|rule| {
-                let origin = self
-                    .shared
-                    .origins
+                let origin = origins
                     .iter()
                     .find(|(id, _)| *id == rule.id)
                     .map_or(Origin::Config, |(_, origin)| origin.clone());
@@ -401,6 +494,8 @@ impl Alerting {
             pages_silenced: self.shared.pages_silenced.load(Ordering::Relaxed),
             pages_inhibited: self.shared.pages_inhibited.load(Ordering::Relaxed),
             escalations: self.shared.n_escalations.load(Ordering::Relaxed),
+            rules_loaded_at: *lock(&self.shared.loaded_at),
+            rules_reload_error: lock(&self.shared.reload_error).clone(),
         }
     }
 }

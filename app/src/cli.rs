@@ -477,6 +477,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How often the server looks for changed rules.
+#[cfg(feature = "server")]
+const RULES_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         #[cfg(feature = "server")]
@@ -499,7 +503,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             data,
             geoip,
         } => {
-            let mut config = AppConfig::load(&config)?;
+            let config_path = config;
+            let mut config = AppConfig::load(&config_path)?;
             if let Some(city_db) = geoip {
                 config.collector.geoip.city_db = Some(city_db);
             }
@@ -538,6 +543,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                     alerting: config.alerting.clone(),
                 };
                 let mut server = crate::server::RunningServer::start(settings, listener).await?;
+                // The rules follow the configuration file (and its rules_dir and sigma_dir): a
+                // change is in force within seconds, an invalid one is refused and reported.
+                let _watch = server.alerting.watch_rules(RULES_RELOAD_EVERY, move || {
+                    AppConfig::load(&config_path)
+                        .map(|config| config.alerting)
+                        .map_err(|error| format!("{error:#}"))
+                });
                 tokio::select! {
                     () = shutdown_signal() => server.shutdown().await,
                     result = server.wait() => result,

@@ -15,6 +15,8 @@ pub struct RunningServer {
     pub store: store::Store,
     /// Accounts, tokens and sessions.
     pub access: dashboards::access::Access,
+    /// The alerting service (its rules reload with [`alerting::Alerting::watch_rules`]).
+    pub alerting: alerting::Alerting,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
     /// Where SQL queries run: threads of their own, so that analysts' queries do not hold up
@@ -127,6 +129,7 @@ impl RunningServer {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let tls = settings.tls.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let flushing = alerting.clone();
         let task = tokio::spawn(async move {
             let stopped = async {
                 let _ = stop_rx.await;
@@ -140,7 +143,7 @@ impl RunningServer {
             // The router (and with it the last pipeline handle) is gone: drain and flush.
             pipeline_task.await.context("the pipeline panicked")??;
             // What the last events made the engine decide, stored (the WAL keeps it).
-            alerting.flush().await;
+            flushing.flush().await;
             Ok(())
         });
         tracing::info!(%addr, scheme, data = %settings.store.data_dir.display(), "server listening");
@@ -154,6 +157,7 @@ impl RunningServer {
             addr,
             store,
             access,
+            alerting,
             stop: Some(stop_tx),
             task,
             query_runtime: Some(query_runtime),

@@ -1139,3 +1139,85 @@ equal = ["user.name"]
         .collect();
     assert!(actions.contains(&"escalated"), "{actions:?}");
 }
+
+/// Rules follow their files while the server runs: a new rule is in force within seconds,
+/// an invalid file is refused (the previous rules stay, the health report says why), and
+/// fixing it clears the report.
+#[test]
+fn rules_reload_while_the_server_runs_and_bad_ones_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let viewer = run_ok(&[
+        "token", "create", "wall", "--role", "viewer", "--data", data_arg,
+    ])
+    .trim()
+    .to_owned();
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir(&rules_dir).unwrap();
+    let rule = |id: &str, threshold: &str| {
+        format!(
+            "id = \"{id}\"\nname = \"Rule {id}\"\nkind = \"threshold\"\nfilter = {{ \"event.action\" = \"auth-failure\" }}\nwindow = \"1m\"\nthreshold = {threshold}\n"
+        )
+    };
+    std::fs::write(rules_dir.join("first.toml"), rule("first", "3")).unwrap();
+    let port = free_port();
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n\n[alerting]\ndefault_rules = false\nrules_dir = {:?}\n",
+            rules_dir
+        ),
+    )
+    .unwrap();
+    let _server = start_server(&config, port, &dir.join("server.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let ids = |api: &Api| -> Vec<String> {
+        api.get("/api/v1/rules", &viewer)["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| rule["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&api), ["first"]);
+    std::fs::write(rules_dir.join("second.toml"), rule("second", "5")).unwrap();
+    wait_for("the new rule", Duration::from_secs(20), || {
+        (ids(&api) == ["first", "second"]).then_some(())
+    });
+    // An invalid file: refused, the rules in force stay, the health report says why.
+    std::fs::write(rules_dir.join("third.toml"), rule("third", "0")).unwrap();
+    let health = wait_for("the refusal in the health report", Duration::from_secs(20), || {
+        let health = api.get("/api/v1/health", &viewer);
+        health["alerting"]["rules_reload_error"]
+            .as_str()
+            .is_some()
+            .then_some(health)
+    });
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    let error = health["alerting"]["rules_reload_error"].as_str().unwrap();
+    assert!(error.contains("third.toml") && error.contains("at least 1"), "{error}");
+    assert!(
+        health["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|problem| problem.as_str().unwrap().contains("previous ones stay in force")),
+        "{health:#}"
+    );
+    assert_eq!(ids(&api), ["first", "second"]);
+    // Fixed: in force, and the report is clear.
+    std::fs::write(rules_dir.join("third.toml"), rule("third", "7")).unwrap();
+    wait_for("the fixed rule", Duration::from_secs(20), || {
+        (ids(&api) == ["first", "second", "third"]).then_some(())
+    });
+    let health = api.get("/api/v1/health", &viewer);
+    assert!(health["alerting"]["rules_reload_error"].is_null(), "{health:#}");
+    assert_eq!(health["alerting"]["rules"], 3);
+}

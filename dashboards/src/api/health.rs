@@ -59,6 +59,23 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
         problems.extend(collector.problems());
         collector.detail()
     });
+    let alerting = state.alerting.as_ref().map(|alerting| {
+        let stats = alerting.stats();
+        if let Some(error) = &stats.rules_reload_error {
+            problems.push(format!(
+                "the changed alert rules were refused, the previous ones stay in force: {error}"
+            ));
+        }
+        serde_json::json!({
+            "rules": stats.rules,
+            "rules_loaded_at": stats.rules_loaded_at,
+            "rules_reload_error": stats.rules_reload_error,
+            "open_alerts": stats.open_alerts,
+            "events_shed": stats.events_shed,
+            "lag_ms": stats.lag_ms,
+            "rows_pending": stats.rows_pending,
+        })
+    });
     let store_status = status(&stats);
     let status = if problems.is_empty() {
         store_status
@@ -69,6 +86,7 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
         "status": status,
         "problems": problems,
         "collector": collector,
+        "alerting": alerting,
         "store": {
             "segments": stats.segments,
             "buffered_events": stats.buffered_events,
