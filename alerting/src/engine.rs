@@ -17,7 +17,7 @@ use model::alert::{ENGINE_ACTOR, MAX_EVIDENCE, action};
 use model::{AlertRecord, AlertStatus, Event};
 use sha2::{Digest, Sha256};
 
-use crate::rule::{Kind, Rule, geo, sequence, state, threshold};
+use crate::rule::{Kind, Rule, baseline, geo, sequence, state, threshold};
 
 /// How often at most an open alert's growing count is written (event time).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
@@ -75,6 +75,10 @@ impl Change {
             None => format!("{actor} {verb} alert {alert_id}"),
         }
     }
+}
+
+fn group_names(rule: &Rule) -> Vec<&'static str> {
+    rule.group_by.iter().map(|field| field.name).collect()
 }
 
 /// The reason an escalation row gives: `escalation N: not acknowledged within D` (the
@@ -140,6 +144,7 @@ enum RuleState {
     Sequence(sequence::State),
     Geo(geo::State),
     State(state::State),
+    Baseline(baseline::State),
 }
 
 /// The rule engine with its windows and open alerts.
@@ -239,6 +244,7 @@ impl Engine {
                 }
                 Kind::Geo(geo) => geo.filter.matches(event),
                 Kind::State(rule) => rule.relevant(event),
+                Kind::Baseline(baseline) => baseline.filter.matches(event),
             };
             if !relevant {
                 continue;
@@ -275,6 +281,14 @@ impl Engine {
                             "sequence completed within {}",
                             show_duration(sequence.within)
                         ),
+                    })
+                }
+                (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
+                    baseline.observe(state, key, event).map(|found| Hit {
+                        count: found.count,
+                        first: found.first,
+                        evidence: found.evidence,
+                        reason: found.reason,
                     })
                 }
                 (Kind::State(rule), RuleState::State(state)) => {
@@ -319,6 +333,13 @@ impl Engine {
                     geo.sweep(state, now);
                     Vec::new()
                 }
+                (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
+                    baseline.sweep(state, now);
+                    let evicted =
+                        baseline::Baseline::evict(state, self.limits.max_groups_per_rule);
+                    self.counters.evicted_groups += evicted as u64;
+                    Vec::new()
+                }
                 (Kind::State(rule), RuleState::State(state)) => {
                     rule.sweep(state, now);
                     let evicted =
@@ -345,7 +366,9 @@ impl Engine {
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
-                    Kind::Geo(_) | Kind::State(_) => self.rules[index].resolve_after,
+                    Kind::Geo(_) | Kind::State(_) | Kind::Baseline(_) => {
+                        self.rules[index].resolve_after
+                    }
                 };
                 let hit = Hit {
                     count: completed.count,
@@ -556,6 +579,47 @@ impl Engine {
         );
     }
 
+    /// What the baseline rules have learnt ([`baseline::Snapshot`]).
+    pub fn baselines(&self) -> Vec<baseline::Snapshot> {
+        self.rules
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(rule, state)| match (&rule.kind, state) {
+                (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
+                    Some(baseline::Snapshot {
+                        rule: rule.id.clone(),
+                        shape: baseline.shape(&group_names(rule)),
+                        groups: state.groups.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Takes back what baseline rules learnt before a restart (those whose shape is the
+    /// same); returns how many rules did.
+    pub fn restore_baselines(&mut self, snapshots: Vec<baseline::Snapshot>) -> usize {
+        let mut restored = 0;
+        for snapshot in snapshots {
+            for (rule, state) in self.rules.iter().zip(self.states.iter_mut()) {
+                if let (Kind::Baseline(baseline), RuleState::Baseline(state)) = (&rule.kind, state)
+                    && rule.id == snapshot.rule
+                    && baseline.shape(&group_names(rule)) == snapshot.shape
+                    && snapshot.groups.len() <= self.limits.max_groups_per_rule
+                    && snapshot
+                        .groups
+                        .values()
+                        .all(|learnt| learnt.slots.len() == baseline.seasonality_slots())
+                {
+                    state.groups = snapshot.groups.clone();
+                    restored += 1;
+                }
+            }
+        }
+        restored
+    }
+
     /// Firing alerts nobody acknowledged within the escalation steps' `after` (measured from
     /// when each fired; sorted, shortest first): one `escalated` row per step reached, in
     /// order. Wall-clock only (a replay of history escalates nothing).
@@ -760,6 +824,7 @@ fn fresh_state(rule: &Rule) -> RuleState {
         Kind::Sequence(_) => RuleState::Sequence(sequence::State::default()),
         Kind::Geo(_) => RuleState::Geo(geo::State::default()),
         Kind::State(_) => RuleState::State(state::State::default()),
+        Kind::Baseline(_) => RuleState::Baseline(baseline::State::default()),
     }
 }
 

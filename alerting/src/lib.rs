@@ -76,6 +76,10 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
         "concurrent-sessions.toml",
         include_str!("../rules/concurrent-sessions.toml"),
     ),
+    (
+        "auth-failure-baseline-gateway.toml",
+        include_str!("../rules/auth-failure-baseline-gateway.toml"),
+    ),
 ];
 
 /// Largest rule file read.

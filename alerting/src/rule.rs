@@ -18,6 +18,7 @@
 //! be: a string or number (equal), a list (any of), or a table with one of `regex`, `cidr`,
 //! `not`, `exists`, `gte`, `lte`. Every condition must hold.
 
+pub mod baseline;
 pub mod filter;
 pub mod geo;
 pub mod sequence;
@@ -124,6 +125,29 @@ pub enum KindConfig {
         #[serde(default)]
         allow_asns: Vec<u32>,
     },
+    /// A rate against what is usual for its hour of the week ([`baseline`]).
+    Baseline {
+        #[serde(default)]
+        filter: BTreeMap<String, toml::Value>,
+        /// The counting interval (default 5m).
+        #[serde(default = "default_bucket")]
+        bucket: String,
+        /// `hour_of_week` (default) or `none`.
+        #[serde(default = "default_seasonality")]
+        seasonality: String,
+        /// EWMA weight of each new bucket (default 0.1).
+        #[serde(default = "default_alpha")]
+        alpha: f64,
+        /// How many standard deviations above the mean fire (default 4).
+        #[serde(default = "default_sigmas")]
+        sigmas: f64,
+        /// Fewer events in a bucket never fire (default 10).
+        #[serde(default = "default_min_count")]
+        min_count: u64,
+        /// How long a group is learnt before it may fire (default 7d).
+        #[serde(default = "default_warmup")]
+        warmup: String,
+    },
     /// What is true of a user's VPN now ([`state`]).
     State {
         #[serde(default)]
@@ -141,6 +165,30 @@ pub enum KindConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_session_age: Option<String>,
     },
+}
+
+fn default_bucket() -> String {
+    "5m".to_owned()
+}
+
+fn default_seasonality() -> String {
+    "hour_of_week".to_owned()
+}
+
+fn default_alpha() -> f64 {
+    0.1
+}
+
+fn default_sigmas() -> f64 {
+    4.0
+}
+
+fn default_min_count() -> u64 {
+    10
+}
+
+fn default_warmup() -> String {
+    "7d".to_owned()
 }
 
 fn default_max_speed() -> f64 {
@@ -191,6 +239,7 @@ pub enum Kind {
     Sequence(sequence::Sequence),
     Geo(geo::Geo),
     State(state::StateRule),
+    Baseline(baseline::Baseline),
 }
 
 impl Kind {
@@ -201,6 +250,7 @@ impl Kind {
             Kind::Sequence(_) => "sequence",
             Kind::Geo(_) => "geo",
             Kind::State(_) => "state",
+            Kind::Baseline(_) => "baseline",
         }
     }
 }
@@ -292,6 +342,59 @@ impl Rule {
                 allow_cidrs,
                 allow_asns,
             )?,
+            KindConfig::Baseline {
+                filter,
+                bucket,
+                seasonality,
+                alpha,
+                sigmas,
+                min_count,
+                warmup,
+            } => {
+                let bucket =
+                    parse_duration(bucket).map_err(|why| invalid(format!("bucket: {why}")))?;
+                if bucket < Duration::from_secs(10) || bucket > Duration::from_secs(86_400) {
+                    return Err(invalid("bucket must be 10s to 1d".to_owned()));
+                }
+                let seasonality = match seasonality.as_str() {
+                    "hour_of_week" => baseline::Seasonality::HourOfWeek,
+                    "none" => baseline::Seasonality::None,
+                    other => {
+                        return Err(invalid(format!(
+                            "seasonality `{}` is not hour_of_week or none",
+                            other.escape_debug()
+                        )));
+                    }
+                };
+                if seasonality == baseline::Seasonality::HourOfWeek
+                    && bucket > Duration::from_secs(3600)
+                {
+                    return Err(invalid(
+                        "with seasonality hour_of_week, bucket is at most 1h".to_owned(),
+                    ));
+                }
+                if !(*alpha > 0.0 && *alpha <= 1.0) {
+                    return Err(invalid("alpha must be above 0 and at most 1".to_owned()));
+                }
+                if !(0.5..=100.0).contains(sigmas) {
+                    return Err(invalid("sigmas must be 0.5 to 100".to_owned()));
+                }
+                if *min_count == 0 || *min_count > 1_000_000 {
+                    return Err(invalid("min_count must be 1 to 1000000".to_owned()));
+                }
+                let warmup =
+                    parse_duration(warmup).map_err(|why| invalid(format!("warmup: {why}")))?;
+                Kind::Baseline(baseline::Baseline {
+                    filter: Filter::compile(filter)
+                        .map_err(|why| invalid(format!("filter: {why}")))?,
+                    bucket,
+                    seasonality,
+                    alpha: *alpha,
+                    sigmas: *sigmas,
+                    min_count: *min_count,
+                    warmup,
+                })
+            }
             KindConfig::State {
                 filter,
                 check,
@@ -341,6 +444,7 @@ impl Rule {
                 Kind::Sequence(sequence) => sequence.within,
                 Kind::Geo(_) => Duration::from_secs(24 * 3600),
                 Kind::State(_) => Duration::from_secs(3600),
+                Kind::Baseline(baseline) => baseline.bucket * 2,
             },
         };
         Ok(Rule {

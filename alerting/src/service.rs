@@ -16,6 +16,10 @@ use crate::silence::{Silence, SilenceRequest};
 
 /// The silences' file in the alerting state directory.
 pub const SILENCES_FILE: &str = "silences.json";
+/// What the baseline rules learnt, in the alerting state directory.
+pub const BASELINES_FILE: &str = "baselines.json";
+/// How often what the baseline rules learnt is written (and at every flush).
+pub const SAVE_BASELINES_EVERY: Duration = Duration::from_secs(60);
 use crate::{Config, Error, Origin, Result, Rule};
 
 /// How far ahead of the wall clock an event may be dated and still be evaluated (live): a
@@ -104,6 +108,7 @@ struct Shared {
     events_future: AtomicU64,
     silences: Mutex<Vec<Silence>>,
     silences_path: Option<std::path::PathBuf>,
+    baselines_path: Option<std::path::PathBuf>,
     pages_silenced: AtomicU64,
     pages_inhibited: AtomicU64,
     escalations: Vec<crate::route::EscalationConfig>,
@@ -170,6 +175,18 @@ impl Alerting {
             },
         );
         engine.restore(&sink.load().map_err(Error::Sink)?);
+        let baselines_path = state_dir.map(|dir| dir.join(BASELINES_FILE));
+        if let Some(path) = &baselines_path {
+            match durable::read_json::<Vec<crate::rule::baseline::Snapshot>>(path, "baselines") {
+                Ok(Some(snapshots)) => {
+                    let n = engine.restore_baselines(snapshots);
+                    tracing::info!(n_rules = n, "baselines learnt before the restart taken back");
+                }
+                Ok(None) => {}
+                // A damaged file costs the learning, never the start.
+                Err(error) => tracing::warn!(%error, "cannot read what the baselines learnt; they learn again"),
+            }
+        }
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
             sink,
@@ -180,6 +197,7 @@ impl Alerting {
             paged: Mutex::new(std::collections::HashSet::new()),
             silences: Mutex::new(silences),
             silences_path,
+            baselines_path,
             pages_silenced: AtomicU64::new(0),
             pages_inhibited: AtomicU64::new(0),
             escalations: config.escalations.clone(),
@@ -576,7 +594,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Writes what the baseline rules learnt (when there is a state directory and a baseline).
+async fn save_baselines(shared: &Arc<Shared>) {
+    let Some(path) = shared.baselines_path.clone() else {
+        return;
+    };
+    let snapshots = lock(&shared.engine).baselines();
+    if snapshots.is_empty() {
+        return;
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        durable::write_json(&path, "baselines", &snapshots).map_err(|error| error.to_string())
+    })
+    .await
+    .unwrap_or_else(|error| Err(error.to_string()));
+    if let Err(error) = written {
+        tracing::warn!(%error, "cannot write what the baselines learnt; trying again later");
+    }
+}
+
 async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
+    let mut saved = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -614,10 +652,12 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                 }
                 Some(Feed::Flush(done)) => {
                     store(&shared, Vec::new()).await;
+                    save_baselines(&shared).await;
                     let _ = done.send(());
                 }
                 None => {
                     store(&shared, Vec::new()).await;
+                    save_baselines(&shared).await;
                     return;
                 }
             },
@@ -639,6 +679,10 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                     Clock::EventTime => Vec::new(),
                 };
                 store(&shared, rows).await;
+                if saved.elapsed() >= SAVE_BASELINES_EVERY {
+                    saved = Instant::now();
+                    save_baselines(&shared).await;
+                }
             }
         }
     }

@@ -880,3 +880,25 @@ fn unacknowledged_alerts_escalate_step_by_step_and_acknowledged_ones_do_not() {
     assert_eq!(again.len(), 1);
     assert_eq!(escalation_step(&again[0]), Some(1));
 }
+
+#[test]
+fn what_baselines_learnt_survives_a_restart_of_the_same_shape_only() {
+    let mut engine = shipped();
+    for seq in 1..=50 {
+        engine.observe(&auth(seq, seq as i64 * 60, "gina", "192.0.2.7", Outcome::Failure));
+    }
+    engine.tick(at(4000));
+    let snapshots = engine.baselines();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0].rule, "auth-failure-baseline-gateway");
+    assert!(snapshots[0].groups.contains_key("gw1"), "{:?}", snapshots[0].groups.keys());
+    let json = serde_json::to_string(&snapshots).unwrap();
+    let mut restarted = shipped();
+    let back: Vec<crate::rule::baseline::Snapshot> = serde_json::from_str(&json).unwrap();
+    assert_eq!(restarted.restore_baselines(back.clone()), 1);
+    assert_eq!(restarted.baselines(), snapshots);
+    // Another bucket size is another thing learnt: not taken back.
+    let mut other = back;
+    other[0].shape = other[0].shape.replace("bucket=300s", "bucket=60s");
+    assert_eq!(shipped().restore_baselines(other), 0);
+}
