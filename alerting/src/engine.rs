@@ -17,7 +17,7 @@ use model::alert::{ENGINE_ACTOR, MAX_EVIDENCE, action};
 use model::{AlertRecord, AlertStatus, Event};
 use sha2::{Digest, Sha256};
 
-use crate::rule::{Kind, Rule, baseline, geo, sequence, state, threshold};
+use crate::rule::{Kind, Rule, baseline, geo, new_terms, sequence, state, threshold};
 
 /// How often at most an open alert's growing count is written (event time).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
@@ -77,8 +77,39 @@ impl Change {
     }
 }
 
-fn group_names(rule: &Rule) -> Vec<&'static str> {
-    rule.group_by.iter().map(|field| field.name).collect()
+/// What a rule has learnt, kept across restarts (a week of learning is not lost to an
+/// upgrade) and handed from a replay of history to the server: taken back by a rule with
+/// the same id and shape ([`shape`]: its kind's settings that what was learnt depends on, and
+/// `group_by`; a changed filter keeps what was learnt).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub rule: String,
+    pub shape: String,
+    pub learnt: Learnt,
+}
+
+/// The learning of one kind, by group.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "groups", rename_all = "snake_case")]
+pub enum Learnt {
+    Baseline(HashMap<String, baseline::Learnt>),
+    Geo(HashMap<String, geo::Seen>),
+    NewTerms(HashMap<String, new_terms::Known>),
+}
+
+/// What must not change for a rule's learning to be taken back (`None`: it learns nothing).
+fn shape(rule: &Rule) -> Option<String> {
+    let group_by: Vec<&str> = rule.group_by.iter().map(|field| field.name).collect();
+    let kind = match &rule.kind {
+        Kind::Baseline(baseline) => baseline.shape(),
+        Kind::Geo(geo) => format!("geo {:?}", geo.check),
+        Kind::NewTerms(terms) => {
+            let fields: Vec<&str> = terms.fields.iter().map(|field| field.name).collect();
+            format!("new_terms fields={}", fields.join(","))
+        }
+        _ => return None,
+    };
+    Some(format!("{kind} group_by={}", group_by.join(",")))
 }
 
 /// The reason an escalation row gives: `escalation N: not acknowledged within D` (the
@@ -145,6 +176,7 @@ enum RuleState {
     Geo(geo::State),
     State(state::State),
     Baseline(baseline::State),
+    NewTerms(new_terms::State),
 }
 
 /// The rule engine with its windows and open alerts.
@@ -245,6 +277,7 @@ impl Engine {
                 Kind::Geo(geo) => geo.filter.matches(event),
                 Kind::State(rule) => rule.relevant(event),
                 Kind::Baseline(baseline) => baseline.filter.matches(event),
+                Kind::NewTerms(terms) => terms.filter.matches(event),
             };
             if !relevant {
                 continue;
@@ -281,6 +314,14 @@ impl Engine {
                             "sequence completed within {}",
                             show_duration(sequence.within)
                         ),
+                    })
+                }
+                (Kind::NewTerms(terms), RuleState::NewTerms(state)) => {
+                    terms.observe(state, key, event).map(|found| Hit {
+                        count: 1,
+                        first: event.timestamp,
+                        evidence: found.evidence,
+                        reason: found.reason,
                     })
                 }
                 (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
@@ -333,6 +374,13 @@ impl Engine {
                     geo.sweep(state, now);
                     Vec::new()
                 }
+                (Kind::NewTerms(terms), RuleState::NewTerms(state)) => {
+                    terms.sweep(state, now);
+                    let evicted =
+                        new_terms::NewTerms::evict(state, self.limits.max_groups_per_rule);
+                    self.counters.evicted_groups += evicted as u64;
+                    Vec::new()
+                }
                 (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
                     baseline.sweep(state, now);
                     let evicted =
@@ -366,7 +414,7 @@ impl Engine {
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
-                    Kind::Geo(_) | Kind::State(_) | Kind::Baseline(_) => {
+                    Kind::Geo(_) | Kind::State(_) | Kind::Baseline(_) | Kind::NewTerms(_) => {
                         self.rules[index].resolve_after
                     }
                 };
@@ -579,43 +627,64 @@ impl Engine {
         );
     }
 
-    /// What the baseline rules have learnt ([`baseline::Snapshot`]).
-    pub fn baselines(&self) -> Vec<baseline::Snapshot> {
+    /// What the rules that learn have learnt: baselines, where users log in from (geo),
+    /// the terms each group has had ([`Snapshot`]).
+    pub fn learnt(&self) -> Vec<Snapshot> {
         self.rules
             .iter()
             .zip(&self.states)
-            .filter_map(|(rule, state)| match (&rule.kind, state) {
-                (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
-                    Some(baseline::Snapshot {
-                        rule: rule.id.clone(),
-                        shape: baseline.shape(&group_names(rule)),
-                        groups: state.groups.clone(),
-                    })
-                }
-                _ => None,
+            .filter_map(|(rule, state)| {
+                let learnt = match state {
+                    RuleState::Baseline(state) => Learnt::Baseline(state.groups.clone()),
+                    RuleState::Geo(state) => Learnt::Geo(state.groups.clone()),
+                    RuleState::NewTerms(state) => Learnt::NewTerms(state.groups.clone()),
+                    _ => return None,
+                };
+                Some(Snapshot {
+                    rule: rule.id.clone(),
+                    shape: shape(rule)?,
+                    learnt,
+                })
             })
             .collect()
     }
 
-    /// Takes back what baseline rules learnt before a restart (those whose shape is the
-    /// same); returns how many rules did.
-    pub fn restore_baselines(&mut self, snapshots: Vec<baseline::Snapshot>) -> usize {
+    /// Takes back what the rules learnt before a restart, or in a replay of history (those
+    /// whose shape is the same, within the group limit); returns how many rules did.
+    pub fn restore_learnt(&mut self, snapshots: Vec<Snapshot>) -> usize {
         let mut restored = 0;
         for snapshot in snapshots {
-            for (rule, state) in self.rules.iter().zip(self.states.iter_mut()) {
-                if let (Kind::Baseline(baseline), RuleState::Baseline(state)) = (&rule.kind, state)
-                    && rule.id == snapshot.rule
-                    && baseline.shape(&group_names(rule)) == snapshot.shape
-                    && snapshot.groups.len() <= self.limits.max_groups_per_rule
-                    && snapshot
-                        .groups
-                        .values()
-                        .all(|learnt| learnt.slots.len() == baseline.seasonality_slots())
-                {
-                    state.groups = snapshot.groups.clone();
-                    restored += 1;
-                }
+            let Some(index) = self.rules.iter().position(|rule| rule.id == snapshot.rule) else {
+                continue;
+            };
+            let rule = &self.rules[index];
+            if shape(rule).as_deref() != Some(snapshot.shape.as_str()) {
+                continue;
             }
+            let max = self.limits.max_groups_per_rule;
+            let taken = match (&rule.kind, &mut self.states[index], snapshot.learnt) {
+                (Kind::Baseline(baseline), RuleState::Baseline(state), Learnt::Baseline(groups))
+                    if groups.len() <= max
+                        && groups
+                            .values()
+                            .all(|learnt| learnt.slots.len() == baseline.seasonality_slots()) =>
+                {
+                    state.groups = groups;
+                    true
+                }
+                (Kind::Geo(_), RuleState::Geo(state), Learnt::Geo(groups)) if groups.len() <= max => {
+                    state.groups = groups;
+                    true
+                }
+                (Kind::NewTerms(_), RuleState::NewTerms(state), Learnt::NewTerms(groups))
+                    if groups.len() <= max =>
+                {
+                    state.groups = groups;
+                    true
+                }
+                _ => false,
+            };
+            restored += usize::from(taken);
         }
         restored
     }
@@ -825,6 +894,7 @@ fn fresh_state(rule: &Rule) -> RuleState {
         Kind::Geo(_) => RuleState::Geo(geo::State::default()),
         Kind::State(_) => RuleState::State(state::State::default()),
         Kind::Baseline(_) => RuleState::Baseline(baseline::State::default()),
+        Kind::NewTerms(_) => RuleState::NewTerms(new_terms::State::default()),
     }
 }
 

@@ -80,6 +80,14 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
         "auth-failure-baseline-gateway.toml",
         include_str!("../rules/auth-failure-baseline-gateway.toml"),
     ),
+    (
+        "new-device-identity.toml",
+        include_str!("../rules/new-device-identity.toml"),
+    ),
+    (
+        "new-api-path.toml",
+        include_str!("../rules/new-api-path.toml"),
+    ),
 ];
 
 /// Largest rule file read.

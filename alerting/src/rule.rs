@@ -21,6 +21,7 @@
 pub mod baseline;
 pub mod filter;
 pub mod geo;
+pub mod new_terms;
 pub mod sequence;
 pub mod state;
 pub mod threshold;
@@ -148,6 +149,19 @@ pub enum KindConfig {
         #[serde(default = "default_warmup")]
         warmup: String,
     },
+    /// A value a group has not had within `history` ([`new_terms`]).
+    NewTerms {
+        #[serde(default)]
+        filter: BTreeMap<String, toml::Value>,
+        /// The field (or fields, together) whose values are the terms.
+        fields: Vec<String>,
+        /// A term not seen within this long is new (default 30d).
+        #[serde(default = "default_history")]
+        history: String,
+        /// A group's first this long only teaches (default 7d).
+        #[serde(default = "default_learn")]
+        learn: String,
+    },
     /// What is true of a user's VPN now ([`state`]).
     State {
         #[serde(default)]
@@ -165,6 +179,14 @@ pub enum KindConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_session_age: Option<String>,
     },
+}
+
+fn default_history() -> String {
+    "30d".to_owned()
+}
+
+fn default_learn() -> String {
+    "7d".to_owned()
 }
 
 fn default_bucket() -> String {
@@ -240,6 +262,7 @@ pub enum Kind {
     Geo(geo::Geo),
     State(state::StateRule),
     Baseline(baseline::Baseline),
+    NewTerms(new_terms::NewTerms),
 }
 
 impl Kind {
@@ -251,6 +274,7 @@ impl Kind {
             Kind::Geo(_) => "geo",
             Kind::State(_) => "state",
             Kind::Baseline(_) => "baseline",
+            Kind::NewTerms(_) => "new_terms",
         }
     }
 }
@@ -342,6 +366,32 @@ impl Rule {
                 allow_cidrs,
                 allow_asns,
             )?,
+            KindConfig::NewTerms {
+                filter,
+                fields,
+                history,
+                learn,
+            } => {
+                if fields.is_empty() || fields.len() > 4 {
+                    return Err(invalid("fields names 1 to 4 fields".to_owned()));
+                }
+                let fields = fields
+                    .iter()
+                    .map(|name| event_field(name))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|why| invalid(format!("fields: {why}")))?;
+                let history =
+                    parse_duration(history).map_err(|why| invalid(format!("history: {why}")))?;
+                let learn =
+                    parse_duration(learn).map_err(|why| invalid(format!("learn: {why}")))?;
+                Kind::NewTerms(new_terms::NewTerms {
+                    filter: Filter::compile(filter)
+                        .map_err(|why| invalid(format!("filter: {why}")))?,
+                    fields,
+                    history,
+                    learn,
+                })
+            }
             KindConfig::Baseline {
                 filter,
                 bucket,
@@ -445,6 +495,7 @@ impl Rule {
                 Kind::Geo(_) => Duration::from_secs(24 * 3600),
                 Kind::State(_) => Duration::from_secs(3600),
                 Kind::Baseline(baseline) => baseline.bucket * 2,
+                Kind::NewTerms(_) => Duration::from_secs(24 * 3600),
             },
         };
         Ok(Rule {

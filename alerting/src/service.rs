@@ -16,10 +16,11 @@ use crate::silence::{Silence, SilenceRequest};
 
 /// The silences' file in the alerting state directory.
 pub const SILENCES_FILE: &str = "silences.json";
-/// What the baseline rules learnt, in the alerting state directory.
-pub const BASELINES_FILE: &str = "baselines.json";
-/// How often what the baseline rules learnt is written (and at every flush).
-pub const SAVE_BASELINES_EVERY: Duration = Duration::from_secs(60);
+/// What the rules learnt (baselines, where users log in from, terms), in the alerting state
+/// directory ([`crate::engine::Snapshot`]).
+pub const LEARNT_FILE: &str = "learnt.json";
+/// How often what the rules learnt is written (and at every flush).
+pub const SAVE_LEARNT_EVERY: Duration = Duration::from_secs(60);
 use crate::{Config, Error, Origin, Result, Rule};
 
 /// How far ahead of the wall clock an event may be dated and still be evaluated (live): a
@@ -108,7 +109,7 @@ struct Shared {
     events_future: AtomicU64,
     silences: Mutex<Vec<Silence>>,
     silences_path: Option<std::path::PathBuf>,
-    baselines_path: Option<std::path::PathBuf>,
+    learnt_path: Option<std::path::PathBuf>,
     pages_silenced: AtomicU64,
     pages_inhibited: AtomicU64,
     escalations: Vec<crate::route::EscalationConfig>,
@@ -175,16 +176,16 @@ impl Alerting {
             },
         );
         engine.restore(&sink.load().map_err(Error::Sink)?);
-        let baselines_path = state_dir.map(|dir| dir.join(BASELINES_FILE));
-        if let Some(path) = &baselines_path {
-            match durable::read_json::<Vec<crate::rule::baseline::Snapshot>>(path, "baselines") {
+        let learnt_path = state_dir.map(|dir| dir.join(LEARNT_FILE));
+        if let Some(path) = &learnt_path {
+            match durable::read_json::<Vec<crate::engine::Snapshot>>(path, "what the rules learnt") {
                 Ok(Some(snapshots)) => {
-                    let n = engine.restore_baselines(snapshots);
-                    tracing::info!(n_rules = n, "baselines learnt before the restart taken back");
+                    let n = engine.restore_learnt(snapshots);
+                    tracing::info!(n_rules = n, "what the rules learnt before taken back");
                 }
                 Ok(None) => {}
                 // A damaged file costs the learning, never the start.
-                Err(error) => tracing::warn!(%error, "cannot read what the baselines learnt; they learn again"),
+                Err(error) => tracing::warn!(%error, "cannot read what the rules learnt; they learn again"),
             }
         }
         let shared = Arc::new(Shared {
@@ -197,7 +198,7 @@ impl Alerting {
             paged: Mutex::new(std::collections::HashSet::new()),
             silences: Mutex::new(silences),
             silences_path,
-            baselines_path,
+            learnt_path,
             pages_silenced: AtomicU64::new(0),
             pages_inhibited: AtomicU64::new(0),
             escalations: config.escalations.clone(),
@@ -594,22 +595,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes what the baseline rules learnt (when there is a state directory and a baseline).
-async fn save_baselines(shared: &Arc<Shared>) {
-    let Some(path) = shared.baselines_path.clone() else {
+/// Writes what the rules learnt (when there is a state directory and a rule that learns).
+async fn save_learnt(shared: &Arc<Shared>) {
+    let Some(path) = shared.learnt_path.clone() else {
         return;
     };
-    let snapshots = lock(&shared.engine).baselines();
+    let snapshots = lock(&shared.engine).learnt();
     if snapshots.is_empty() {
         return;
     }
     let written = tokio::task::spawn_blocking(move || {
-        durable::write_json(&path, "baselines", &snapshots).map_err(|error| error.to_string())
+        durable::write_json(&path, "what the rules learnt", &snapshots)
+            .map_err(|error| error.to_string())
     })
     .await
     .unwrap_or_else(|error| Err(error.to_string()));
     if let Err(error) = written {
-        tracing::warn!(%error, "cannot write what the baselines learnt; trying again later");
+        tracing::warn!(%error, "cannot write what the rules learnt; trying again later");
     }
 }
 
@@ -652,12 +654,12 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                 }
                 Some(Feed::Flush(done)) => {
                     store(&shared, Vec::new()).await;
-                    save_baselines(&shared).await;
+                    save_learnt(&shared).await;
                     let _ = done.send(());
                 }
                 None => {
                     store(&shared, Vec::new()).await;
-                    save_baselines(&shared).await;
+                    save_learnt(&shared).await;
                     return;
                 }
             },
@@ -679,9 +681,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                     Clock::EventTime => Vec::new(),
                 };
                 store(&shared, rows).await;
-                if saved.elapsed() >= SAVE_BASELINES_EVERY {
+                if saved.elapsed() >= SAVE_LEARNT_EVERY {
                     saved = Instant::now();
-                    save_baselines(&shared).await;
+                    save_learnt(&shared).await;
                 }
             }
         }

@@ -74,14 +74,13 @@ pub fn start(
     } else {
         None
     };
-    // Silences are the server's (a replay pages nobody).
-    let state_dir = if notify {
+    // Silences and what the rules learnt: a replay of history (which pages nobody) learns
+    // too, so that a server started after it knows where users logged in from.
+    let state_dir = {
         let dir = store.dir().join(STATE_DIR);
         std::fs::create_dir_all(&dir)
             .map_err(|error| anyhow::anyhow!("cannot make {}: {error}", dir.display()))?;
         Some(dir)
-    } else {
-        None
     };
     let (service, task) = alerting::Alerting::start(
         config,

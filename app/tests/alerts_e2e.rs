@@ -321,7 +321,7 @@ fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
             .contains("MAC mismatched")
     );
     let rules = api.get("/api/v1/rules", &viewer);
-    assert!(rules["rules"].as_array().unwrap().len() >= 12, "{rules}");
+    assert!(rules["rules"].as_array().unwrap().len() >= 13, "{rules}");
 
     // A viewer may look, not act; an analyst acknowledges, assigns and resolves.
     let (status, _) = api.call(
@@ -556,7 +556,7 @@ fn rules_are_checked_and_tested_before_they_run() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/rules");
     let shipped = shipped.to_str().unwrap();
     let checked = run_ok(&["rules", "check", shipped]);
-    assert!(checked.contains("12 rules are valid"), "{checked}");
+    assert!(checked.contains("13 rules are valid"), "{checked}");
     assert!(checked.contains("brute-force-then-success"), "{checked}");
 
     let log = work.path().join("attack.log");

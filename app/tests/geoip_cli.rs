@@ -268,3 +268,92 @@ fn a_broken_database_shows_in_the_servers_health() {
     assert_eq!(healthz["status"], "degraded", "{healthz:#}");
     server.stop();
 }
+
+/// Where users logged in from, learnt by `ingest` of old logs, is known to the server started
+/// after it: alice's first live login from another country fires new-country at once (a
+/// server that knew nothing would only learn from it).
+#[test]
+fn a_server_knows_what_ingest_of_old_logs_taught_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("city.mmdb");
+    city_database(&database);
+    let data = dir.path().join("data");
+    // The history: client1 logged in from Hamburg (DE) in November.
+    let output = run(&[
+        "ingest",
+        "--data",
+        data.to_str().unwrap(),
+        "--year",
+        "2026",
+        "--geoip",
+        database.to_str().unwrap(),
+        &moved_capture(dir.path(), "psk-ok.log"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let learnt = std::fs::read_to_string(data.join("alerting/learnt.json")).unwrap();
+    assert!(learnt.contains("client1@psk.vpn.test") && learnt.contains("DE"), "{learnt}");
+
+    // A server on the same data, and client1 now logging in from London (GB).
+    let port = support::free_port();
+    let token = dir.path().join("ingest.token");
+    std::fs::write(&token, "geo-token\n").unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = {:?}\nflush_interval_secs = 1\n\n[collector.geoip]\ncity_db = {:?}\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\nanonymous_role = \"analyst\"\ningest_token_file = {:?}\n",
+            data, database, token
+        ),
+    )
+    .unwrap();
+    let _server = support::start_server(&config, port, &dir.path().join("server.log"));
+    let now = jiff::Timestamp::now();
+    let capture = std::fs::read_to_string(fixture("psk-ok.log")).unwrap();
+    let live: String = capture
+        .lines()
+        .filter(|line| line.len() > 16)
+        .map(|line| {
+            let stamp = now.strftime("%b %e %H:%M:%S").to_string();
+            format!("{stamp}{}\n", &line[15..])
+        })
+        .collect::<String>()
+        .replace("192.0.2.11", "81.2.69.142");
+    let log = dir.path().join("live.log");
+    std::fs::write(&log, live).unwrap();
+    let parsed = run(&["parse", "--format", "charon", "--hostname", "gw1", log.to_str().unwrap()]);
+    assert!(parsed.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&parsed.stdout)
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["id"]["source"] = "gw1/charon@live".into();
+            event
+        })
+        .collect();
+    let client = support::http_client(None);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        client
+            .post(format!("http://127.0.0.1:{port}/api/v1/ingest"))
+            .header("authorization", "Bearer geo-token")
+            .json(&serde_json::json!({"gateway": "gw1", "events": events}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 200);
+    let alert = support::wait_for("new-country", Duration::from_secs(20), || {
+        let body = support::get_json(&format!(
+            "http://127.0.0.1:{port}/api/v1/alerts?rule=new-country"
+        ))?;
+        body["alerts"].as_array()?.first().cloned()
+    });
+    assert_eq!(alert["user"], "client1@psk.vpn.test", "{alert:#}");
+    let reason = alert["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("GB") && reason.contains("seen: DE"), "{alert:#}");
+}

@@ -888,17 +888,100 @@ fn what_baselines_learnt_survives_a_restart_of_the_same_shape_only() {
         engine.observe(&auth(seq, seq as i64 * 60, "gina", "192.0.2.7", Outcome::Failure));
     }
     engine.tick(at(4000));
-    let snapshots = engine.baselines();
+    let snapshots: Vec<Snapshot> = engine
+        .learnt()
+        .into_iter()
+        .filter(|snapshot| snapshot.rule == "auth-failure-baseline-gateway")
+        .collect();
     assert_eq!(snapshots.len(), 1);
-    assert_eq!(snapshots[0].rule, "auth-failure-baseline-gateway");
-    assert!(snapshots[0].groups.contains_key("gw1"), "{:?}", snapshots[0].groups.keys());
+    let Learnt::Baseline(groups) = &snapshots[0].learnt else {
+        panic!("not a baseline: {:?}", snapshots[0]);
+    };
+    assert!(groups.contains_key("gw1"), "{:?}", groups.keys());
     let json = serde_json::to_string(&snapshots).unwrap();
     let mut restarted = shipped();
-    let back: Vec<crate::rule::baseline::Snapshot> = serde_json::from_str(&json).unwrap();
-    assert_eq!(restarted.restore_baselines(back.clone()), 1);
-    assert_eq!(restarted.baselines(), snapshots);
+    let back: Vec<Snapshot> = serde_json::from_str(&json).unwrap();
+    assert_eq!(restarted.restore_learnt(back.clone()), 1);
+    let again: Vec<Snapshot> = restarted
+        .learnt()
+        .into_iter()
+        .filter(|snapshot| snapshot.rule == "auth-failure-baseline-gateway")
+        .collect();
+    assert_eq!(again, snapshots);
     // Another bucket size is another thing learnt: not taken back.
     let mut other = back;
     other[0].shape = other[0].shape.replace("bucket=300s", "bucket=60s");
-    assert_eq!(shipped().restore_baselines(other), 0);
+    assert_eq!(shipped().restore_learnt(other), 0);
+}
+
+fn new_terms_engine(extra: &str) -> Engine {
+    let text = format!(
+        "id = \"new-source\"\nname = \"New address\"\nkind = \"new_terms\"\ngroup_by = [\"user.name\"]\nfields = [\"source.ip\"]\nfilter = {{ \"event.action\" = \"auth-success\" }}\n{extra}"
+    );
+    let config: crate::RuleConfig = toml::from_str(&text).unwrap();
+    Engine::new(vec![Rule::compile(&config).unwrap()], Limits::default())
+}
+
+#[test]
+fn a_term_new_to_its_group_fires_after_the_group_was_learnt() {
+    let mut engine = new_terms_engine("history = \"30d\"\nlearn = \"1d\"\n");
+    let day = 86_400;
+    let mut rows = Vec::new();
+    // The first day teaches: two addresses, nothing fires.
+    rows.extend(engine.observe(&auth(1, 10, "alice", "192.0.2.1", Outcome::Success)));
+    rows.extend(engine.observe(&auth(2, 20, "alice", "192.0.2.2", Outcome::Success)));
+    assert!(fired(&rows).is_empty(), "{rows:?}");
+    // Later: a known address is nothing; a new one fires, naming it; bob's first is learning.
+    assert!(fired(&engine.observe(&auth(3, 2 * day, "alice", "192.0.2.1", Outcome::Success))).is_empty());
+    let new = engine.observe(&auth(4, 2 * day + 5, "alice", "192.0.2.3", Outcome::Success));
+    assert_eq!(fired(&new), ["new-source"]);
+    assert!(
+        new[0].reason.as_deref().unwrap_or_default().contains("source.ip = 192.0.2.3"),
+        "{new:?}"
+    );
+    assert!(fired(&engine.observe(&auth(5, 2 * day, "bob", "192.0.2.3", Outcome::Success))).is_empty());
+    // Failures are not the filter's: nothing.
+    assert!(fired(&engine.observe(&auth(6, 2 * day, "alice", "192.0.2.9", Outcome::Failure))).is_empty());
+    // Past its history, a term is new again (the alert from before resolved meanwhile).
+    engine.tick(at(20 * day));
+    let again = engine.observe(&auth(7, 40 * day, "alice", "192.0.2.2", Outcome::Success));
+    assert_eq!(fired(&again), ["new-source"], "{again:?}");
+}
+
+#[test]
+fn what_new_terms_and_geo_learnt_is_kept_across_a_restart() {
+    let mut engine = new_terms_engine("learn = \"1h\"\n");
+    engine.observe(&auth(1, 0, "alice", "192.0.2.1", Outcome::Success));
+    let json = serde_json::to_string(&engine.learnt()).unwrap();
+    let mut restarted = new_terms_engine("learn = \"1h\"\n");
+    assert_eq!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()), 1);
+    // The address is known after the restart; another is new.
+    assert!(fired(&restarted.observe(&auth(2, 7200, "alice", "192.0.2.1", Outcome::Success))).is_empty());
+    assert_eq!(
+        fired(&restarted.observe(&auth(3, 7300, "alice", "192.0.2.5", Outcome::Success))),
+        ["new-source"]
+    );
+    // Geo history too: the shipped new-country rule remembers where a user was.
+    let mut geo = shipped();
+    geo.observe(&located(1, 0, "zoe", "81.2.69.142", ("GB", "London", 51.5, -0.1)));
+    let json = serde_json::to_string(&geo.learnt()).unwrap();
+    let mut restarted = shipped();
+    assert!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()) >= 2);
+    let rows = restarted.observe(&located(2, 30 * 86_400, "zoe", "175.16.199.1", ("CN", "Changchun", 43.9, 125.3)));
+    assert!(fired(&rows).contains(&"new-country"), "{rows:?}");
+}
+
+#[test]
+fn bad_new_terms_rules_are_refused() {
+    for (extra, expected) in [
+        ("fields = []", "1 to 4 fields"),
+        ("fields = [\"no.such\"]", "fields"),
+        ("fields = [\"source.ip\"]\nhistory = \"1y\"", "history"),
+        ("fields = [\"source.ip\"]\nlearn = \"x\"", "learn"),
+    ] {
+        let text = format!("id = \"n\"\nname = \"N\"\nkind = \"new_terms\"\n{extra}\n");
+        let config: crate::RuleConfig = toml::from_str(&text).unwrap();
+        let error = Rule::compile(&config).unwrap_err().to_string();
+        assert!(error.contains(expected), "{extra}: {error}");
+    }
 }

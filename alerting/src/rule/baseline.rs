@@ -95,24 +95,13 @@ pub struct State {
     pub groups: HashMap<String, Learnt>,
 }
 
-/// What a baseline rule has learnt, kept across restarts (a week of learning is not lost to
-/// an upgrade). It is taken back by a rule with the same id, bucket, seasonality and
-/// `group_by` (a changed filter keeps what was learnt).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub rule: String,
-    pub shape: String,
-    pub groups: HashMap<String, Learnt>,
-}
-
 impl Baseline {
-    /// What must not change for a snapshot to be taken back.
-    pub fn shape(&self, group_by: &[&str]) -> String {
+    /// What must not change for what was learnt to be taken back after a restart.
+    pub fn shape(&self) -> String {
         format!(
-            "bucket={}s seasonality={:?} group_by={}",
+            "bucket={}s seasonality={:?}",
             self.bucket.as_secs(),
-            self.seasonality,
-            group_by.join(",")
+            self.seasonality
         )
     }
 }

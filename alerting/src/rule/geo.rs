@@ -43,16 +43,17 @@ pub struct Geo {
 /// Per group: the last located login, and when each country and AS was last seen.
 #[derive(Debug, Default)]
 pub struct State {
-    groups: HashMap<String, Seen>,
+    pub groups: HashMap<String, Seen>,
 }
 
-#[derive(Debug, Default)]
-struct Seen {
+/// What one group's logins taught (kept across restarts, see [`crate::engine::Snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
     last: Option<Login>,
     places: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Login {
     at: i64,
     lat: f64,
