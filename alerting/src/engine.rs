@@ -19,6 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::rule::{Kind, Rule, baseline, geo, new_terms, sequence, state, threshold};
 
+/// Groups of a threshold or sequence rule beyond which its windows are not written to the
+/// snapshot (a flood of one-off groups; they are swept within the window anyway).
+pub const MAX_SNAPSHOT_GROUPS: usize = 100_000;
+
 /// How often at most an open alert's growing count is written (event time).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(10);
 
@@ -92,6 +96,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "groups", rename_all = "snake_case")]
 pub enum Learnt {
+    /// The windows in progress (so that a restart does not forget the first half of an attack).
+    Threshold(HashMap<String, threshold::Group>),
+    Sequence(HashMap<String, sequence::Group>),
     Baseline(HashMap<String, baseline::Learnt>),
     Geo(HashMap<String, geo::Seen>),
     NewTerms(HashMap<String, new_terms::Known>),
@@ -101,6 +108,19 @@ pub enum Learnt {
 fn shape(rule: &Rule) -> Option<String> {
     let group_by: Vec<&str> = rule.group_by.iter().map(|field| field.name).collect();
     let kind = match &rule.kind {
+        Kind::Threshold(threshold) => format!(
+            "threshold window={}ms threshold={} distinct={}",
+            threshold.window.as_millis(),
+            threshold.threshold,
+            threshold.distinct.map_or("", |field| field.name)
+        ),
+        Kind::Sequence(sequence) => format!(
+            "sequence within={}ms first={} then={} absent={}",
+            sequence.within.as_millis(),
+            sequence.first.count,
+            sequence.then.count,
+            sequence.absent
+        ),
         Kind::Baseline(baseline) => baseline.shape(),
         Kind::Geo(geo) => format!("geo {:?}", geo.check),
         Kind::NewTerms(terms) => {
@@ -635,6 +655,12 @@ impl Engine {
             .zip(&self.states)
             .filter_map(|(rule, state)| {
                 let learnt = match state {
+                    RuleState::Threshold(state) if state.groups.len() <= MAX_SNAPSHOT_GROUPS => {
+                        Learnt::Threshold(state.groups.clone())
+                    }
+                    RuleState::Sequence(state) if state.groups.len() <= MAX_SNAPSHOT_GROUPS => {
+                        Learnt::Sequence(state.groups.clone())
+                    }
                     RuleState::Baseline(state) => Learnt::Baseline(state.groups.clone()),
                     RuleState::Geo(state) => Learnt::Geo(state.groups.clone()),
                     RuleState::NewTerms(state) => Learnt::NewTerms(state.groups.clone()),
@@ -668,6 +694,18 @@ impl Engine {
                         && groups
                             .values()
                             .all(|learnt| learnt.slots.len() == baseline.seasonality_slots()) =>
+                {
+                    state.groups = groups;
+                    true
+                }
+                (Kind::Threshold(_), RuleState::Threshold(state), Learnt::Threshold(groups))
+                    if groups.len() <= max =>
+                {
+                    state.groups = groups;
+                    true
+                }
+                (Kind::Sequence(_), RuleState::Sequence(state), Learnt::Sequence(groups))
+                    if groups.len() <= max =>
                 {
                     state.groups = groups;
                     true

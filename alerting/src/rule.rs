@@ -682,6 +682,19 @@ pub fn value_text(value: &Value<'_>) -> String {
     }
 }
 
+/// FNV-1a over the values, each ended by a 0x1f: stable across runs and builds (unlike the
+/// standard hasher), so that what rules learnt stays valid in snapshots.
+pub(crate) fn stable_hash(values: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for value in values {
+        for byte in value.bytes().chain([0x1f]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
 /// `30s`, `5m`, `2h`, `1d`, `500ms`: a positive duration up to [`MAX_WINDOW`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -985,3 +985,23 @@ fn bad_new_terms_rules_are_refused() {
         assert!(error.contains(expected), "{extra}: {error}");
     }
 }
+
+#[test]
+fn a_window_half_full_at_a_restart_fills_after_it() {
+    let mut engine = shipped();
+    for seq in 1..=6 {
+        assert!(fired(&engine.observe(&auth(seq, seq as i64, "hank", "192.0.2.4", Outcome::Failure))).is_empty());
+    }
+    let json = serde_json::to_string(&engine.learnt()).unwrap();
+    let mut restarted = shipped();
+    assert!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()) >= 3);
+    let mut rows = Vec::new();
+    for seq in 7..=10 {
+        rows.extend(restarted.observe(&auth(seq, seq as i64, "hank", "192.0.2.4", Outcome::Failure)));
+    }
+    assert_eq!(fired(&rows), ["auth-failure-spike-user"]);
+    assert_eq!(rows[0].count, 10);
+    // The brute force's first step was half done too: the success completes it.
+    let success = restarted.observe(&auth(11, 12, "hank", "192.0.2.4", Outcome::Success));
+    assert!(fired(&success).contains(&"brute-force-then-success"), "{success:?}");
+}

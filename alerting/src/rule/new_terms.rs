@@ -63,7 +63,8 @@ impl NewTerms {
 
     pub fn observe(&self, state: &mut State, group: String, event: &Event) -> Option<Found> {
         let term = self.term(event)?;
-        let hash = term_hash(&term);
+        let values: Vec<&str> = term.iter().map(String::as_str).collect();
+        let hash = super::stable_hash(&values);
         let at = event.timestamp.as_microsecond();
         let known = state.groups.entry(group).or_insert_with(|| Known {
             since: at,
@@ -140,15 +141,3 @@ impl NewTerms {
     }
 }
 
-/// FNV-1a over the values, each ended by a 0x1f (stable across runs and builds, unlike the
-/// standard hasher, so that snapshots stay valid).
-fn term_hash(term: &[String]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for value in term {
-        for byte in value.bytes().chain([0x1f]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
-}

@@ -27,11 +27,12 @@ pub struct Sequence {
 /// The open sequences of one rule.
 #[derive(Debug, Default)]
 pub struct State {
-    groups: HashMap<String, Group>,
+    pub groups: HashMap<String, Group>,
 }
 
-#[derive(Debug, Default)]
-struct Group {
+/// One group's sequence in progress (kept across restarts, see [`crate::engine::Snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Group {
     /// Times (µs) and ids of the `first` events, newest last, at most `first.count`.
     firsts: VecDeque<(i64, String)>,
     /// `then` events counted since the first step completed.

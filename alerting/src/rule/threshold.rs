@@ -29,23 +29,21 @@ pub struct Threshold {
 /// The windows of one threshold rule.
 #[derive(Debug, Default)]
 pub struct State {
-    groups: HashMap<String, Group>,
+    pub groups: HashMap<String, Group>,
 }
 
-#[derive(Debug, Default)]
-struct Group {
+/// One group's window (kept across restarts, see [`crate::engine::Snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Group {
     /// (event time in µs, hash of the distinct value or 0, event id), sorted by time.
     entries: VecDeque<(i64, u64, Box<str>)>,
     newest: i64,
 }
 
 /// The distinct value as a hash (64 bits: a collision among the few values of one window is
-/// far less likely than a mistyped rule).
+/// far less likely than a mistyped rule; stable across builds, for snapshots).
 fn value_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
+    super::stable_hash(&[text])
 }
 
 /// The window reached the threshold with this event.
