@@ -197,6 +197,8 @@ enum RuleState {
     State(state::State),
     Baseline(baseline::State),
     NewTerms(new_terms::State),
+    /// Query rules keep nothing between runs.
+    Query,
 }
 
 /// The rule engine with its windows and open alerts.
@@ -298,6 +300,7 @@ impl Engine {
                 Kind::State(rule) => rule.relevant(event),
                 Kind::Baseline(baseline) => baseline.filter.matches(event),
                 Kind::NewTerms(terms) => terms.filter.matches(event),
+                Kind::Query(_) => false,
             };
             if !relevant {
                 continue;
@@ -434,7 +437,11 @@ impl Engine {
                 let within = match &self.rules[index].kind {
                     Kind::Sequence(sequence) => sequence.within,
                     Kind::Threshold(threshold) => threshold.window,
-                    Kind::Geo(_) | Kind::State(_) | Kind::Baseline(_) | Kind::NewTerms(_) => {
+                    Kind::Geo(_)
+                    | Kind::State(_)
+                    | Kind::Baseline(_)
+                    | Kind::NewTerms(_)
+                    | Kind::Query(_) => {
                         self.rules[index].resolve_after
                     }
                 };
@@ -645,6 +652,36 @@ impl Engine {
                 escalations,
             },
         );
+    }
+
+    /// The rows a query rule's run returned, as hits of its groups (an open alert of a
+    /// group grows; one that stops coming back resolves after `resolve_after`).
+    pub fn query_hits(
+        &mut self,
+        rule_id: &str,
+        found: Vec<crate::rule::query::Row>,
+        now: Timestamp,
+    ) -> Vec<AlertRecord> {
+        let Some(index) = self.rules.iter().position(|rule| rule.id == rule_id) else {
+            return Vec::new();
+        };
+        let Kind::Query(query) = &self.rules[index].kind else {
+            return Vec::new();
+        };
+        let since = now
+            .checked_sub(SignedDuration::try_from(query.window).unwrap_or(SignedDuration::ZERO))
+            .unwrap_or(now);
+        let mut rows = Vec::new();
+        for row in found {
+            let hit = Hit {
+                count: row.count,
+                first: since,
+                evidence: Vec::new(),
+                reason: row.reason,
+            };
+            rows.extend(self.hit(index, row.group, hit, None, now));
+        }
+        rows
     }
 
     /// What the rules that learn have learnt: baselines, where users log in from (geo),
@@ -933,6 +970,7 @@ fn fresh_state(rule: &Rule) -> RuleState {
         Kind::State(_) => RuleState::State(state::State::default()),
         Kind::Baseline(_) => RuleState::Baseline(baseline::State::default()),
         Kind::NewTerms(_) => RuleState::NewTerms(new_terms::State::default()),
+        Kind::Query(_) => RuleState::Query,
     }
 }
 

@@ -27,7 +27,7 @@ use serde::Deserialize;
 pub use engine::{Change, ChangeError, Engine, histories};
 pub use error::{Error, Result};
 pub use rule::{Rule, RuleConfig};
-pub use service::{AlertSink, Alerting, Clock, Reload, Stats};
+pub use service::{AlertSink, Alerting, Clock, QueryRows, QuerySource, Reload, Stats};
 
 /// The rules shipped with tunnelwatch (`alerting/rules/`), on unless `default_rules = false`;
 /// a rule of the configuration with the same id replaces one.

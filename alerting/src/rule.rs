@@ -22,6 +22,7 @@ pub mod baseline;
 pub mod filter;
 pub mod geo;
 pub mod new_terms;
+pub mod query;
 pub mod sequence;
 pub mod state;
 pub mod threshold;
@@ -149,6 +150,14 @@ pub enum KindConfig {
         #[serde(default = "default_warmup")]
         warmup: String,
     },
+    /// A SQL statement over the store, every `interval` over the last `window` ([`query`]).
+    Query {
+        sql: String,
+        #[serde(default = "default_interval")]
+        interval: String,
+        #[serde(default = "default_query_window")]
+        window: String,
+    },
     /// A value a group has not had within `history` ([`new_terms`]).
     NewTerms {
         #[serde(default)]
@@ -179,6 +188,14 @@ pub enum KindConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_session_age: Option<String>,
     },
+}
+
+fn default_interval() -> String {
+    "5m".to_owned()
+}
+
+fn default_query_window() -> String {
+    "1h".to_owned()
 }
 
 fn default_history() -> String {
@@ -263,6 +280,7 @@ pub enum Kind {
     State(state::StateRule),
     Baseline(baseline::Baseline),
     NewTerms(new_terms::NewTerms),
+    Query(query::Query),
 }
 
 impl Kind {
@@ -275,6 +293,7 @@ impl Kind {
             Kind::State(_) => "state",
             Kind::Baseline(_) => "baseline",
             Kind::NewTerms(_) => "new_terms",
+            Kind::Query(_) => "query",
         }
     }
 }
@@ -366,6 +385,25 @@ impl Rule {
                 allow_cidrs,
                 allow_asns,
             )?,
+            KindConfig::Query {
+                sql,
+                interval,
+                window,
+            } => {
+                query::check(sql).map_err(invalid)?;
+                let interval =
+                    parse_duration(interval).map_err(|why| invalid(format!("interval: {why}")))?;
+                if interval < Duration::from_secs(10) {
+                    return Err(invalid("interval must be at least 10s".to_owned()));
+                }
+                let window =
+                    parse_duration(window).map_err(|why| invalid(format!("window: {why}")))?;
+                Kind::Query(query::Query {
+                    sql: sql.clone(),
+                    interval,
+                    window,
+                })
+            }
             KindConfig::NewTerms {
                 filter,
                 fields,
@@ -496,6 +534,7 @@ impl Rule {
                 Kind::State(_) => Duration::from_secs(3600),
                 Kind::Baseline(baseline) => baseline.bucket * 2,
                 Kind::NewTerms(_) => Duration::from_secs(24 * 3600),
+                Kind::Query(query) => query.interval * 2 + Duration::from_secs(60),
             },
         };
         Ok(Rule {

@@ -34,6 +34,18 @@ pub trait AlertSink: Send + Sync + 'static {
     fn load(&self) -> std::result::Result<Vec<AlertRecord>, String>;
 }
 
+/// The rows of a query, as JSON objects keyed by column name, or why there are none.
+pub type QueryRows = std::result::Result<Vec<serde_json::Map<String, serde_json::Value>>, String>;
+
+/// Runs the read-only SQL of `query` rules: the app's is the store (its time and memory
+/// limits apply).
+pub trait QuerySource: Send + Sync + 'static {
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = QueryRows> + Send + 'a>>;
+}
+
 /// Which clock moves the engine's time on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
@@ -77,6 +89,11 @@ pub struct Stats {
     /// taken (`None`: they were, or nothing changed).
     pub rules_loaded_at: Option<Timestamp>,
     pub rules_reload_error: Option<String>,
+    /// Runs of `query` rules, those that failed, and the newest failure (cleared by a run
+    /// of the same rule that works).
+    pub query_runs: u64,
+    pub query_failures: u64,
+    pub query_error: Option<String>,
 }
 
 /// What a rules reload did.
@@ -123,6 +140,10 @@ struct Shared {
     /// The newest reload's refusal (the previous rule set stays in force), and when the rule
     /// set in force was loaded.
     reload_error: Mutex<Option<String>>,
+    query_runs: AtomicU64,
+    query_failures: AtomicU64,
+    /// The failing query rules and why.
+    query_errors: Mutex<std::collections::BTreeMap<String, String>>,
     loaded_at: Mutex<Option<Timestamp>>,
     events_shed: AtomicU64,
     rows_written: AtomicU64,
@@ -210,6 +231,9 @@ impl Alerting {
             pending: Mutex::new(Vec::new()),
             origins: Mutex::new(origins),
             reload_error: Mutex::new(None),
+            query_runs: AtomicU64::new(0),
+            query_failures: AtomicU64::new(0),
+            query_errors: Mutex::new(std::collections::BTreeMap::new()),
             loaded_at: Mutex::new(Some(Timestamp::now())),
             events_shed: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
@@ -453,6 +477,69 @@ impl Alerting {
         })
     }
 
+    /// Runs the `query` rules through `source`, each every `interval` over its `window`, until
+    /// the service's handles are gone. Each run's rows become hits of the rule's groups; a
+    /// failing run is counted, logged once, and kept for the health report.
+    pub fn run_queries(&self, source: Arc<dyn QuerySource>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            let mut last_run: std::collections::HashMap<String, Instant> =
+                std::collections::HashMap::new();
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                let due: Vec<(String, crate::rule::query::Query, Vec<&'static model::fields::Field>)> = {
+                    let engine = lock(&shared.engine);
+                    engine
+                        .rules()
+                        .iter()
+                        .filter_map(|rule| match &rule.kind {
+                            crate::rule::Kind::Query(query) => Some((
+                                rule.id.clone(),
+                                query.clone(),
+                                rule.group_by.clone(),
+                            )),
+                            _ => None,
+                        })
+                        .filter(|(id, query, _)| {
+                            last_run
+                                .get(id)
+                                .is_none_or(|ran| ran.elapsed() >= query.interval)
+                        })
+                        .collect()
+                };
+                for (id, query, group_by) in due {
+                    last_run.insert(id.clone(), Instant::now());
+                    let now = Timestamp::now();
+                    shared.query_runs.fetch_add(1, Ordering::Relaxed);
+                    let found = source
+                        .query(&query.statement(now))
+                        .await
+                        .and_then(|result| query.rows(&group_by, &result));
+                    match found {
+                        Ok(found) => {
+                            lock(&shared.query_errors).remove(&id);
+                            let rows = lock(&shared.engine).query_hits(&id, found, now);
+                            store(&shared, rows).await;
+                        }
+                        Err(error) => {
+                            shared.query_failures.fetch_add(1, Ordering::Relaxed);
+                            let mut errors = lock(&shared.query_errors);
+                            if errors.get(&id) != Some(&error) {
+                                tracing::warn!(rule = %id, %error, "a query rule failed");
+                            }
+                            errors.insert(id, error);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     /// The loaded rules and where each came from.
     pub fn rules(&self) -> Vec<(Rule, Origin)> {
         let engine = lock(&self.shared.engine);
@@ -515,6 +602,12 @@ impl Alerting {
             escalations: self.shared.n_escalations.load(Ordering::Relaxed),
             rules_loaded_at: *lock(&self.shared.loaded_at),
             rules_reload_error: lock(&self.shared.reload_error).clone(),
+            query_runs: self.shared.query_runs.load(Ordering::Relaxed),
+            query_failures: self.shared.query_failures.load(Ordering::Relaxed),
+            query_error: lock(&self.shared.query_errors)
+                .iter()
+                .next()
+                .map(|(rule, error)| format!("rule {rule}: {error}")),
         }
     }
 }

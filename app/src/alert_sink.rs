@@ -22,6 +22,19 @@ pub const STATE_DIR: &str = "alerting";
 pub const OUTBOX_DIR: &str = "alerting/outbox";
 
 /// Starts alerting over `store`: the service reads what the store accepts from now on. With
+/// The store as the source of `query` rules' rows.
+pub struct StoreQueries(pub store::Store);
+
+impl alerting::QuerySource for StoreQueries {
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = alerting::QueryRows> + Send + 'a>>
+    {
+        Box::pin(async move { self.0.query_json(sql).await.map_err(|error| error.to_string()) })
+    }
+}
+
 /// `notify` and receivers configured, pages go through the outbox in `DATA/alerting/outbox`
 /// and its delivery loops run until the process ends.
 pub fn start(

@@ -112,6 +112,10 @@ impl RunningServer {
             .build()
             .context("cannot start the query threads")?;
         let store = store.with_query_runtime(query_runtime.handle().clone());
+        // `query` rules read the store as analysts do (read-only, its limits).
+        let _queries = alerting.run_queries(std::sync::Arc::new(crate::alert_sink::StoreQueries(
+            store.clone(),
+        )));
         let (pipeline, pipeline_task) =
             Pipeline::start(store.clone(), &settings.store, &settings.collector)?;
         let state = dashboards::AppState {

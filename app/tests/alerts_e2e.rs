@@ -1221,3 +1221,100 @@ fn rules_reload_while_the_server_runs_and_bad_ones_are_refused() {
     assert!(health["alerting"]["rules_reload_error"].is_null(), "{health:#}");
     assert_eq!(health["alerting"]["rules"], 3);
 }
+
+/// A detection written in SQL: run by the server every interval over its window, each row an
+/// alert of its group; a statement that fails is counted and reported, never fatal; one that
+/// would write is refused at load.
+#[test]
+fn query_rules_run_sql_over_the_store_and_their_rows_alert() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let viewer = run_ok(&[
+        "token", "create", "wall", "--role", "viewer", "--data", data_arg,
+    ])
+    .trim()
+    .to_owned();
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    let events = live_attack(dir);
+    let port = free_port();
+    let rules = r#"
+[[alerting.rules]]
+id = "sql-failures"
+name = "Failures found by SQL"
+kind = "query"
+severity = "high"
+interval = "10s"
+window = "1h"
+group_by = ["user.name"]
+sql = """
+SELECT user_name, count(*) AS count FROM auth_events
+WHERE timestamp >= $from AND timestamp < $to AND event_outcome = 'failure'
+GROUP BY user_name HAVING count(*) >= 5
+"""
+
+[[alerting.rules]]
+id = "sql-broken"
+name = "A table that is not there"
+kind = "query"
+interval = "10s"
+sql = "SELECT user_name FROM no_such_table WHERE timestamp >= $from"
+"#;
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\nflush_interval_secs = 1\n\n[dashboards]\nlisten = \"127.0.0.1:{port}\"\n\n[alerting]\ndefault_rules = false\n{rules}"
+        ),
+    )
+    .unwrap();
+    let checked = support::run(&["check-config", config.to_str().unwrap()]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    // A statement that writes is refused before anything runs.
+    let writing = dir.join("writing.toml");
+    std::fs::write(
+        &writing,
+        format!(
+            "[store]\ndata_dir = \"{data_arg}\"\n\n[alerting]\n{}",
+            rules.replace(
+                "SELECT user_name FROM no_such_table WHERE timestamp >= $from",
+                "DELETE FROM events WHERE timestamp >= $from",
+            )
+        ),
+    )
+    .unwrap();
+    let refused = support::run(&["check-config", writing.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("rule `sql-broken`") && stderr.contains("SELECT"), "{stderr}");
+
+    let _server = start_server(&config, port, &dir.join("server.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
+    assert_eq!(status, 200, "{ack}");
+    let alert = wait_for("the SQL rule's alert", Duration::from_secs(40), || {
+        open_alerts(&api, &viewer)
+            .into_iter()
+            .find(|alert| alert["rule_id"] == "sql-failures")
+    });
+    assert_eq!(alert["user"], "client2@psk.vpn.test", "{alert:#}");
+    assert!(alert["count"].as_u64().unwrap() >= 5, "{alert:#}");
+    assert_eq!(open_alerts(&api, &viewer).len(), 1);
+    let health = api.get("/api/v1/health", &viewer);
+    let error = health["alerting"]["query_error"].as_str().unwrap_or_default();
+    assert!(error.contains("sql-broken") && error.contains("no_such_table"), "{health:#}");
+    assert!(health["alerting"]["query_runs"].as_u64().unwrap() >= 2, "{health:#}");
+}

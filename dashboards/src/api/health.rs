@@ -61,6 +61,9 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
     });
     let alerting = state.alerting.as_ref().map(|alerting| {
         let stats = alerting.stats();
+        if let Some(error) = &stats.query_error {
+            problems.push(format!("a query rule fails: {error}"));
+        }
         if let Some(error) = &stats.rules_reload_error {
             problems.push(format!(
                 "the changed alert rules were refused, the previous ones stay in force: {error}"
@@ -70,6 +73,9 @@ pub async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Va
             "rules": stats.rules,
             "rules_loaded_at": stats.rules_loaded_at,
             "rules_reload_error": stats.rules_reload_error,
+            "query_runs": stats.query_runs,
+            "query_failures": stats.query_failures,
+            "query_error": stats.query_error,
             "open_alerts": stats.open_alerts,
             "events_shed": stats.events_shed,
             "lag_ms": stats.lag_ms,
