@@ -102,6 +102,14 @@ pub enum Command {
         /// For json inputs: a TOML file saying which keys give which field (see `parse`).
         #[arg(long, value_name = "FILE")]
         json_mapping: Option<PathBuf>,
+        /// The server's configuration: its [alerting] rules (and receivers, for --notify)
+        /// run over the history instead of the shipped rules alone.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Page the receivers of --config for the alerts found (off by default: old logs
+        /// seldom need waking anyone).
+        #[arg(long)]
+        notify: bool,
         /// FORMAT:FILE, for example charon:/var/log/charon.log (formats: charon, pluto,
         /// xl2tpd, pppd, radius-detail, syslog, nginx, nginx-json, envoy, json, and pcap for
         /// pcap/pcapng captures)
@@ -221,6 +229,17 @@ pub enum AlertsAction {
     /// Resolve an open alert (through the running server; audited).
     Resolve {
         id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Assign an open alert to someone (through the running server; audited).
+    Assign {
+        id: String,
+        /// Who takes it (an account name or any name on-call use).
+        #[arg(long)]
+        to: String,
         #[arg(long)]
         comment: Option<String>,
         #[arg(long)]
@@ -611,8 +630,17 @@ fn run(command: Command) -> anyhow::Result<()> {
             hostname,
             geoip,
             json_mapping,
+            config,
+            notify,
             inputs,
         } => {
+            let rules = commands::IngestAlerting {
+                config: match &config {
+                    Some(path) => AppConfig::load(path)?.alerting,
+                    None => alerting::Config::default(),
+                },
+                notify,
+            };
             let outcome = runtime()?.block_on(commands::ingest(
                 &data,
                 &inputs,
@@ -620,6 +648,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 hostname,
                 geoip.as_deref(),
                 json_mapping.as_deref(),
+                &rules,
             ))?;
             let mut stopped_early = Vec::new();
             for report in outcome.files {
@@ -809,6 +838,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                     crate::control::run(
                         &data,
                         crate::control::Request::AlertResolve { id, comment }
+                    )?
+                ),
+                AlertsAction::Assign {
+                    id,
+                    to,
+                    comment,
+                    data,
+                } => println!(
+                    "{}",
+                    crate::control::run(
+                        &data,
+                        crate::control::Request::AlertAssign {
+                            id,
+                            assignee: to,
+                            comment
+                        }
                     )?
                 ),
             }

@@ -166,6 +166,21 @@ pub struct IngestOutcome {
     pub alerts: Vec<model::AlertRecord>,
 }
 
+/// The rules `ingest` runs over the history, and whether their alerts page.
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, Default)]
+pub struct IngestAlerting {
+    /// `[alerting]` of `--config` (default: the shipped rules).
+    pub config: alerting::Config,
+    /// `--notify`: page the receivers (through the outbox, as the server does).
+    pub notify: bool,
+}
+
+/// How long `ingest --notify` waits for its pages to be delivered before it leaves the rest
+/// to the outbox (the server delivers them when it starts).
+#[cfg(feature = "server")]
+const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[cfg(feature = "server")]
 /// `tunnelwatch ingest`: files through the server's pipeline into a data directory.
 pub async fn ingest(
@@ -175,7 +190,11 @@ pub async fn ingest(
     hostname: Option<String>,
     geoip: Option<&Path>,
     json_mapping: Option<&Path>,
+    rules: &IngestAlerting,
 ) -> anyhow::Result<IngestOutcome> {
+    if rules.notify && rules.config.receivers.is_empty() {
+        bail!("--notify needs --config with [[alerting.receivers]] to page");
+    }
     // Check every input before storing anything, so a typo does not leave half an import.
     for input in inputs {
         std::fs::metadata(&input.path)
@@ -208,12 +227,13 @@ pub async fn ingest(
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    // The same rules as the server, over the history in event time (no notifications).
+    // The same rules as the server, over the history in event time (pages only with
+    // --notify).
     let (alerting, _alerting_task) = crate::alert_sink::start(
-        &alerting::Config::default(),
+        &rules.config,
         &store,
         alerting::Clock::EventTime,
-        false,
+        rules.notify,
     )?;
     let alerts_before: std::collections::BTreeSet<String> = alerting
         .rows()?
@@ -289,6 +309,28 @@ pub async fn ingest(
         .collect();
     drop(pipeline);
     task.await.context("the pipeline panicked")??;
+    if rules.notify {
+        let deadline = tokio::time::Instant::now() + NOTIFY_WAIT;
+        loop {
+            let queued: u64 = alerting
+                .stats()
+                .notifications
+                .iter()
+                .map(|counters| counters.queued)
+                .sum();
+            if queued == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    n_pages = queued,
+                    "pages still wait in DATA/alerting/outbox: the server delivers them when it starts"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
     Ok(IngestOutcome {
         files: reports,
         alerts,

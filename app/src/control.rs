@@ -54,6 +54,11 @@ pub enum Request {
         id: String,
         comment: Option<String>,
     },
+    AlertAssign {
+        id: String,
+        assignee: String,
+        comment: Option<String>,
+    },
     SilenceAdd {
         request: alerting::silence::SilenceRequest,
     },
@@ -109,6 +114,30 @@ pub fn apply(
         }
         Request::AlertResolve { id, comment } => {
             change_alert(running()?, actor, &id, alerting::Change::Resolve, comment, audit)
+        }
+        Request::AlertAssign {
+            id,
+            assignee,
+            comment,
+        } => {
+            let assignee = assignee.trim();
+            if assignee.is_empty()
+                || assignee.len() > 64
+                || assignee.chars().any(|c| c.is_control())
+            {
+                return Err(
+                    "the assignee must be 1 to 64 characters, none of them control characters"
+                        .to_owned(),
+                );
+            }
+            change_alert(
+                running()?,
+                actor,
+                &id,
+                alerting::Change::Assign(assignee.to_owned()),
+                comment,
+                audit,
+            )
         }
         Request::SilenceAdd { request } => running()?
             .add_silence(request, &actor.name, |silence| {

@@ -950,6 +950,16 @@ fn a_silence_mutes_the_pages_of_what_it_matches() {
         data_arg,
     ]);
     assert!(acked.contains("acknowledged"), "{acked}");
+    let assigned = run_ok(&[
+        "alerts", "assign", &id, "--to", "dana", "--data", data_arg,
+    ]);
+    assert!(assigned.contains("assigned"), "{assigned}");
+    let shown = api.get(&format!("/api/v1/alerts/{id}"), &viewer);
+    assert_eq!(shown["alert"]["assignee"], "dana", "{shown}");
+    let hostile = support::run(&[
+        "alerts", "assign", &id, "--to", "x\u{1b}[31m", "--data", data_arg,
+    ]);
+    assert!(!hostile.status.success());
     assert!(run_ok(&["alerts", "resolve", &id, "--data", data_arg]).contains("resolved"));
     let audit = api.get("/api/v1/audit?action=alert.resolve", &analyst);
     assert_eq!(audit["entries"][0]["target"], id.as_str(), "{audit}");
@@ -1317,4 +1327,76 @@ sql = "SELECT user_name FROM no_such_table WHERE timestamp >= $from"
     let error = health["alerting"]["query_error"].as_str().unwrap_or_default();
     assert!(error.contains("sql-broken") && error.contains("no_such_table"), "{health:#}");
     assert!(health["alerting"]["query_runs"].as_u64().unwrap() >= 2, "{health:#}");
+}
+
+/// `ingest --config --notify`: the server's own rules over old logs, and their pages through
+/// a real SMTP server; without --notify nobody is paged; --notify without receivers is refused.
+#[test]
+fn ingest_runs_the_servers_rules_and_pages_only_when_asked() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let log = dir.join("attack.log");
+    std::fs::write(&log, attack(|i| format!("Nov 25 09:33:{:02}", 14 + i * 3))).unwrap();
+    let input = format!("charon:{}", log.display());
+    let smtp_port = free_port();
+    let maildir = dir.join("mail");
+    let _smtp = Smtp::start(smtp_port, &maildir);
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[alerting]
+default_rules = false
+
+[[alerting.rules]]
+id = "three-failures"
+name = "Three failures of one user"
+kind = "threshold"
+severity = "high"
+group_by = ["user.name"]
+filter = {{ "event.action" = "auth-failure" }}
+window = "1m"
+threshold = 3
+
+[[alerting.receivers]]
+name = "oncall"
+type = "email"
+min_severity = "high"
+send_resolved = false
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+tls = "none"
+from = "tunnelwatch <alerts@example.org>"
+to = ["oncall@example.org"]
+group_wait = "0s"
+"#
+        ),
+    )
+    .unwrap();
+    let quiet = run_ok(&[
+        "ingest", "--data", dir.join("a").to_str().unwrap(), "--year", "2025", "--config",
+        config.to_str().unwrap(), &input,
+    ]);
+    assert!(quiet.contains("alerts: 1 fired") && quiet.contains("three-failures"), "{quiet}");
+    assert!(!quiet.contains("brute-force"), "{quiet}");
+    assert!(mails(&maildir).is_empty());
+    let paged = run_ok(&[
+        "ingest", "--data", dir.join("b").to_str().unwrap(), "--year", "2025", "--config",
+        config.to_str().unwrap(), "--notify", &input,
+    ]);
+    assert!(paged.contains("three-failures"), "{paged}");
+    // ingest waits for its pages before it returns.
+    let mails = mails(&maildir);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains("Three failures of one user"), "{}", mails[0]);
+    let refused = support::run(&[
+        "ingest", "--data", dir.join("c").to_str().unwrap(), "--notify", &input,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--notify needs --config"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
