@@ -81,6 +81,10 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
         include_str!("../rules/auth-failure-baseline-gateway.toml"),
     ),
     (
+        "cert-expiry.toml",
+        include_str!("../rules/cert-expiry.toml"),
+    ),
+    (
         "new-device-identity.toml",
         include_str!("../rules/new-device-identity.toml"),
     ),

@@ -187,6 +187,9 @@ pub enum KindConfig {
         /// `concurrent_sessions`: how long an SA whose end was never seen counts (default 1d).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_session_age: Option<String>,
+        /// `cert_expiry`: how many days before its end a certificate alerts (default 30).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        days: Option<u32>,
     },
 }
 
@@ -489,6 +492,7 @@ impl Rule {
                 weak_algorithms,
                 limit,
                 max_session_age,
+                days,
             } => state_kind(
                 &invalid,
                 filter,
@@ -496,6 +500,7 @@ impl Rule {
                 weak_algorithms.as_deref(),
                 *limit,
                 max_session_age.as_deref(),
+                *days,
             )?,
             KindConfig::Sequence {
                 first,
@@ -633,9 +638,28 @@ fn state_kind(
     weak_algorithms: Option<&[String]>,
     limit: Option<u64>,
     max_session_age: Option<&str>,
+    days: Option<u32>,
 ) -> Result<Kind, Error> {
     let filter = Filter::compile(filter).map_err(|why| invalid(format!("filter: {why}")))?;
+    if days.is_some() && check != "cert_expiry" {
+        return Err(invalid("days is a setting of cert_expiry".to_owned()));
+    }
     let check = match check {
+        "cert_expiry" => {
+            if weak_algorithms.is_some() || limit.is_some() || max_session_age.is_some() {
+                return Err(invalid(
+                    "cert_expiry takes days, not weak_algorithms, limit or max_session_age"
+                        .to_owned(),
+                ));
+            }
+            let days = days.unwrap_or(30);
+            if !(1..=3650).contains(&days) {
+                return Err(invalid("days must be 1 to 3650".to_owned()));
+            }
+            state::Check::CertExpiry {
+                within: Duration::from_secs(u64::from(days) * 86_400),
+            }
+        }
         "weak_crypto" => {
             if limit.is_some() || max_session_age.is_some() {
                 return Err(invalid(
@@ -689,7 +713,7 @@ fn state_kind(
         }
         other => {
             return Err(invalid(format!(
-                "check `{}` is not weak_crypto or concurrent_sessions",
+                "check `{}` is not weak_crypto, concurrent_sessions or cert_expiry",
                 other.escape_debug()
             )));
         }

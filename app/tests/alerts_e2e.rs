@@ -321,7 +321,7 @@ fn a_live_server_alerts_once_and_analysts_work_the_alerts() {
             .contains("MAC mismatched")
     );
     let rules = api.get("/api/v1/rules", &viewer);
-    assert!(rules["rules"].as_array().unwrap().len() >= 13, "{rules}");
+    assert!(rules["rules"].as_array().unwrap().len() >= 14, "{rules}");
 
     // A viewer may look, not act; an analyst acknowledges, assigns and resolves.
     let (status, _) = api.call(
@@ -556,7 +556,7 @@ fn rules_are_checked_and_tested_before_they_run() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/rules");
     let shipped = shipped.to_str().unwrap();
     let checked = run_ok(&["rules", "check", shipped]);
-    assert!(checked.contains("13 rules are valid"), "{checked}");
+    assert!(checked.contains("14 rules are valid"), "{checked}");
     assert!(checked.contains("brute-force-then-success"), "{checked}");
 
     let log = work.path().join("attack.log");
@@ -1398,5 +1398,107 @@ group_wait = "0s"
         String::from_utf8_lossy(&refused.stderr).contains("--notify needs --config"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// strongSwan's `pki` (installed by scripts/test.sh through the testbed) makes a certificate
+/// that ends in 10 days and one that ends in 400; the agent's certificates source reads the
+/// directory and the shipped cert-expiry rule alerts for the first only.
+#[test]
+fn a_certificate_near_its_end_on_a_gateway_alerts() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let certs = dir.join("x509");
+    std::fs::create_dir(&certs).unwrap();
+    let pki = |args: &[&str], out: &Path| {
+        let output = std::process::Command::new("pki")
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("cannot run strongSwan's pki ({error}): scripts/test.sh installs it (strongswan-pki)")
+            });
+        assert!(output.status.success(), "pki {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::write(out, output.stdout).unwrap();
+    };
+    let key = dir.join("key.pem");
+    pki(&["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"], &key);
+    let key_arg = key.to_str().unwrap();
+    for (name, days) in [("soon", "10"), ("later", "400")] {
+        pki(
+            &[
+                "--self", "--in", key_arg, "--type", "ecdsa", "--dn", &format!("CN={name}.vpn.test"),
+                "--lifetime", days, "--outform", "pem",
+            ],
+            &certs.join(format!("{name}.pem")),
+        );
+    }
+    let port = free_port();
+    let token = dir.join("ingest.token");
+    std::fs::write(&token, "cert-token\n").unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[gateway]
+name = "gw-certs"
+server_url = "http://127.0.0.1:{port}"
+token_file = "{token}"
+state_dir = "{state}"
+batch_max_wait_ms = 100
+
+[[gateway.sources]]
+type = "certificates"
+dir = "{certs}"
+every_secs = 60
+
+[store]
+data_dir = "{data}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+anonymous_role = "analyst"
+ingest_token_file = "{token}"
+"#,
+            token = token.display(),
+            state = dir.join("gateway-state").display(),
+            certs = certs.display(),
+            data = dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    let check = support::run(&["check-config", config.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let _server = start_server(&config, port, &dir.join("server.log"));
+    let _gateway = support::Daemon::spawn(
+        "gateway",
+        &["gateway", "--config", config.to_str().unwrap()],
+        &dir.join("gateway.log"),
+    );
+    let alert = wait_for("the expiry alert", Duration::from_secs(30), || {
+        let body = support::get_json(&format!(
+            "http://127.0.0.1:{port}/api/v1/alerts?rule=cert-expiry"
+        ))?;
+        body["alerts"].as_array()?.first().cloned()
+    });
+    let reason = alert["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("CN=soon.vpn.test")
+            && (reason.contains("expires in 9 days") || reason.contains("expires in 10 days")),
+        "{alert:#}"
+    );
+    assert!(reason.contains("soon.pem"), "{alert:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    let all = support::get_json(&format!("http://127.0.0.1:{port}/api/v1/alerts?rule=cert-expiry")).unwrap();
+    assert_eq!(all["alerts"].as_array().unwrap().len(), 1, "{all:#}");
+    // The certificate is in the store as an event, with its expiry.
+    let stored = support::sql_csv(
+        &dir.join("data"),
+        "select vpn_cert_subject, event_action from events where event_dataset = 'tunnelwatch.certificates' order by vpn_cert_subject",
+    );
+    assert_eq!(
+        stored,
+        "vpn_cert_subject,event_action\nCN=later.vpn.test,certificate-seen\nCN=soon.vpn.test,certificate-seen\n"
     );
 }

@@ -657,7 +657,10 @@ fn client_address(body: &EventBody) -> Option<IpAddr> {
         EventBody::VirtualIp(vip) => &vip.peer,
         EventBody::L2tp(l2tp) => &l2tp.peer,
         EventBody::Session(session) => &session.peer,
-        EventBody::Flow(_) | EventBody::ApiRequest(_) | EventBody::PipelineError(_) => {
+        EventBody::Flow(_)
+        | EventBody::ApiRequest(_)
+        | EventBody::Certificate(_)
+        | EventBody::PipelineError(_) => {
             return None;
         }
     };

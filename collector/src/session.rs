@@ -443,6 +443,7 @@ impl Sessionizer {
             EventBody::L2tp(_)
             | EventBody::Flow(_)
             | EventBody::ApiRequest(_)
+            | EventBody::Certificate(_)
             | EventBody::PipelineError(_) => None,
         };
         if let Some(session_id) = &session_id
@@ -669,6 +670,7 @@ fn about_a_session(body: &EventBody) -> bool {
         | EventBody::L2tp(_)
         | EventBody::Flow(_)
         | EventBody::ApiRequest(_)
+        | EventBody::Certificate(_)
         | EventBody::PipelineError(_) => false,
     }
 }

@@ -146,6 +146,22 @@ pub enum SourceConfig {
         #[serde(default)]
         name: Option<String>,
     },
+    /// The certificates in a directory (PEM or DER: swanctl's `x509`, `x509ca`), read every
+    /// `every_secs`: each as an event with its subject, serial and expiry, for the
+    /// certificate-expiry rules.
+    Certificates {
+        dir: PathBuf,
+        /// How often to read the directory (default 6 hours; at least 60 s).
+        #[serde(default = "default_certificates_every_secs")]
+        every_secs: u64,
+        /// Source id suffix; defaults to `certificates`.
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+fn default_certificates_every_secs() -> u64 {
+    6 * 3600
 }
 
 /// A capture source's `ring`; an unknown one is named in the error with the choices (serde's
@@ -222,6 +238,13 @@ impl SourceConfig {
                 None => format!("{format} log file {}", path.display()),
             },
             SourceConfig::Vici { socket, .. } => format!("VICI socket {}", socket.display()),
+            SourceConfig::Certificates {
+                dir, every_secs, ..
+            } => format!(
+                "certificates in {}, read every {} s",
+                dir.display(),
+                every_secs
+            ),
             SourceConfig::Radius { listen, .. } => {
                 format!("RADIUS accounting on UDP {listen}")
             }
@@ -305,6 +328,9 @@ impl SourceConfig {
             } => name
                 .clone()
                 .unwrap_or_else(|| format!("capture-{interface}")),
+            SourceConfig::Certificates { name, .. } => {
+                name.clone().unwrap_or_else(|| "certificates".to_owned())
+            }
         }
     }
 }
@@ -419,6 +445,14 @@ impl Config {
             {
                 return fail(format!(
                     "capture source: `{interface}` is not an interface name (1 to 15 characters, no `/` or spaces)"
+                ));
+            }
+            if let SourceConfig::Certificates { every_secs, .. } = source
+                && !(60..=7 * 86_400).contains(every_secs)
+            {
+                return fail(format!(
+                    "certificates source `{}`: every_secs must be 60 to 604800, not {every_secs}",
+                    source.name()
                 ));
             }
             let name = source.name();

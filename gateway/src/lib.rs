@@ -13,6 +13,7 @@
 //!
 //! This crate never links Arrow, DataFusion or tantivy: it is what runs on the VPN host.
 
+pub mod certificates;
 mod config;
 mod error;
 pub mod flow;
@@ -153,6 +154,19 @@ pub async fn run(
                     std::sync::Arc::default(),
                     stop_rx.clone(),
                 ));
+                continue;
+            }
+            SourceConfig::Certificates {
+                dir, every_secs, ..
+            } => {
+                let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
+                let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
+                let scanner = certificates::Scanner {
+                    dir: dir.clone(),
+                    every: std::time::Duration::from_secs(*every_secs),
+                    hostname: gateway_name.to_owned(),
+                };
+                tasks.spawn(scanner.run(sink, stop_rx.clone()));
                 continue;
             }
             SourceConfig::Syslog {

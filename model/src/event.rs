@@ -121,6 +121,9 @@ pub enum EventBody {
     Flow(Flow),
     /// An HTTP request to an API behind the VPN.
     ApiRequest(ApiRequest),
+    /// A certificate the gateway holds (a client's it trusts, its own, a CA), as a periodic
+    /// scan saw it: when it expires.
+    Certificate(crate::CertificateEvent),
     /// Input that could not be turned into an event (ECS `event.kind: pipeline_error`). The raw
     /// input is kept in [`Event::original`].
     PipelineError(PipelineError),
@@ -131,7 +134,7 @@ impl EventBody {
     pub fn kind(&self) -> &'static str {
         match self {
             EventBody::PipelineError(_) => "pipeline_error",
-            EventBody::Session(_) => "state",
+            EventBody::Session(_) | EventBody::Certificate(_) => "state",
             _ => "event",
         }
     }
@@ -147,6 +150,7 @@ impl EventBody {
             EventBody::Session(_) => "session",
             EventBody::Flow(_) => "network",
             EventBody::ApiRequest(_) => "web",
+            EventBody::Certificate(_) => "configuration",
             EventBody::PipelineError(_) => "process",
         }
     }
@@ -190,6 +194,7 @@ impl EventBody {
             },
             EventBody::Flow(_) => "flow",
             EventBody::ApiRequest(_) => "api-request",
+            EventBody::Certificate(_) => "certificate-seen",
             EventBody::PipelineError(error) => match error.reason {
                 RejectReason::Malformed => "rejected-malformed",
                 RejectReason::Oversized => "rejected-oversized",
@@ -211,6 +216,8 @@ impl EventBody {
             | EventBody::Session(_)
             | EventBody::Flow(_) => 4001,
             EventBody::ApiRequest(_) => 4002,
+            // OCSF 5001 Device Inventory Info: what a device holds.
+            EventBody::Certificate(_) => 5001,
             EventBody::PipelineError(_) => 0,
         }
     }

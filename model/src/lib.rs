@@ -90,6 +90,8 @@
 //! | `vpn.xauth_id` | `vpn_xauth_id` | `user.name` | XAuth user (IKEv1) |
 //! | `vpn.cert_subject` | `vpn_cert_subject` | `certificate.subject` | peer certificate subject DN |
 //! | `vpn.cert_serial` | `vpn_cert_serial` | `certificate.serial_number` | peer certificate serial (hex) |
+//! | `x509.not_after` | `x509_not_after` | `certificate.expiration_time` | when a certificate the gateway holds expires |
+//! | `x509.issuer.distinguished_name` | `x509_issuer_distinguished_name` | `certificate.issuer` | who issued a certificate the gateway holds |
 //! | `vpn.auth_method` | `vpn_auth_method` | `auth_protocol` | `psk`, `cert`, `eap-mschapv2`, `eap-radius`, `xauth`, `chap`, `pap` |
 //! | `vpn.auth_failure` | `vpn_auth_failure` | `status_code` | failure class, e.g. `psk_mismatch`, `radius_reject` |
 //! | `vpn.virtual_ip` | `vpn_virtual_ip` | `src_endpoint.intermediate_ips` | the address the VPN handed the client |
@@ -161,7 +163,8 @@ pub use flow::{
 pub use geo::Geo;
 pub use session::{CollectorCheckpoint, Session, SessionSources, SessionState};
 pub use vpn::{
-    Auth, AuthFailure, AuthMethod, ChildSaEvent, Counters, Endpoint, FailureCode, Identities,
+    Auth, AuthFailure, AuthMethod, CertificateEvent, ChildSaEvent, Counters, Endpoint,
+    FailureCode, Identities,
     IkeSaEvent, L2tpChange, L2tpEvent, LeaseChange, Outcome, Peer, SaChange, SessionChange,
     SessionEvent, TerminateCause, VirtualIpEvent,
 };

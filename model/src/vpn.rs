@@ -356,6 +356,23 @@ pub struct ChildSaEvent {
     pub proposal: Option<String>,
 }
 
+/// A certificate as a scan of the gateway's certificates saw it. The subject and serial are
+/// in `peer.identities` (`vpn.cert_subject`, `vpn.cert_serial`, as for a peer that presented
+/// it); the rest of the peer is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateEvent {
+    pub peer: Peer,
+    /// `x509.issuer.distinguished_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `x509.not_before` and `x509.not_after`.
+    pub not_before: jiff::Timestamp,
+    pub not_after: jiff::Timestamp,
+    /// Where it was found: a file, or `vici` (charon's `list-certs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
 /// A virtual IP was handed to a peer or came back to the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualIpEvent {

@@ -215,8 +215,9 @@ const EVENTS: &[&[Column]] = &[
         VPN_VIRTUAL_IP null, VPN_TERMINATE_CAUSE null, ERROR_MESSAGE null,
         EVENT_ORIGINAL not null,
     ],
-    // Came with the weak-crypto rules (older segments read it as null).
-    columns![VPN_PROPOSAL null],
+    // Came with the weak-crypto and certificate-expiry rules (older segments read them as
+    // null).
+    columns![VPN_PROPOSAL null, VPN_CERT_SUBJECT null, VPN_CERT_SERIAL null, X509_NOT_AFTER null, X509_ISSUER null],
 ];
 
 /// `auth_events`: every authentication attempt.

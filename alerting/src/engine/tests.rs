@@ -1005,3 +1005,35 @@ fn a_window_half_full_at_a_restart_fills_after_it() {
     let success = restarted.observe(&auth(11, 12, "hank", "192.0.2.4", Outcome::Success));
     assert!(fired(&success).contains(&"brute-force-then-success"), "{success:?}");
 }
+
+#[test]
+fn certificates_alert_within_their_days_and_once_expired() {
+    let mut engine = shipped();
+    let certificate = |seq: u64, serial: &str, not_after: i64| {
+        let mut event = auth(seq, 0, "x", "192.0.2.1", Outcome::Success);
+        event.body = EventBody::Certificate(model::CertificateEvent {
+            peer: Peer {
+                identities: Identities {
+                    cert_subject: Some(format!("CN={serial}")),
+                    cert_serial: Some(serial.to_owned()),
+                    ..Identities::default()
+                },
+                ..Peer::default()
+            },
+            issuer: None,
+            not_before: at(-86_400),
+            not_after: at(not_after),
+            location: Some("/etc/swanctl/x509/c.pem".to_owned()),
+        });
+        event
+    };
+    let day = 86_400;
+    assert!(fired(&engine.observe(&certificate(1, "aa", 60 * day))).is_empty());
+    let soon = engine.observe(&certificate(2, "bb", 10 * day + 60));
+    assert_eq!(fired(&soon), ["cert-expiry"]);
+    assert!(soon[0].reason.as_deref().unwrap().contains("CN=bb expires in 10 days"), "{soon:?}");
+    let gone = engine.observe(&certificate(3, "cc", -3 * day));
+    assert!(gone[0].reason.as_deref().unwrap().contains("expired 3 days ago"), "{gone:?}");
+    // The next scan of the same certificate grows its alert.
+    assert!(fired(&engine.observe(&certificate(4, "bb", 10 * day + 60))).is_empty());
+}

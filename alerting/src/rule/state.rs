@@ -8,6 +8,8 @@
 //!   at once, across every gateway. An SA counts from its `established` event until it is
 //!   deleted, lost, or rekeyed into another (which then counts instead); one that never says
 //!   goodbye (a lost agent) stops counting after `max_session_age`.
+//! - `cert_expiry`: a certificate the gateway holds (its certificates source reads them) that
+//!   expires within `days`, or has expired.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -56,6 +58,9 @@ pub enum Check {
         limit: u64,
         max_age: Duration,
     },
+    CertExpiry {
+        within: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +96,7 @@ impl StateRule {
                     | EventBody::ChildSa(model::ChildSaEvent { proposal: Some(_), .. })
             ),
             Check::ConcurrentSessions { .. } => matches!(&event.body, EventBody::IkeSa(_)),
+            Check::CertExpiry { .. } => matches!(&event.body, EventBody::Certificate(_)),
         };
         reads && self.filter.matches(event)
     }
@@ -109,6 +115,40 @@ impl StateRule {
                     reason: format!(
                         "weak cryptography negotiated: {} (in {proposal})",
                         found.join(", ")
+                    ),
+                })
+            }
+            Check::CertExpiry { within } => {
+                let EventBody::Certificate(certificate) = &event.body else {
+                    return None;
+                };
+                let left = certificate.not_after.as_second() - event.timestamp.as_second();
+                let within = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
+                if left > within {
+                    return None;
+                }
+                let subject = certificate
+                    .peer
+                    .identities
+                    .cert_subject
+                    .as_deref()
+                    .unwrap_or("?");
+                let days = left.abs() / 86_400;
+                let when = if left < 0 {
+                    format!("expired {days} days ago")
+                } else {
+                    format!("expires in {days} days")
+                };
+                Some(Found {
+                    evidence: vec![event.id.to_string()],
+                    reason: format!(
+                        "certificate {subject} {when} ({}){}",
+                        certificate.not_after,
+                        certificate
+                            .location
+                            .as_deref()
+                            .map(|at| format!(", in {at}"))
+                            .unwrap_or_default()
                     ),
                 })
             }

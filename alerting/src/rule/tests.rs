@@ -97,7 +97,7 @@ fn invalid_rules_are_refused_with_the_rule_and_the_reason() {
         ),
         (
             "id = \"s\"\nname = \"S\"\nkind = \"state\"\ncheck = \"expired_certs\"".to_owned(),
-            "not weak_crypto or concurrent_sessions",
+            "not weak_crypto, concurrent_sessions or cert_expiry",
         ),
     ] {
         let error = compile(&text).unwrap_err();

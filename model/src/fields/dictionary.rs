@@ -236,6 +236,10 @@ fields! {
         identity: |identities| text(identities.cert_subject.as_deref());
     VPN_CERT_SERIAL: "vpn.cert_serial", Str, "certificate.serial_number", "peer certificate serial (hex)",
         identity: |identities| text(identities.cert_serial.as_deref());
+    X509_NOT_AFTER: "x509.not_after", Time, "certificate.expiration_time", "when a certificate the gateway holds expires",
+        event: |event| time(certificate(event)?.not_after);
+    X509_ISSUER: "x509.issuer.distinguished_name", Str, "certificate.issuer", "who issued a certificate the gateway holds",
+        event: |event| text(certificate(event)?.issuer.as_deref());
     VPN_AUTH_METHOD: "vpn.auth_method", Str, "auth_protocol", "`psk`, `cert`, `eap-mschapv2`, `eap-radius`, `xauth`, `chap`, `pap`",
         event: |event| match &event.body {
             EventBody::Auth(auth) => text(auth.method.as_str()),

@@ -17,12 +17,20 @@ pub(super) fn peer(event: &Event) -> Option<&Peer> {
         EventBody::VirtualIp(vip) => Some(&vip.peer),
         EventBody::L2tp(l2tp) => Some(&l2tp.peer),
         EventBody::Session(session) => Some(&session.peer),
+        EventBody::Certificate(certificate) => Some(&certificate.peer),
         EventBody::Flow(_) | EventBody::ApiRequest(_) | EventBody::PipelineError(_) => None,
     }
 }
 
 pub(super) fn identities(event: &Event) -> Option<&Identities> {
     peer(event).map(|peer| &peer.identities)
+}
+
+pub(super) fn certificate(event: &Event) -> Option<&crate::CertificateEvent> {
+    match &event.body {
+        EventBody::Certificate(certificate) => Some(certificate),
+        _ => None,
+    }
 }
 
 pub(super) fn child_sa(event: &Event) -> Option<&ChildSaEvent> {
