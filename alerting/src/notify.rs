@@ -16,6 +16,7 @@ pub mod alertmanager;
 pub mod email;
 mod escape;
 mod http_client;
+pub mod mute;
 pub mod outbox;
 pub mod webhook;
 

@@ -48,6 +48,10 @@ pub struct ReceiverConfig {
     /// alert: a duty manager's receiver.
     #[serde(default)]
     pub escalation_only: bool,
+    /// When this receiver is not paged: its pages wait until the mute time ends
+    /// ([`crate::notify::mute`]).
+    #[serde(default)]
+    pub mute_times: Vec<crate::notify::mute::MuteTimeConfig>,
     /// What makes a group of pages (besides their status).
     #[serde(default = "default_group_by")]
     pub group_by: Vec<String>,
@@ -113,7 +117,7 @@ impl ReceiverConfig {
                 self.name
             )));
         }
-        self.grouping()?;
+        self.delivery()?;
         match &self.channel {
             ChannelConfig::Email(email) => email.validate(),
             ChannelConfig::Webhook(webhook) => webhook.validate().map(|_| ()),
@@ -130,6 +134,33 @@ impl ReceiverConfig {
             ChannelConfig::Alertmanager(alertmanager) => Arc::new(alertmanager.build(&self.name)?),
         };
         Ok(built)
+    }
+
+    /// How this receiver's loop delivers: its grouping and mute times.
+    pub fn delivery(&self) -> Result<crate::notify::outbox::Delivery> {
+        let mute = self
+            .mute_times
+            .iter()
+            .enumerate()
+            .map(|(index, time)| {
+                time.check().map_err(|why| {
+                    Error::Notifier(format!(
+                        "receiver {}: mute_times[{index}]: {why}",
+                        self.name
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if mute.len() > 50 {
+            return Err(Error::Notifier(format!(
+                "receiver {}: at most 50 mute_times",
+                self.name
+            )));
+        }
+        Ok(crate::notify::outbox::Delivery {
+            grouping: self.grouping()?,
+            mute,
+        })
     }
 
     /// How this receiver bundles its pages (`None`: each on its own, as for Alertmanager).
@@ -446,6 +477,13 @@ send_resolved = false
             (
                 TWO.replace("send_resolved = false", "group_by = [\"no.such.field\"]"),
                 "group_by",
+            ),
+            (
+                TWO.replace(
+                    "send_resolved = false",
+                    "mute_times = [{ weekdays = [\"funday\"] }]",
+                ),
+                "mute_times[0]: `funday` is not a weekday",
             ),
         ] {
             let error = check_receivers(&receivers(&text)).unwrap_err().to_string();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alerting::notify::email::{EmailConfig, TlsMode};
-use alerting::notify::outbox::{Grouping, Outbox, RetryPolicy};
+use alerting::notify::outbox::{Delivery, Grouping, Outbox, RetryPolicy};
 use alerting::notify::{Notification, Notifier};
 use notify_support::{SmtpOptions, SmtpServer, eventually, free_port, notification};
 use tokio::sync::oneshot;
@@ -48,7 +48,14 @@ fn run(outbox: &Outbox, port: u16, grouping: Grouping) -> oneshot::Sender<()> {
     tokio::spawn(async move {
         outbox
             .run_grouped(
-                vec![("mail".to_owned(), mail_to(port), Some(grouping))],
+                vec![(
+                    "mail".to_owned(),
+                    mail_to(port),
+                    Delivery {
+                        grouping: Some(grouping),
+                        mute: Vec::new(),
+                    },
+                )],
                 RetryPolicy::default(),
                 async {
                     let _ = stopped.await;
@@ -215,4 +222,75 @@ async fn grouped_pages_waiting_at_a_restart_are_sent_after_it() {
     let mails = server.wait_for(1, WAIT).await;
     assert!(mails[0].subject.contains("3 alerts"), "{}", mails[0].subject);
     eventually("nothing waits", WAIT, || outbox.counters()[0].queued == 0).await;
+}
+
+/// A receiver in a mute time holds its pages in the outbox and delivers them when it ends
+/// (here: a mute time from this minute to the next, in UTC).
+#[tokio::test]
+async fn a_mute_time_holds_pages_until_it_ends() {
+    use alerting::notify::mute::MuteTimeConfig;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = SmtpServer::start(dir.path(), port, &SmtpOptions::default());
+    // At least 5 s of mute left: this minute, or the next one.
+    let mut now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    if now.second() >= 55 {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    }
+    let minute = |zoned: &jiff::ZonedDateTime| format!("{:02}:{:02}", zoned.hour(), zoned.minute());
+    let next = now
+        .checked_add(jiff::SignedDuration::from_mins(1))
+        .expect("next minute");
+    let mute = MuteTimeConfig {
+        weekdays: Vec::new(),
+        start: Some(minute(&now)),
+        end: Some(if next.hour() == 0 && next.minute() == 0 {
+            "24:00".to_owned()
+        } else {
+            minute(&next)
+        }),
+        timezone: None,
+    }
+    .check()
+    .expect("a mute time");
+    let ends = alerting::notify::mute::muted_until(std::slice::from_ref(&mute), jiff::Timestamp::now())
+        .expect("muted now");
+    let outbox = Outbox::open(&dir.path().join("outbox"), &["mail"]).expect("open");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = outbox.clone();
+    tokio::spawn(async move {
+        running
+            .run_grouped(
+                vec![(
+                    "mail".to_owned(),
+                    mail_to(port),
+                    Delivery {
+                        grouping: None,
+                        mute: vec![mute],
+                    },
+                )],
+                RetryPolicy::default(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("run");
+    });
+    outbox
+        .enqueue(&page("m1:1", "spike", "ivy"), &["mail"])
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(server.mails().is_empty(), "a page went out in a mute time");
+    assert_eq!(outbox.counters()[0].queued, 1);
+    let mails = server.wait_for(1, Duration::from_secs(75)).await;
+    assert!(
+        jiff::Timestamp::now() >= ends,
+        "delivered at {} before the mute time ended at {ends}",
+        jiff::Timestamp::now()
+    );
+    assert!(mails[0].subject.contains("Rule spike"), "{}", mails[0].subject);
+    let _ = stop.send(());
 }

@@ -49,10 +49,10 @@ pub fn start(
             .receivers
             .iter()
             .map(|receiver| {
-                let grouping = receiver.grouping()?;
+                let delivery = receiver.delivery()?;
                 receiver
                     .build()
-                    .map(|notifier| (receiver.name.clone(), notifier, grouping))
+                    .map(|notifier| (receiver.name.clone(), notifier, delivery))
                     .map_err(|error| {
                         anyhow::anyhow!("[alerting] receiver {}: {error}", receiver.name)
                     })

@@ -76,6 +76,13 @@ pub struct Grouping {
     pub interval: Duration,
 }
 
+/// How a receiver's loop delivers: bundled by group or one by one, and not in its mute times.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivery {
+    pub grouping: Option<Grouping>,
+    pub mute: Vec<super::mute::MuteTime>,
+}
+
 /// Most notifications looked at (and put in one digest) at a time.
 pub const MAX_GROUPED: usize = 500;
 
@@ -344,11 +351,11 @@ impl Outbox {
         Ok(())
     }
 
-    /// [`Outbox::run`] with receivers that bundle their notifications: each with its
-    /// [`Grouping`], or `None` to send each notification on its own.
+    /// [`Outbox::run`] with receivers that bundle their notifications ([`Grouping`]) or keep
+    /// mute times: each with its [`Delivery`].
     pub async fn run_grouped(
         &self,
-        notifiers: Vec<(String, Arc<dyn Notifier>, Option<Grouping>)>,
+        notifiers: Vec<(String, Arc<dyn Notifier>, Delivery)>,
         policy: RetryPolicy,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
@@ -365,17 +372,29 @@ impl Outbox {
         }
         let (stop_sender, stop) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        for (name, notifier, grouping) in notifiers {
+        for (name, notifier, delivery) in notifiers {
             let outbox = self.clone();
             let stop = stop.clone();
             tasks.spawn(async move {
-                match grouping {
-                    Some(grouping) => {
-                        outbox
-                            .deliver_grouped(&name, notifier.as_ref(), &grouping, policy, stop)
-                            .await;
-                    }
-                    None => outbox.deliver(&name, notifier.as_ref(), policy, stop).await,
+                let grouping = delivery.grouping.clone().unwrap_or(Grouping {
+                    by: Vec::new(),
+                    wait: Duration::ZERO,
+                    interval: Duration::ZERO,
+                });
+                if delivery.grouping.is_none() && delivery.mute.is_empty() {
+                    outbox.deliver(&name, notifier.as_ref(), policy, stop).await;
+                } else {
+                    outbox
+                        .deliver_grouped(
+                            &name,
+                            notifier.as_ref(),
+                            &grouping,
+                            delivery.grouping.is_some(),
+                            &delivery.mute,
+                            policy,
+                            stop,
+                        )
+                        .await;
                 }
             });
         }
@@ -392,11 +411,14 @@ impl Outbox {
     /// One grouping receiver's loop: look at what waits, send each group whose time has
     /// come as one digest, move the cursor past what was dealt with in order, sleep until the
     /// next group is due or something new arrives.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver_grouped(
         &self,
         name: &str,
         notifier: &dyn Notifier,
         grouping: &Grouping,
+        bundle: bool,
+        mute: &[super::mute::MuteTime],
         policy: RetryPolicy,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -431,13 +453,36 @@ impl Outbox {
                 continue;
             };
             let addressed = |queued: &Queued| queued.receivers.iter().any(|to| to == name);
-            // The waiting notifications by group, in the order they came.
+            // A mute time holds the pages (in the outbox) until it ends.
+            if let Some(until) = super::mute::muted_until(mute, Timestamp::now())
+                && peeked
+                    .records
+                    .iter()
+                    .any(|queued| addressed(queued) && !sent.contains(&queued.notification.id))
+            {
+                let wait: Duration = until
+                    .duration_since(Timestamp::now())
+                    .try_into()
+                    .unwrap_or(Duration::ZERO);
+                tracing::info!(receiver = %name, until = %until, "pages wait for the end of a mute time");
+                tokio::select! {
+                    () = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            // The waiting notifications by group (each its own group without bundling), in
+            // the order they came.
             let mut groups: Vec<(String, Vec<&Queued>)> = Vec::new();
             for queued in peeked.records.iter() {
                 if !addressed(queued) || sent.contains(&queued.notification.id) {
                     continue;
                 }
-                let key = grouping.key(&queued.notification);
+                let key = if bundle {
+                    grouping.key(&queued.notification)
+                } else {
+                    queued.notification.id.clone()
+                };
                 match groups.iter_mut().find(|(known, _)| *known == key) {
                     Some((_, members)) => members.push(queued),
                     None => groups.push((key, vec![queued])),
