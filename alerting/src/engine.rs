@@ -276,6 +276,15 @@ impl Engine {
         self.counters
     }
 
+    /// Firing alerts (not acknowledged): their newest rows and when each fired.
+    pub fn firing(&self) -> Vec<(&AlertRecord, Timestamp)> {
+        self.open
+            .values()
+            .filter(|open| open.last_row.status == AlertStatus::Firing)
+            .map(|open| (&open.last_row, open.fired_at))
+            .collect()
+    }
+
     /// Open alerts (firing or acknowledged), their newest rows.
     pub fn open_alerts(&self) -> impl Iterator<Item = &AlertRecord> {
         self.open.values().map(|open| &open.last_row)

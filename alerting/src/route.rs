@@ -52,6 +52,9 @@ pub struct ReceiverConfig {
     /// ([`crate::notify::mute`]).
     #[serde(default)]
     pub mute_times: Vec<crate::notify::mute::MuteTimeConfig>,
+    /// Page a firing alert nobody acknowledged again every this long (unset: once).
+    #[serde(default)]
+    pub repeat_interval: Option<String>,
     /// What makes a group of pages (besides their status).
     #[serde(default = "default_group_by")]
     pub group_by: Vec<String>,
@@ -157,10 +160,33 @@ impl ReceiverConfig {
                 self.name
             )));
         }
+        self.repeat_every()?;
         Ok(crate::notify::outbox::Delivery {
             grouping: self.grouping()?,
             mute,
         })
+    }
+
+    /// `repeat_interval` (at least 10 s), if set.
+    pub fn repeat_every(&self) -> Result<Option<std::time::Duration>> {
+        let Some(text) = &self.repeat_interval else {
+            return Ok(None);
+        };
+        let every = crate::rule::parse_duration(text).map_err(|why| {
+            Error::Notifier(format!("receiver {}: repeat_interval: {why}", self.name))
+        })?;
+        if every < std::time::Duration::from_secs(10) {
+            return Err(Error::Notifier(format!(
+                "receiver {}: repeat_interval must be at least 10s",
+                self.name
+            )));
+        }
+        Ok(Some(every))
+    }
+
+    /// Whether a repeat of `row`'s page goes to this receiver (as its first page did).
+    pub fn repeats(&self, row: &AlertRecord) -> bool {
+        self.repeat_interval.is_some() && !self.escalation_only && self.wants(row)
     }
 
     /// How this receiver bundles its pages (`None`: each on its own, as for Alertmanager).

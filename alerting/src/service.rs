@@ -85,6 +85,8 @@ pub struct Stats {
     pub pages_inhibited: u64,
     /// Escalation rows written (a firing alert not acknowledged in time).
     pub escalations: u64,
+    /// Pages sent again for firing alerts nobody acknowledged (`repeat_interval`).
+    pub repeats: u64,
     /// The rule set in force: when it was last loaded, and why the newest files were not
     /// taken (`None`: they were, or nothing changed).
     pub rules_loaded_at: Option<Timestamp>,
@@ -133,6 +135,9 @@ struct Shared {
     escalation_waits: Vec<Duration>,
     n_escalations: AtomicU64,
     inhibit: Vec<crate::inhibit::InhibitConfig>,
+    /// Per alert and receiver: how many repeats of its page went out.
+    repeats: Mutex<std::collections::HashMap<(String, String), u64>>,
+    n_repeats: AtomicU64,
     clock: Clock,
     /// Rows the sink refused, kept for the next attempt (never dropped).
     pending: Mutex<Vec<AlertRecord>>,
@@ -226,6 +231,8 @@ impl Alerting {
             escalation_waits,
             n_escalations: AtomicU64::new(0),
             inhibit,
+            repeats: Mutex::new(std::collections::HashMap::new()),
+            n_repeats: AtomicU64::new(0),
             events_future: AtomicU64::new(0),
             clock,
             pending: Mutex::new(Vec::new()),
@@ -600,6 +607,7 @@ impl Alerting {
             pages_silenced: self.shared.pages_silenced.load(Ordering::Relaxed),
             pages_inhibited: self.shared.pages_inhibited.load(Ordering::Relaxed),
             escalations: self.shared.n_escalations.load(Ordering::Relaxed),
+            repeats: self.shared.n_repeats.load(Ordering::Relaxed),
             rules_loaded_at: *lock(&self.shared.loaded_at),
             rules_reload_error: lock(&self.shared.reload_error).clone(),
             query_runs: self.shared.query_runs.load(Ordering::Relaxed),
@@ -688,6 +696,88 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Pages again the firing alerts nobody acknowledged, for receivers with a
+/// `repeat_interval`: the n-th repeat once n intervals have passed since the alert fired. The
+/// count starts from what has passed at the first look (after a restart, no burst of the
+/// repeats that were due while it was down).
+async fn repeat_pages(shared: &Arc<Shared>) {
+    let Some(outbox) = &shared.outbox else {
+        return;
+    };
+    let receivers: Vec<(&str, Duration)> = shared
+        .receivers
+        .iter()
+        .filter_map(|receiver| Some((receiver.name.as_str(), receiver.repeat_every().ok()??)))
+        .collect();
+    if receivers.is_empty() {
+        return;
+    }
+    let now = Timestamp::now();
+    let firing: Vec<(AlertRecord, Timestamp)> = lock(&shared.engine)
+        .firing()
+        .into_iter()
+        .map(|(row, fired)| (row.clone(), fired))
+        .collect();
+    let mut due: Vec<(crate::notify::Notification, Vec<String>, (String, String), u64)> = Vec::new();
+    {
+        let mut repeats = lock(&shared.repeats);
+        repeats.retain(|(alert, _), _| firing.iter().any(|(row, _)| row.alert_id == *alert));
+        for (row, fired) in &firing {
+            let elapsed = now.duration_since(*fired).as_secs().max(0) as u64;
+            for (name, every) in &receivers {
+                let Some(receiver) = shared.receivers.iter().find(|r| r.name == *name) else {
+                    continue;
+                };
+                if !receiver.repeats(row) {
+                    continue;
+                }
+                let n = elapsed / every.as_secs().max(1);
+                let key = (row.alert_id.clone(), (*name).to_owned());
+                let sent = *repeats.entry(key.clone()).or_insert(n);
+                if n > sent {
+                    let mut page = crate::route::notification(row, shared.console_url.as_deref());
+                    page.id = format!("{}:repeat:{n}:{name}", row.alert_id);
+                    page.summary = format!(
+                        "still firing, not acknowledged after {}: {}",
+                        humanize(*every * n as u32),
+                        page.summary
+                    );
+                    due.push((page, vec![(*name).to_owned()], key, n));
+                }
+            }
+        }
+    }
+    for (page, to, key, n) in due {
+        let row = firing.iter().find(|(row, _)| row.alert_id == key.0).map(|(row, _)| row);
+        if row.is_some_and(|row| shared.silenced(row) || shared.inhibited(row)) {
+            lock(&shared.repeats).insert(key, n);
+            continue;
+        }
+        let names: Vec<&str> = to.iter().map(String::as_str).collect();
+        match outbox.enqueue(&page, &names).await {
+            Ok(()) => {
+                shared.n_repeats.fetch_add(1, Ordering::Relaxed);
+                lock(&shared.repeats).insert(key, n);
+            }
+            Err(error) => {
+                shared.enqueue_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, alert = %key.0, "cannot queue a repeated page; tried again");
+            }
+        }
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 /// Writes what the rules learnt (when there is a state directory and a rule that learns).
 async fn save_learnt(shared: &Arc<Shared>) {
     let Some(path) = shared.learnt_path.clone() else {
@@ -774,6 +864,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Feed>, clock: Clock) {
                     Clock::EventTime => Vec::new(),
                 };
                 store(&shared, rows).await;
+                if clock == Clock::Wall {
+                    repeat_pages(&shared).await;
+                }
                 if saved.elapsed() >= SAVE_LEARNT_EVERY {
                     saved = Instant::now();
                     save_learnt(&shared).await;

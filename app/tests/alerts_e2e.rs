@@ -1502,3 +1502,93 @@ ingest_token_file = "{token}"
         "vpn_cert_subject,event_action\nCN=later.vpn.test,certificate-seen\nCN=soon.vpn.test,certificate-seen\n"
     );
 }
+
+/// `repeat_interval`: a firing alert nobody acknowledges is paged again every interval; one
+/// acknowledged is not.
+#[test]
+fn unacknowledged_alerts_are_paged_again_every_repeat_interval() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let analyst = run_ok(&[
+        "token", "create", "oncall", "--role", "analyst", "--data", data_arg,
+    ])
+    .trim()
+    .to_owned();
+    let gateway = run_ok(&["token", "create", "gw1", "--gateway", "--data", data_arg])
+        .trim()
+        .to_owned();
+    let events = live_attack(dir);
+    let port = free_port();
+    let smtp_port = free_port();
+    let maildir = dir.join("mail");
+    let _smtp = Smtp::start(smtp_port, &maildir);
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+data_dir = "{data_arg}"
+flush_interval_secs = 1
+
+[dashboards]
+listen = "127.0.0.1:{port}"
+
+[[alerting.receivers]]
+name = "oncall"
+type = "email"
+min_severity = "high"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+tls = "none"
+from = "tunnelwatch <alerts@example.org>"
+to = ["oncall@example.org"]
+group_wait = "0s"
+group_interval = "0s"
+repeat_interval = "10s"
+"#
+        ),
+    )
+    .unwrap();
+    let _server = start_server(&config, port, &dir.join("server.log"));
+    let api = Api {
+        client: support::http_client(None),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let batch = serde_json::json!({"gateway": "gw1", "events": events});
+    let (status, ack) = api.call(reqwest::Method::POST, "/api/v1/ingest", &gateway, Some(batch));
+    assert_eq!(status, 200, "{ack}");
+    let open = wait_for("two open alerts", Duration::from_secs(20), || {
+        let open = open_alerts(&api, &analyst);
+        (open.len() == 2).then_some(open)
+    });
+    let brute = open
+        .iter()
+        .find(|alert| alert["rule_id"] == "brute-force-then-success")
+        .unwrap();
+    let id = brute["alert_id"].as_str().unwrap();
+    let (status, acked) = api.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &analyst,
+        None,
+    );
+    assert_eq!(status, 200, "{acked}");
+    let repeated = wait_for("a repeated page", Duration::from_secs(30), || {
+        mails(&maildir)
+            .into_iter()
+            .find(|mail| mail.contains("still firing, not acknowledged after"))
+    });
+    assert!(repeated.contains("Failed logins of one user"), "{repeated}");
+    std::thread::sleep(Duration::from_secs(3));
+    let all = mails(&maildir);
+    assert!(
+        all.iter()
+            .filter(|mail| mail.contains("still firing"))
+            .all(|mail| !mail.contains("Failed logins, then a success")),
+        "the acknowledged alert was repeated: {all:#?}"
+    );
+}

@@ -270,6 +270,12 @@ fn alerting_metrics(stats: &alerting::Stats) -> String {
         plain(stats.pages_inhibited),
     );
     family(
+        "tunnelwatch_notifications_repeated_total",
+        "counter",
+        "Pages sent again for firing alerts nobody acknowledged (repeat_interval)",
+        plain(stats.repeats),
+    );
+    family(
         "tunnelwatch_alerting_escalations_total",
         "counter",
         "Firing alerts not acknowledged in time, escalated to the next step's receivers",
