@@ -75,6 +75,28 @@ pub fn shipped() -> Vec<InhibitConfig> {
     }]
 }
 
+/// Checks a set of matchers (names known, lists non-empty, values bounded).
+pub(crate) fn check_matchers(matchers: &BTreeMap<String, OneOrMany>) -> std::result::Result<(), String> {
+    for (name, values) in matchers {
+        let known = matches!(name.as_str(), "rule" | "severity" | "user" | "source_ip")
+            || model::fields::resolve(name).is_ok();
+        if !known {
+            return Err(format!(
+                "`{}` is not rule, severity, user, source_ip or a field name",
+                name.escape_debug()
+            ));
+        }
+        let values = values.values();
+        if values.is_empty() {
+            return Err(format!("{name}: an empty list matches nothing"));
+        }
+        if values.len() > 1000 || values.iter().any(|value| value.len() > 256) {
+            return Err(format!("{name}: at most 1000 values of 256 bytes"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks inhibit rules: matcher names known, values and lists non-empty and bounded.
 pub fn check(rules: &[InhibitConfig]) -> Result<()> {
     if rules.len() > MAX_INHIBIT_RULES {
@@ -88,38 +110,20 @@ pub fn check(rules: &[InhibitConfig]) -> Result<()> {
         if rule.source.is_empty() || rule.target.is_empty() {
             return Err(invalid("source and target each need a matcher".to_owned()));
         }
-        let names = rule
-            .source
+        check_matchers(&rule.source).map_err(|why| invalid(format!("source: {why}")))?;
+        check_matchers(&rule.target).map_err(|why| invalid(format!("target: {why}")))?;
+        let equal: BTreeMap<String, OneOrMany> = rule
+            .equal
             .iter()
-            .chain(rule.target.iter())
-            .map(|(name, values)| (name, values.values()))
-            .chain(rule.equal.iter().map(|name| (name, &[][..])));
-        for (name, values) in names {
-            let known = matches!(name.as_str(), "rule" | "severity" | "user" | "source_ip")
-                || model::fields::resolve(name).is_ok();
-            if !known {
-                return Err(invalid(format!(
-                    "`{}` is not rule, severity, user, source_ip or a field name",
-                    name.escape_debug()
-                )));
-            }
-            if values.len() > 1000 || values.iter().any(|value| value.len() > 256) {
-                return Err(invalid(format!("{name}: at most 1000 values of 256 bytes")));
-            }
-        }
-        if rule
-            .source
-            .values()
-            .chain(rule.target.values())
-            .any(|values| values.values().is_empty())
-        {
-            return Err(invalid("an empty list matches nothing".to_owned()));
-        }
+            .map(|name| (name.clone(), OneOrMany::One(String::new())))
+            .collect();
+        check_matchers(&equal).map_err(|why| invalid(format!("equal: {why}")))?;
     }
     Ok(())
 }
 
-fn matches(matchers: &BTreeMap<String, OneOrMany>, row: &AlertRecord) -> bool {
+/// Whether every matcher holds for `row` (a list: any of its values).
+pub(crate) fn matches(matchers: &BTreeMap<String, OneOrMany>, row: &AlertRecord) -> bool {
     matchers.iter().all(|(name, values)| {
         values.values().iter().any(|value| {
             Matcher {

@@ -52,6 +52,10 @@ pub struct ReceiverConfig {
     /// ([`crate::notify::mute`]).
     #[serde(default)]
     pub mute_times: Vec<crate::notify::mute::MuteTimeConfig>,
+    /// Only alerts that match every one of these (`rule`, `severity`, `user`, `source_ip`
+    /// or a label, each a value or a list of values): a team's receiver for its rules.
+    #[serde(default)]
+    pub matchers: std::collections::BTreeMap<String, crate::inhibit::OneOrMany>,
     /// Page a firing alert nobody acknowledged again every this long (unset: once).
     #[serde(default)]
     pub repeat_interval: Option<String>,
@@ -161,6 +165,9 @@ impl ReceiverConfig {
             )));
         }
         self.repeat_every()?;
+        crate::inhibit::check_matchers(&self.matchers).map_err(|why| {
+            Error::Notifier(format!("receiver {}: matchers: {why}", self.name))
+        })?;
         Ok(crate::notify::outbox::Delivery {
             grouping: self.grouping()?,
             mute,
@@ -222,6 +229,7 @@ impl ReceiverConfig {
     fn wants(&self, row: &AlertRecord) -> bool {
         row.severity >= self.min_severity
             && (row.status != AlertStatus::Resolved || self.send_resolved)
+            && crate::inhibit::matches(&self.matchers, row)
     }
 }
 
@@ -427,6 +435,29 @@ send_resolved = false
         row.action = action::ACKNOWLEDGED.to_owned();
         row.status = AlertStatus::Acknowledged;
         assert!(route(&row, &receivers, None).is_none());
+    }
+
+    #[test]
+    fn matchers_route_alerts_to_the_team_that_owns_them() {
+        let text = TWO.replace(
+            "send_resolved = false",
+            "matchers = { rule = [\"impossible-travel\", \"new-country\"], \"user.name\" = \"alice\" }",
+        );
+        let list = receivers(&text);
+        check_receivers(&list).unwrap();
+        let mut row = crate::engine::tests::fired_row();
+        row.severity = Severity::Critical;
+        row.rule_id = "impossible-travel".to_owned();
+        row.labels = [("user.name".to_owned(), "alice".to_owned())].into();
+        assert_eq!(route(&row, &list, None).unwrap().1, ["mail", "hook"]);
+        row.rule_id = "auth-failure-spike-user".to_owned();
+        assert_eq!(route(&row, &list, None).unwrap().1, ["mail"]);
+        row.rule_id = "new-country".to_owned();
+        row.labels = [("user.name".to_owned(), "bob".to_owned())].into();
+        assert_eq!(route(&row, &list, None).unwrap().1, ["mail"]);
+        let bad = receivers(&TWO.replace("send_resolved = false", "matchers = { colour = \"red\" }"));
+        let error = check_receivers(&bad).unwrap_err().to_string();
+        assert!(error.contains("receiver hook: matchers: `colour`"), "{error}");
     }
 
     #[test]
