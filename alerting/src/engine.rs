@@ -415,15 +415,13 @@ impl Engine {
                 }
                 (Kind::Baseline(baseline), RuleState::Baseline(state)) => {
                     baseline.sweep(state, now);
-                    let evicted =
-                        baseline::Baseline::evict(state, self.limits.max_groups_per_rule);
+                    let evicted = baseline::Baseline::evict(state, self.limits.max_groups_per_rule);
                     self.counters.evicted_groups += evicted as u64;
                     Vec::new()
                 }
                 (Kind::State(rule), RuleState::State(state)) => {
                     rule.sweep(state, now);
-                    let evicted =
-                        state::StateRule::evict(state, self.limits.max_groups_per_rule);
+                    let evicted = state::StateRule::evict(state, self.limits.max_groups_per_rule);
                     self.counters.evicted_groups += evicted as u64;
                     Vec::new()
                 }
@@ -450,9 +448,7 @@ impl Engine {
                     | Kind::State(_)
                     | Kind::Baseline(_)
                     | Kind::NewTerms(_)
-                    | Kind::Query(_) => {
-                        self.rules[index].resolve_after
-                    }
+                    | Kind::Query(_) => self.rules[index].resolve_after,
                 };
                 let hit = Hit {
                     count: completed.count,
@@ -735,11 +731,14 @@ impl Engine {
             }
             let max = self.limits.max_groups_per_rule;
             let taken = match (&rule.kind, &mut self.states[index], snapshot.learnt) {
-                (Kind::Baseline(baseline), RuleState::Baseline(state), Learnt::Baseline(groups))
-                    if groups.len() <= max
-                        && groups
-                            .values()
-                            .all(|learnt| learnt.slots.len() == baseline.seasonality_slots()) =>
+                (
+                    Kind::Baseline(baseline),
+                    RuleState::Baseline(state),
+                    Learnt::Baseline(groups),
+                ) if groups.len() <= max
+                    && groups
+                        .values()
+                        .all(|learnt| learnt.slots.len() == baseline.seasonality_slots()) =>
                 {
                     state.groups = groups;
                     true
@@ -756,7 +755,9 @@ impl Engine {
                     state.groups = groups;
                     true
                 }
-                (Kind::Geo(_), RuleState::Geo(state), Learnt::Geo(groups)) if groups.len() <= max => {
+                (Kind::Geo(_), RuleState::Geo(state), Learnt::Geo(groups))
+                    if groups.len() <= max =>
+                {
                     state.groups = groups;
                     true
                 }
@@ -1060,7 +1061,8 @@ fn text_of(field: &model::fields::Field, event: &Event) -> Option<String> {
     Some(crate::rule::value_text(&(field.event?)(event)?))
 }
 
-fn show_duration(duration: Duration) -> String {
+/// A duration as rules write it: `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub(crate) fn show_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     match secs {
         0 => format!("{}ms", duration.as_millis()),

@@ -76,7 +76,9 @@ pub fn shipped() -> Vec<InhibitConfig> {
 }
 
 /// Checks a set of matchers (names known, lists non-empty, values bounded).
-pub(crate) fn check_matchers(matchers: &BTreeMap<String, OneOrMany>) -> std::result::Result<(), String> {
+pub(crate) fn check_matchers(
+    matchers: &BTreeMap<String, OneOrMany>,
+) -> std::result::Result<(), String> {
     for (name, values) in matchers {
         let known = matches!(name.as_str(), "rule" | "severity" | "user" | "source_ip")
             || model::fields::resolve(name).is_ok();
@@ -106,7 +108,8 @@ pub fn check(rules: &[InhibitConfig]) -> Result<()> {
         )));
     }
     for (index, rule) in rules.iter().enumerate() {
-        let invalid = |why: String| Error::Config(format!("[[alerting.inhibit]] {}: {why}", index + 1));
+        let invalid =
+            |why: String| Error::Config(format!("[[alerting.inhibit]] {}: {why}", index + 1));
         if rule.source.is_empty() || rule.target.is_empty() {
             return Err(invalid("source and target each need a matcher".to_owned()));
         }
@@ -149,13 +152,12 @@ pub fn inhibited_by<'a>(
                 .filter(|source| source.alert_id != row.alert_id)
                 .find(|source| {
                     matches(&rule.source, source)
-                        && rule
-                            .equal
-                            .iter()
-                            .all(|label| match (source.labels.get(label), row.labels.get(label)) {
+                        && rule.equal.iter().all(|label| {
+                            match (source.labels.get(label), row.labels.get(label)) {
                                 (Some(a), Some(b)) => a == b,
                                 _ => false,
-                            })
+                            }
+                        })
                 })
                 .map(|source| source.alert_id.clone())
         })

@@ -109,10 +109,7 @@ pub fn digest(members: &[Notification]) -> Notification {
         hasher.update(member.id.as_bytes());
         hasher.update([0]);
     }
-    let id = format!(
-        "digest-{}",
-        &model::hex::encode(&hasher.finalize())[..32]
-    );
+    let id = format!("digest-{}", &model::hex::encode(&hasher.finalize())[..32]);
     let severity = members
         .iter()
         .map(|member| member.severity.as_str())
@@ -146,10 +143,7 @@ pub fn digest(members: &[Notification]) -> Notification {
         })
         .collect();
     if members.len() > MAX_DIGEST_LINES {
-        description.push(format!(
-            "… and {} more",
-            members.len() - MAX_DIGEST_LINES
-        ));
+        description.push(format!("… and {} more", members.len() - MAX_DIGEST_LINES));
     }
     let labels = first
         .labels
@@ -162,14 +156,16 @@ pub fn digest(members: &[Notification]) -> Notification {
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let union = |get: &dyn Fn(&Notification) -> &Vec<String>| {
-        let mut all: Vec<String> = members.iter().flat_map(|member| get(member).clone()).collect();
+        let mut all: Vec<String> = members
+            .iter()
+            .flat_map(|member| get(member).clone())
+            .collect();
         all.sort();
         all.dedup();
         all.truncate(MAX_DIGEST_LINES);
         all
     };
-    let user = same(&|member| member.user.as_deref().unwrap_or(""))
-        .filter(|user| !user.is_empty());
+    let user = same(&|member| member.user.as_deref().unwrap_or("")).filter(|user| !user.is_empty());
     Notification {
         id,
         alert_id: first.alert_id.clone(),

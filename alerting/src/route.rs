@@ -165,9 +165,8 @@ impl ReceiverConfig {
             )));
         }
         self.repeat_every()?;
-        crate::inhibit::check_matchers(&self.matchers).map_err(|why| {
-            Error::Notifier(format!("receiver {}: matchers: {why}", self.name))
-        })?;
+        crate::inhibit::check_matchers(&self.matchers)
+            .map_err(|why| Error::Notifier(format!("receiver {}: matchers: {why}", self.name)))?;
         Ok(crate::notify::outbox::Delivery {
             grouping: self.grouping()?,
             mute,
@@ -264,11 +263,14 @@ pub fn check_escalations(
     }
     let mut waits: Vec<std::time::Duration> = Vec::new();
     for (index, step) in steps.iter().enumerate() {
-        let invalid = |why: String| Error::Config(format!("[[alerting.escalations]] {}: {why}", index + 1));
+        let invalid =
+            |why: String| Error::Config(format!("[[alerting.escalations]] {}: {why}", index + 1));
         let after = crate::rule::parse_duration(&step.after)
             .map_err(|why| invalid(format!("after: {why}")))?;
         if waits.last().is_some_and(|last| *last >= after) {
-            return Err(invalid("each step's after must be longer than the one before".to_owned()));
+            return Err(invalid(
+                "each step's after must be longer than the one before".to_owned(),
+            ));
         }
         if step.to.is_empty() {
             return Err(invalid("to names no receiver".to_owned()));
@@ -455,9 +457,13 @@ send_resolved = false
         row.rule_id = "new-country".to_owned();
         row.labels = [("user.name".to_owned(), "bob".to_owned())].into();
         assert_eq!(route(&row, &list, None).unwrap().1, ["mail"]);
-        let bad = receivers(&TWO.replace("send_resolved = false", "matchers = { colour = \"red\" }"));
+        let bad =
+            receivers(&TWO.replace("send_resolved = false", "matchers = { colour = \"red\" }"));
         let error = check_receivers(&bad).unwrap_err().to_string();
-        assert!(error.contains("receiver hook: matchers: `colour`"), "{error}");
+        assert!(
+            error.contains("receiver hook: matchers: `colour`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -474,14 +480,24 @@ send_resolved = false
             },
         ];
         let waits = check_escalations(&steps, &receivers).unwrap();
-        assert_eq!(waits, [std::time::Duration::from_secs(900), std::time::Duration::from_secs(3600)]);
+        assert_eq!(
+            waits,
+            [
+                std::time::Duration::from_secs(900),
+                std::time::Duration::from_secs(3600)
+            ]
+        );
         let mut row = crate::engine::tests::fired_row();
         row.severity = Severity::Critical;
         row.action = action::ESCALATED.to_owned();
         row.reason = Some(crate::engine::escalation_reason(1, waits[1]));
         let (page, to) = route_escalation(&row, &steps, &receivers, None).unwrap();
         assert_eq!(to, ["mail", "hook"]);
-        assert!(page.summary.starts_with("not acknowledged after 1h: "), "{}", page.summary);
+        assert!(
+            page.summary.starts_with("not acknowledged after 1h: "),
+            "{}",
+            page.summary
+        );
         // An escalation row is not an ordinary page, and a step beyond the list pages nobody.
         assert!(route(&row, &receivers, None).is_none());
         row.reason = Some(crate::engine::escalation_reason(5, waits[1]));

@@ -683,9 +683,7 @@ fn state_kind(
                 let name = pattern.strip_suffix('*').unwrap_or(pattern);
                 if name.is_empty()
                     || name.len() > 64
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
                     return Err(invalid(format!(
                         "`{}` is not an algorithm name like 3DES_CBC or HMAC_SHA1* (strongSwan's spelling)",
@@ -699,11 +697,15 @@ fn state_kind(
         }
         "concurrent_sessions" => {
             if weak_algorithms.is_some() {
-                return Err(invalid("weak_algorithms is a setting of weak_crypto".to_owned()));
+                return Err(invalid(
+                    "weak_algorithms is a setting of weak_crypto".to_owned(),
+                ));
             }
             let limit = limit
                 .filter(|limit| (1..=10_000).contains(limit))
-                .ok_or_else(|| invalid("concurrent_sessions needs limit = 1 to 10000".to_owned()))?;
+                .ok_or_else(|| {
+                    invalid("concurrent_sessions needs limit = 1 to 10000".to_owned())
+                })?;
             let max_age = match max_session_age {
                 Some(text) => parse_duration(text)
                     .map_err(|why| invalid(format!("max_session_age: {why}")))?,

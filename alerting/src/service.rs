@@ -204,14 +204,17 @@ impl Alerting {
         engine.restore(&sink.load().map_err(Error::Sink)?);
         let learnt_path = state_dir.map(|dir| dir.join(LEARNT_FILE));
         if let Some(path) = &learnt_path {
-            match durable::read_json::<Vec<crate::engine::Snapshot>>(path, "what the rules learnt") {
+            match durable::read_json::<Vec<crate::engine::Snapshot>>(path, "what the rules learnt")
+            {
                 Ok(Some(snapshots)) => {
                     let n = engine.restore_learnt(snapshots);
                     tracing::info!(n_rules = n, "what the rules learnt before taken back");
                 }
                 Ok(None) => {}
                 // A damaged file costs the learning, never the start.
-                Err(error) => tracing::warn!(%error, "cannot read what the rules learnt; they learn again"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read what the rules learnt; they learn again")
+                }
             }
         }
         let shared = Arc::new(Shared {
@@ -429,7 +432,11 @@ impl Alerting {
         };
         *lock(&self.shared.reload_error) = None;
         let mut engine = lock(&self.shared.engine);
-        let now: Vec<String> = engine.rules().iter().map(|rule| format!("{rule:?}")).collect();
+        let now: Vec<String> = engine
+            .rules()
+            .iter()
+            .map(|rule| format!("{rule:?}"))
+            .collect();
         let new: Vec<String> = loaded.iter().map(|(rule, _)| format!("{rule:?}")).collect();
         if now == new {
             return Ok(Reload::Unchanged);
@@ -499,17 +506,19 @@ impl Alerting {
                 let Some(shared) = weak.upgrade() else {
                     return;
                 };
-                let due: Vec<(String, crate::rule::query::Query, Vec<&'static model::fields::Field>)> = {
+                let due: Vec<(
+                    String,
+                    crate::rule::query::Query,
+                    Vec<&'static model::fields::Field>,
+                )> = {
                     let engine = lock(&shared.engine);
                     engine
                         .rules()
                         .iter()
                         .filter_map(|rule| match &rule.kind {
-                            crate::rule::Kind::Query(query) => Some((
-                                rule.id.clone(),
-                                query.clone(),
-                                rule.group_by.clone(),
-                            )),
+                            crate::rule::Kind::Query(query) => {
+                                Some((rule.id.clone(), query.clone(), rule.group_by.clone()))
+                            }
                             _ => None,
                         })
                         .filter(|(id, query, _)| {
@@ -623,10 +632,7 @@ impl Alerting {
 impl Shared {
     /// The page a row causes and its receivers: an escalation goes to its step's receivers,
     /// the rest as [`crate::route::route`] says.
-    fn route(
-        &self,
-        row: &AlertRecord,
-    ) -> Option<(crate::notify::Notification, Vec<&str>)> {
+    fn route(&self, row: &AlertRecord) -> Option<(crate::notify::Notification, Vec<&str>)> {
         if row.action == model::alert::action::ESCALATED {
             crate::route::route_escalation(
                 row,
@@ -718,7 +724,14 @@ async fn repeat_pages(shared: &Arc<Shared>) {
         .into_iter()
         .map(|(row, fired)| (row.clone(), fired))
         .collect();
-    let mut due: Vec<(crate::notify::Notification, Vec<String>, (String, String), u64)> = Vec::new();
+    // (the page, its receivers, (alert, receiver), the repeat's number)
+    type Due = (
+        crate::notify::Notification,
+        Vec<String>,
+        (String, String),
+        u64,
+    );
+    let mut due: Vec<Due> = Vec::new();
     {
         let mut repeats = lock(&shared.repeats);
         repeats.retain(|(alert, _), _| firing.iter().any(|(row, _)| row.alert_id == *alert));
@@ -739,7 +752,7 @@ async fn repeat_pages(shared: &Arc<Shared>) {
                     page.id = format!("{}:repeat:{n}:{name}", row.alert_id);
                     page.summary = format!(
                         "still firing, not acknowledged after {}: {}",
-                        humanize(*every * n as u32),
+                        crate::engine::show_duration(*every * n as u32),
                         page.summary
                     );
                     due.push((page, vec![(*name).to_owned()], key, n));
@@ -748,7 +761,10 @@ async fn repeat_pages(shared: &Arc<Shared>) {
         }
     }
     for (page, to, key, n) in due {
-        let row = firing.iter().find(|(row, _)| row.alert_id == key.0).map(|(row, _)| row);
+        let row = firing
+            .iter()
+            .find(|(row, _)| row.alert_id == key.0)
+            .map(|(row, _)| row);
         if row.is_some_and(|row| shared.silenced(row) || shared.inhibited(row)) {
             lock(&shared.repeats).insert(key, n);
             continue;
@@ -764,17 +780,6 @@ async fn repeat_pages(shared: &Arc<Shared>) {
                 tracing::error!(%error, alert = %key.0, "cannot queue a repeated page; tried again");
             }
         }
-    }
-}
-
-fn humanize(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
     }
 }
 

@@ -170,9 +170,17 @@ async fn a_group_in_its_interval_does_not_hold_up_another() {
         "{:?}",
         two.iter().map(|mail| &mail.subject).collect::<Vec<_>>()
     );
-    assert!(queued.elapsed() < Duration::from_secs(3), "{:?}", queued.elapsed());
+    assert!(
+        queued.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        queued.elapsed()
+    );
     let three = server.wait_for(3, WAIT).await;
-    assert!(three[2].subject.contains("Rule spike"), "{}", three[2].subject);
+    assert!(
+        three[2].subject.contains("Rule spike"),
+        "{}",
+        three[2].subject
+    );
     assert!(
         queued.elapsed() >= Duration::from_millis(3500),
         "the spike group's interval was not kept: {:?}",
@@ -220,7 +228,11 @@ async fn grouped_pages_waiting_at_a_restart_are_sent_after_it() {
         },
     );
     let mails = server.wait_for(1, WAIT).await;
-    assert!(mails[0].subject.contains("3 alerts"), "{}", mails[0].subject);
+    assert!(
+        mails[0].subject.contains("3 alerts"),
+        "{}",
+        mails[0].subject
+    );
     eventually("nothing waits", WAIT, || outbox.counters()[0].queued == 0).await;
 }
 
@@ -254,8 +266,9 @@ async fn a_mute_time_holds_pages_until_it_ends() {
     }
     .check()
     .expect("a mute time");
-    let ends = alerting::notify::mute::muted_until(std::slice::from_ref(&mute), jiff::Timestamp::now())
-        .expect("muted now");
+    let ends =
+        alerting::notify::mute::muted_until(std::slice::from_ref(&mute), jiff::Timestamp::now())
+            .expect("muted now");
     let outbox = Outbox::open(&dir.path().join("outbox"), &["mail"]).expect("open");
     let (stop, stopped) = oneshot::channel::<()>();
     let running = outbox.clone();
@@ -291,6 +304,10 @@ async fn a_mute_time_holds_pages_until_it_ends() {
         "delivered at {} before the mute time ended at {ends}",
         jiff::Timestamp::now()
     );
-    assert!(mails[0].subject.contains("Rule spike"), "{}", mails[0].subject);
+    assert!(
+        mails[0].subject.contains("Rule spike"),
+        "{}",
+        mails[0].subject
+    );
     let _ = stop.send(());
 }

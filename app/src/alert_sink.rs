@@ -29,9 +29,13 @@ impl alerting::QuerySource for StoreQueries {
     fn query<'a>(
         &'a self,
         sql: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = alerting::QueryRows> + Send + 'a>>
-    {
-        Box::pin(async move { self.0.query_json(sql).await.map_err(|error| error.to_string()) })
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = alerting::QueryRows> + Send + 'a>> {
+        Box::pin(async move {
+            self.0
+                .query_json(sql)
+                .await
+                .map_err(|error| error.to_string())
+        })
     }
 }
 

@@ -681,7 +681,10 @@ fn sigma_rules_are_imported_checked_and_tested() {
         "--out",
         rules_dir.to_str().unwrap(),
     ]);
-    assert!(written.contains("6a1f3c1e-0000-4000-8000-000000000002.toml"), "{written}");
+    assert!(
+        written.contains("6a1f3c1e-0000-4000-8000-000000000002.toml"),
+        "{written}"
+    );
     let checked = run_ok(&["rules", "check", rules_dir.to_str().unwrap()]);
     assert!(checked.contains("1 rules are valid"), "{checked}");
     // Never over a file.
@@ -762,7 +765,10 @@ fn sigma_rules_are_imported_checked_and_tested() {
     let check = support::run(&["check-config", config.to_str().unwrap()]);
     assert!(!check.status.success());
     let stderr = String::from_utf8_lossy(&check.stderr);
-    assert!(stderr.contains("encoded.yml") && stderr.contains("base64"), "{stderr}");
+    assert!(
+        stderr.contains("encoded.yml") && stderr.contains("base64"),
+        "{stderr}"
+    );
 }
 
 /// A responder silences one user's alerts: they still fire and are stored, and no mail goes
@@ -950,14 +956,18 @@ fn a_silence_mutes_the_pages_of_what_it_matches() {
         data_arg,
     ]);
     assert!(acked.contains("acknowledged"), "{acked}");
-    let assigned = run_ok(&[
-        "alerts", "assign", &id, "--to", "dana", "--data", data_arg,
-    ]);
+    let assigned = run_ok(&["alerts", "assign", &id, "--to", "dana", "--data", data_arg]);
     assert!(assigned.contains("assigned"), "{assigned}");
     let shown = api.get(&format!("/api/v1/alerts/{id}"), &viewer);
     assert_eq!(shown["alert"]["assignee"], "dana", "{shown}");
     let hostile = support::run(&[
-        "alerts", "assign", &id, "--to", "x\u{1b}[31m", "--data", data_arg,
+        "alerts",
+        "assign",
+        &id,
+        "--to",
+        "x\u{1b}[31m",
+        "--data",
+        data_arg,
     ]);
     assert!(!hostile.status.success());
     assert!(run_ok(&["alerts", "resolve", &id, "--data", data_arg]).contains("resolved"));
@@ -1098,7 +1108,11 @@ equal = ["user.name"]
         (!mails.is_empty()).then_some(mails)
     });
     assert!(first[0].contains("To: oncall@example.org"), "{}", first[0]);
-    assert!(first[0].contains("Failed logins of one user"), "{}", first[0]);
+    assert!(
+        first[0].contains("Failed logins of one user"),
+        "{}",
+        first[0]
+    );
     // After its step's wait, the spike nobody acknowledged pages the duty manager, once.
     let escalated = wait_for("the escalation's page", Duration::from_secs(30), || {
         mails(&maildir)
@@ -1106,13 +1120,17 @@ equal = ["user.name"]
             .find(|mail| mail.contains("To: duty-manager@example.org"))
     });
     assert!(
-        escalated.contains("not acknowledged after 6s") && escalated.contains("Failed logins of one user"),
+        escalated.contains("not acknowledged after 6s")
+            && escalated.contains("Failed logins of one user"),
         "{escalated}"
     );
     std::thread::sleep(Duration::from_secs(8));
     let all = mails(&maildir);
     assert_eq!(all.len(), 2, "{all:#?}");
-    assert!(all.iter().all(|mail| !mail.contains("Failed logins, then a success")));
+    assert!(
+        all.iter()
+            .all(|mail| !mail.contains("Failed logins, then a success"))
+    );
     let metrics = api.runtime.block_on(async {
         api.client
             .get(format!("{}/metrics", api.base))
@@ -1203,22 +1221,32 @@ fn rules_reload_while_the_server_runs_and_bad_ones_are_refused() {
     });
     // An invalid file: refused, the rules in force stay, the health report says why.
     std::fs::write(rules_dir.join("third.toml"), rule("third", "0")).unwrap();
-    let health = wait_for("the refusal in the health report", Duration::from_secs(20), || {
-        let health = api.get("/api/v1/health", &viewer);
-        health["alerting"]["rules_reload_error"]
-            .as_str()
-            .is_some()
-            .then_some(health)
-    });
+    let health = wait_for(
+        "the refusal in the health report",
+        Duration::from_secs(20),
+        || {
+            let health = api.get("/api/v1/health", &viewer);
+            health["alerting"]["rules_reload_error"]
+                .as_str()
+                .is_some()
+                .then_some(health)
+        },
+    );
     assert_eq!(health["status"], "degraded", "{health:#}");
     let error = health["alerting"]["rules_reload_error"].as_str().unwrap();
-    assert!(error.contains("third.toml") && error.contains("at least 1"), "{error}");
+    assert!(
+        error.contains("third.toml") && error.contains("at least 1"),
+        "{error}"
+    );
     assert!(
         health["problems"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|problem| problem.as_str().unwrap().contains("previous ones stay in force")),
+            .any(|problem| problem
+                .as_str()
+                .unwrap()
+                .contains("previous ones stay in force")),
         "{health:#}"
     );
     assert_eq!(ids(&api), ["first", "second"]);
@@ -1228,7 +1256,10 @@ fn rules_reload_while_the_server_runs_and_bad_ones_are_refused() {
         (ids(&api) == ["first", "second", "third"]).then_some(())
     });
     let health = api.get("/api/v1/health", &viewer);
-    assert!(health["alerting"]["rules_reload_error"].is_null(), "{health:#}");
+    assert!(
+        health["alerting"]["rules_reload_error"].is_null(),
+        "{health:#}"
+    );
     assert_eq!(health["alerting"]["rules"], 3);
 }
 
@@ -1282,7 +1313,11 @@ sql = "SELECT user_name FROM no_such_table WHERE timestamp >= $from"
     )
     .unwrap();
     let checked = support::run(&["check-config", config.to_str().unwrap()]);
-    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     // A statement that writes is refused before anything runs.
     let writing = dir.join("writing.toml");
     std::fs::write(
@@ -1299,7 +1334,10 @@ sql = "SELECT user_name FROM no_such_table WHERE timestamp >= $from"
     let refused = support::run(&["check-config", writing.to_str().unwrap()]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("rule `sql-broken`") && stderr.contains("SELECT"), "{stderr}");
+    assert!(
+        stderr.contains("rule `sql-broken`") && stderr.contains("SELECT"),
+        "{stderr}"
+    );
 
     let _server = start_server(&config, port, &dir.join("server.log"));
     let api = Api {
@@ -1324,9 +1362,17 @@ sql = "SELECT user_name FROM no_such_table WHERE timestamp >= $from"
     assert!(alert["count"].as_u64().unwrap() >= 5, "{alert:#}");
     assert_eq!(open_alerts(&api, &viewer).len(), 1);
     let health = api.get("/api/v1/health", &viewer);
-    let error = health["alerting"]["query_error"].as_str().unwrap_or_default();
-    assert!(error.contains("sql-broken") && error.contains("no_such_table"), "{health:#}");
-    assert!(health["alerting"]["query_runs"].as_u64().unwrap() >= 2, "{health:#}");
+    let error = health["alerting"]["query_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("sql-broken") && error.contains("no_such_table"),
+        "{health:#}"
+    );
+    assert!(
+        health["alerting"]["query_runs"].as_u64().unwrap() >= 2,
+        "{health:#}"
+    );
 }
 
 /// `ingest --config --notify`: the server's own rules over old logs, and their pages through
@@ -1375,23 +1421,47 @@ group_wait = "0s"
     )
     .unwrap();
     let quiet = run_ok(&[
-        "ingest", "--data", dir.join("a").to_str().unwrap(), "--year", "2025", "--config",
-        config.to_str().unwrap(), &input,
+        "ingest",
+        "--data",
+        dir.join("a").to_str().unwrap(),
+        "--year",
+        "2025",
+        "--config",
+        config.to_str().unwrap(),
+        &input,
     ]);
-    assert!(quiet.contains("alerts: 1 fired") && quiet.contains("three-failures"), "{quiet}");
+    assert!(
+        quiet.contains("alerts: 1 fired") && quiet.contains("three-failures"),
+        "{quiet}"
+    );
     assert!(!quiet.contains("brute-force"), "{quiet}");
     assert!(mails(&maildir).is_empty());
     let paged = run_ok(&[
-        "ingest", "--data", dir.join("b").to_str().unwrap(), "--year", "2025", "--config",
-        config.to_str().unwrap(), "--notify", &input,
+        "ingest",
+        "--data",
+        dir.join("b").to_str().unwrap(),
+        "--year",
+        "2025",
+        "--config",
+        config.to_str().unwrap(),
+        "--notify",
+        &input,
     ]);
     assert!(paged.contains("three-failures"), "{paged}");
     // ingest waits for its pages before it returns.
     let mails = mails(&maildir);
     assert_eq!(mails.len(), 1, "{mails:?}");
-    assert!(mails[0].contains("Three failures of one user"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("Three failures of one user"),
+        "{}",
+        mails[0]
+    );
     let refused = support::run(&[
-        "ingest", "--data", dir.join("c").to_str().unwrap(), "--notify", &input,
+        "ingest",
+        "--data",
+        dir.join("c").to_str().unwrap(),
+        "--notify",
+        &input,
     ]);
     assert!(!refused.status.success());
     assert!(
@@ -1417,17 +1487,41 @@ fn a_certificate_near_its_end_on_a_gateway_alerts() {
             .unwrap_or_else(|error| {
                 panic!("cannot run strongSwan's pki ({error}): scripts/test.sh installs it (strongswan-pki)")
             });
-        assert!(output.status.success(), "pki {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "pki {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         std::fs::write(out, output.stdout).unwrap();
     };
     let key = dir.join("key.pem");
-    pki(&["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"], &key);
+    pki(
+        &[
+            "--gen",
+            "--type",
+            "ecdsa",
+            "--size",
+            "256",
+            "--outform",
+            "pem",
+        ],
+        &key,
+    );
     let key_arg = key.to_str().unwrap();
     for (name, days) in [("soon", "10"), ("later", "400")] {
         pki(
             &[
-                "--self", "--in", key_arg, "--type", "ecdsa", "--dn", &format!("CN={name}.vpn.test"),
-                "--lifetime", days, "--outform", "pem",
+                "--self",
+                "--in",
+                key_arg,
+                "--type",
+                "ecdsa",
+                "--dn",
+                &format!("CN={name}.vpn.test"),
+                "--lifetime",
+                days,
+                "--outform",
+                "pem",
             ],
             &certs.join(format!("{name}.pem")),
         );
@@ -1469,7 +1563,11 @@ ingest_token_file = "{token}"
     )
     .unwrap();
     let check = support::run(&["check-config", config.to_str().unwrap()]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let _server = start_server(&config, port, &dir.join("server.log"));
     let _gateway = support::Daemon::spawn(
         "gateway",
@@ -1490,7 +1588,10 @@ ingest_token_file = "{token}"
     );
     assert!(reason.contains("soon.pem"), "{alert:#}");
     std::thread::sleep(Duration::from_secs(2));
-    let all = support::get_json(&format!("http://127.0.0.1:{port}/api/v1/alerts?rule=cert-expiry")).unwrap();
+    let all = support::get_json(&format!(
+        "http://127.0.0.1:{port}/api/v1/alerts?rule=cert-expiry"
+    ))
+    .unwrap();
     assert_eq!(all["alerts"].as_array().unwrap().len(), 1, "{all:#}");
     // The certificate is in the store as an event, with its expiry.
     let stored = support::sql_csv(
@@ -1559,7 +1660,12 @@ repeat_interval = "10s"
         base: format!("http://127.0.0.1:{port}"),
     };
     let batch = serde_json::json!({"gateway": "gw1", "events": events});
-    let (status, ack) = api.call(reqwest::Method::POST, "/api/v1/ingest", &gateway, Some(batch));
+    let (status, ack) = api.call(
+        reqwest::Method::POST,
+        "/api/v1/ingest",
+        &gateway,
+        Some(batch),
+    );
     assert_eq!(status, 200, "{ack}");
     let open = wait_for("two open alerts", Duration::from_secs(20), || {
         let open = open_alerts(&api, &analyst);

@@ -34,7 +34,15 @@ fn city_database(path: &Path) {
     for (net, record) in [
         (
             "45.67.89.0/24",
-            geo_record("DE", "Germany", "Hamburg", 53.55, 9.99, 64_500, "Example Transit"),
+            geo_record(
+                "DE",
+                "Germany",
+                "Hamburg",
+                53.55,
+                9.99,
+                64_500,
+                "Example Transit",
+            ),
         ),
         (
             "1.128.0.0/16",
@@ -248,7 +256,11 @@ timeout_secs = 5
 
     // One alert and one page per finding: the spike once (ten failures, one alert), the
     // brute force and the travel once each (high and above page; weak crypto is medium).
-    assert_eq!(of_rule(&all, "auth-failure-spike-user").len(), 1, "{all:#?}");
+    assert_eq!(
+        of_rule(&all, "auth-failure-spike-user").len(),
+        1,
+        "{all:#?}"
+    );
     assert_eq!(of_rule(&all, "brute-force-then-success").len(), 1);
     assert_eq!(of_rule(&all, "impossible-travel").len(), 1);
     wait_for("three e-mails", Duration::from_secs(30), || {

@@ -11,8 +11,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::Writer;
+use mmdb_writer::ipnet::IpNet;
 use support::{run, sql_csv};
 
 fn fixture(name: &str) -> PathBuf {
@@ -295,7 +295,10 @@ fn a_server_knows_what_ingest_of_old_logs_taught_the_rules() {
         String::from_utf8_lossy(&output.stderr)
     );
     let learnt = std::fs::read_to_string(data.join("alerting/learnt.json")).unwrap();
-    assert!(learnt.contains("client1@psk.vpn.test") && learnt.contains("DE"), "{learnt}");
+    assert!(
+        learnt.contains("client1@psk.vpn.test") && learnt.contains("DE"),
+        "{learnt}"
+    );
 
     // A server on the same data, and client1 now logging in from London (GB).
     let port = support::free_port();
@@ -324,7 +327,14 @@ fn a_server_knows_what_ingest_of_old_logs_taught_the_rules() {
         .replace("192.0.2.11", "81.2.69.142");
     let log = dir.path().join("live.log");
     std::fs::write(&log, live).unwrap();
-    let parsed = run(&["parse", "--format", "charon", "--hostname", "gw1", log.to_str().unwrap()]);
+    let parsed = run(&[
+        "parse",
+        "--format",
+        "charon",
+        "--hostname",
+        "gw1",
+        log.to_str().unwrap(),
+    ]);
     assert!(parsed.status.success());
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&parsed.stdout)
         .lines()
@@ -355,5 +365,8 @@ fn a_server_knows_what_ingest_of_old_logs_taught_the_rules() {
     });
     assert_eq!(alert["user"], "client1@psk.vpn.test", "{alert:#}");
     let reason = alert["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("GB") && reason.contains("seen: DE"), "{alert:#}");
+    assert!(
+        reason.contains("GB") && reason.contains("seen: DE"),
+        "{alert:#}"
+    );
 }

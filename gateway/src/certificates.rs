@@ -98,7 +98,8 @@ fn parse(path: &Path, der: &[u8]) -> Result<Found, String> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der)
         .map_err(|error| format!("not an X.509 certificate: {error}"))?;
     let time = |at: x509_parser::time::ASN1Time| {
-        Timestamp::from_second(at.timestamp()).map_err(|error| format!("a date out of range: {error}"))
+        Timestamp::from_second(at.timestamp())
+            .map_err(|error| format!("a date out of range: {error}"))
     };
     let serial = certificate
         .raw_serial()

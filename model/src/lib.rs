@@ -163,9 +163,8 @@ pub use flow::{
 pub use geo::Geo;
 pub use session::{CollectorCheckpoint, Session, SessionSources, SessionState};
 pub use vpn::{
-    Auth, AuthFailure, AuthMethod, CertificateEvent, ChildSaEvent, Counters, Endpoint,
-    FailureCode, Identities,
-    IkeSaEvent, L2tpChange, L2tpEvent, LeaseChange, Outcome, Peer, SaChange, SessionChange,
-    SessionEvent, TerminateCause, VirtualIpEvent,
+    Auth, AuthFailure, AuthMethod, CertificateEvent, ChildSaEvent, Counters, Endpoint, FailureCode,
+    Identities, IkeSaEvent, L2tpChange, L2tpEvent, LeaseChange, Outcome, Peer, SaChange,
+    SessionChange, SessionEvent, TerminateCause, VirtualIpEvent,
 };
 pub use wire::{IngestAck, IngestBatch};

@@ -809,7 +809,10 @@ fn more_sessions_at_once_than_the_limit_fire_and_ended_ones_do_not_count() {
     let more = engine.observe(&ike(6, 55, "carol", "gw3", SaChange::Established));
     assert_eq!(fired(&more), ["concurrent-sessions"]);
     let reason = more[0].reason.as_deref().unwrap_or_default();
-    assert!(reason.starts_with("4 sessions at once (at most 3)"), "{reason}");
+    assert!(
+        reason.starts_with("4 sessions at once (at most 3)"),
+        "{reason}"
+    );
     assert!(reason.contains("gw3 ×1"), "{reason}");
     assert_eq!(more[0].evidence.len(), 4);
 }
@@ -821,7 +824,13 @@ fn sessions_whose_end_was_never_seen_stop_counting_after_max_session_age() {
         engine.observe(&ike(seq, seq as i64, "dave", "gw1", SaChange::Established));
     }
     engine.tick(at(2 * 86_400));
-    let rows = engine.observe(&ike(9, 2 * 86_400 + 5, "dave", "gw1", SaChange::Established));
+    let rows = engine.observe(&ike(
+        9,
+        2 * 86_400 + 5,
+        "dave",
+        "gw1",
+        SaChange::Established,
+    ));
     assert!(fired(&rows).is_empty(), "{rows:?}");
 }
 
@@ -830,7 +839,13 @@ fn unacknowledged_alerts_escalate_step_by_step_and_acknowledged_ones_do_not() {
     let mut engine = shipped();
     let mut rows = Vec::new();
     for seq in 1..=10 {
-        rows.extend(engine.observe(&auth(seq, seq as i64, "erin", "192.0.2.9", Outcome::Failure)));
+        rows.extend(engine.observe(&auth(
+            seq,
+            seq as i64,
+            "erin",
+            "192.0.2.9",
+            Outcome::Failure,
+        )));
         rows.extend(engine.observe(&auth(
             100 + seq,
             seq as i64,
@@ -885,7 +900,13 @@ fn unacknowledged_alerts_escalate_step_by_step_and_acknowledged_ones_do_not() {
 fn what_baselines_learnt_survives_a_restart_of_the_same_shape_only() {
     let mut engine = shipped();
     for seq in 1..=50 {
-        engine.observe(&auth(seq, seq as i64 * 60, "gina", "192.0.2.7", Outcome::Failure));
+        engine.observe(&auth(
+            seq,
+            seq as i64 * 60,
+            "gina",
+            "192.0.2.7",
+            Outcome::Failure,
+        ));
     }
     engine.tick(at(4000));
     let snapshots: Vec<Snapshot> = engine
@@ -932,16 +953,34 @@ fn a_term_new_to_its_group_fires_after_the_group_was_learnt() {
     rows.extend(engine.observe(&auth(2, 20, "alice", "192.0.2.2", Outcome::Success)));
     assert!(fired(&rows).is_empty(), "{rows:?}");
     // Later: a known address is nothing; a new one fires, naming it; bob's first is learning.
-    assert!(fired(&engine.observe(&auth(3, 2 * day, "alice", "192.0.2.1", Outcome::Success))).is_empty());
-    let new = engine.observe(&auth(4, 2 * day + 5, "alice", "192.0.2.3", Outcome::Success));
+    assert!(
+        fired(&engine.observe(&auth(3, 2 * day, "alice", "192.0.2.1", Outcome::Success)))
+            .is_empty()
+    );
+    let new = engine.observe(&auth(
+        4,
+        2 * day + 5,
+        "alice",
+        "192.0.2.3",
+        Outcome::Success,
+    ));
     assert_eq!(fired(&new), ["new-source"]);
     assert!(
-        new[0].reason.as_deref().unwrap_or_default().contains("source.ip = 192.0.2.3"),
+        new[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("source.ip = 192.0.2.3"),
         "{new:?}"
     );
-    assert!(fired(&engine.observe(&auth(5, 2 * day, "bob", "192.0.2.3", Outcome::Success))).is_empty());
+    assert!(
+        fired(&engine.observe(&auth(5, 2 * day, "bob", "192.0.2.3", Outcome::Success))).is_empty()
+    );
     // Failures are not the filter's: nothing.
-    assert!(fired(&engine.observe(&auth(6, 2 * day, "alice", "192.0.2.9", Outcome::Failure))).is_empty());
+    assert!(
+        fired(&engine.observe(&auth(6, 2 * day, "alice", "192.0.2.9", Outcome::Failure)))
+            .is_empty()
+    );
     // Past its history, a term is new again (the alert from before resolved meanwhile).
     engine.tick(at(20 * day));
     let again = engine.observe(&auth(7, 40 * day, "alice", "192.0.2.2", Outcome::Success));
@@ -954,20 +993,38 @@ fn what_new_terms_and_geo_learnt_is_kept_across_a_restart() {
     engine.observe(&auth(1, 0, "alice", "192.0.2.1", Outcome::Success));
     let json = serde_json::to_string(&engine.learnt()).unwrap();
     let mut restarted = new_terms_engine("learn = \"1h\"\n");
-    assert_eq!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()), 1);
+    assert_eq!(
+        restarted.restore_learnt(serde_json::from_str(&json).unwrap()),
+        1
+    );
     // The address is known after the restart; another is new.
-    assert!(fired(&restarted.observe(&auth(2, 7200, "alice", "192.0.2.1", Outcome::Success))).is_empty());
+    assert!(
+        fired(&restarted.observe(&auth(2, 7200, "alice", "192.0.2.1", Outcome::Success)))
+            .is_empty()
+    );
     assert_eq!(
         fired(&restarted.observe(&auth(3, 7300, "alice", "192.0.2.5", Outcome::Success))),
         ["new-source"]
     );
     // Geo history too: the shipped new-country rule remembers where a user was.
     let mut geo = shipped();
-    geo.observe(&located(1, 0, "zoe", "81.2.69.142", ("GB", "London", 51.5, -0.1)));
+    geo.observe(&located(
+        1,
+        0,
+        "zoe",
+        "81.2.69.142",
+        ("GB", "London", 51.5, -0.1),
+    ));
     let json = serde_json::to_string(&geo.learnt()).unwrap();
     let mut restarted = shipped();
     assert!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()) >= 2);
-    let rows = restarted.observe(&located(2, 30 * 86_400, "zoe", "175.16.199.1", ("CN", "Changchun", 43.9, 125.3)));
+    let rows = restarted.observe(&located(
+        2,
+        30 * 86_400,
+        "zoe",
+        "175.16.199.1",
+        ("CN", "Changchun", 43.9, 125.3),
+    ));
     assert!(fired(&rows).contains(&"new-country"), "{rows:?}");
 }
 
@@ -990,20 +1047,38 @@ fn bad_new_terms_rules_are_refused() {
 fn a_window_half_full_at_a_restart_fills_after_it() {
     let mut engine = shipped();
     for seq in 1..=6 {
-        assert!(fired(&engine.observe(&auth(seq, seq as i64, "hank", "192.0.2.4", Outcome::Failure))).is_empty());
+        assert!(
+            fired(&engine.observe(&auth(
+                seq,
+                seq as i64,
+                "hank",
+                "192.0.2.4",
+                Outcome::Failure
+            )))
+            .is_empty()
+        );
     }
     let json = serde_json::to_string(&engine.learnt()).unwrap();
     let mut restarted = shipped();
     assert!(restarted.restore_learnt(serde_json::from_str(&json).unwrap()) >= 3);
     let mut rows = Vec::new();
     for seq in 7..=10 {
-        rows.extend(restarted.observe(&auth(seq, seq as i64, "hank", "192.0.2.4", Outcome::Failure)));
+        rows.extend(restarted.observe(&auth(
+            seq,
+            seq as i64,
+            "hank",
+            "192.0.2.4",
+            Outcome::Failure,
+        )));
     }
     assert_eq!(fired(&rows), ["auth-failure-spike-user"]);
     assert_eq!(rows[0].count, 10);
     // The brute force's first step was half done too: the success completes it.
     let success = restarted.observe(&auth(11, 12, "hank", "192.0.2.4", Outcome::Success));
-    assert!(fired(&success).contains(&"brute-force-then-success"), "{success:?}");
+    assert!(
+        fired(&success).contains(&"brute-force-then-success"),
+        "{success:?}"
+    );
 }
 
 #[test]
@@ -1031,9 +1106,23 @@ fn certificates_alert_within_their_days_and_once_expired() {
     assert!(fired(&engine.observe(&certificate(1, "aa", 60 * day))).is_empty());
     let soon = engine.observe(&certificate(2, "bb", 10 * day + 60));
     assert_eq!(fired(&soon), ["cert-expiry"]);
-    assert!(soon[0].reason.as_deref().unwrap().contains("CN=bb expires in 10 days"), "{soon:?}");
+    assert!(
+        soon[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("CN=bb expires in 10 days"),
+        "{soon:?}"
+    );
     let gone = engine.observe(&certificate(3, "cc", -3 * day));
-    assert!(gone[0].reason.as_deref().unwrap().contains("expired 3 days ago"), "{gone:?}");
+    assert!(
+        gone[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("expired 3 days ago"),
+        "{gone:?}"
+    );
     // The next scan of the same certificate grows its alert.
     assert!(fired(&engine.observe(&certificate(4, "bb", 10 * day + 60))).is_empty());
 }

@@ -19,7 +19,11 @@ fn a_fleet_spike_mutes_the_per_user_spikes_and_nothing_else() {
     let rules = shipped();
     check(&rules).unwrap();
     let fleet = row("al-fleet", "auth-failure-spike-fleet", &[]);
-    let user = row("al-user", "auth-failure-spike-user", &[("user.name", "alice")]);
+    let user = row(
+        "al-user",
+        "auth-failure-spike-user",
+        &[("user.name", "alice")],
+    );
     let travel = row("al-travel", "impossible-travel", &[("user.name", "alice")]);
     let open = [fleet.clone()];
     assert_eq!(
@@ -45,7 +49,11 @@ inhibit = [
     .remove("inhibit")
     .unwrap();
     check(&rules).unwrap();
-    let source = row("al-gw1", "auth-failure-spike-gateway", &[("observer.hostname", "gw1")]);
+    let source = row(
+        "al-gw1",
+        "auth-failure-spike-gateway",
+        &[("observer.hostname", "gw1")],
+    );
     let same = row("al-t1", "tunnel-down", &[("observer.hostname", "gw1")]);
     let other = row("al-t2", "tunnel-down", &[("observer.hostname", "gw2")]);
     let unlabelled = row("al-t3", "tunnel-down", &[]);

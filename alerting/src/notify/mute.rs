@@ -44,7 +44,12 @@ pub struct MuteTime {
 }
 
 fn minutes(text: &str) -> Result<u32, String> {
-    let bad = || format!("`{}` is not a time of day like 07:30 (or 24:00)", text.escape_debug());
+    let bad = || {
+        format!(
+            "`{}` is not a time of day like 07:30 (or 24:00)",
+            text.escape_debug()
+        )
+    };
     let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
     let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if m >= 60 || h > 24 || (h == 24 && m > 0) || h.to_string().len() > 2 {
@@ -76,12 +81,20 @@ impl MuteTimeConfig {
                     Some("fri") => Ok(Weekday::Friday),
                     Some("sat") => Ok(Weekday::Saturday),
                     Some("sun") => Ok(Weekday::Sunday),
-                    _ => Err(format!("`{}` is not a weekday (mon … sun)", day.escape_debug())),
+                    _ => Err(format!(
+                        "`{}` is not a weekday (mon … sun)",
+                        day.escape_debug()
+                    )),
                 })
                 .collect::<Result<_, _>>()?
         };
         let start = self.start.as_deref().map(minutes).transpose()?.unwrap_or(0);
-        let end = self.end.as_deref().map(minutes).transpose()?.unwrap_or(24 * 60);
+        let end = self
+            .end
+            .as_deref()
+            .map(minutes)
+            .transpose()?
+            .unwrap_or(24 * 60);
         if start == end {
             return Err("start and end are the same time: that mutes nothing".to_owned());
         }
@@ -90,7 +103,12 @@ impl MuteTimeConfig {
                 .map_err(|_| format!("`{}` is not a time zone", name.escape_debug()))?,
             None => TimeZone::UTC,
         };
-        Ok(MuteTime { days, start, end, tz })
+        Ok(MuteTime {
+            days,
+            start,
+            end,
+            tz,
+        })
     }
 }
 
@@ -98,13 +116,16 @@ impl MuteTime {
     /// When the mute time that holds `now` ends (`None`: not muted now).
     pub fn muted_until(&self, now: Timestamp) -> Option<Timestamp> {
         let zoned = now.to_zoned_datetime(self.tz.clone());
-        let minute = u32::from(zoned.hour().unsigned_abs()) * 60 + u32::from(zoned.minute().unsigned_abs());
+        let minute =
+            u32::from(zoned.hour().unsigned_abs()) * 60 + u32::from(zoned.minute().unsigned_abs());
         let today = zoned.weekday();
         let yesterday = today.previous();
         let midnight = zoned.start_of_day().ok()?;
         let at = |day_offset: i64, minutes: u32| {
             midnight
-                .checked_add(jiff::SignedDuration::from_mins(day_offset * 1440 + i64::from(minutes)))
+                .checked_add(jiff::SignedDuration::from_mins(
+                    day_offset * 1440 + i64::from(minutes),
+                ))
                 .ok()
                 .map(|zoned| zoned.timestamp())
         };
@@ -165,7 +186,11 @@ mod tests {
 
     #[test]
     fn nights_and_weekends_are_muted_until_they_end() {
-        let nights = mute(&["mon", "tue", "wed", "thu", "fri"], Some("20:00"), Some("07:00"));
+        let nights = mute(
+            &["mon", "tue", "wed", "thu", "fri"],
+            Some("20:00"),
+            Some("07:00"),
+        );
         let weekend = mute(&["sat", "sun"], None, None);
         let both = [nights.clone(), weekend];
         // 2026-12-07 is a Monday; Berlin is UTC+1 in December.
@@ -189,11 +214,51 @@ mod tests {
     #[test]
     fn bad_mute_times_are_named() {
         for (config, expected) in [
-            (MuteTimeConfig { weekdays: vec!["funday".to_owned()], start: None, end: None, timezone: None }, "weekday"),
-            (MuteTimeConfig { weekdays: vec![], start: Some("25:00".to_owned()), end: None, timezone: None }, "time of day"),
-            (MuteTimeConfig { weekdays: vec![], start: Some("7".to_owned()), end: None, timezone: None }, "time of day"),
-            (MuteTimeConfig { weekdays: vec![], start: Some("08:00".to_owned()), end: Some("08:00".to_owned()), timezone: None }, "mutes nothing"),
-            (MuteTimeConfig { weekdays: vec![], start: None, end: None, timezone: Some("Mars/Olympus".to_owned()) }, "time zone"),
+            (
+                MuteTimeConfig {
+                    weekdays: vec!["funday".to_owned()],
+                    start: None,
+                    end: None,
+                    timezone: None,
+                },
+                "weekday",
+            ),
+            (
+                MuteTimeConfig {
+                    weekdays: vec![],
+                    start: Some("25:00".to_owned()),
+                    end: None,
+                    timezone: None,
+                },
+                "time of day",
+            ),
+            (
+                MuteTimeConfig {
+                    weekdays: vec![],
+                    start: Some("7".to_owned()),
+                    end: None,
+                    timezone: None,
+                },
+                "time of day",
+            ),
+            (
+                MuteTimeConfig {
+                    weekdays: vec![],
+                    start: Some("08:00".to_owned()),
+                    end: Some("08:00".to_owned()),
+                    timezone: None,
+                },
+                "mutes nothing",
+            ),
+            (
+                MuteTimeConfig {
+                    weekdays: vec![],
+                    start: None,
+                    end: None,
+                    timezone: Some("Mars/Olympus".to_owned()),
+                },
+                "time zone",
+            ),
         ] {
             let error = config.check().unwrap_err();
             assert!(error.contains(expected), "{error}");

@@ -124,7 +124,9 @@ impl Baseline {
     }
 
     fn micros(duration: Duration) -> i64 {
-        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(duration.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     fn bucket_of(&self, at: i64) -> i64 {
@@ -225,7 +227,7 @@ impl Baseline {
             reason: format!(
                 "{} events in {} where {:.1} are usual for this hour (limit {:.1})",
                 learnt.count,
-                human(self.bucket),
+                crate::engine::show_duration(self.bucket),
                 mean,
                 limit
             ),
@@ -265,17 +267,6 @@ impl Baseline {
             state.groups.remove(&group);
         }
         excess
-    }
-}
-
-fn human(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs > 0 && secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs > 0 && secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{}s", secs.max(1))
     }
 }
 

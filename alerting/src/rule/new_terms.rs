@@ -140,4 +140,3 @@ impl NewTerms {
         excess
     }
 }
-

@@ -73,8 +73,17 @@ pub fn check(sql: &str) -> Result<(), String> {
     {
         if matches!(
             word.as_str(),
-            "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "ALTER" | "COPY" | "TRUNCATE"
-                | "MERGE" | "GRANT" | "SET"
+            "INSERT"
+                | "UPDATE"
+                | "DELETE"
+                | "CREATE"
+                | "DROP"
+                | "ALTER"
+                | "COPY"
+                | "TRUNCATE"
+                | "MERGE"
+                | "GRANT"
+                | "SET"
         ) {
             return Err(format!("sql must only read: it says {word}"));
         }
@@ -128,9 +137,11 @@ fn without_comments_and_strings(sql: &str) -> String {
 impl Query {
     /// The statement for the window ending at `now`.
     pub fn statement(&self, now: Timestamp) -> String {
-        let window = jiff::SignedDuration::try_from(self.window).unwrap_or(jiff::SignedDuration::MAX);
+        let window =
+            jiff::SignedDuration::try_from(self.window).unwrap_or(jiff::SignedDuration::MAX);
         let from = now.saturating_sub(window).unwrap_or(Timestamp::UNIX_EPOCH);
-        let literal = |at: Timestamp| format!("TIMESTAMP '{}'", at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        let literal =
+            |at: Timestamp| format!("TIMESTAMP '{}'", at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"));
         self.sql
             .replace("$from", &literal(from))
             .replace("$to", &literal(now))
@@ -174,9 +185,9 @@ impl Query {
                 let rest: Vec<String> = row
                     .iter()
                     .filter(|(name, _)| {
-                        !group_by
-                            .iter()
-                            .any(|field| field.column == name.as_str() || field.name == name.as_str())
+                        !group_by.iter().any(|field| {
+                            field.column == name.as_str() || field.name == name.as_str()
+                        })
                     })
                     .map(|(name, value)| format!("{name} = {}", text(value)))
                     .collect();
@@ -205,7 +216,9 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check("-- failures\nWITH f AS (SELECT * FROM auth_events WHERE timestamp >= $from) SELECT * FROM f;"),
+            check(
+                "-- failures\nWITH f AS (SELECT * FROM auth_events WHERE timestamp >= $from) SELECT * FROM f;"
+            ),
             Ok(())
         );
         // Keywords in strings and comments are not keywords.
@@ -215,16 +228,29 @@ mod tests {
         );
         for (sql, expected) in [
             ("DELETE FROM events WHERE timestamp >= $from", "SELECT"),
-            ("SELECT 1 WHERE timestamp >= $from; DROP TABLE events", "one statement"),
+            (
+                "SELECT 1 WHERE timestamp >= $from; DROP TABLE events",
+                "one statement",
+            ),
             ("SELECT * FROM events", "$from"),
             ("SELECT '$from' FROM events", "$from"),
-            ("WITH x AS (INSERT INTO t VALUES (1)) SELECT $from", "only read"),
+            (
+                "WITH x AS (INSERT INTO t VALUES (1)) SELECT $from",
+                "only read",
+            ),
             ("", "not nothing"),
         ] {
             let error = check(sql).unwrap_err();
-            assert!(error.contains(expected.trim_start_matches("not ")), "{sql}: {error}");
+            assert!(
+                error.contains(expected.trim_start_matches("not ")),
+                "{sql}: {error}"
+            );
         }
-        assert!(check(&"SELECT $from ".repeat(2000)).unwrap_err().contains("longer"));
+        assert!(
+            check(&"SELECT $from ".repeat(2000))
+                .unwrap_err()
+                .contains("longer")
+        );
     }
 
     #[test]
@@ -236,8 +262,14 @@ mod tests {
         };
         let now: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
         let sql = query.statement(now);
-        assert!(sql.contains("timestamp >= TIMESTAMP '2026-12-07T09:00:00.000000Z'"), "{sql}");
-        assert!(sql.contains("timestamp < TIMESTAMP '2026-12-07T10:00:00.000000Z'"), "{sql}");
+        assert!(
+            sql.contains("timestamp >= TIMESTAMP '2026-12-07T09:00:00.000000Z'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("timestamp < TIMESTAMP '2026-12-07T10:00:00.000000Z'"),
+            "{sql}"
+        );
         let result: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(
             r#"[{"user_name": "alice", "count": 25, "source_ip": "192.0.2.1"}, {"user_name": "bob", "count": 7}]"#,
         )
@@ -246,8 +278,14 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].group, [("user.name", "alice".to_owned())]);
         assert_eq!(rows[0].count, 25);
-        assert!(rows[0].reason.contains("source_ip = 192.0.2.1"), "{}", rows[0].reason);
-        let missing = query.rows(&[&model::fields::SOURCE_IP], &result[1..]).unwrap_err();
+        assert!(
+            rows[0].reason.contains("source_ip = 192.0.2.1"),
+            "{}",
+            rows[0].reason
+        );
+        let missing = query
+            .rows(&[&model::fields::SOURCE_IP], &result[1..])
+            .unwrap_err();
         assert!(missing.contains("source.ip"), "{missing}");
     }
 }

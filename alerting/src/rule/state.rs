@@ -92,8 +92,13 @@ impl StateRule {
         let reads = match &self.check {
             Check::WeakCrypto { .. } => matches!(
                 &event.body,
-                EventBody::IkeSa(model::IkeSaEvent { proposal: Some(_), .. })
-                    | EventBody::ChildSa(model::ChildSaEvent { proposal: Some(_), .. })
+                EventBody::IkeSa(model::IkeSaEvent {
+                    proposal: Some(_),
+                    ..
+                }) | EventBody::ChildSa(model::ChildSaEvent {
+                    proposal: Some(_),
+                    ..
+                })
             ),
             Check::ConcurrentSessions { .. } => matches!(&event.body, EventBody::IkeSa(_)),
             Check::CertExpiry { .. } => matches!(&event.body, EventBody::Certificate(_)),

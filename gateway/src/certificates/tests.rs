@@ -25,10 +25,22 @@ fn pem_and_der_certificates_are_read_and_the_rest_named() {
         format!("{}{}", soon.pem(), later.pem()),
     )
     .unwrap();
-    std::fs::write(dir.path().join("carol.der"), certificate("carol", (2028, 2, 2)).der()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        dir.path().join("carol.der"),
+        certificate("carol", (2028, 2, 2)).der(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("garbage.crt"), [0u8, 1, 2, 3]).unwrap();
-    std::fs::write(dir.path().join("huge.pem"), vec![b'x'; MAX_FILE_BYTES as usize + 1]).unwrap();
+    std::fs::write(
+        dir.path().join("huge.pem"),
+        vec![b'x'; MAX_FILE_BYTES as usize + 1],
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("subdir")).unwrap();
     let (found, problems) = read_dir(dir.path()).unwrap();
     let names: Vec<&str> = found.iter().map(|found| found.subject.as_str()).collect();
@@ -39,15 +51,29 @@ fn pem_and_der_certificates_are_read_and_the_rest_named() {
         .iter()
         .map(|problem| {
             (
-                problem.path.file_name().unwrap().to_string_lossy().into_owned(),
+                problem
+                    .path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
                 problem.why.as_str(),
             )
         })
         .collect();
     assert_eq!(why.len(), 3, "{why:?}");
-    assert!(why[0].0 == "garbage.crt" && why[0].1.contains("not an X.509 certificate"), "{why:?}");
-    assert!(why[1].0 == "huge.pem" && why[1].1.contains("larger than"), "{why:?}");
-    assert!(why[2].0 == "key.pem" && why[2].1.contains("no CERTIFICATE"), "{why:?}");
+    assert!(
+        why[0].0 == "garbage.crt" && why[0].1.contains("not an X.509 certificate"),
+        "{why:?}"
+    );
+    assert!(
+        why[1].0 == "huge.pem" && why[1].1.contains("larger than"),
+        "{why:?}"
+    );
+    assert!(
+        why[2].0 == "key.pem" && why[2].1.contains("no CERTIFICATE"),
+        "{why:?}"
+    );
     // As an event: subject and serial as a peer's certificate identities, the expiry.
     let event = found[1].event(
         model::EventId::new("gw1/certificates@1", 7, 0),
@@ -62,9 +88,19 @@ fn pem_and_der_certificates_are_read_and_the_rest_named() {
             other => format!("{other:?}"),
         })
     };
-    assert_eq!(value(&model::fields::VPN_CERT_SERIAL).as_deref(), Some("5f:3a:01"));
-    assert_eq!(value(&model::fields::VPN_CERT_SUBJECT).as_deref(), Some("CN=alice"));
-    assert!(value(&model::fields::X509_NOT_AFTER).unwrap().starts_with("2027-01-15"));
+    assert_eq!(
+        value(&model::fields::VPN_CERT_SERIAL).as_deref(),
+        Some("5f:3a:01")
+    );
+    assert_eq!(
+        value(&model::fields::VPN_CERT_SUBJECT).as_deref(),
+        Some("CN=alice")
+    );
+    assert!(
+        value(&model::fields::X509_NOT_AFTER)
+            .unwrap()
+            .starts_with("2027-01-15")
+    );
     assert_eq!(value(&model::fields::USER_NAME), None);
 }
 

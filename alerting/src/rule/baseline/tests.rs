@@ -56,7 +56,9 @@ fn feed(
 
 /// The base time's bucket start, so that buckets line up with the test's 5-minute grid.
 fn aligned(baseline: &Baseline) -> i64 {
-    let base = auth(0, 0, "x", "192.0.2.1", Outcome::Failure).timestamp.as_microsecond();
+    let base = auth(0, 0, "x", "192.0.2.1", Outcome::Failure)
+        .timestamp
+        .as_microsecond();
     (base - baseline.bucket_of(base)) / 1_000_000
 }
 
@@ -84,7 +86,11 @@ fn an_unusual_bucket_fires_once_and_a_usual_one_does_not() {
         fired.extend(baseline.observe(&mut state, "gw1".to_owned(), &event));
     }
     assert_eq!(fired.len(), 1, "{fired:?}");
-    assert!(fired[0].count >= 10 && fired[0].count < 60, "{:?}", fired[0]);
+    assert!(
+        fired[0].count >= 10 && fired[0].count < 60,
+        "{:?}",
+        fired[0]
+    );
     assert!(fired[0].reason.contains("are usual"), "{}", fired[0].reason);
     assert!(!fired[0].evidence.is_empty());
 }
@@ -109,7 +115,11 @@ fn each_hour_of_the_week_has_its_own_usual() {
     // Three weeks: one busy hour a day (the base's first hour of each day), quiet otherwise.
     let busy = |second: i64| second.rem_euclid(86_400) < 3600;
     let found = feed(&baseline, &mut state, &mut seq, 0, 21, |second| {
-        if busy(second) { 50 + ((second / 300) % 5) as u64 } else { 2 }
+        if busy(second) {
+            50 + ((second / 300) % 5) as u64
+        } else {
+            2
+        }
     });
     // The warm-up covers the first week; by then every slot has seen its buckets.
     assert!(found.is_empty(), "{found:?}");
