@@ -113,6 +113,11 @@ type = "file"
 format = "charon"
 path = "{log}"
 
+[[gateway.sources]]
+type = "certificates"
+vici = "{vici}"
+every_secs = 60
+
 [collector.geoip]
 city_db = "{database}"
 
@@ -143,6 +148,7 @@ timeout_secs = 5
             token = token_file.display(),
             state = dir.join("gateway-state").display(),
             log = testbed.gateway_log().display(),
+            vici = testbed.vici_socket().display(),
             database = database.display(),
             data = dir.join("data").display(),
         ),
@@ -250,6 +256,15 @@ timeout_secs = 5
     for algorithm in ["3DES_CBC", "HMAC_SHA1_96", "PRF_HMAC_SHA1", "MODP_1024"] {
         assert!(reason.contains(algorithm), "{weak:#}");
     }
+    // The certificates charon loaded (VICI list-certs) are in the store, with their expiry.
+    let certificates = support::sql_csv(
+        &dir.join("data"),
+        "select vpn_cert_subject from events where event_action = 'certificate-seen' order by 1",
+    );
+    assert!(
+        certificates.contains("CN=gw.vpn.test") && certificates.contains("CN=testbed CA"),
+        "{certificates}"
+    );
     // alice's strong logins never looked weak.
     let all = alerts(&base, "");
     assert_eq!(of_rule(&all, "weak-crypto").len(), 1, "{all:#?}");

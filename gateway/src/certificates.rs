@@ -1,6 +1,7 @@
-//! The certificates a gateway holds, read from a directory every while: each certificate
-//! (PEM, one or more per file, or DER) becomes a [`model::CertificateEvent`] with its subject,
-//! serial, issuer and validity, for the rules that watch certificate lifetimes.
+//! The certificates a gateway holds, read every while from a directory (PEM, one or more per
+//! file, or DER) and from charon itself (VICI `list-certs`: what it has loaded): each becomes
+//! a [`model::CertificateEvent`] with its subject, serial, issuer and validity, for the rules
+//! that watch certificate lifetimes.
 //!
 //! [`read_dir`] is pure apart from reading the files: what cannot be read or parsed is a
 //! [`Problem`] naming the file and why (counted and logged by [`Scanner::run`], never fatal).
@@ -157,10 +158,46 @@ impl Found {
     }
 }
 
-/// The running source: reads the directory now and every `every`.
+/// The X.509 certificates charon has loaded (VICI `list-certs`), located as `vici:<socket>`.
+pub async fn read_vici(socket: &Path) -> Result<(Vec<Found>, Vec<Problem>), String> {
+    let mut client = crate::vici::client::Client::connect(socket)
+        .await
+        .map_err(|error| error.to_string())?;
+    let (listed, _) = client
+        .streamed(
+            "list-certs",
+            "list-cert",
+            &crate::vici::wire::Message::new().with("type", "X509"),
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let location = PathBuf::from(format!("vici:{}", socket.display()));
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for certificate in listed {
+        let Some(crate::vici::wire::Value::Str(der)) = certificate.get("data") else {
+            problems.push(Problem {
+                path: location.clone(),
+                why: "a list-cert event without data".to_owned(),
+            });
+            continue;
+        };
+        match parse(&location, der) {
+            Ok(one) => found.push(one),
+            Err(why) => problems.push(Problem {
+                path: location.clone(),
+                why,
+            }),
+        }
+    }
+    Ok((found, problems))
+}
+
+/// The running source: reads the directory and charon now and every `every`.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    pub vici: Option<PathBuf>,
     pub every: Duration,
     pub hostname: String,
 }
@@ -168,29 +205,47 @@ pub struct Scanner {
 impl Scanner {
     pub async fn run(self, mut sink: Sink, mut stop: watch::Receiver<bool>) -> crate::Result<()> {
         loop {
-            let dir = self.dir.clone();
-            let read = tokio::task::spawn_blocking(move || read_dir(&dir)).await;
-            match read {
-                Ok(Ok((found, problems))) => {
-                    for problem in &problems {
-                        tracing::warn!(path = %problem.path.display(), why = %problem.why, "a certificate file could not be read");
+            let mut found = Vec::new();
+            let mut problems = Vec::new();
+            if let Some(dir) = self.dir.clone() {
+                let shown = dir.display().to_string();
+                match tokio::task::spawn_blocking(move || read_dir(&dir)).await {
+                    Ok(Ok((some, bad))) => {
+                        found.extend(some);
+                        problems.extend(bad);
                     }
-                    let now = Timestamp::now();
-                    let events: Vec<Event> = found
-                        .iter()
-                        .map(|certificate| certificate.event(sink.next_id(), &self.hostname, now))
-                        .collect();
-                    tracing::info!(dir = %self.dir.display(), n_certificates = events.len(), n_problems = problems.len(), "certificates read");
-                    if !sink.append(events, &mut stop).await? {
-                        return Ok(());
+                    Ok(Err(error)) => {
+                        tracing::warn!(dir = %shown, %error, "cannot read the certificates directory; trying again at the next scan");
+                    }
+                    Err(error) => tracing::error!(%error, "the certificate scan panicked"),
+                }
+            }
+            if let Some(socket) = &self.vici {
+                match read_vici(socket).await {
+                    Ok((some, bad)) => {
+                        found.extend(some);
+                        problems.extend(bad);
+                    }
+                    Err(error) => {
+                        tracing::warn!(socket = %socket.display(), %error, "cannot list charon's certificates; trying again at the next scan");
                     }
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(dir = %self.dir.display(), %error, "cannot read the certificates directory; trying again at the next scan");
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the certificate scan panicked");
-                }
+            }
+            for problem in &problems {
+                tracing::warn!(path = %problem.path.display(), why = %problem.why, "a certificate could not be read");
+            }
+            let now = Timestamp::now();
+            let events: Vec<Event> = found
+                .iter()
+                .map(|certificate| certificate.event(sink.next_id(), &self.hostname, now))
+                .collect();
+            tracing::info!(
+                n_certificates = events.len(),
+                n_problems = problems.len(),
+                "certificates read"
+            );
+            if !events.is_empty() && !sink.append(events, &mut stop).await? {
+                return Ok(());
             }
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {}

@@ -146,11 +146,15 @@ pub enum SourceConfig {
         #[serde(default)]
         name: Option<String>,
     },
-    /// The certificates in a directory (PEM or DER: swanctl's `x509`, `x509ca`), read every
-    /// `every_secs`: each as an event with its subject, serial and expiry, for the
-    /// certificate-expiry rules.
+    /// The certificates in a directory (PEM or DER: swanctl's `x509`, `x509ca`) and/or those
+    /// charon has loaded (VICI `list-certs`), read every `every_secs`: each as an event with
+    /// its subject, serial and expiry, for the certificate-expiry rules.
     Certificates {
-        dir: PathBuf,
+        #[serde(default)]
+        dir: Option<PathBuf>,
+        /// charon's VICI socket, e.g. `/var/run/charon.vici`.
+        #[serde(default)]
+        vici: Option<PathBuf>,
         /// How often to read the directory (default 6 hours; at least 60 s).
         #[serde(default = "default_certificates_every_secs")]
         every_secs: u64,
@@ -239,12 +243,23 @@ impl SourceConfig {
             },
             SourceConfig::Vici { socket, .. } => format!("VICI socket {}", socket.display()),
             SourceConfig::Certificates {
-                dir, every_secs, ..
-            } => format!(
-                "certificates in {}, read every {} s",
-                dir.display(),
-                every_secs
-            ),
+                dir,
+                vici,
+                every_secs,
+                ..
+            } => {
+                let mut from = Vec::new();
+                if let Some(dir) = dir {
+                    from.push(format!("in {}", dir.display()));
+                }
+                if let Some(vici) = vici {
+                    from.push(format!("loaded in charon (VICI {})", vici.display()));
+                }
+                format!(
+                    "certificates {}, read every {every_secs} s",
+                    from.join(" and ")
+                )
+            }
             SourceConfig::Radius { listen, .. } => {
                 format!("RADIUS accounting on UDP {listen}")
             }
@@ -445,6 +460,17 @@ impl Config {
             {
                 return fail(format!(
                     "capture source: `{interface}` is not an interface name (1 to 15 characters, no `/` or spaces)"
+                ));
+            }
+            if let SourceConfig::Certificates {
+                dir: None,
+                vici: None,
+                ..
+            } = source
+            {
+                return fail(format!(
+                    "certificates source `{}` needs `dir` or `vici` (or both)",
+                    source.name()
                 ));
             }
             if let SourceConfig::Certificates { every_secs, .. } = source

@@ -157,12 +157,16 @@ pub async fn run(
                 continue;
             }
             SourceConfig::Certificates {
-                dir, every_secs, ..
+                dir,
+                vici,
+                every_secs,
+                ..
             } => {
                 let source_id = format!("{gateway_name}/{}@{epoch}", source.name());
                 let sink = Sink::new(spool.clone(), source_id, 0, config.batch_max_events);
                 let scanner = certificates::Scanner {
                     dir: dir.clone(),
+                    vici: vici.clone(),
                     every: std::time::Duration::from_secs(*every_secs),
                     hostname: gateway_name.to_owned(),
                 };
